@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+const importUsage = `Usage: bulkcreate import [flags] FILE|-
+
+Creates a Ripio customer for every row of FILE (a CSV with columns email and
+type, optionally customerId; header names in any case and order, extra
+columns ignored). Every outcome goes to the ledger; a re-run skips rows done,
+retries rows failed or in doubt, and never creates a customer twice.
+
+With no RIPIO_BASE_URL in the environment, rows go to an embedded sandbox
+on this machine. See "bulkcreate --help" for the target's environment.
+
+Examples:
+  bulkcreate import samples/customers.csv
+  bulkcreate import --dry-run big.csv
+  RIPIO_BASE_URL=sandbox RIPIO_CLIENT_ID=my-id RIPIO_CLIENT_SECRET_FILE=secret.txt \
+    bulkcreate import --rps 50 --ledger ripio-sandbox.db customers.csv
+
+Flags:
+`
+
+type importFlags struct {
+	ledger        string
+	rps           float64
+	burst         int
+	concurrency   int
+	maxAttempts   int
+	timeout       time.Duration
+	maxErrors     string
+	retryRejected bool
+	delimiter     string
+	dryRun        bool
+	quiet         bool
+	logFormat     string
+	verbose       bool
+	summaryJSON   string
+	target        targetFlags
+}
+
+func runImport(ctx context.Context, e env, args []string) error {
+	var f importFlags
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, importUsage); fs.PrintDefaults() }
+	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
+	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
+	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
+	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
+	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row per run for errors that may pass (429s not counted)")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
+	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
+	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
+	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: a character, or tab / semicolon")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
+	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
+	f.target.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError("import: %v", err)
+	}
+	if fs.NArg() != 1 {
+		return usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", fs.NArg())
+	}
+	cfg, err := f.importerConfig()
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	logger, err := newLogger(e.stderr, f.logFormat, f.verbose, f.quiet)
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	tgt, err := f.target.resolve(e, !f.dryRun)
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+
+	path := fs.Arg(0)
+	var in io.Reader = e.stdin
+	cfg.SourceFile = "<stdin>"
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return usageError("import: %v", err)
+		}
+		defer file.Close()
+		in = file
+		if abs, err := filepath.Abs(path); err == nil {
+			cfg.SourceFile = abs
+		}
+	}
+
+	l, err := ledger.Open(ctx, f.ledger, ledger.Options{})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	defer l.Close()
+
+	var (
+		client  *ripio.Client
+		limiter *ratelimit.Limiter
+	)
+	if !f.dryRun {
+		if tgt.Embedded {
+			srv, err := startEmbedded(f.ledger)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			defer srv.Close()
+			tgt.BaseURL, tgt.ClientID, tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
+			fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
+		} else if tgt.Production() {
+			fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", tgt.BaseURL, tgt.ClientID)
+		}
+		client, err = ripio.New(ripio.Config{
+			BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
+			Timeout: f.timeout, UserAgent: "bulkcreate/" + version,
+		})
+		if err != nil {
+			return usageError("import: %v", err)
+		}
+		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
+	}
+
+	im := importer.New(cfg, client, limiter, l, tgt.Name())
+	stopProgress := startProgress(ctx, e, im, logger, f.quiet)
+	sum, err := im.Import(ctx, in)
+	stopProgress()
+
+	printSummary(e.stdout, sum, f.rps, tgt)
+	if f.summaryJSON != "" {
+		if werr := writeSummaryJSON(f.summaryJSON, sum, tgt, err); werr != nil {
+			logger.Error("summary json", "err", werr)
+		}
+	}
+	return importExit(ctx, sum, err)
+}
+
+func (f *importFlags) importerConfig() (importer.Config, error) {
+	cfg := importer.Config{
+		Concurrency:   f.concurrency,
+		MaxAttempts:   f.maxAttempts,
+		RetryRejected: f.retryRejected,
+		DryRun:        f.dryRun,
+	}
+	switch {
+	case f.rps < 0 || math.IsNaN(f.rps) || math.IsInf(f.rps, 0):
+		return cfg, fmt.Errorf("--rps %v: want 0 (no limit) or more", f.rps)
+	case f.burst < 1:
+		return cfg, fmt.Errorf("--burst %d: want 1 or more", f.burst)
+	case f.concurrency < 0 || f.concurrency > 1024:
+		return cfg, fmt.Errorf("--concurrency %d: want 1 to 1024", f.concurrency)
+	case f.maxAttempts < 1:
+		return cfg, fmt.Errorf("--max-attempts %d: want 1 or more", f.maxAttempts)
+	case f.timeout <= 0:
+		return cfg, fmt.Errorf("--timeout %v: want more than 0", f.timeout)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = defaultConcurrency(f.rps)
+	}
+	d, err := parseDelimiter(f.delimiter)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Delimiter = d
+	if s := strings.TrimSpace(f.maxErrors); s != "" {
+		if pct, ok := strings.CutSuffix(s, "%"); ok {
+			v, err := strconv.ParseFloat(pct, 64)
+			if err != nil || v <= 0 || v > 100 {
+				return cfg, fmt.Errorf("--max-errors %q: want a count like 50 or a share like 5%%", f.maxErrors)
+			}
+			cfg.MaxErrorRate = v / 100
+		} else {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 1 {
+				return cfg, fmt.Errorf("--max-errors %q: want a count like 50 or a share like 5%%", f.maxErrors)
+			}
+			cfg.MaxErrors = v
+		}
+	}
+	return cfg, nil
+}
+
+// defaultConcurrency reaches rps when the server takes up to 100ms a call,
+// with room for slower calls; without a client-side limit, 32.
+func defaultConcurrency(rps float64) int {
+	if rps <= 0 {
+		return 32
+	}
+	return int(min(256, max(4, math.Ceil(rps*0.1*2))))
+}
+
+func parseDelimiter(s string) (rune, error) {
+	switch strings.ToLower(s) {
+	case "tab", `\t`, "\t":
+		return '\t', nil
+	case "semicolon", ";":
+		return ';', nil
+	case "comma", ",":
+		return ',', nil
+	case "pipe", "|":
+		return '|', nil
+	}
+	r := []rune(s)
+	if len(r) != 1 || r[0] == '"' || r[0] == '\r' || r[0] == '\n' {
+		return 0, fmt.Errorf("--delimiter %q: want one character, or tab / semicolon", s)
+	}
+	return r[0], nil
+}
+
+func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	switch {
+	case verbose:
+		level = slog.LevelDebug
+	case quiet:
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// importExit maps a run's end to the documented exit code.
+func importExit(ctx context.Context, sum importer.Summary, err error) error {
+	var he *importer.HeaderError
+	switch {
+	case errors.As(err, &he), errors.Is(err, ledger.ErrBusy), errors.Is(err, ledger.ErrNotLedger), errors.Is(err, ledger.ErrNewerSchema):
+		return withCode(exitUsage, err)
+	case err != nil:
+		return withCode(exitAborted, err)
+	case ctx.Err() != nil:
+		return withCode(exitInterrupted, errors.New("interrupted; run the same command again to finish"))
+	case sum.NotDone() > 0:
+		return withCode(exitNotDone, errQuiet)
+	}
+	return nil
+}
+
+func writeSummaryJSON(path string, sum importer.Summary, tgt target, runErr error) error {
+	out := struct {
+		importer.Summary
+		Target         string  `json:"target"`
+		ElapsedSeconds float64 `json:"elapsedSeconds"`
+		RowsPerSecond  float64 `json:"rowsPerSecond"`
+		Error          string  `json:"error,omitempty"`
+	}{Summary: sum, Target: tgt.Name(), ElapsedSeconds: sum.Elapsed.Seconds(), RowsPerSecond: achievedRate(sum)}
+	if runErr != nil {
+		out.Error = runErr.Error()
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func achievedRate(sum importer.Summary) float64 {
+	if sum.Elapsed <= 0 {
+		return 0
+	}
+	return float64(sum.Requests) / sum.Elapsed.Seconds()
+}

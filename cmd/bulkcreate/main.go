@@ -1,0 +1,154 @@
+// Command bulkcreate creates Ripio customers in bulk from a CSV file and
+// records every row's outcome in a SQLite ledger, so that re-runs skip what
+// is done, retry what failed, and never create a customer twice.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes, documented in usage and the README.
+const (
+	exitOK          = 0   // every row created or already existing
+	exitNotDone     = 1   // some rows not created (invalid, duplicate, rejected, failed, in doubt)
+	exitUsage       = 2   // usage or configuration error; nothing was sent
+	exitAborted     = 3   // run aborted: credentials refused, error limit reached, ledger failure
+	exitInterrupted = 130 // stopped by a signal
+)
+
+func main() {
+	ctx, stop := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "\nbulkcreate: %v: finishing requests in flight and saving the ledger; signal again to quit at once\n", sig)
+		stop(errInterrupted)
+		<-sigs
+		// The ledger holds every request that may be out as in flight: the
+		// next run treats those rows as in doubt.
+		fmt.Fprintln(os.Stderr, "bulkcreate: quitting now; rows in flight will be checked by the next run")
+		os.Exit(exitInterrupted)
+	}()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	os.Exit(exitCode(err))
+}
+
+var errInterrupted = errors.New("interrupted")
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && !errors.Is(ee.err, errQuiet) {
+			fmt.Fprintln(os.Stderr, "bulkcreate:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "bulkcreate:", err)
+	return exitAborted
+}
+
+// errQuiet marks an exit whose reason was already printed.
+var errQuiet = errors.New("")
+
+// usageError is a bad command line: exit 2 with a one-line reason.
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// env is the environment, injected so command tests run in-process.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return usageError("no command given; try: bulkcreate import samples/customers.csv")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "import":
+		return runImport(ctx, e, rest)
+	case "report":
+		return runReport(ctx, e, rest)
+	case "failures":
+		return runFailures(ctx, e, rest)
+	case "sandbox":
+		return runSandbox(ctx, e, rest)
+	case "sample":
+		return runSample(ctx, e, rest)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "bulkcreate %s\n", version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, mainUsage)
+		return nil
+	}
+	return usageError("unknown command %q; try: bulkcreate --help", cmd)
+}
+
+const mainUsage = `bulkcreate creates Ripio customers in bulk from a CSV file (columns email,type
+and optionally customerId), records every row's outcome in a SQLite ledger,
+and on a re-run skips what is done, retries what failed and never creates a
+customer twice.
+
+Usage:
+  bulkcreate import [flags] FILE|-     import a CSV (- reads stdin)
+  bulkcreate report [flags]            counts per status and the last runs
+  bulkcreate failures [flags]          rows not created, as a CSV to fix and re-import
+  bulkcreate sandbox [flags]           serve a fake Ripio API for trials
+  bulkcreate sample [flags]            write a generated CSV of any size
+  bulkcreate version
+
+Run "bulkcreate COMMAND --help" for a command's flags.
+
+Target (environment):
+  RIPIO_BASE_URL        API root, or "sandbox" / "production" for Ripio's own.
+                        Unset: the embedded sandbox; nothing leaves this machine.
+  RIPIO_CLIENT_ID       OAuth2 client id
+  RIPIO_CLIENT_SECRET   OAuth2 client secret (or --client-secret-file,
+                        or RIPIO_CLIENT_SECRET_FILE)
+
+Exit codes:
+  0    every row created or already existing
+  1    some rows not created (invalid, duplicate, rejected, failed, in doubt)
+  2    usage or configuration error; nothing was sent
+  3    run aborted (credentials refused, --max-errors reached, ledger failure)
+  130  interrupted
+
+Example:
+  bulkcreate import samples/customers.csv && bulkcreate report
+`

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+)
+
+const reportUsage = `Usage: bulkcreate report [flags]
+
+Counts the ledger's rows per status for the target the environment selects
+(as for import), and lists the last runs.
+
+Examples:
+  bulkcreate report
+  bulkcreate report --format json --ledger ripio-sandbox.db
+
+Flags:
+`
+
+func runReport(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, reportUsage); fs.PrintDefaults() }
+	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
+	format := fs.String("format", "table", "table or json")
+	runs := fs.Int("runs", 10, "how many of the last runs to list")
+	var tf targetFlags
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError("report: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", fs.Arg(0))
+	}
+	if *format != "table" && *format != "json" {
+		return usageError("report: --format %q: want table or json", *format)
+	}
+	tgt, err := tf.resolve(e, false)
+	if err != nil {
+		return usageError("report: %v", err)
+	}
+	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	defer l.Close()
+	rep, err := l.Report(ctx, tgt.Name(), *runs)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, *path)
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, s := range ledger.Statuses {
+		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
+	}
+	fmt.Fprintf(tw, "rows\t%d\t\n", rep.Rows)
+	tw.Flush()
+	if len(rep.Runs) > 0 {
+		fmt.Fprintln(e.stdout, "\nlast runs:")
+		tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "run\tstarted\toutcome\tcreated\texists\tskipped\tnot done\tfile")
+		for _, r := range rep.Runs {
+			notDone := r.Counts["invalid"] + r.Counts["duplicate"] + r.Counts["rejected"] + r.Counts["failed"] + r.Counts["in_doubt"]
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.ID, shortTime(r.StartedAt), r.Outcome,
+				r.Counts["created"], r.Counts["exists"], r.Counts["skipped"], notDone, r.SourceFile)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func shortTime(rfc string) string {
+	if len(rfc) >= 19 {
+		return strings.Replace(rfc[:19], "T", " ", 1)
+	}
+	return rfc
+}
+
+const failuresUsage = `Usage: bulkcreate failures [flags] > fix.csv
+
+Writes every row of the selected target that is not created or existing as
+CSV (email,type,customerId,status,reason,line), readable again by import:
+fix the rows, then import the file.
+
+Examples:
+  bulkcreate failures > fix.csv
+  bulkcreate failures --status rejected,invalid
+
+Flags:
+`
+
+func runFailures(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("failures", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, failuresUsage); fs.PrintDefaults() }
+	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
+	statusList := fs.String("status", "", "only these statuses, comma-separated (invalid,duplicate,rejected,failed,in_doubt)")
+	var tf targetFlags
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError("failures: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return usageError("failures: unexpected argument %q; try: bulkcreate failures > fix.csv", fs.Arg(0))
+	}
+	var statuses []ledger.Status
+	if *statusList != "" {
+		valid := map[ledger.Status]bool{ledger.Invalid: true, ledger.Duplicate: true, ledger.Rejected: true, ledger.Failed: true, ledger.InDoubt: true}
+		for _, s := range strings.Split(*statusList, ",") {
+			st := ledger.Status(strings.ReplaceAll(strings.TrimSpace(strings.ToLower(s)), "-", "_"))
+			if !valid[st] {
+				return usageError("failures: --status %q: want some of invalid,duplicate,rejected,failed,in_doubt", s)
+			}
+			statuses = append(statuses, st)
+		}
+	}
+	tgt, err := tf.resolve(e, false)
+	if err != nil {
+		return usageError("failures: %v", err)
+	}
+	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	defer l.Close()
+	w := csv.NewWriter(e.stdout)
+	w.Write([]string{"email", "type", "customerId", "status", "reason", "line"})
+	err = l.Failures(ctx, tgt.Name(), statuses, func(f ledger.Failure) error {
+		customerID := f.CustomerID
+		if customerID == importer.CustomerIDFor(f.Email) {
+			// Derived from the email, not from the file: an empty column
+			// keeps the row keyed by email, as it was, and a corrected
+			// email gets its own id.
+			customerID = ""
+		}
+		return w.Write([]string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine)})
+	})
+	w.Flush()
+	if err == nil {
+		err = w.Error()
+	}
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	return nil
+}

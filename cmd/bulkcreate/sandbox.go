@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+)
+
+const sandboxUsage = `Usage: bulkcreate sandbox [flags]
+
+Serves a fake Ripio API (token and Create Customer, as the published spec
+says) until interrupted, and prints the environment to point import at it.
+Its knobs inject the failures a real API has, for trials and rehearsals.
+
+Examples:
+  bulkcreate sandbox --addr 127.0.0.1:8080
+  bulkcreate sandbox --rate-limit 100 --latency 20ms --jitter 60ms --fail-after 0.02
+
+Flags:
+`
+
+func runSandbox(ctx context.Context, e env, args []string) error {
+	opts := ripiotest.DefaultOptions()
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, sandboxUsage); fs.PrintDefaults() }
+	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "listen `address` (loopback)")
+	fs.StringVar(&opts.DBPath, "db", "", "keep customers in this SQLite `file` (default: in memory)")
+	fs.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "lifetime of issued tokens")
+	fs.BoolVar(&opts.TokenSnakeCase, "snake-case-token", false, "answer the token in snake_case, as Ripio's older API does")
+	fs.Float64Var(&opts.RateLimit, "rate-limit", 0, "creates accepted per second, 429 beyond (0: no limit)")
+	fs.IntVar(&opts.RateBurst, "rate-burst", 0, "burst of the rate limit (default a tenth of it)")
+	noRetryAfter := fs.Bool("no-retry-after", false, "answer 429 without a Retry-After header")
+	fs.DurationVar(&opts.Latency, "latency", 0, "added to every create")
+	fs.DurationVar(&opts.LatencyJitter, "jitter", 0, "random extra latency, up to this")
+	fs.Float64Var(&opts.FailBeforeCommit, "fail-before", 0, "share of creates answering 503 without storing")
+	fs.Float64Var(&opts.FailAfterCommit, "fail-after", 0, "share of creates stored, then answered 500")
+	fs.Float64Var(&opts.DropAfterCommit, "drop-after", 0, "share of creates stored, then the connection dropped")
+	fs.Float64Var(&opts.HangAfterCommit, "hang-after", 0, "share of creates stored, then never answered")
+	fs.BoolVar(&opts.UniqueEmail, "unique-email", false, "also refuse a second customer with the same email")
+	fs.Int64Var(&opts.Seed, "seed", 0, "seed of the fault and jitter draws (0: random)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError("sandbox: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", fs.Arg(0))
+	}
+	opts.RetryAfter = !*noRetryAfter
+	if opts.RateBurst == 0 {
+		opts.RateBurst = max(1, int(opts.RateLimit/10))
+	}
+	srv, err := ripiotest.NewServer(opts)
+	if err != nil {
+		return usageError("sandbox: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "fake Ripio API at %s (Ctrl-C stops it)\n\n", srv.URL())
+	fmt.Fprintf(e.stdout, "export RIPIO_BASE_URL=%s\nexport RIPIO_CLIENT_ID=%s\nexport RIPIO_CLIENT_SECRET=%s\n",
+		srv.URL(), srv.ClientID(), srv.ClientSecret())
+	<-ctx.Done()
+	st := srv.Stats()
+	err = srv.Close()
+	fmt.Fprintf(e.stdout, "\nserved %d creates: %d created, %d duplicates refused, %d throttled, %d rejected\n",
+		st.Requests, st.Created, st.Duplicates, st.Throttled, st.Rejected)
+	return err
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+)
+
+// printSummary writes the end-of-run table and what to do next.
+func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if s.DryRun {
+		fmt.Fprintf(w, "dry run: nothing sent\n")
+		fmt.Fprintf(tw, "to send\t%d\t\n", s.ToSend)
+		fmt.Fprintf(tw, "skip (done before)\t%d\t\n", s.Skipped)
+		fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
+		fmt.Fprintf(tw, "invalid\t%d\t\n", s.Invalid)
+		fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
+		fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
+		tw.Flush()
+		if rps > 0 && s.ToSend > 0 {
+			fmt.Fprintf(w, "at --rps %g: about %s\n", rps, (time.Duration(float64(s.ToSend) / rps * float64(time.Second))).Round(time.Second))
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %s in %s\n", tgt.Name(), s.Outcome, s.Elapsed.Round(time.Millisecond))
+	rows := []struct {
+		name string
+		n    int64
+	}{
+		{"created", s.Created}, {"exists", s.Exists}, {"skipped (done before)", s.Skipped},
+		{"invalid", s.Invalid}, {"duplicate", s.Duplicate}, {"rejected", s.Rejected},
+		{"failed", s.Failed}, {"in doubt", s.InDoubt}, {"not reached", s.Pending},
+	}
+	for _, r := range rows {
+		if r.n > 0 || r.name == "created" {
+			fmt.Fprintf(tw, "%s\t%d\t\n", r.name, r.n)
+		}
+	}
+	fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
+	tw.Flush()
+	fmt.Fprintf(w, "requests %d (%d throttled), %.1f/s\n", s.Requests, s.Throttled, achievedRate(s))
+	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
+		fmt.Fprintf(w, "next: %d rows need a fix: bulkcreate failures > fix.csv, correct them, then bulkcreate import fix.csv\n", n)
+	}
+	if n := s.Failed + s.InDoubt + s.Pending; n > 0 {
+		fmt.Fprintf(w, "next: %d rows are unfinished: run the same import again (safe: no customer is created twice)\n", n)
+	}
+}
+
+// startProgress reports progress until the returned func is called: one
+// structured log line every few seconds (quiet: none).
+func startProgress(ctx context.Context, e env, im *importer.Importer, logger *slog.Logger, quiet bool) (stop func()) {
+	if quiet {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p := im.Progress()
+				attrs := []any{
+					"read", p.Read, "created", p.Created, "exists", p.Exists, "skipped", p.Skipped,
+					"invalid", p.Invalid, "duplicate", p.Duplicate, "rejected", p.Rejected,
+					"failed", p.Failed, "in_doubt", p.InDoubt, "in_flight", p.Pending,
+					"requests", p.Requests, "throttled", p.Throttled,
+					"rate", fmt.Sprintf("%.1f/s", float64(p.Requests)/time.Since(start).Seconds()),
+				}
+				if l := im.Limiter(); l != nil {
+					if r := l.Stats().Rate; !math.IsInf(r, 1) {
+						attrs = append(attrs, "limit", fmt.Sprintf("%.1f/s", r))
+					}
+				}
+				logger.Info("progress", attrs...)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}

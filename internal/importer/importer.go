@@ -1,0 +1,537 @@
+// Package importer moves rows from a CSV file to the Ripio API and their
+// outcomes to the ledger: read (gocsv, streaming) -> validate -> plan
+// against the ledger -> a pool of workers (errgroup, SetLimit) paced by one
+// rate limiter -> the client -> the ledger.
+//
+// A row's failure is data written to the ledger; only a reason to stop
+// everything (the ledger cannot write, the credentials are refused, the
+// error limit is reached) ends the run early. Cancelling the context passed
+// to Import is a soft stop: no new row starts, requests already out finish
+// (bounded by the client's timeout) and are recorded.
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+// Config configures an import. Zero fields take the documented defaults.
+type Config struct {
+	// SourceFile names the input in the ledger and in messages.
+	SourceFile string
+	// Delimiter separates fields. Default ','.
+	Delimiter rune
+	// Concurrency is the most requests out at once. Default 16.
+	Concurrency int
+	// MaxAttempts bounds the requests for one row in one run, 429s not
+	// counted. Default 5.
+	MaxAttempts int
+	// RetryRejected sends rows the server rejected before even when they
+	// have not changed.
+	RetryRejected bool
+	// MaxErrors aborts the run once this many rows ended rejected or
+	// failed (0: no limit). MaxErrorRate does the same for a fraction of the
+	// rows finished so far, once at least 20 have finished (0: no limit).
+	MaxErrors    int
+	MaxErrorRate float64
+	// Backoff is the base of the exponential backoff, with full jitter,
+	// between attempts of one row. Default 200ms; at most MaxBackoff (10s).
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// DryRun reads, validates and plans against the ledger, and sends and
+	// writes nothing.
+	DryRun bool
+	// Jitter returns a random duration in [0, n); default math/rand/v2.
+	Jitter func(n time.Duration) time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.SourceFile == "" {
+		c.SourceFile = "<input>"
+	}
+	if c.Delimiter == 0 {
+		c.Delimiter = ','
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	if c.Jitter == nil {
+		c.Jitter = func(n time.Duration) time.Duration { return rand.N(n) }
+	}
+	return c
+}
+
+// Errors that abort a run.
+var (
+	// ErrUnauthorized: the server refused the credentials, even freshly fetched.
+	ErrUnauthorized = errors.New("import aborted: the server refused the credentials")
+	// ErrTooManyErrors: the --max-errors limit was reached.
+	ErrTooManyErrors = errors.New("import aborted: error limit reached")
+)
+
+// Counts are the rows of one run by what happened to them.
+type Counts struct {
+	Read      int64 `json:"read"`      // data rows read (blank lines not counted)
+	Created   int64 `json:"created"`   // created by this run
+	Exists    int64 `json:"exists"`    // the server already had them
+	Skipped   int64 `json:"skipped"`   // done in an earlier run; nothing sent
+	Invalid   int64 `json:"invalid"`   // failed validation (or conflicts with the ledger)
+	Duplicate int64 `json:"duplicate"` // repeat an earlier row of the file
+	Rejected  int64 `json:"rejected"`  // refused by the server (now or before, unchanged)
+	Failed    int64 `json:"failed"`    // nothing reached the server after every attempt
+	InDoubt   int64 `json:"inDoubt"`   // the server may have them; the next run finds out
+	Pending   int64 `json:"pending"`   // planned but not finished when the run stopped
+}
+
+// Done is every row that needs nothing more.
+func (c Counts) Done() int64 { return c.Created + c.Exists + c.Skipped }
+
+// NotDone is every row that is not created or existing.
+func (c Counts) NotDone() int64 {
+	return c.Invalid + c.Duplicate + c.Rejected + c.Failed + c.InDoubt + c.Pending
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Counts
+	Requests  int64         `json:"requests"`  // create requests sent
+	Throttled int64         `json:"throttled"` // of them answered 429
+	Elapsed   time.Duration `json:"-"`
+	Outcome   string        `json:"outcome"` // completed, interrupted, aborted
+	DryRun    bool          `json:"dryRun"`
+	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
+}
+
+// Importer runs one import. Construct with New; call Import once.
+type Importer struct {
+	cfg     Config
+	client  *ripio.Client
+	limiter *ratelimit.Limiter
+	ledger  *ledger.Ledger
+	target  string
+
+	run *ledger.Run
+
+	counts    counters
+	requests  atomic.Int64
+	throttled atomic.Int64
+}
+
+// New returns an importer of rows into target (the ledger's name for the
+// client's base URL and client id). client and limiter may be nil for a dry
+// run.
+func New(cfg Config, client *ripio.Client, limiter *ratelimit.Limiter, l *ledger.Ledger, target string) *Importer {
+	return &Importer{cfg: cfg.withDefaults(), client: client, limiter: limiter, ledger: l, target: target}
+}
+
+type counters struct {
+	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight atomic.Int64
+}
+
+// Progress is a live snapshot, safe to call from another goroutine.
+func (im *Importer) Progress() Summary {
+	c := &im.counts
+	return Summary{
+		Counts: Counts{
+			Read: c.read.Load(), Created: c.created.Load(), Exists: c.exists.Load(), Skipped: c.skipped.Load(),
+			Invalid: c.invalid.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(),
+			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load(),
+		},
+		Requests:  im.requests.Load(),
+		Throttled: im.throttled.Load(),
+		DryRun:    im.cfg.DryRun,
+		ToSend:    c.toSend.Load(),
+	}
+}
+
+// Limiter is the pacer in use, for progress displays; nil in a dry run.
+func (im *Importer) Limiter() *ratelimit.Limiter { return im.limiter }
+
+// Import reads in and imports its rows. It returns the run's summary even
+// when it returns an error: a *HeaderError (nothing was read), a ledger
+// error, ErrUnauthorized or ErrTooManyErrors. Cancelling ctx stops the run
+// softly; Summary.Outcome is then "interrupted".
+func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
+	start := time.Now()
+	rr, err := newRowReader(in, im.cfg.SourceFile, im.cfg.Delimiter)
+	if err != nil {
+		return im.summary(start, "aborted"), err
+	}
+	if !im.cfg.DryRun {
+		im.run, err = im.ledger.StartRun(ctx, ledger.RunInfo{Target: im.target, SourceFile: im.cfg.SourceFile, Options: im.runOptions()})
+		if err != nil {
+			return im.summary(start, "aborted"), err
+		}
+	}
+
+	stopCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	g, gctx := errgroup.WithContext(stopCtx)
+	g.SetLimit(im.cfg.Concurrency)
+	readAll, feedErr := im.feed(gctx, g, rr)
+	runErr := g.Wait()
+	if runErr == nil {
+		runErr = feedErr
+	}
+
+	outcome := "completed"
+	switch {
+	case runErr != nil:
+		outcome = "aborted"
+	case ctx.Err() != nil:
+		outcome = "interrupted"
+	}
+	sum := im.summary(start, outcome)
+	if im.run != nil {
+		// The run's own context may be gone: finishing must still happen.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		ferr := im.run.Finish(fctx, ledger.RunEnd{
+			Outcome: outcome, Counts: countsMap(sum.Counts),
+			ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
+		})
+		if runErr == nil {
+			runErr = ferr
+		}
+	}
+	return sum, runErr
+}
+
+func (im *Importer) summary(start time.Time, outcome string) Summary {
+	s := im.Progress()
+	s.Elapsed = time.Since(start)
+	s.Outcome = outcome
+	return s
+}
+
+func (im *Importer) runOptions() map[string]any {
+	return map[string]any{
+		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,
+		"retryRejected": im.cfg.RetryRejected, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
+		"delimiter": string(im.cfg.Delimiter),
+	}
+}
+
+func countsMap(c Counts) map[string]int {
+	return map[string]int{
+		"read": int(c.Read), "created": int(c.Created), "exists": int(c.Exists), "skipped": int(c.Skipped),
+		"invalid": int(c.Invalid), "duplicate": int(c.Duplicate), "rejected": int(c.Rejected),
+		"failed": int(c.Failed), "in_doubt": int(c.InDoubt),
+	}
+}
+
+// batchSize is how many rows are planned with one ledger lookup.
+const batchSize = 256
+
+// feed reads, validates and plans rows batch by batch and hands the ones to
+// send to the pool; g.Go blocks while the pool is full, which bounds memory.
+// readAll reports whether the file was read to its end.
+func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) (readAll bool, err error) {
+	seen := newSeenSet()
+	batch := make([]Row, 0, batchSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := im.plan(ctx, g, batch)
+		batch = batch[:0]
+		return err
+	}
+	for {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		rec, err := rr.next()
+		if errors.Is(err, io.EOF) {
+			return true, flush()
+		}
+		if err != nil {
+			return false, err
+		}
+		im.counts.read.Add(1)
+		row, rowErr := validate(im.cfg.SourceFile, rec)
+		if rowErr != nil {
+			if err := im.lineIssue(ctx, ledger.Invalid, rec.Line, rec.Email, rec.Type, rec.CustomerID, rowErr.Error()); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if first, dup := seen.add(row.Key, row.Line); dup {
+			if err := im.lineIssue(ctx, ledger.Duplicate, row.Line, row.Email, string(row.Type), row.CustomerID,
+				fmt.Sprintf("%s:%d: repeats line %d (same %s)", im.cfg.SourceFile, row.Line, first, keyKind(row.Key))); err != nil {
+				return false, err
+			}
+			continue
+		}
+		batch = append(batch, row)
+		if len(batch) == batchSize {
+			if err := flush(); err != nil {
+				return false, err
+			}
+		}
+	}
+}
+
+func keyKind(key string) string {
+	if len(key) > 3 && key[:3] == "id:" {
+		return "customerId"
+	}
+	return "email"
+}
+
+func (im *Importer) lineIssue(ctx context.Context, st ledger.Status, line int, email, typ, customerID, reason string) error {
+	switch st {
+	case ledger.Invalid:
+		im.counts.invalid.Add(1)
+	case ledger.Duplicate:
+		im.counts.duplicate.Add(1)
+	}
+	if im.cfg.DryRun {
+		return nil
+	}
+	return im.run.RecordLineIssue(ctx, ledger.LineIssue{
+		SourceFile: im.cfg.SourceFile, SourceLine: line, Status: st,
+		Email: email, Type: typ, CustomerID: customerID, Reason: reason,
+	})
+}
+
+// plan decides each row of a batch against what the ledger knows.
+func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) error {
+	keys := make([]string, len(rows))
+	for i, r := range rows {
+		keys[i] = r.Key
+	}
+	known, err := im.ledger.Lookup(ctx, im.target, keys)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		prior, ok := known[row.Key]
+		var p *ledger.Prior
+		if ok {
+			p = &prior
+		}
+		if ok && prior.Status.Done() {
+			if prior.Type != string(row.Type) || (keyKind(row.Key) == "customerId" && !equalFoldEmail(prior.Email, row.Email)) {
+				reason := fmt.Sprintf("%s:%d: conflict: already %s as %s %s (from %s:%d); not sent",
+					im.cfg.SourceFile, row.Line, prior.Status, prior.Type, prior.Email, prior.SourceFile, prior.SourceLine)
+				if err := im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), row.CustomerID, reason); err != nil {
+					return err
+				}
+				continue
+			}
+			im.counts.skipped.Add(1)
+			continue
+		}
+		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {
+			im.counts.rejected.Add(1) // unchanged since the server refused it
+			continue
+		}
+		im.counts.toSend.Add(1)
+		if im.cfg.DryRun {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		im.counts.inFlight.Add(1)
+		g.Go(func() error {
+			defer im.counts.inFlight.Add(-1)
+			return im.send(ctx, row, p)
+		})
+	}
+	return nil
+}
+
+func equalFoldEmail(a, b string) bool { return strings.EqualFold(a, b) }
+
+// send takes one row through its attempts and records how it ended. It
+// returns an error only to stop the whole run.
+func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) error {
+	req := ripio.CreateCustomerRequest{CustomerID: row.CustomerID, Email: row.Email, Type: row.Type}
+	mark := ledger.Send{
+		Key: row.Key, Email: row.Email, Type: string(row.Type), CustomerID: row.CustomerID,
+		Fingerprint: row.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: row.Line,
+	}
+	// maybeSent: some request for this row may have reached the server, in
+	// this run or (in_doubt before) in an earlier one. Such a row can end
+	// in_doubt, never failed.
+	maybeSent := prior != nil && (prior.Status == ledger.InDoubt || prior.Status == ledger.InFlight)
+	marked := false
+	var last ripio.Verdict
+	for attempt, throttles := 0, 0; attempt < im.cfg.MaxAttempts; {
+		if err := im.limiter.Wait(ctx); err != nil {
+			return im.stopped(ctx, row, prior, marked, maybeSent, last)
+		}
+		// Durable before the request leaves: if we die now, the next run
+		// treats the row as possibly sent.
+		if err := im.run.MarkInFlight(context.WithoutCancel(ctx), mark); err != nil {
+			return err
+		}
+		marked = true
+		im.requests.Add(1)
+		// A request that is out is never cancelled by a soft stop; the
+		// client's timeout bounds it.
+		cust, err := im.client.CreateCustomer(context.WithoutCancel(ctx), req)
+		v := ripio.Classify(err)
+		last = v
+		switch v.Outcome {
+		case ripio.Created, ripio.Exists:
+			im.limiter.Accepted()
+			st, counter := ledger.Created, &im.counts.created
+			if v.Outcome == ripio.Exists {
+				st, counter = ledger.Exists, &im.counts.exists
+			}
+			counter.Add(1)
+			return im.record(ctx, row, st, cust.CustomerID, v)
+		case ripio.Rejected:
+			im.limiter.Accepted()
+			im.counts.rejected.Add(1)
+			if err := im.record(ctx, row, ledger.Rejected, "", v); err != nil {
+				return err
+			}
+			return im.checkErrorLimit()
+		case ripio.Throttled:
+			im.throttled.Add(1)
+			im.limiter.Throttled(v.RetryAfter)
+			throttles++
+			if throttles >= maxThrottlesPerRow {
+				attempt = im.cfg.MaxAttempts // give up on this row for this run
+			}
+			continue
+		case ripio.Unauthorized:
+			if err := im.releaseOrDoubt(ctx, row, prior, maybeSent, v); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrUnauthorized, v.Reason)
+		case ripio.InDoubt:
+			maybeSent = true
+		case ripio.NotSent:
+		}
+		attempt++
+		if attempt >= im.cfg.MaxAttempts || ctx.Err() != nil {
+			break
+		}
+		if err := im.backoff(ctx, attempt, v.RetryAfter); err != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return im.stopped(ctx, row, prior, marked, maybeSent, last)
+	}
+	if maybeSent {
+		im.counts.inDoubt.Add(1)
+		return im.record(ctx, row, ledger.InDoubt, "", last)
+	}
+	im.counts.failed.Add(1)
+	if err := im.record(ctx, row, ledger.Failed, "", last); err != nil {
+		return err
+	}
+	return im.checkErrorLimit()
+}
+
+// maxThrottlesPerRow ends a row's run when the server keeps throttling it
+// (it is recorded failed or in_doubt and sent again next run).
+const maxThrottlesPerRow = 100
+
+// stopped handles a row whose run is stopping between attempts.
+func (im *Importer) stopped(ctx context.Context, row Row, prior *ledger.Prior, marked, maybeSent bool, v ripio.Verdict) error {
+	if !marked {
+		return nil // never touched: the next run finds it as it was
+	}
+	return im.releaseOrDoubt(ctx, row, prior, maybeSent, v)
+}
+
+// releaseOrDoubt ends a row that is not finished: in_doubt if the server
+// may have it, otherwise back to what it was before this run.
+func (im *Importer) releaseOrDoubt(ctx context.Context, row Row, prior *ledger.Prior, maybeSent bool, v ripio.Verdict) error {
+	if maybeSent {
+		im.counts.inDoubt.Add(1)
+		return im.record(ctx, row, ledger.InDoubt, "", v)
+	}
+	return im.run.Release(context.WithoutCancel(ctx), row.Key, prior)
+}
+
+func (im *Importer) record(ctx context.Context, row Row, st ledger.Status, customerID string, v ripio.Verdict) error {
+	msg := v.Reason
+	if st == ledger.Created || st == ledger.Exists {
+		msg = ""
+	}
+	return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{
+		Key: row.Key, Status: st, CustomerID: customerID,
+		HTTPStatus: v.HTTPStatus, ErrorCode: v.Code, Message: msg,
+	})
+}
+
+func (im *Importer) checkErrorLimit() error {
+	errs := im.counts.rejected.Load() + im.counts.failed.Load()
+	if im.cfg.MaxErrors > 0 && errs >= int64(im.cfg.MaxErrors) {
+		return fmt.Errorf("%w: %d rows rejected or failed (--max-errors %d)", ErrTooManyErrors, errs, im.cfg.MaxErrors)
+	}
+	if im.cfg.MaxErrorRate > 0 {
+		finished := errs + im.counts.created.Load() + im.counts.exists.Load() + im.counts.inDoubt.Load()
+		if finished >= 20 && float64(errs)/float64(finished) >= im.cfg.MaxErrorRate {
+			return fmt.Errorf("%w: %d of %d rows sent were rejected or failed (--max-errors %g%%)",
+				ErrTooManyErrors, errs, finished, im.cfg.MaxErrorRate*100)
+		}
+	}
+	return nil
+}
+
+// backoff sleeps before attempt n+1: full jitter over an exponential cap,
+// and never less than the server's Retry-After.
+func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration) error {
+	ceil := min(im.cfg.Backoff<<min(n-1, 20), im.cfg.MaxBackoff)
+	d := max(im.cfg.Jitter(ceil+1), retryAfter)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// seenSet remembers the keys of a file's rows to spot repeats. It keeps a
+// 64-bit hash per key, not the key, so a million rows cost a few tens of
+// MiB; two different keys sharing a hash (odds near 1 in 10^7 for a million
+// rows) would report the later row as a duplicate, never send it twice.
+type seenSet struct {
+	seed maphash.Seed
+	m    map[uint64]int32
+}
+
+func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed(), m: make(map[uint64]int32)} }
+
+// add records key at line, or returns the line that had it first.
+func (s *seenSet) add(key string, line int) (first int, dup bool) {
+	h := maphash.String(s.seed, key)
+	if l, ok := s.m[h]; ok {
+		return int(l), true
+	}
+	s.m[h] = int32(line)
+	return 0, false
+}

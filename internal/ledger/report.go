@@ -1,0 +1,147 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Report is the state of one target.
+type Report struct {
+	Target string         `json:"target"`
+	Rows   int            `json:"rows"`
+	Counts map[Status]int `json:"counts"` // every reported status, zeros included
+	Runs   []RunRecord    `json:"runs"`   // newest first
+}
+
+// RunRecord is one recorded run.
+type RunRecord struct {
+	ID         int64           `json:"id"`
+	SourceFile string          `json:"file"`
+	StartedAt  string          `json:"startedAt"`
+	EndedAt    string          `json:"endedAt,omitempty"`
+	Outcome    string          `json:"outcome"`
+	Counts     map[string]int  `json:"counts"`
+	Options    json.RawMessage `json:"options"`
+}
+
+// Report counts the target's rows per status (rows in flight count as
+// in_doubt) and lists its last maxRuns runs. A target the ledger has never
+// seen reports zeros.
+func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report, error) {
+	rep := Report{Target: target, Counts: make(map[Status]int, len(Statuses)), Runs: []RunRecord{}}
+	for _, s := range Statuses {
+		rep.Counts[s] = 0
+	}
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil {
+		return rep, fmt.Errorf("ledger: report: %w", err)
+	}
+	if !ok {
+		return rep, nil
+	}
+	rows, err := l.db.QueryContext(ctx, `
+		SELECT status, COUNT(*) FROM rows WHERE target_id = ? GROUP BY status
+		UNION ALL
+		SELECT status, COUNT(*) FROM line_issues WHERE target_id = ? GROUP BY status`, tid, tid)
+	if err != nil {
+		return rep, fmt.Errorf("ledger: report: %w", classifySQLite(err))
+	}
+	for rows.Next() {
+		var s Status
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("ledger: report: %w", err)
+		}
+		if s == InFlight {
+			s = InDoubt
+		}
+		rep.Counts[s] += n
+		rep.Rows += n
+	}
+	if err := rows.Close(); err != nil {
+		return rep, fmt.Errorf("ledger: report: %w", err)
+	}
+	rrows, err := l.db.QueryContext(ctx, `SELECT id, source_file, started_at, COALESCE(ended_at, ''), outcome, counts, options
+		FROM runs WHERE target_id = ? ORDER BY id DESC LIMIT ?`, tid, maxRuns)
+	if err != nil {
+		return rep, fmt.Errorf("ledger: report: %w", classifySQLite(err))
+	}
+	defer rrows.Close()
+	for rrows.Next() {
+		var rr RunRecord
+		var counts, opts string
+		if err := rrows.Scan(&rr.ID, &rr.SourceFile, &rr.StartedAt, &rr.EndedAt, &rr.Outcome, &counts, &opts); err != nil {
+			return rep, fmt.Errorf("ledger: report: %w", err)
+		}
+		_ = json.Unmarshal([]byte(counts), &rr.Counts)
+		rr.Options = json.RawMessage(opts)
+		rep.Runs = append(rep.Runs, rr)
+	}
+	return rep, rrows.Err()
+}
+
+// Failure is a row that is neither created nor existing.
+type Failure struct {
+	Email      string
+	Type       string
+	CustomerID string
+	Status     Status
+	Reason     string
+	SourceFile string
+	SourceLine int
+}
+
+// Failures calls fn for every row of target whose status is in statuses
+// (all not-done statuses when empty), ordered by file and line.
+func (l *Ledger) Failures(ctx context.Context, target string, statuses []Status, fn func(Failure) error) error {
+	if len(statuses) == 0 {
+		statuses = []Status{Invalid, Duplicate, Rejected, Failed, InDoubt}
+	}
+	want := map[Status]bool{}
+	for _, s := range statuses {
+		want[s] = true
+		if s == InDoubt {
+			want[InFlight] = true
+		}
+	}
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil || !ok {
+		return err
+	}
+	var ph []string
+	args := []any{tid}
+	for s := range want {
+		ph = append(ph, "?")
+		args = append(args, s)
+	}
+	in := strings.Join(ph, ",")
+	args = append(args, tid)
+	args = append(args, args[1:len(ph)+1]...)
+	rows, err := l.db.QueryContext(ctx, `
+		SELECT email, type, customer_id_sent, status, error_message, source_file, source_line
+			FROM rows WHERE target_id = ? AND status IN (`+in+`)
+		UNION ALL
+		SELECT email, type, customer_id, status, reason, source_file, source_line
+			FROM line_issues WHERE target_id = ? AND status IN (`+in+`)
+		ORDER BY 6, 7`, args...)
+	if err != nil {
+		return fmt.Errorf("ledger: failures: %w", classifySQLite(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f Failure
+		if err := rows.Scan(&f.Email, &f.Type, &f.CustomerID, &f.Status, &f.Reason, &f.SourceFile, &f.SourceLine); err != nil {
+			return fmt.Errorf("ledger: failures: %w", err)
+		}
+		if f.Status == InFlight {
+			f.Status = InDoubt
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

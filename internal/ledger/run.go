@@ -1,0 +1,293 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// RunInfo describes an import run as it starts.
+type RunInfo struct {
+	Target     string // base URL + client id
+	SourceFile string // as the rows will name it
+	Options    any    // recorded as JSON; must hold no secret
+}
+
+// Run is one import on one target. Its writes go through the ledger's
+// group-committing writer. Safe for concurrent use.
+type Run struct {
+	l        *Ledger
+	ID       int64
+	targetID int64
+	lock     *os.File
+	// Recovered counts rows a dead run left in flight, now in_doubt.
+	Recovered int64
+}
+
+// StartRun takes the lock for info.Target (ErrBusy when another import holds
+// it), turns rows a dead run left in flight into in_doubt, marks such runs
+// crashed, and records the new run.
+func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
+	tid, _, err := l.targetID(ctx, info.Target, true)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: start run: %w", err)
+	}
+	lock, err := lockTarget(l.path, tid)
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{l: l, targetID: tid, lock: lock}
+	opts, err := json.Marshal(info.Options)
+	if err != nil {
+		r.unlock()
+		return nil, fmt.Errorf("ledger: start run: options: %w", err)
+	}
+	host, _ := os.Hostname()
+	err = l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?, error_message = ?, updated_at = ?
+			WHERE target_id = ? AND status = ?`,
+			InDoubt, "the run sending it ended before an answer came", now(), tid, InFlight)
+		if err != nil {
+			return err
+		}
+		r.Recovered, _ = res.RowsAffected()
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = 'crashed' WHERE target_id = ? AND outcome = 'running'`, tid); err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx, `INSERT INTO runs (target_id, source_file, started_at, options, pid, host)
+			VALUES (?, ?, ?, ?, ?, ?)`, tid, info.SourceFile, now(), string(opts), os.Getpid(), host)
+		if err != nil {
+			return err
+		}
+		r.ID, err = res.LastInsertId()
+		return err
+	}, true)
+	if err != nil {
+		r.unlock()
+		return nil, fmt.Errorf("ledger: start run: %w", err)
+	}
+	return r, nil
+}
+
+// lockTarget takes an exclusive lock on a file beside the ledger, one per
+// target. The operating system drops it when the process dies, so a crashed
+// run never blocks the next.
+func lockTarget(ledgerPath string, targetID int64) (*os.File, error) {
+	p := fmt.Sprintf("%s.target-%d.lock", ledgerPath, targetID)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s); wait for it to finish, or use another --ledger", ErrBusy, ledgerPath)
+		}
+		return nil, fmt.Errorf("ledger: lock %s: %w", p, err)
+	}
+	return f, nil
+}
+
+func (r *Run) unlock() {
+	if r.lock != nil {
+		r.lock.Close() // closing the descriptor releases the flock
+		r.lock = nil
+	}
+}
+
+// Prior is what the ledger knows of a key before this run touches it.
+type Prior struct {
+	Status         Status
+	Email          string
+	Type           string
+	CustomerIDSent string
+	CustomerID     string
+	Fingerprint    string
+	SourceFile     string
+	SourceLine     int
+	Attempts       int
+}
+
+// Lookup returns what the ledger holds on target for each of keys that it
+// knows. It only reads: a dry run uses it without starting a run.
+func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[string]Prior, error) {
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup: %w", err)
+	}
+	if !ok {
+		return map[string]Prior{}, nil
+	}
+	return l.lookup(ctx, tid, keys)
+}
+
+func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map[string]Prior, error) {
+	out := make(map[string]Prior, len(keys))
+	const chunk = 500
+	for start := 0; start < len(keys); start += chunk {
+		part := keys[start:min(start+chunk, len(keys))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, targetID)
+		for _, k := range part {
+			args = append(args, k)
+		}
+		q := `SELECT row_key, status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts
+			FROM rows WHERE target_id = ? AND row_key IN (?` + strings.Repeat(",?", len(part)-1) + `)`
+		rows, err := l.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: lookup: %w", classifySQLite(err))
+		}
+		for rows.Next() {
+			var key string
+			var p Prior
+			if err := rows.Scan(&key, &p.Status, &p.Email, &p.Type, &p.CustomerIDSent, &p.CustomerID, &p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("ledger: lookup: %w", err)
+			}
+			out[key] = p
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("ledger: lookup: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("ledger: lookup: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Send describes a row about to be sent.
+type Send struct {
+	Key         string
+	Email       string
+	Type        string
+	CustomerID  string // the customerId sent
+	Fingerprint string
+	SourceFile  string
+	SourceLine  int
+}
+
+// MarkInFlight durably records that a request for s is about to leave, and
+// counts the attempt. It returns once the mark is committed.
+func (r *Run) MarkInFlight(ctx context.Context, s Send) error {
+	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		t := now()
+		_, err := tx.ExecContext(ctx, `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
+				source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (target_id, row_key) DO UPDATE SET
+				email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
+				status = excluded.status, attempts = rows.attempts + 1,
+				source_file = excluded.source_file, source_line = excluded.source_line,
+				fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at`,
+			r.targetID, s.Key, s.Email, s.Type, s.CustomerID, InFlight, s.SourceFile, s.SourceLine, s.Fingerprint, r.ID, r.ID, t, t)
+		return err
+	}, true)
+}
+
+// Outcome is the end of one row's sending in this run.
+type Outcome struct {
+	Key        string
+	Status     Status // Created, Exists, Rejected, Failed or InDoubt
+	CustomerID string // the id the server returned, for Created
+	HTTPStatus int
+	ErrorCode  int
+	Message    string
+}
+
+// Record writes o. It does not wait for the commit: Flush or Finish does,
+// and a failed commit fails every later write of the ledger.
+func (r *Run) Record(ctx context.Context, o Outcome) error {
+	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?,
+				customer_id = CASE WHEN ? != '' THEN ? ELSE customer_id END,
+				http_status = ?, error_code = ?, error_message = ?, updated_at = ?
+			WHERE target_id = ? AND row_key = ?`,
+			o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, now(), r.targetID, o.Key)
+		return err
+	}, false)
+}
+
+// Release undoes MarkInFlight for a request that never reached the server
+// (the run stopped, the credentials were refused): the row goes back to
+// prior, or away when the ledger did not know it before. The attempt stays
+// counted.
+func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
+	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if prior == nil {
+			_, err := tx.ExecContext(ctx, `DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?, updated_at = ? WHERE target_id = ? AND row_key = ? AND status = ?`,
+			prior.Status, now(), r.targetID, key, InFlight)
+		return err
+	}, false)
+}
+
+// LineIssue is a row kept by its place in the file: invalid or duplicate.
+type LineIssue struct {
+	SourceFile string
+	SourceLine int
+	Status     Status // Invalid or Duplicate
+	Email      string
+	Type       string
+	CustomerID string
+	Reason     string
+}
+
+// RecordLineIssue writes li, replacing what the ledger held for its line.
+// Like Record, it does not wait for the commit.
+func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
+	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (target_id, source_file, source_line) DO UPDATE SET
+				status = excluded.status, email = excluded.email, type = excluded.type, customer_id = excluded.customer_id,
+				reason = excluded.reason, run_id = excluded.run_id, updated_at = excluded.updated_at`,
+			r.targetID, li.SourceFile, li.SourceLine, li.Status, li.Email, li.Type, li.CustomerID, li.Reason, r.ID, now())
+		return err
+	}, false)
+}
+
+// Flush waits until every write queued so far is committed.
+func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
+
+// RunEnd is how a run ended.
+type RunEnd struct {
+	Outcome string         // completed, interrupted, aborted, failed
+	Counts  map[string]int // per status, this run
+	// ReadWholeFile: the run read its file to the end, so line issues of
+	// that file left from earlier runs are stale and go.
+	ReadWholeFile bool
+	SourceFile    string
+}
+
+// Finish commits what is pending, records how the run ended and releases
+// the target's lock. It releases the lock even when it fails.
+func (r *Run) Finish(ctx context.Context, end RunEnd) error {
+	defer r.unlock()
+	counts, err := json.Marshal(end.Counts)
+	if err != nil {
+		return fmt.Errorf("ledger: finish run: %w", err)
+	}
+	err = r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if end.ReadWholeFile {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND run_id < ?`,
+				r.targetID, end.SourceFile, r.ID); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET ended_at = ?, outcome = ?, counts = ? WHERE id = ?`,
+			now(), end.Outcome, string(counts), r.ID)
+		return err
+	}, true)
+	if err != nil {
+		return fmt.Errorf("ledger: finish run: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,264 @@
+// Package ratelimit paces the whole worker pool against one API budget.
+//
+// A [Limiter] is a token bucket (golang.org/x/time/rate) whose rate adapts:
+// a 429 pauses every worker until the server's Retry-After (or a backoff when
+// it gave none) and lowers the rate; time without a 429 raises it again,
+// additively, toward the configured ceiling. It so finds a server's real
+// limit without being told it, and keeps just under it.
+//
+// Waiting here never counts as a row's attempt. A Limiter is safe for
+// concurrent use. It reads the clock through the time package only, so tests
+// run it under testing/synctest.
+package ratelimit
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Config configures a Limiter; zero fields take the documented defaults.
+type Config struct {
+	// Rate is the ceiling in requests per second; 0 means no client-side
+	// limit until the server throttles.
+	Rate float64
+	// Burst is how many requests may leave at once after idle time.
+	// Default 1: requests are evenly spaced, which is what a server-side
+	// bucket tolerates best.
+	Burst int
+	// MinRate is the floor the rate never drops below. Default 1/s.
+	MinRate float64
+	// Backoff is the first pause after a 429 without Retry-After; it doubles
+	// for each further 429 without an accepted request between. Default 250ms.
+	Backoff time.Duration
+	// MaxPause caps any pause, Retry-After included. Default 1m.
+	MaxPause time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Burst <= 0 {
+		c.Burst = 1
+	}
+	if c.MinRate <= 0 {
+		c.MinRate = 1
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 250 * time.Millisecond
+	}
+	if c.MaxPause <= 0 {
+		c.MaxPause = time.Minute
+	}
+	return c
+}
+
+// Limiter is the pool-wide pacer.
+type Limiter struct {
+	cfg     Config
+	ceiling float64 // +Inf for no limit
+	bucket  *rate.Limiter
+
+	mu           sync.Mutex
+	current      float64   // the rate in force; +Inf while unlimited
+	pausedUntil  time.Time // no request leaves before this
+	resumedAt    time.Time // end of the pause before the current one
+	lastDecrease time.Time
+	lastIncrease time.Time
+	backoffs     int // 429s without Retry-After since the last accepted request
+	accepted     window
+	throttles    int64
+	paused       time.Duration
+}
+
+// New returns a Limiter running at cfg.Rate.
+func New(cfg Config) *Limiter {
+	cfg = cfg.withDefaults()
+	ceiling := cfg.Rate
+	if ceiling <= 0 {
+		ceiling = math.Inf(1)
+	}
+	l := &Limiter{cfg: cfg, ceiling: ceiling, current: ceiling}
+	l.bucket = rate.NewLimiter(toLimit(ceiling), cfg.Burst)
+	return l
+}
+
+func toLimit(r float64) rate.Limit {
+	if math.IsInf(r, 1) {
+		return rate.Inf
+	}
+	return rate.Limit(r)
+}
+
+// Wait blocks until a request may leave, or ctx is done.
+func (l *Limiter) Wait(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		until := l.pausedUntil
+		l.maybeIncrease(time.Now())
+		l.mu.Unlock()
+		if d := time.Until(until); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return context.Cause(ctx)
+			case <-t.C:
+			}
+			continue // a new 429 may have moved the pause while we slept
+		}
+		if err := l.bucket.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return err
+		}
+		l.mu.Lock()
+		stillFree := !time.Now().Before(l.pausedUntil)
+		l.mu.Unlock()
+		if stillFree {
+			return nil
+		}
+	}
+}
+
+// Accepted records a request the server did not throttle.
+func (l *Limiter) Accepted() {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.backoffs = 0
+	l.accepted.add(now)
+}
+
+// Throttled records a 429. retryAfter is the server's wait, 0 when it gave
+// none. The whole pool pauses, and the rate drops once per episode: 429s
+// that answer requests sent before the first one took effect do not count
+// again.
+func (l *Limiter) Throttled(retryAfter time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.throttles++
+	pause := retryAfter
+	if pause <= 0 {
+		pause = l.cfg.Backoff << min(l.backoffs, 16)
+		l.backoffs++
+	}
+	pause = min(pause, l.cfg.MaxPause)
+	if !now.Before(l.pausedUntil) {
+		l.resumedAt = l.pausedUntil // the previous pause ended here
+	}
+	if until := now.Add(pause); until.After(l.pausedUntil) {
+		l.paused += until.Sub(maxTime(now, l.pausedUntil))
+		l.pausedUntil = until
+	}
+	if now.Sub(l.lastDecrease) < time.Second || now.Before(l.lastDecrease.Add(pause)) && !l.lastDecrease.IsZero() {
+		return
+	}
+	l.decrease(now)
+}
+
+// decrease sets the rate from what the server accepted over the last
+// second when that measure is sound, and halves it otherwise.
+func (l *Limiter) decrease(now time.Time) {
+	next := l.current / 2
+	if got, ok := l.accepted.rate(now, l.lastResume()); ok && got < l.current {
+		next = got * 0.95
+	}
+	if math.IsInf(next, 1) { // unlimited, and nothing measured yet
+		next = max(l.accepted.count(now), l.cfg.MinRate*10)
+	}
+	l.current = max(next, l.cfg.MinRate)
+	l.lastDecrease = now
+	l.lastIncrease = now
+	l.bucket.SetLimitAt(now, toLimit(l.current))
+}
+
+// lastResume is when the pool last came out of a pause, before the one the
+// current 429 started.
+func (l *Limiter) lastResume() time.Time { return l.resumedAt }
+
+// maybeIncrease adds 2% of the rate for each full second since the last
+// 429 or increase, after 2 quiet seconds, up to the ceiling.
+func (l *Limiter) maybeIncrease(now time.Time) {
+	if l.current >= l.ceiling || l.lastDecrease.IsZero() {
+		return
+	}
+	if now.Sub(l.lastDecrease) < 2*time.Second || now.Before(l.pausedUntil) {
+		return
+	}
+	secs := math.Floor(now.Sub(l.lastIncrease).Seconds())
+	if secs < 1 {
+		return
+	}
+	step := max(l.current*0.02, 0.5)
+	l.current = min(l.current+secs*step, l.ceiling)
+	l.lastIncrease = l.lastIncrease.Add(time.Duration(secs) * time.Second)
+	l.bucket.SetLimitAt(now, toLimit(l.current))
+}
+
+// Stats is a snapshot for progress and summaries.
+type Stats struct {
+	Rate      float64       // the rate in force; +Inf when unlimited
+	Throttles int64         // 429s seen
+	Paused    time.Duration // total time the pool was held by 429s
+}
+
+// Stats reports the limiter's state.
+func (l *Limiter) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Rate: l.current, Throttles: l.throttles, Paused: l.paused}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// window counts accepted requests in 100ms slots over the last second.
+type window struct {
+	slots [10]int
+	epoch [10]int64 // which 100ms tick each slot holds
+	first time.Time // first request ever counted
+}
+
+const slot = 100 * time.Millisecond
+
+func (w *window) add(now time.Time) {
+	if w.first.IsZero() {
+		w.first = now
+	}
+	tick := now.UnixNano() / int64(slot)
+	i := tick % int64(len(w.slots))
+	if w.epoch[i] != tick {
+		w.epoch[i], w.slots[i] = tick, 0
+	}
+	w.slots[i]++
+}
+
+func (w *window) count(now time.Time) float64 {
+	tick := now.UnixNano() / int64(slot)
+	n := 0
+	for i := range w.slots {
+		if tick-w.epoch[i] < int64(len(w.slots)) {
+			n += w.slots[i]
+		}
+	}
+	return float64(n)
+}
+
+// rate is accepted requests per second over the last second of unpaused
+// traffic (since resumed). ok is false when less than a full second of it
+// was seen: a server's burst allowance makes a shorter window read high.
+func (w *window) rate(now, resumed time.Time) (float64, bool) {
+	start := maxTime(w.first, resumed)
+	if w.first.IsZero() || now.Sub(start) < time.Second {
+		return 0, false
+	}
+	return w.count(now), true
+}
