@@ -96,8 +96,9 @@ func shortTime(rfc string) string {
 const failuresUsage = `Usage: bulkcreate failures [flags] > fix.csv
 
 Writes every row of the selected target that is not created or existing as
-CSV (email,type,customerId,status,reason,line), readable again by import:
-fix the rows, then import the file.
+CSV (email,type,customerId,status,reason,line,file), readable again by
+import: fix the rows, then import the file. Each fixed row imported replaces
+the issue recorded at its file and line, so report adds up afterwards.
 
 Examples:
   bulkcreate failures > fix.csv
@@ -143,7 +144,7 @@ func runFailures(ctx context.Context, e env, args []string) error {
 	}
 	defer l.Close()
 	w := csv.NewWriter(e.stdout)
-	w.Write([]string{"email", "type", "customerId", "status", "reason", "line"})
+	w.Write([]string{"email", "type", "customerId", "status", "reason", "line", "file"})
 	err = l.Failures(ctx, tgt.Name(), statuses, func(f ledger.Failure) error {
 		customerID := f.CustomerID
 		if customerID == importer.CustomerIDFor(f.Email) {
@@ -152,7 +153,7 @@ func runFailures(ctx context.Context, e env, args []string) error {
 			// email gets its own id.
 			customerID = ""
 		}
-		return w.Write([]string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine)})
+		return w.Write([]string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine), f.SourceFile})
 	})
 	w.Flush()
 	if err == nil {

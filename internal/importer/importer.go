@@ -271,6 +271,11 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) 
 			return false, err
 		}
 		im.counts.read.Add(1)
+		if rec.OriginFile != "" && rec.OriginLine > 0 && !im.cfg.DryRun {
+			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine); err != nil {
+				return false, err
+			}
+		}
 		row, rowErr := validate(im.cfg.SourceFile, rec)
 		if rowErr != nil {
 			if err := im.lineIssue(ctx, ledger.Invalid, rec.Line, rec.Email, rec.Type, rec.CustomerID, rowErr.Error()); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/gocarina/gocsv"
@@ -17,6 +18,10 @@ type csvRow struct {
 	Email      string `csv:"email"`
 	Type       string `csv:"type"`
 	CustomerID string `csv:"customerid"`
+	// Where a row of a failures file came from (bulkcreate failures writes
+	// them): importing the row supersedes the issue recorded there.
+	OriginFile string `csv:"file"`
+	OriginLine string `csv:"line"`
 }
 
 // HeaderError is a file that cannot be imported at all: no header, or no
@@ -35,6 +40,8 @@ type record struct {
 	Email      string
 	Type       string
 	CustomerID string
+	OriginFile string
+	OriginLine int
 	Err        error
 }
 
@@ -139,7 +146,8 @@ func (r *rowReader) next() (record, error) {
 		}
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
-		rec := record{Line: line, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID}
+		rec := record{Line: line, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
+		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
 			continue // spreadsheets export empty rows as ",,"
 		}

@@ -254,6 +254,17 @@ func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
 	}, false)
 }
 
+// ClearLineIssue forgets the line issue at file:line: a row of a failures
+// file, fixed and imported, supersedes the issue it came from. Like Record,
+// it does not wait for the commit.
+func (r *Run) ClearLineIssue(ctx context.Context, file string, line int) error {
+	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND source_line = ?`,
+			r.targetID, file, line)
+		return err
+	}, false)
+}
+
 // Flush waits until every write queued so far is committed.
 func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
 

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+)
+
+// binPath is the command built once for the tests that drive it as a user would.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bulkcreate-bin")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "bulkcreate")
+	out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runBin runs the built command in dir with env (and nothing of the
+// test's own environment but PATH and HOME).
+func runBin(t *testing.T, dir string, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func newServer(t *testing.T, opts ripiotest.Options) (*ripiotest.Server, map[string]string) {
+	t.Helper()
+	srv, err := ripiotest.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, map[string]string{
+		"RIPIO_BASE_URL": srv.URL(), "RIPIO_CLIENT_ID": srv.ClientID(), "RIPIO_CLIENT_SECRET": srv.ClientSecret(),
+	}
+}
+
+func writeFile(t *testing.T, dir, name, data string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCLI_HelpAndUsageErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, dir, "ok.csv", "email,type\na@example.com,INDIVIDUAL\n")
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantOut  string // in stdout+stderr
+	}{
+		{"MainHelp", []string{"--help"}, nil, 0, "Exit codes:"},
+		{"NoCommand", nil, nil, 2, "no command given"},
+		{"UnknownCommand", []string{"frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{"ImportHelp", []string{"import", "--help"}, nil, 0, "bulkcreate import --dry-run big.csv"},
+		{"ReportHelp", []string{"report", "-h"}, nil, 0, "bulkcreate report --format json"},
+		{"FailuresHelp", []string{"failures", "--help"}, nil, 0, "bulkcreate failures > fix.csv"},
+		{"SandboxHelp", []string{"sandbox", "--help"}, nil, 0, "--rate-limit"},
+		{"Version", []string{"version"}, nil, 0, "bulkcreate dev"},
+		{"UnknownFlag", []string{"import", "--frob", "ok.csv"}, nil, 2, "flag provided but not defined: -frob"},
+		{"MissingFile", []string{"import", "nope.csv"}, nil, 2, "nope.csv: no such file"},
+		{"NoFile", []string{"import"}, nil, 2, "want one FILE"},
+		{"BadRPS", []string{"import", "--rps", "-1", "ok.csv"}, nil, 2, "--rps -1"},
+		{"BadMaxErrors", []string{"import", "--max-errors", "lots", "ok.csv"}, nil, 2, `--max-errors "lots"`},
+		{"BadDelimiter", []string{"import", "--delimiter", "ab", "ok.csv"}, nil, 2, `--delimiter "ab"`},
+		{"BadLogFormat", []string{"import", "--log-format", "xml", "ok.csv"}, nil, 2, `--log-format "xml"`},
+		{"ClientIDMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox"}, 2, "RIPIO_CLIENT_ID is not"},
+		{"SecretMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox", "RIPIO_CLIENT_ID": "x"}, 2, "no client secret"},
+		{"PlainHTTPRemote", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "http://example.com", "RIPIO_CLIENT_ID": "x", "RIPIO_CLIENT_SECRET": "s3cr3t-value"}, 2, "plain http is allowed only for loopback"},
+		{"ReportMissingLedger", []string{"report", "--ledger", "missing.db"}, nil, 2, "no ledger file"},
+		{"FailuresBadStatus", []string{"failures", "--status", "created"}, nil, 2, `--status "created"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runBin(t, dir, tt.env, "", tt.args...)
+			if r.code != tt.wantCode || !strings.Contains(r.stdout+r.stderr, tt.wantOut) {
+				t.Errorf("bulkcreate %v = exit %d, output:\n%s%s\nwant exit %d and %q", tt.args, r.code, r.stdout, r.stderr, tt.wantCode, tt.wantOut)
+			}
+			if strings.Contains(r.stdout+r.stderr, "s3cr3t-value") {
+				t.Errorf("bulkcreate %v printed the client secret", tt.args)
+			}
+		})
+	}
+}
+
+func TestCLI_EmbeddedSandboxImportThenRerun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sample, err := os.ReadFile("../../samples/customers.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "customers.csv", string(sample))
+	r := runBin(t, dir, nil, "", "import", "--rps", "0", "customers.csv")
+	if r.code != 0 || !strings.Contains(r.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine") {
+		t.Fatalf("first import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "created  50") {
+		t.Errorf("first import summary lacks 50 created:\n%s", r.stdout)
+	}
+	// Lose the ledger: the sandbox remembers its customers, like Ripio would.
+	os.Remove(filepath.Join(dir, "bulkcreate.db"))
+	r = runBin(t, dir, nil, "", "import", "--rps", "0", "customers.csv")
+	if r.code != 0 || !strings.Contains(r.stdout, "exists  50") {
+		t.Errorf("import with a lost ledger: exit %d, want 0 and 50 exists:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCLI_DryRunSendsNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\nb@example.com,BUSINESS\nbad,INDIVIDUAL\na@example.com,INDIVIDUAL\n")
+	delete(env, "RIPIO_CLIENT_SECRET") // a dry run needs no secret
+	r := runBin(t, dir, env, "", "import", "--dry-run", "--rps", "10", "in.csv")
+	if r.code != 1 {
+		t.Errorf("dry run exit = %d, want 1 (rows would not be created)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"dry run: nothing sent", "to send  2", "invalid  1", "duplicate  1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if st := srv.Stats(); st.Requests+st.TokenRequests != 0 {
+		t.Errorf("dry run sent %d creates and %d token requests, want 0", st.Requests, st.TokenRequests)
+	}
+}
+
+func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\nb@example.com,BUSINESS\nnot-an-email,INDIVIDUAL\n")
+	r := runBin(t, dir, env, "", "import", "--quiet", "--rps", "0", "--summary-json", "sum.json", "in.csv")
+	if r.code != 1 {
+		t.Fatalf("import with an invalid row: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var sum map[string]any
+	b, err := os.ReadFile(filepath.Join(dir, "sum.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatalf("summary JSON: %v\n%s", err, b)
+	}
+	for k, want := range map[string]float64{"read": 3, "created": 2, "invalid": 1, "requests": 2} {
+		if got, _ := sum[k].(float64); got != want {
+			t.Errorf("summary JSON %s = %v, want %v", k, sum[k], want)
+		}
+	}
+	if sum["outcome"] != "completed" || !strings.Contains(sum["target"].(string), "client=sandbox-client") {
+		t.Errorf("summary JSON outcome/target = %v/%v", sum["outcome"], sum["target"])
+	}
+
+	bad := map[string]string{}
+	for k, v := range env {
+		bad[k] = v
+	}
+	bad["RIPIO_CLIENT_SECRET"] = "wrong-s3cr3t"
+	writeFile(t, dir, "more.csv", "email,type\nc@example.com,INDIVIDUAL\n")
+	r = runBin(t, dir, bad, "", "import", "--ledger", "other.db", "more.csv")
+	if r.code != 3 || strings.Contains(r.stdout+r.stderr, "wrong-s3cr3t") {
+		t.Errorf("import with a wrong secret: exit %d, want 3 and no secret in output:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCLI_FailuresFileFixedAndFedBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example,BUSINESS\ncarla@example.com,PERSON\n")
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
+		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "failures")
+	if r.code != 0 {
+		t.Fatalf("failures: exit %d\n%s", r.code, r.stderr)
+	}
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatalf("failures output is not CSV: %v\n%s", err, r.stdout)
+	}
+	if len(recs) != 3 || strings.Join(recs[0][:6], ",") != "email,type,customerId,status,reason,line" {
+		t.Fatalf("failures CSV = %q, want a header and 2 rows", recs)
+	}
+	// The operator fixes both rows in the failures file and imports it.
+	fixed := strings.NewReplacer("beto@example,", "beto@example.com,", ",PERSON,", ",INDIVIDUAL,").Replace(r.stdout)
+	writeFile(t, dir, "fix.csv", fixed)
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "fix.csv"); r.code != 0 {
+		t.Fatalf("import fix.csv: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(srv.Customers()); n != 3 {
+		t.Errorf("server customers = %d, want 3", n)
+	}
+	r = runBin(t, dir, env, "", "report", "--format", "json")
+	var rep struct {
+		Rows   int            `json:"rows"`
+		Counts map[string]int `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("report json: %v\n%s", err, r.stdout)
+	}
+	if rep.Rows != 3 || rep.Counts["created"] != 3 || rep.Counts["invalid"] != 0 {
+		t.Errorf("report after the fix = %+v, want 3 rows, all created", rep)
+	}
+	for _, s := range []string{"created", "exists", "invalid", "duplicate", "rejected", "failed", "in_doubt"} {
+		if _, ok := rep.Counts[s]; !ok {
+			t.Errorf("report json lacks status %q", s)
+		}
+	}
+}
+
+func TestRun_InProcessVersion(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"version"}, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err != nil || out.String() != "bulkcreate dev\n" {
+		t.Errorf("run(version) = %v, %q; want nil, %q", err, out.String(), "bulkcreate dev\n")
+	}
+}

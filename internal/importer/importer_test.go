@@ -1,0 +1,414 @@
+package importer_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+)
+
+// fixture is a fake Ripio server and a real ledger file.
+type fixture struct {
+	srv        *ripiotest.Server
+	baseURL    string // the server's, unless a test puts a proxy in front
+	ledgerPath string
+	target     string
+}
+
+func newFixture(t *testing.T, opts ripiotest.Options) *fixture {
+	t.Helper()
+	srv, err := ripiotest.NewServer(opts)
+	if err != nil {
+		t.Fatalf("ripiotest.NewServer: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return &fixture{srv: srv, baseURL: srv.URL(), ledgerPath: filepath.Join(t.TempDir(), "ledger.db"), target: "test-target"}
+}
+
+type runOpts struct {
+	cfg       importer.Config
+	rps       float64
+	timeout   time.Duration
+	secret    string
+	ctx       context.Context
+	limiter   ratelimit.Config
+	useConfig bool
+}
+
+// importCSV runs one import of data through a fresh client and ledger handle.
+func (fx *fixture) importCSV(t *testing.T, data string, ro runOpts) (importer.Summary, error) {
+	t.Helper()
+	ctx := ro.ctx
+	if ctx == nil {
+		ctx = t.Context()
+	}
+	secret := ro.secret
+	if secret == "" {
+		secret = fx.srv.ClientSecret()
+	}
+	timeout := ro.timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	client, err := ripio.New(ripio.Config{BaseURL: fx.baseURL, ClientID: fx.srv.ClientID(), ClientSecret: secret, Timeout: timeout})
+	if err != nil {
+		t.Fatalf("ripio.New: %v", err)
+	}
+	l, err := ledger.Open(context.Background(), fx.ledgerPath, ledger.Options{})
+	if err != nil {
+		t.Fatalf("ledger.Open: %v", err)
+	}
+	defer l.Close()
+	lc := ro.limiter
+	if !ro.useConfig {
+		lc = ratelimit.Config{Rate: ro.rps}
+	}
+	cfg := ro.cfg
+	if cfg.SourceFile == "" {
+		cfg.SourceFile = "customers.csv"
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = time.Millisecond
+	}
+	im := importer.New(cfg, client, ratelimit.New(lc), l, fx.target)
+	return im.Import(ctx, strings.NewReader(data))
+}
+
+// ledgerRows reads the ledger's keyed rows: key -> status.
+func (fx *fixture) ledgerRows(t *testing.T) map[string]ledgerRow {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+fx.ledgerPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT row_key, status, customer_id_sent, customer_id, attempts FROM rows`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]ledgerRow{}
+	for rows.Next() {
+		var k string
+		var r ledgerRow
+		if err := rows.Scan(&k, &r.status, &r.sent, &r.returned, &r.attempts); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = r
+	}
+	return out
+}
+
+type ledgerRow struct {
+	status         string
+	sent, returned string
+	attempts       int
+}
+
+func (fx *fixture) report(t *testing.T) ledger.Report {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), fx.ledgerPath, ledger.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rep, err := l.Report(context.Background(), fx.target, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// assertServerMatchesLedger checks, row by row, that every valid email of
+// the file is on the server exactly once and that the ledger says so.
+func assertServerMatchesLedger(t *testing.T, fx *fixture, emails []string) {
+	t.Helper()
+	custs := fx.srv.Customers()
+	byEmail := map[string]int{}
+	for _, c := range custs {
+		byEmail[strings.ToLower(c.Email)]++
+	}
+	if len(custs) != len(emails) {
+		t.Errorf("server holds %d customers, want %d", len(custs), len(emails))
+	}
+	rows := fx.ledgerRows(t)
+	for _, e := range emails {
+		if n := byEmail[strings.ToLower(e)]; n != 1 {
+			t.Errorf("server has %s %d times, want 1", e, n)
+		}
+		r, ok := rows["email:"+strings.ToLower(e)]
+		if !ok {
+			t.Errorf("ledger has no row for %s", e)
+			continue
+		}
+		if r.status != "created" && r.status != "exists" {
+			t.Errorf("ledger status of %s = %s, want created or exists", e, r.status)
+		}
+		if want := importer.CustomerIDFor(e); r.sent != want {
+			t.Errorf("ledger customerId sent for %s = %s, want %s", e, r.sent, want)
+		}
+		if _, ok := fx.srv.Customer(r.sent); !ok {
+			t.Errorf("server has no customer %s (%s)", r.sent, e)
+		}
+	}
+}
+
+func genCSV(n int, prefix string) (string, []string) {
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	emails := make([]string, n)
+	for i := range n {
+		emails[i] = fmt.Sprintf("%s%05d@example.com", prefix, i)
+		typ := "INDIVIDUAL"
+		if i%3 == 0 {
+			typ = "BUSINESS"
+		}
+		fmt.Fprintf(&b, "%s,%s\n", emails[i], typ)
+	}
+	return b.String(), emails
+}
+
+func TestImport_CreatesEveryRowOnceAndSecondRunSendsNothing(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../samples/customers.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var emails []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n")[1:] {
+		emails = append(emails, strings.Split(line, ",")[0])
+	}
+	fx := newFixture(t, ripiotest.Options{})
+
+	sum, err := fx.importCSV(t, string(data), runOpts{})
+	if err != nil {
+		t.Fatalf("first import: %v", err)
+	}
+	if sum.Created != int64(len(emails)) || sum.NotDone() != 0 {
+		t.Errorf("first import: created %d, not done %d; want %d, 0 (%+v)", sum.Created, sum.NotDone(), len(emails), sum.Counts)
+	}
+	assertServerMatchesLedger(t, fx, emails)
+
+	before := fx.srv.Stats().Requests
+	sum, err = fx.importCSV(t, string(data), runOpts{})
+	if err != nil {
+		t.Fatalf("second import: %v", err)
+	}
+	if got := fx.srv.Stats().Requests - before; got != 0 {
+		t.Errorf("second import sent %d create requests, want 0", got)
+	}
+	if sum.Skipped != int64(len(emails)) {
+		t.Errorf("second import skipped %d, want %d", sum.Skipped, len(emails))
+	}
+}
+
+func TestImport_LostLedgerMeetsAlreadyExists(t *testing.T) {
+	t.Parallel()
+	data, emails := genCSV(30, "lost")
+	fx := newFixture(t, ripiotest.Options{})
+	if _, err := fx.importCSV(t, data, runOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	// The operator deletes the ledger: the server still has everyone.
+	fx.ledgerPath = filepath.Join(t.TempDir(), "fresh.db")
+	sum, err := fx.importCSV(t, data, runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Exists != 30 || sum.Created != 0 {
+		t.Errorf("re-import without ledger: exists %d created %d, want 30, 0", sum.Exists, sum.Created)
+	}
+	assertServerMatchesLedger(t, fx, emails)
+}
+
+func TestImport_FaultsEndWithServerAndLedgerAgreeing(t *testing.T) {
+	t.Parallel()
+	data, emails := genCSV(600, "fault")
+	fx := newFixture(t, ripiotest.Options{
+		FailBeforeCommit: 0.02, FailAfterCommit: 0.02, DropAfterCommit: 0.02, HangAfterCommit: 0.005,
+		Latency: time.Millisecond, LatencyJitter: 3 * time.Millisecond, Seed: 42,
+	})
+	ro := runOpts{timeout: 300 * time.Millisecond, cfg: importer.Config{Concurrency: 16, MaxAttempts: 8}}
+	// Each run ends every row; a row may end in_doubt if all its attempts
+	// failed, and the next run settles it.
+	for run := 1; run <= 3; run++ {
+		sum, err := fx.importCSV(t, data, ro)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if sum.NotDone() == 0 {
+			break
+		}
+	}
+	st := fx.srv.Stats()
+	if st.FailedBeforeCommit == 0 || st.FailedAfterCommit == 0 || st.Dropped == 0 {
+		t.Fatalf("faults injected: %+v; want some of each", st)
+	}
+	assertServerMatchesLedger(t, fx, emails)
+	rep := fx.report(t)
+	if rep.Counts[ledger.Created]+rep.Counts[ledger.Exists] != len(emails) || rep.Rows != len(emails) {
+		t.Errorf("report counts %v (rows %d), want all %d created or exists", rep.Counts, rep.Rows, len(emails))
+	}
+}
+
+func TestImport_WrongCredentialsAbortWithoutFailingRows(t *testing.T) {
+	t.Parallel()
+	data, _ := genCSV(200, "cred")
+	fx := newFixture(t, ripiotest.Options{})
+	start := time.Now()
+	sum, err := fx.importCSV(t, data, runOpts{secret: "wrong-secret"})
+	if !errors.Is(err, importer.ErrUnauthorized) {
+		t.Fatalf("Import with a wrong secret: err = %v, want ErrUnauthorized", err)
+	}
+	if strings.Contains(err.Error(), "wrong-secret") {
+		t.Errorf("error text %q contains the secret", err)
+	}
+	if sum.Failed+sum.Rejected+sum.InDoubt != 0 {
+		t.Errorf("rows marked failed/rejected/in doubt: %+v, want none", sum.Counts)
+	}
+	if rows := fx.ledgerRows(t); len(rows) != 0 {
+		t.Errorf("ledger holds %d rows after a refused token, want 0 (untouched)", len(rows))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("abort took %v, want quick", d)
+	}
+	if got := fx.srv.Stats().Requests; got != 0 {
+		t.Errorf("server got %d create requests, want 0", got)
+	}
+}
+
+func TestImport_ShortLivedTokensCauseNoFailedRow(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs ~5s")
+	}
+	data, emails := genCSV(500, "tok")
+	fx := newFixture(t, ripiotest.Options{TokenTTL: time.Second})
+	// 100/s for 500 rows: five seconds, five token lifetimes.
+	sum, err := fx.importCSV(t, data, runOpts{rps: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 500 || sum.NotDone() != 0 {
+		t.Errorf("import with 1s tokens: %+v, want 500 created", sum.Counts)
+	}
+	if st := fx.srv.Stats(); st.TokenRequests < 4 || st.Unauthorized > st.TokenRequests {
+		t.Errorf("token requests %d, unauthorized %d: want >= 4 fetches and at most one 401 each", st.TokenRequests, st.Unauthorized)
+	}
+	assertServerMatchesLedger(t, fx, emails)
+}
+
+func TestImport_ResumeRules(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, ripiotest.Options{})
+	first := "email,type\nana@example.com,INDIVIDUAL\nbeto@example.com,BUSINESS\n"
+	if _, err := fx.importCSV(t, first, runOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	// Same keys again, one with another type: a conflict, not sent.
+	before := fx.srv.Stats().Requests
+	sum, err := fx.importCSV(t, "email,type\nANA@example.com,INDIVIDUAL\nbeto@example.com,INDIVIDUAL\n", runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Skipped != 1 || sum.Invalid != 1 || fx.srv.Stats().Requests != before {
+		t.Errorf("re-import with a changed type: %+v, requests +%d; want 1 skipped, 1 invalid (conflict), 0 requests",
+			sum.Counts, fx.srv.Stats().Requests-before)
+	}
+}
+
+// rejectingProxy answers 400 ValidationError for emails at reject.example,
+// a rule of the server's the importer cannot know, and passes the rest to
+// the fake server.
+func rejectingProxy(t *testing.T, fx *fixture) string {
+	t.Helper()
+	h := fx.srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "@reject.example") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"code":20000,"type":"ValidationError","detail":{"message":"email: domain not allowed"},"status":400}`)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func TestImport_RejectedRowsSentAgainOnlyWhenChangedOrForced(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, ripiotest.Options{})
+	fx.baseURL = rejectingProxy(t, fx)
+	data := "email,type\nno@reject.example,INDIVIDUAL\nok@example.com,BUSINESS\n"
+
+	sum, err := fx.importCSV(t, data, runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rejected != 1 || sum.Created != 1 {
+		t.Fatalf("first import: %+v, want 1 rejected, 1 created", sum.Counts)
+	}
+	rows := fx.ledgerRows(t)
+	if r := rows["email:no@reject.example"]; r.status != "rejected" || r.attempts != 1 {
+		t.Errorf("ledger row of the rejected email = %+v, want rejected after 1 attempt (never retried)", r)
+	}
+
+	tests := []struct {
+		name          string
+		data          string
+		retryRejected bool
+		wantAttempts  int
+	}{
+		{"UnchangedIsNotSent", data, false, 1},
+		{"ChangedTypeIsSent", "email,type\nno@reject.example,BUSINESS\n", false, 2},
+		{"ForcedIsSent", "email,type\nno@reject.example,BUSINESS\n", true, 3},
+	}
+	for _, tt := range tests { // sequential: each builds on the ledger before it
+		sum, err := fx.importCSV(t, tt.data, runOpts{cfg: importer.Config{RetryRejected: tt.retryRejected}})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if sum.Rejected != 1 {
+			t.Errorf("%s: %+v, want the row counted rejected", tt.name, sum.Counts)
+		}
+		if got := fx.ledgerRows(t)["email:no@reject.example"].attempts; got != tt.wantAttempts {
+			t.Errorf("%s: attempts = %d, want %d", tt.name, got, tt.wantAttempts)
+		}
+	}
+}
+
+func TestCustomerIDFor_IsStableAcrossReleases(t *testing.T) {
+	t.Parallel()
+	// Ledgers and servers hold ids derived by older binaries: the derivation
+	// must never change.
+	tests := []struct{ email, want string }{
+		{"ana@example.com", "acb0ffa9-aa89-5967-baed-f895bdd2c431"},
+		{"  Ana@Example.COM ", "acb0ffa9-aa89-5967-baed-f895bdd2c431"},
+		{"finance@acme.example.com", "4171ec3a-f885-5294-ad03-908e7e066b91"},
+	}
+	for _, tt := range tests {
+		if got := importer.CustomerIDFor(tt.email); got != tt.want {
+			t.Errorf("CustomerIDFor(%q) = %s, want %s", tt.email, got, tt.want)
+		}
+	}
+}
