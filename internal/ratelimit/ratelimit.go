@@ -67,6 +67,8 @@ type Limiter struct {
 	lastDecrease time.Time
 	lastIncrease time.Time
 	backoffs     int // 429s without Retry-After since the last accepted request
+	knownLimit   float64   // the server's limit as last measured; 0 when unknown
+	knownAt      time.Time
 	accepted     window
 	throttles    int64
 	paused       time.Duration
@@ -161,14 +163,19 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 }
 
 // decrease sets the rate from what the server accepted over the last
-// second when that measure is sound, and halves it otherwise.
+// second when that measure is sound, and halves it otherwise. A sound
+// measure is remembered as the server's limit: the rate then holds just
+// under it instead of probing into it again.
 func (l *Limiter) decrease(now time.Time) {
 	next := l.current / 2
-	if got, ok := l.accepted.rate(now, l.lastResume()); ok && got < l.current {
-		next = got * 0.95
+	if got, ok := l.accepted.rate(now, l.lastResume()); ok {
+		got = min(got, l.current) // a 429 at this rate: the limit is not above it
+		next = got * holdShare
+		l.knownLimit = got
+		l.knownAt = now
 	}
 	if math.IsInf(next, 1) { // unlimited, and nothing measured yet
-		next = max(l.accepted.count(now), l.cfg.MinRate*10)
+		next = max(l.accepted.count(now, now.Add(-time.Second)), l.cfg.MinRate*10)
 	}
 	l.current = max(next, l.cfg.MinRate)
 	l.lastDecrease = now
@@ -180,22 +187,44 @@ func (l *Limiter) decrease(now time.Time) {
 // current 429 started.
 func (l *Limiter) lastResume() time.Time { return l.resumedAt }
 
+// holdShare is the share of a measured server limit the rate holds at.
+const holdShare = 0.98
+
+// holdFor is how long a measured limit caps the rate before probing above
+// it again (servers do raise limits).
+const holdFor = time.Minute
+
 // maybeIncrease adds 2% of the rate for each full second since the last
-// 429 or increase, after 2 quiet seconds, up to the ceiling.
+// 429 or increase, after 2 quiet seconds, up to the ceiling, and while a
+// measured limit is fresh, up to holdShare of it.
 func (l *Limiter) maybeIncrease(now time.Time) {
 	if l.current >= l.ceiling || l.lastDecrease.IsZero() {
 		return
 	}
-	if now.Sub(l.lastDecrease) < 2*time.Second || now.Before(l.pausedUntil) {
+	// After a halving the limit is somewhere below the rate that was
+	// refused, and each probe for it costs a pause of Retry-After (a whole
+	// second at least): hold the halved rate a while first.
+	quiet := 2 * time.Second
+	if l.knownLimit == 0 {
+		quiet = 30 * time.Second
+	}
+	if now.Sub(l.lastDecrease) < quiet || now.Before(l.pausedUntil) {
 		return
 	}
 	secs := math.Floor(now.Sub(l.lastIncrease).Seconds())
 	if secs < 1 {
 		return
 	}
-	step := max(l.current*0.02, 0.5)
-	l.current = min(l.current+secs*step, l.ceiling)
+	limit := l.ceiling
+	if l.knownLimit > 0 && now.Sub(l.knownAt) < holdFor {
+		limit = min(limit, l.knownLimit*holdShare)
+	}
 	l.lastIncrease = l.lastIncrease.Add(time.Duration(secs) * time.Second)
+	if l.current >= limit {
+		return
+	}
+	step := max(l.current*0.02, 0.5)
+	l.current = min(l.current+secs*step, limit)
 	l.bucket.SetLimitAt(now, toLimit(l.current))
 }
 
@@ -220,10 +249,11 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// window counts accepted requests in 100ms slots over the last second.
+// window counts accepted requests in 100ms slots over the last 3 seconds:
+// long enough that a server's burst allowance weighs little in the measure.
 type window struct {
-	slots [10]int
-	epoch [10]int64 // which 100ms tick each slot holds
+	slots [30]int
+	epoch [30]int64 // which 100ms tick each slot holds
 	first time.Time // first request ever counted
 }
 
@@ -241,24 +271,33 @@ func (w *window) add(now time.Time) {
 	w.slots[i]++
 }
 
-func (w *window) count(now time.Time) float64 {
+// count is the requests accepted since from (to slot precision), at most
+// the window's length ago.
+func (w *window) count(now, from time.Time) float64 {
 	tick := now.UnixNano() / int64(slot)
+	first := max(from.UnixNano()/int64(slot), tick-int64(len(w.slots))+1)
 	n := 0
 	for i := range w.slots {
-		if tick-w.epoch[i] < int64(len(w.slots)) {
+		if w.epoch[i] >= first && w.epoch[i] <= tick {
 			n += w.slots[i]
 		}
 	}
 	return float64(n)
 }
 
-// rate is accepted requests per second over the last second of unpaused
-// traffic (since resumed). ok is false when less than a full second of it
-// was seen: a server's burst allowance makes a shorter window read high.
+// rate is accepted requests per second over the unpaused traffic since
+// resumed, up to the window's length. ok is false when less than a second
+// of it was seen: a server's burst allowance makes a short window read high.
 func (w *window) rate(now, resumed time.Time) (float64, bool) {
-	start := maxTime(w.first, resumed)
-	if w.first.IsZero() || now.Sub(start) < time.Second {
+	if w.first.IsZero() {
 		return 0, false
 	}
-	return w.count(now), true
+	start := maxTime(w.first, resumed)
+	if now.Sub(start) < time.Second {
+		return 0, false
+	}
+	if limit := now.Add(-time.Duration(len(w.slots)-1) * slot); start.Before(limit) {
+		start = limit.Truncate(slot)
+	}
+	return w.count(now, start) / now.Sub(start).Seconds(), true
 }
