@@ -66,8 +66,8 @@ type Limiter struct {
 	resumedAt    time.Time // end of the pause before the current one
 	lastDecrease time.Time
 	lastIncrease time.Time
-	backoffs     int // 429s without Retry-After since the last accepted request
-	knownLimit   float64   // the server's limit as last measured; 0 when unknown
+	backoffs     int     // 429s without Retry-After since the last accepted request
+	knownLimit   float64 // the server's limit as last measured; 0 when unknown
 	knownAt      time.Time
 	accepted     window
 	throttles    int64
