@@ -55,6 +55,7 @@ type importFlags struct {
 	logFormat     string
 	verbose       bool
 	summaryJSON   string
+	progressEvery time.Duration
 	target        targetFlags
 }
 
@@ -76,6 +77,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
+	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
 	f.target.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +103,8 @@ func runImport(ctx context.Context, e env, args []string) error {
 	}
 
 	path := fs.Arg(0)
-	var in io.Reader = e.stdin
+	in := &countingReader{r: e.stdin}
+	size := int64(-1)
 	cfg.SourceFile = "<stdin>"
 	if path != "-" {
 		file, err := os.Open(path)
@@ -109,7 +112,10 @@ func runImport(ctx context.Context, e env, args []string) error {
 			return usageError("import: %v", err)
 		}
 		defer file.Close()
-		in = file
+		in.r = file
+		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
 		if abs, err := filepath.Abs(path); err == nil {
 			cfg.SourceFile = abs
 		}
@@ -148,9 +154,15 @@ func runImport(ctx context.Context, e env, args []string) error {
 	}
 
 	im := importer.New(cfg, client, limiter, l, tgt.Name())
-	stopProgress := startProgress(ctx, e, im, logger, f.quiet)
+	var prog *progress
+	if !f.quiet {
+		prog = &progress{im: im, in: in, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
+		prog.start()
+	}
 	sum, err := im.Import(ctx, in)
-	stopProgress()
+	if prog != nil {
+		prog.stop()
+	}
 
 	printSummary(e.stdout, sum, f.rps, tgt)
 	if f.summaryJSON != "" {

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -55,41 +51,3 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target) {
 	}
 }
 
-// startProgress reports progress until the returned func is called: one
-// structured log line every few seconds (quiet: none).
-func startProgress(ctx context.Context, e env, im *importer.Importer, logger *slog.Logger, quiet bool) (stop func()) {
-	if quiet {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		start := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p := im.Progress()
-				attrs := []any{
-					"read", p.Read, "created", p.Created, "exists", p.Exists, "skipped", p.Skipped,
-					"invalid", p.Invalid, "duplicate", p.Duplicate, "rejected", p.Rejected,
-					"failed", p.Failed, "in_doubt", p.InDoubt, "in_flight", p.Pending,
-					"requests", p.Requests, "throttled", p.Throttled,
-					"rate", fmt.Sprintf("%.1f/s", float64(p.Requests)/time.Since(start).Seconds()),
-				}
-				if l := im.Limiter(); l != nil {
-					if r := l.Stats().Rate; !math.IsInf(r, 1) {
-						attrs = append(attrs, "limit", fmt.Sprintf("%.1f/s", r))
-					}
-				}
-				logger.Info("progress", attrs...)
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
