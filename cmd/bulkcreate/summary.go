@@ -50,4 +50,3 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target) {
 		fmt.Fprintf(w, "next: %d rows are unfinished: run the same import again (safe: no customer is created twice)\n", n)
 	}
 }
-
