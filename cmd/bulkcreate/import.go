@@ -97,6 +97,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usageError("import: %v", err)
 	}
+	cfg.Logger = logger
 	tgt, err := f.target.resolve(e, !f.dryRun)
 	if err != nil {
 		return usageError("import: %v", err)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Config struct {
 	DryRun bool
 	// Jitter returns a random duration in [0, n); default math/rand/v2.
 	Jitter func(n time.Duration) time.Duration
+	// Logger gets one debug line per row outcome (it names the email, so
+	// only at debug level). Default: discard.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Jitter == nil {
 		c.Jitter = func(n time.Duration) time.Duration { return rand.N(n) }
@@ -484,6 +491,7 @@ func (im *Importer) record(ctx context.Context, row Row, st ledger.Status, custo
 	if st == ledger.Created || st == ledger.Exists {
 		msg = ""
 	}
+	im.cfg.Logger.Debug("row", "line", row.Line, "email", row.Email, "status", st, "http", v.HTTPStatus, "reason", msg)
 	return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{
 		Key: row.Key, Status: st, CustomerID: customerID,
 		HTTPStatus: v.HTTPStatus, ErrorCode: v.Code, Message: msg,

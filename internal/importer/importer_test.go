@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 
 // fixture is a fake Ripio server and a real ledger file.
 type fixture struct {
+	mu         sync.Mutex
+	opts       ripiotest.Options // as started, for restarts
 	srv        *ripiotest.Server
 	baseURL    string // the server's, unless a test puts a proxy in front
 	ledgerPath string
@@ -50,6 +53,13 @@ type runOpts struct {
 	ctx       context.Context
 	limiter   ratelimit.Config
 	useConfig bool
+}
+
+// setServer swaps in a restarted server (same address).
+func (fx *fixture) setServer(srv *ripiotest.Server) {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	fx.srv = srv
 }
 
 // importCSV runs one import of data through a fresh client and ledger handle.

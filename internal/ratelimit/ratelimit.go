@@ -167,7 +167,9 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 // measure is remembered as the server's limit: the rate then holds just
 // under it instead of probing into it again.
 func (l *Limiter) decrease(now time.Time) {
-	next := l.current / 2
+	// What the server accepted in the last second, pauses included, is a
+	// rate it surely takes: halving never goes below it.
+	next := min(max(l.current/2, l.accepted.count(now, now.Add(-time.Second))), l.current)
 	if got, ok := l.accepted.rate(now, l.lastResume()); ok {
 		got = min(got, l.current) // a 429 at this rate: the limit is not above it
 		next = got * holdShare
