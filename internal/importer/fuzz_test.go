@@ -1,0 +1,77 @@
+package importer
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzReadAndValidate feeds arbitrary bytes through the row reader and the
+// validator: nothing panics, every record has a line, and every row that
+// passes validation is one the server would take.
+func FuzzReadAndValidate(f *testing.F) {
+	seeds := []string{
+		"email,type\na@example.com,INDIVIDUAL\n",
+		"\xef\xbb\xbfEmail , TYPE\r\nA@Example.com,business\r\n",
+		"customer_id,email,type\nc-1,a@example.com,INDIVIDUAL\n,b@example.com,BUSINESS\n",
+		"email,type\n\"a@example.com\",\"INDIVIDUAL\"\n\"unterminated,INDIVIDUAL\n",
+		"email,type\nx\"y@example.com,INDIVIDUAL\na@example.com\n,,\n",
+		"email;type\na@example.com;INDIVIDUAL\n",
+		"type,email,notes\nINDIVIDUAL,Ana <a@example.com>,\"multi\nline\"\n",
+		"",
+		"email\n",
+	}
+	for _, s := range seeds {
+		f.Add(s, ',')
+	}
+	f.Add("email;type\na@example.com;INDIVIDUAL\n", ';')
+	f.Fuzz(func(t *testing.T, data string, delim rune) {
+		if delim == 0 || delim == '"' || delim == '\r' || delim == '\n' || delim == utf8.RuneError || !validDelim(delim) {
+			t.Skip()
+		}
+		rr, err := newRowReader(strings.NewReader(data), "fuzz.csv", delim)
+		if err != nil {
+			var he *HeaderError
+			if errors.As(err, &he) && !strings.HasPrefix(err.Error(), "fuzz.csv: line 1: header: ") {
+				t.Fatalf("header error %q does not name the file and line", err)
+			}
+			return
+		}
+		lastLine := 0
+		for i := 0; i < 10000; i++ {
+			rec, err := rr.next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				return // a reader failure, reported with the file's name
+			}
+			if rec.Line <= lastLine && rec.Err == nil {
+				t.Fatalf("record line %d after line %d", rec.Line, lastLine)
+			}
+			lastLine = max(lastLine, rec.Line)
+			row, rowErr := validate("fuzz.csv", rec)
+			if rowErr != nil {
+				if rowErr.Line != rec.Line || !strings.HasPrefix(rowErr.Error(), "fuzz.csv:") {
+					t.Fatalf("row error %q does not name the file and line %d", rowErr, rec.Line)
+				}
+				continue
+			}
+			if row.Email == "" || len(row.Email) > maxEmailLen || strings.ContainsAny(row.Email, " <>\n") {
+				t.Fatalf("validate accepted email %q", row.Email)
+			}
+			if row.Type != "INDIVIDUAL" && row.Type != "BUSINESS" {
+				t.Fatalf("validate accepted type %q", row.Type)
+			}
+			if row.CustomerID == "" || row.Key == "" {
+				t.Fatalf("valid row without customerId or key: %+v", row)
+			}
+		}
+	})
+}
+
+func validDelim(r rune) bool {
+	return r != 0xFFFD && utf8.ValidRune(r) && r > ' ' || r == '\t'
+}
