@@ -44,7 +44,8 @@ type Config struct {
 	ClientSecret string
 
 	// HTTPClient sends the requests. Default: a client with TLS verification
-	// and keep-alive pooling sized for a worker pool.
+	// and keep-alive pooling sized for a worker pool. The client uses a copy
+	// that does not follow redirects.
 	HTTPClient *http.Client
 
 	// Timeout bounds one request, token fetches included. Default 30s.
@@ -117,6 +118,7 @@ type Client struct {
 	timeout   time.Duration
 	userAgent string
 	tokens    *tokenCache
+	hide      []string // the secret's forms; the token is added per call
 }
 
 // New returns a client for cfg. It makes no request: the first token is
@@ -127,20 +129,28 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A redirected POST is re-sent as a GET (301, 302, 303) or to another
+	// place (307, 308): a 2xx from there would read as "created" for a
+	// customer that was never made. The 3xx itself is the answer.
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{
 		base:      u.String(),
-		http:      cfg.HTTPClient,
+		http:      &hc,
 		timeout:   cfg.Timeout,
 		userAgent: cfg.UserAgent,
+		hide:      secretForms(cfg.ClientID, cfg.ClientSecret),
 	}
-	c.tokens = newTokenCache(&tokenFetcher{
+	fetcher := &tokenFetcher{
 		url:       c.base + "/oauth2/token/",
 		id:        cfg.ClientID,
 		secret:    cfg.ClientSecret,
-		http:      cfg.HTTPClient,
+		http:      &hc,
 		timeout:   cfg.Timeout,
 		userAgent: cfg.UserAgent,
-	})
+		hide:      c.hide,
+	}
+	c.tokens = newTokenCache(fetcher.Token)
 	return c, nil
 }
 
@@ -180,7 +190,7 @@ func (c *Client) CreateCustomer(ctx context.Context, req CreateCustomerRequest) 
 		cust, err := c.createOnce(ctx, req, body)
 		var apiErr *APIError
 		if attempt == 0 && errors.As(err, &apiErr) && apiErr.authFailure() {
-			c.tokens.invalidate(apiErr.token)
+			c.tokens.invalidate(apiErr.tok)
 			continue
 		}
 		return cust, err
@@ -188,7 +198,7 @@ func (c *Client) CreateCustomer(ctx context.Context, req CreateCustomerRequest) 
 }
 
 func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body []byte) (Customer, error) {
-	tok, err := c.tokens.token()
+	tok, err := c.tokens.token(ctx)
 	if err != nil {
 		return Customer{}, err
 	}
@@ -213,19 +223,21 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
+	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		// The server answered, so it saw the request; only the answer is lost.
+	if err != nil && !ok {
+		// The server answered, so it saw the request; only the answer is
+		// lost. (A 2xx whose body breaks off still created the customer.)
 		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubURLError(err)}
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseAPIError(resp, data)
-		e.token = tok.AccessToken
+	if !ok {
+		e := parseAPIError(resp, data, append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)...)
+		e.tok = tok
 		return Customer{}, e
 	}
 	var cust Customer
 	if len(bytes.TrimSpace(data)) > 0 {
-		// A 2xx with an unreadable body still created the customer: keep
+		// A 2xx with an unreadable or cut body still created the customer: keep
 		// what can be read and fall back to what was sent.
 		_ = json.Unmarshal(data, &cust)
 	}

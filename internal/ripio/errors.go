@@ -9,6 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/oauth2"
 )
 
 // APIError is a non-2xx answer of the API, decoded from Ripio's error
@@ -20,17 +24,20 @@ type APIError struct {
 	Message    string        // detail.message, or the other detail texts, or the body's start
 	RetryAfter time.Duration // from the Retry-After header; 0 when absent
 
-	token string // the access token the request carried; never printed
+	// tok is the token the request carried, kept by identity so that the
+	// client can drop exactly that one; a pointer, so that even %#v prints
+	// no token text.
+	tok *oauth2.Token
 }
 
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ripio: HTTP %d", e.Status)
-	if e.Type != "" || e.Code != 0 {
+	if e.Type != "" {
 		fmt.Fprintf(&b, " %s", e.Type)
-		if e.Code != 0 {
-			fmt.Fprintf(&b, " (%d)", e.Code)
-		}
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " (%d)", e.Code)
 	}
 	if e.Message != "" {
 		fmt.Fprintf(&b, ": %s", e.Message)
@@ -54,7 +61,9 @@ func (e *APIError) alreadyExists() bool {
 
 // parseAPIError decodes an error answer. It never fails: an answer that is
 // not the envelope keeps its status and the start of its body as message.
-func parseAPIError(resp *http.Response, body []byte) *APIError {
+// Every text taken from the answer is made one bounded line with the hide
+// values (the secret, the token) redacted: servers echo what they were sent.
+func parseAPIError(resp *http.Response, body []byte, hide ...string) *APIError {
 	e := &APIError{Status: resp.StatusCode}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 		e.RetryAfter = d
@@ -68,29 +77,31 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 		if n, err := env.Code.Int64(); err == nil {
 			e.Code = int(n)
 		}
-		e.Type = env.Type
-		e.Message = detailMessage(env.Detail)
+		e.Type = cleanText(env.Type, maxType, hide)
+		e.Message = cleanText(detailMessage(env.Detail), maxMessage, hide)
 	}
 	if e.Message == "" && e.Type == "" {
-		e.Message = bodySnippet(body)
+		e.Message = bodySnippet(body, hide)
 	}
 	return e
 }
 
-// detailMessage turns the envelope's detail into one line: detail.message
+// detailMessage turns the envelope's detail into text: detail.message
 // first, then any other field texts (validation errors list them per field),
-// sorted so the same answer always reads the same.
+// sorted so the same answer always reads the same. parseAPIError makes it
+// one line.
 func detailMessage(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return ""
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
 		return ""
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		// A bare string, or a list of them as some frameworks answer.
+		return flattenText(v)
 	}
 	var parts []string
 	if msg, ok := m["message"].(string); ok && msg != "" {
@@ -127,35 +138,111 @@ func flattenText(v any) string {
 	return ""
 }
 
-func bodySnippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		s = s[:200] + "…"
+// Limits, in bytes, of the server texts an error carries: enough for a
+// validation message that names several fields, short enough for a log line.
+const (
+	maxMessage = 500
+	maxSnippet = 200
+	maxType    = 100
+)
+
+// bodySnippet is the start of a body that is not the error envelope.
+func bodySnippet(body []byte, hide []string) string {
+	return cleanText(string(body), maxSnippet, hide)
+}
+
+// cleanText makes server text safe to print on one line: valid UTF-8, no
+// control or format characters, white space collapsed, every hide value
+// redacted, and at most limit bytes (plus an ellipsis), cut on a rune
+// boundary. Redaction comes after collapsing, so that white space cannot
+// disguise a secret, and before cutting, so that a cut cannot leave part of
+// one.
+func cleanText(s string, limit int, hide []string) string {
+	s = oneLine(s)
+	s = redact(s, hide)
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.TrimRight(s[:cut], " ") + "…"
+}
+
+func oneLine(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsControl(r):
+			return ' '
+		case unicode.Is(unicode.Cf, r):
+			// Bidi overrides and zero-width characters: they can make a
+			// line read differently from what it holds.
+			return -1
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+const redacted = "[redacted]"
+
+// redact replaces every hide value, as sent and as oneLine would print it,
+// longest first so that a value containing another is replaced whole.
+func redact(s string, hide []string) string {
+	var vals []string
+	for _, h := range hide {
+		if h == "" {
+			continue
+		}
+		vals = append(vals, h)
+		if o := oneLine(h); o != "" && o != h {
+			vals = append(vals, o)
+		}
+	}
+	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	for _, v := range vals {
+		s = strings.ReplaceAll(s, v, redacted)
 	}
 	return s
 }
 
+// maxRetryAfter caps a server's requested wait: a day is already "stop for
+// now".
+const maxRetryAfter = 24 * time.Hour
+
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
 // HTTP date, measured from now. ok is false for an empty or unreadable
-// value; a date in the past gives 0.
+// value; a date in the past gives 0, and any wait is capped at 24 hours.
 func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
+	if isDigits(v) {
+		// delay-seconds is 1*DIGIT: too many digits for an int64 is still
+		// a (very long) wait, not an unreadable value.
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
 		}
-		const maxSecs = int64(24 * time.Hour / time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second, true
+		return time.Duration(secs) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
-	return max(t.Sub(now), 0), true
+	return min(max(t.Sub(now), 0), maxRetryAfter), true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Outcome is what a create call means for the row that made it.

@@ -2,16 +2,20 @@ package ripio
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 )
 
 // TokenError is a failed token fetch. Status is 0 when no answer came.
@@ -40,14 +44,16 @@ func (e *TokenError) Unwrap() error { return e.Err }
 
 // tokenFetcher gets a token from POST /oauth2/token/. Ripio answers in
 // camelCase, which x/oauth2's own clientcredentials package does not read,
-// hence this small fetcher under oauth2's caching.
+// hence this small fetcher.
 type tokenFetcher struct {
 	url, id, secret, userAgent string
 	http                       *http.Client
 	timeout                    time.Duration
+	hide                       []string // the secret in every form an answer may echo
 }
 
-// Token implements oauth2.TokenSource.
+// Token fetches a new token. It has its own timeout and ignores the
+// callers' contexts: the workers waiting for it share its result.
 func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
@@ -71,15 +77,31 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 		return nil, &TokenError{Err: scrubURLError(err)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseAPIError(resp, body)
+		e := parseAPIError(resp, body, f.hide...)
 		return nil, &TokenError{Status: resp.StatusCode, Message: e.Message, RetryAfter: e.RetryAfter}
 	}
-	return parseToken(body, issued)
+	return parseToken(body, issued, f.hide)
 }
 
+// secretForms is the client secret as a server could echo it back: as is,
+// inside the Basic credentials, form-encoded and JSON-escaped.
+func secretForms(id, secret string) []string {
+	quoted, _ := json.Marshal(secret)
+	return []string{
+		secret,
+		base64.StdEncoding.EncodeToString([]byte(id + ":" + secret)),
+		url.QueryEscape(secret),
+		strings.Trim(string(quoted), `"`),
+	}
+}
+
+// maxTokenLife caps expiresIn, so that an absurd value cannot overflow a
+// time.Duration into a token that is always expired.
+const maxTokenLife = 10 * 365 * 24 * time.Hour
+
 // parseToken reads the token answer in Ripio's camelCase or the older
-// snake_case spelling.
-func parseToken(body []byte, issued time.Time) (*oauth2.Token, error) {
+// snake_case spelling. hide is redacted from any error text.
+func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, error) {
 	var ans struct {
 		AccessToken      string      `json:"accessToken"`
 		AccessTokenSnake string      `json:"access_token"`
@@ -89,18 +111,29 @@ func parseToken(body []byte, issued time.Time) (*oauth2.Token, error) {
 		TokenTypeSnake   string      `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return nil, &TokenError{Status: http.StatusOK, Message: "answer is not JSON: " + bodySnippet([]byte(scrubBody(body)))}
+		msg := "answer is not JSON"
+		if s := bodySnippet([]byte(scrubBody(body)), hide); s != "" {
+			msg += ": " + s
+		}
+		return nil, &TokenError{Status: http.StatusOK, Message: msg}
 	}
 	tok := &oauth2.Token{AccessToken: firstNonEmpty(ans.AccessToken, ans.AccessTokenSnake), TokenType: "Bearer"}
 	if tok.AccessToken == "" {
 		return nil, &TokenError{Status: http.StatusOK, Message: "answer has no accessToken"}
 	}
 	if t := firstNonEmpty(ans.TokenType, ans.TokenTypeSnake); t != "" && !strings.EqualFold(t, "bearer") {
+		t = cleanText(t, maxType, append(hide[:len(hide):len(hide)], tok.AccessToken))
 		return nil, &TokenError{Status: http.StatusOK, Message: fmt.Sprintf("token type %q is not Bearer", t)}
 	}
 	secs, err := json.Number(firstNonEmpty(string(ans.ExpiresIn), string(ans.ExpiresInSnake))).Float64()
+	if errors.Is(err, strconv.ErrRange) && secs > 0 {
+		err = nil // +Inf: capped below
+	}
 	if err == nil && secs > 0 {
-		ttl := time.Duration(secs * float64(time.Second))
+		ttl := maxTokenLife
+		if secs < maxTokenLife.Seconds() {
+			ttl = time.Duration(secs * float64(time.Second))
+		}
 		tok.Expiry = issued.Add(ttl - refreshMargin(ttl))
 	}
 	// No or unreadable expiresIn: a zero Expiry never expires by the clock;
@@ -132,40 +165,79 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// tokenCache is the one token shared by all workers. oauth2's reuse source
-// serializes fetches behind a mutex, so many workers needing a token at the
-// same moment make one fetch. invalidate drops a token the server refused.
+// tokenCache is the one token shared by all workers. Fetches go through a
+// singleflight group: workers that need a token while one is being fetched
+// wait for that fetch and share its result, error included, so many workers
+// needing a token at once make one request, and a token endpoint that fails
+// or hangs is asked once per wave of workers, not once per worker in turn.
+// (oauth2.ReuseTokenSource holds a lock during its fetch and shares no
+// error: a failing endpoint would be asked by each waiting worker in turn.)
 type tokenCache struct {
-	fetch oauth2.TokenSource
+	fetch  func() (*oauth2.Token, error)
+	flight singleflight.Group
 
 	mu  sync.Mutex
-	src oauth2.TokenSource
+	tok *oauth2.Token // nil before the first fetch and after invalidate
 }
 
-func newTokenCache(fetch oauth2.TokenSource) *tokenCache {
-	return &tokenCache{fetch: fetch, src: newReuse(fetch)}
+func newTokenCache(fetch func() (*oauth2.Token, error)) *tokenCache {
+	return &tokenCache{fetch: fetch}
 }
 
-func newReuse(fetch oauth2.TokenSource) oauth2.TokenSource {
-	// The margin is already taken off Expiry by parseToken; oauth2's own
-	// default of 10s early would refetch short-lived tokens on every call.
-	return oauth2.ReuseTokenSourceWithExpiry(nil, fetch, time.Nanosecond)
-}
-
-func (c *tokenCache) token() (*oauth2.Token, error) {
+func (c *tokenCache) cached() *oauth2.Token {
 	c.mu.Lock()
-	src := c.src
-	c.mu.Unlock()
-	return src.Token()
+	defer c.mu.Unlock()
+	if c.tok != nil && fresh(c.tok, time.Now()) {
+		return c.tok
+	}
+	return nil
+}
+
+// token returns the cached token while it is fresh, or else the result of
+// the fetch under way, starting one if there is none. ctx bounds only this
+// caller's wait; the fetch runs to its own timeout for the others.
+func (c *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
+	if tok := c.cached(); tok != nil {
+		return tok, nil
+	}
+	ch := c.flight.DoChan("token", func() (any, error) {
+		if tok := c.cached(); tok != nil { // a fetch ended just before this one began
+			return tok, nil
+		}
+		tok, err := c.fetch()
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.tok = tok
+		c.mu.Unlock()
+		return tok, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*oauth2.Token), nil
+	case <-ctx.Done():
+		return nil, &TokenError{Err: ctx.Err()}
+	}
+}
+
+// fresh reports whether tok may still be sent. The refresh margin is already
+// taken off Expiry by parseToken; oauth2.Token.Valid would take off another
+// 10 s and refetch short-lived tokens on every call.
+func fresh(tok *oauth2.Token, now time.Time) bool {
+	return tok.Expiry.IsZero() || now.Before(tok.Expiry)
 }
 
 // invalidate forgets the cached token if it is still the refused one, so
-// that many workers refused at once cause one new fetch, not one each.
-func (c *tokenCache) invalidate(refused string) {
+// that many workers refused at once cause one new fetch, not one each. The
+// token is compared by identity: a server may issue the same text again.
+func (c *tokenCache) invalidate(refused *oauth2.Token) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, err := c.src.Token(); err == nil && cur.AccessToken != refused {
-		return
+	if c.tok == refused {
+		c.tok = nil
 	}
-	c.src = newReuse(c.fetch)
 }

@@ -1,0 +1,420 @@
+package ripio_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+// The credentials of every hand-written fake. They are long and unusual so
+// that a search for them in error texts cannot match by accident.
+const (
+	testID     = "client-7f3a"
+	testSecret = "sEcReT-q7Zx9Wv4Lm2Kp8"
+)
+
+// newClient returns a client of baseURL with the test credentials; edit
+// changes the config first.
+func newClient(t *testing.T, baseURL string, edit ...func(*ripio.Config)) *ripio.Client {
+	t.Helper()
+	cfg := ripio.Config{BaseURL: baseURL, ClientID: testID, ClientSecret: testSecret, Timeout: 5 * time.Second}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	c, err := ripio.New(cfg)
+	if err != nil {
+		t.Fatalf("ripio.New(%+v) = %v", cfg.BaseURL, err)
+	}
+	return c
+}
+
+// withTimeout sets Config.Timeout.
+func withTimeout(d time.Duration) func(*ripio.Config) {
+	return func(c *ripio.Config) { c.Timeout = d }
+}
+
+var ana = ripio.CreateCustomerRequest{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}
+
+// fakeAPI is a hand-written Ripio on an httptest server. Its token endpoint
+// issues tok-1, tok-2, ... (camelCase, one hour) unless token is set; create
+// answers the customers path. Both count their requests.
+type fakeAPI struct {
+	URL    string
+	tokens atomic.Int64 // token requests
+	writes atomic.Int64 // create requests
+}
+
+func newFakeAPI(t *testing.T, token, create http.HandlerFunc) *fakeAPI {
+	t.Helper()
+	f := &fakeAPI{}
+	if token == nil {
+		token = f.issueToken
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/oauth2/token/", func(w http.ResponseWriter, r *http.Request) {
+		f.tokens.Add(1)
+		token(w, r)
+	})
+	mux.HandleFunc("/api/v1/customers/", func(w http.ResponseWriter, r *http.Request) {
+		f.writes.Add(1)
+		create(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// issueToken answers the next token, tok-N.
+func (f *fakeAPI) issueToken(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"accessToken": "tok-%d", "expiresIn": 3600, "tokenType": "Bearer", "scope": "read write"}`, f.tokens.Load())
+}
+
+// answer writes a fixed answer.
+func answer(status int, header map[string]string, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		for k, v := range header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+const created201 = `{"customerId": "srv-0001", "email": "ana@example.com", "isActive": true, "createdAt": "2024-04-10T18:17:07.702533Z"}`
+
+var jsonHeader = map[string]string{"Content-Type": "application/json"}
+
+func TestNew_BaseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		baseURL string
+		ok      bool
+		want    string // BaseURL() when ok
+	}{
+		{"https://skala-sandbox.ripio.com", true, "https://skala-sandbox.ripio.com"},
+		{"https://skala.ripio.com/", true, "https://skala.ripio.com"},
+		{"http://127.0.0.1:8080", true, "http://127.0.0.1:8080"},
+		{"http://127.0.0.1:8080/", true, "http://127.0.0.1:8080"},
+		{"http://localhost:9", true, "http://localhost:9"},
+		{"http://[::1]:9", true, "http://[::1]:9"},
+		{"http://skala-sandbox.ripio.com", false, ""},
+		{"http://10.0.0.7:8080", false, ""},
+		{"http://127.0.0.1.nip.io", false, ""},
+		{"http://localhost.example.com", false, ""},
+		{"ftp://skala.ripio.com", false, ""},
+		{"skala.ripio.com", false, ""},
+		{"https://", false, ""},
+		{"https://user:pw@skala.ripio.com", false, ""},
+		{"https://skala.ripio.com?x=1", false, ""},
+		{"https://skala.ripio.com#frag", false, ""},
+		{"", false, ""},
+	}
+	for _, tt := range tests {
+		c, err := ripio.New(ripio.Config{BaseURL: tt.baseURL, ClientID: testID, ClientSecret: testSecret})
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("ripio.New(BaseURL %q) = %v, want no error", tt.baseURL, err)
+		case tt.ok && c.BaseURL() != tt.want:
+			t.Errorf("ripio.New(BaseURL %q).BaseURL() = %q, want %q", tt.baseURL, c.BaseURL(), tt.want)
+		case !tt.ok && err == nil:
+			t.Errorf("ripio.New(BaseURL %q) = nil error, want one", tt.baseURL)
+		case !tt.ok && strings.Contains(err.Error(), testSecret):
+			t.Errorf("ripio.New(BaseURL %q) = %q, which holds the secret", tt.baseURL, err)
+		}
+	}
+}
+
+func TestNew_Credentials(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		id, secret string
+		wantField  string // named in the error; "" for success
+	}{
+		{testID, testSecret, ""},
+		{"", testSecret, "ClientID"},
+		{testID, "", "ClientSecret"},
+		{"", "", "ClientID"},
+	}
+	for _, tt := range tests {
+		_, err := ripio.New(ripio.Config{BaseURL: "https://skala-sandbox.ripio.com", ClientID: tt.id, ClientSecret: tt.secret})
+		switch {
+		case tt.wantField == "" && err != nil:
+			t.Errorf("ripio.New(id %q, secret %q) = %v, want no error", tt.id, tt.secret, err)
+		case tt.wantField != "" && (err == nil || !strings.Contains(err.Error(), tt.wantField)):
+			t.Errorf("ripio.New(id %q, secret %q) = %v, want an error naming %s", tt.id, tt.secret, err, tt.wantField)
+		}
+	}
+}
+
+// seen is what a fake server saw of one request.
+type seen struct {
+	method, path, userAgent, contentType, auth string
+	form                                       url.Values
+	body                                       map[string]any
+}
+
+// recorder is a fake that remembers every request and answers the token and
+// a create with a customerId other than the one sent.
+func recorder(t *testing.T) (baseURL string, requests func() []seen) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		all []seen
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := seen{method: r.Method, path: r.URL.Path, userAgent: r.UserAgent(), contentType: r.Header.Get("Content-Type"), auth: r.Header.Get("Authorization")}
+		data, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/oauth2/token/" {
+			s.form, _ = url.ParseQuery(string(data))
+			io.WriteString(w, `{"accessToken": "tok-rec", "expiresIn": 3600, "tokenType": "Bearer"}`)
+		} else {
+			if err := json.Unmarshal(data, &s.body); err != nil {
+				t.Errorf("create body %q is not a JSON object: %v", data, err)
+			}
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"customerId": "srv-77", "email": "ana@example.com", "isActive": true, "createdAt": "2024-04-10T18:17:07Z"}`)
+		}
+		mu.Lock()
+		all = append(all, s)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []seen {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]seen(nil), all...)
+	}
+}
+
+func TestCreateCustomer_Requests(t *testing.T) {
+	t.Parallel()
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(testID+":"+testSecret))
+	tests := []struct {
+		name      string
+		slash     string // appended to the BaseURL
+		userAgent string
+		wantUA    string
+		req       ripio.CreateCustomerRequest
+	}{
+		{"DefaultUserAgent", "", "", "bulkcreate/dev", ana},
+		{"CustomUserAgentTrailingSlash", "/", "bulkcreate/1.2.3", "bulkcreate/1.2.3",
+			ripio.CreateCustomerRequest{CustomerID: "b-9", Email: "ops@acme.example", Type: ripio.Business}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			base, requests := recorder(t)
+			c := newClient(t, base+tt.slash, func(c *ripio.Config) { c.UserAgent = tt.userAgent })
+			if _, err := c.CreateCustomer(t.Context(), tt.req); err != nil {
+				t.Fatalf("CreateCustomer(%+v) = %v", tt.req, err)
+			}
+			got := requests()
+			want := []seen{
+				{
+					method: "POST", path: "/oauth2/token/", userAgent: tt.wantUA,
+					contentType: "application/x-www-form-urlencoded", auth: basic,
+					form: url.Values{"grant_type": {"client_credentials"}},
+				},
+				{
+					method: "POST", path: "/api/v1/customers/", userAgent: tt.wantUA,
+					contentType: "application/json", auth: "Bearer tok-rec",
+					body: map[string]any{"customerId": tt.req.CustomerID, "email": tt.req.Email, "type": string(tt.req.Type)},
+				},
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("CreateCustomer(%+v) sent\n%+v\nwant\n%+v", tt.req, got, want)
+			}
+		})
+	}
+}
+
+func TestCreateCustomer_ReturnsServerCustomer(t *testing.T) {
+	t.Parallel()
+	createdAt := time.Date(2024, 4, 10, 18, 17, 7, 702533000, time.UTC)
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   ripio.Customer
+	}{
+		{"201OtherID", 201, created201,
+			ripio.Customer{CustomerID: "srv-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true, CreatedAt: createdAt}},
+		{"200OtherID", 200, `{"customerId": "srv-0002", "email": "ANA@example.com", "type": "INDIVIDUAL", "isActive": true}`,
+			ripio.Customer{CustomerID: "srv-0002", Email: "ANA@example.com", Type: ripio.Individual, IsActive: true}},
+		{"204NoBody", 204, "",
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
+		{"201NotJSON", 201, "Created",
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
+		{"201NoID", 201, `{"isActive": true}`,
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI(t, nil, answer(tt.status, jsonHeader, tt.body))
+			got, err := newClient(t, f.URL).CreateCustomer(t.Context(), ana)
+			if err != nil || got != tt.want {
+				t.Errorf("CreateCustomer(%+v) = %+v, %v, want %+v, nil", ana, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCreateCustomer_NeverLeaksCredentials drives every error path a server
+// can cause with answers that echo what the client sent, and looks for the
+// secret and the token, whole or in part, in everything an error prints.
+func TestCreateCustomer_NeverLeaksCredentials(t *testing.T) {
+	t.Parallel()
+	const token = "AcCeSsToKeN-5f3b9c1d7e2a"
+	basic := base64.StdEncoding.EncodeToString([]byte(testID + ":" + testSecret))
+	goodToken := answer(200, jsonHeader, `{"accessToken": "`+token+`", "expiresIn": 3600, "tokenType": "Bearer"}`)
+	// atCut puts value across the 200-byte cut of a body snippet.
+	atCut := func(prefix, value string) string {
+		return prefix + strings.Repeat("x", 190-len(prefix)) + value + " and more text after it"
+	}
+	envelope := func(status int, msg string) string {
+		return fmt.Sprintf(`{"code": 40001, "type": "NotAuthenticated", "detail": {"message": %q}, "status": %d}`, msg, status)
+	}
+	tests := []struct {
+		name          string
+		token, create http.HandlerFunc
+	}{
+		{"Token401EchoesSecret", answer(401, jsonHeader, envelope(401, "bad client_secret "+testSecret)), nil},
+		{"Token401EchoesSecretEscaped", answer(401, jsonHeader, `{"code": 40001, "type": "NotAuthenticated", "detail": {"message": "bad \u0073EcReT-q7Zx9Wv4Lm2Kp8"}, "status": 401}`), nil},
+		{"Token400EchoesBasic", answer(400, jsonHeader, `{"error": "invalid_client", "error_description": "Authorization: Basic `+basic+`"}`), nil},
+		{"Token400EchoesForm", answer(400, nil, "grant_type=client_credentials&client_secret="+url.QueryEscape(testSecret)), nil},
+		{"Token500HTMLEchoesSecretAtCut", answer(500, nil, atCut("<html>", testSecret)), nil},
+		{"Token200NotJSONEchoesSecret", answer(200, nil, "<html>client secret "+testSecret+"</html>"), nil},
+		{"Token200NotJSONEchoesToken", answer(200, nil, "<html>token "+token+"</html>"), nil},
+		{"Token200TypeIsSecret", answer(200, jsonHeader, `{"accessToken": "`+token+`", "tokenType": "`+testSecret+`"}`), nil},
+		{"Token200TypeIsToken", answer(200, jsonHeader, `{"accessToken": "`+token+`", "tokenType": "MAC `+token+`"}`), nil},
+		{"Create401EchoesToken", goodToken, answer(401, jsonHeader, envelope(401, "token "+token+" is not valid"))},
+		{"Create403EchoesSecret", goodToken, answer(403, jsonHeader, envelope(403, "client "+testSecret+" may not"))},
+		{"Create400FieldEchoesToken", goodToken, answer(400, jsonHeader, `{"code": 20000, "type": "ValidationError", "detail": {"auth": ["Bearer `+token+`"]}, "status": 400}`)},
+		{"Create429EchoesToken", goodToken, answer(429, map[string]string{"Retry-After": "3"}, "slow down, "+token)},
+		{"Create500HTMLEchoesTokenAtCut", goodToken, answer(500, nil, atCut("<pre>Authorization: Bearer ", token))},
+		{"Create502TypeEchoesToken", goodToken, answer(502, jsonHeader, `{"code": 1, "type": "`+token+`", "detail": {}, "status": 502}`)},
+		{"CreateDropped", goodToken, func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }},
+	}
+	forbidden := map[string]string{"secret": testSecret, "basic credentials": basic, "token": token}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			create := tt.create
+			if create == nil {
+				create = answer(201, jsonHeader, created201)
+			}
+			f := newFakeAPI(t, tt.token, create)
+			_, err := newClient(t, f.URL).CreateCustomer(t.Context(), ana)
+			if err == nil {
+				t.Fatalf("CreateCustomer(%+v) = nil error, want one", ana)
+			}
+			texts := []string{
+				fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err),
+				ripio.Classify(err).Reason,
+			}
+			for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
+				texts = append(texts, e.Error(), fmt.Sprintf("%#v", e))
+			}
+			for _, text := range texts {
+				for what, value := range forbidden {
+					if part, ok := leaked(text, value); ok {
+						t.Errorf("CreateCustomer error text %q holds %q of the %s", text, part, what)
+					}
+				}
+			}
+			t.Logf("error: %v", err)
+		})
+	}
+}
+
+// leaked reports a piece of value, 8 bytes or the whole value, found in text.
+func leaked(text, value string) (string, bool) {
+	const window = 8
+	for i := 0; i+window <= len(value); i++ {
+		if strings.Contains(text, value[i:i+window]) {
+			return value[i : i+window], true
+		}
+	}
+	return "", false
+}
+
+// TestCreateCustomer_DoesNotFollowRedirects: a POST that is redirected must
+// not be reported by whatever answers at the new place.
+func TestCreateCustomer_DoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			var elsewhere atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/elsewhere/", func(w http.ResponseWriter, r *http.Request) {
+				elsewhere.Add(1)
+				answer(201, jsonHeader, created201)(w, r)
+			})
+			mux.HandleFunc("/oauth2/token/", answer(200, jsonHeader, `{"accessToken": "t", "expiresIn": 3600}`))
+			mux.HandleFunc("/api/v1/customers/", func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/elsewhere/", status)
+			})
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+
+			_, err := newClient(t, srv.URL).CreateCustomer(t.Context(), ana)
+			if v := ripio.Classify(err); v.Outcome != ripio.InDoubt || v.HTTPStatus != status {
+				t.Errorf("Classify(CreateCustomer after a %d) = %+v, want in_doubt with status %d", status, v, status)
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Errorf("CreateCustomer followed the %d redirect: %d requests elsewhere, want 0", status, n)
+			}
+		})
+	}
+}
+
+// TestCreateCustomer_ContextEnds: a call whose context is done before it
+// starts is not sent; one cancelled while the server holds it may have been.
+func TestCreateCustomer_ContextEnds(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	f := newFakeAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // the server notices a client gone only after the body
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(hold) }) // before the server's Close, which waits for handlers
+	c := newClient(t, f.URL)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.CreateCustomer(ctx, ana)
+	if v := ripio.Classify(err); v.Outcome != ripio.NotSent {
+		t.Errorf("Classify(CreateCustomer with a cancelled context) = %+v, want not_sent", v)
+	}
+
+	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err = c.CreateCustomer(ctx, ana)
+	if v := ripio.Classify(err); v.Outcome != ripio.InDoubt {
+		t.Errorf("Classify(CreateCustomer cancelled in flight) = %+v, want in_doubt", v)
+	}
+}
