@@ -122,11 +122,16 @@ func runImport(ctx context.Context, e env, args []string) error {
 		}
 	}
 
-	l, err := ledger.Open(ctx, f.ledger, ledger.Options{})
-	if err != nil {
+	// A dry run writes nothing, not even a new ledger file.
+	l, err := ledger.Open(ctx, f.ledger, ledger.Options{MustExist: f.dryRun})
+	switch {
+	case f.dryRun && errors.Is(err, ledger.ErrNotFound):
+		l = nil
+	case err != nil:
 		return withCode(exitUsage, err)
+	default:
+		defer l.Close()
 	}
-	defer l.Close()
 
 	var (
 		client  *ripio.Client

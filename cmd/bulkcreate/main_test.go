@@ -171,6 +171,18 @@ func TestCLI_DryRunSendsNothing(t *testing.T) {
 	if st := srv.Stats(); st.Requests+st.TokenRequests != 0 {
 		t.Errorf("dry run sent %d creates and %d token requests, want 0", st.Requests, st.TokenRequests)
 	}
+	if _, err := os.Stat(filepath.Join(dir, "bulkcreate.db")); err == nil {
+		t.Error("dry run created a ledger file")
+	}
+	// Against a ledger that knows a row, the plan skips it.
+	if r := runBin(t, dir, map[string]string{"RIPIO_BASE_URL": env["RIPIO_BASE_URL"], "RIPIO_CLIENT_ID": env["RIPIO_CLIENT_ID"], "RIPIO_CLIENT_SECRET": srv.ClientSecret()},
+		"email,type\na@example.com,INDIVIDUAL\n", "import", "-"); r.code != 0 {
+		t.Fatalf("import: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runBin(t, dir, env, "", "import", "--dry-run", "in.csv")
+	if !strings.Contains(r.stdout, "to send  1") || !strings.Contains(r.stdout, "skip (done before)  1") {
+		t.Errorf("dry run after importing one row:\n%s", r.stdout)
+	}
 }
 
 func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {

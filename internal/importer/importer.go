@@ -148,7 +148,7 @@ type Importer struct {
 
 // New returns an importer of rows into target (the ledger's name for the
 // client's base URL and client id). client and limiter may be nil for a dry
-// run.
+// run, and so may l when there is no ledger file yet.
 func New(cfg Config, client *ripio.Client, limiter *ratelimit.Limiter, l *ledger.Ledger, target string) *Importer {
 	return &Importer{cfg: cfg.withDefaults(), client: client, limiter: limiter, ledger: l, target: target}
 }
@@ -335,9 +335,12 @@ func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) err
 	for i, r := range rows {
 		keys[i] = r.Key
 	}
-	known, err := im.ledger.Lookup(ctx, im.target, keys)
-	if err != nil {
-		return err
+	known := map[string]ledger.Prior{}
+	if im.ledger != nil { // a dry run without a ledger file plans against nothing
+		var err error
+		if known, err = im.ledger.Lookup(ctx, im.target, keys); err != nil {
+			return err
+		}
 	}
 	for _, row := range rows {
 		prior, ok := known[row.Key]
