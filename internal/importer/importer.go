@@ -331,9 +331,12 @@ func (im *Importer) lineIssue(ctx context.Context, st ledger.Status, line int, e
 
 // plan decides each row of a batch against what the ledger knows.
 func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) error {
-	keys := make([]string, len(rows))
-	for i, r := range rows {
-		keys[i] = r.Key
+	keys := make([]string, 0, len(rows))
+	for _, r := range rows {
+		keys = append(keys, r.Key)
+		if keyKind(r.Key) == "customerId" {
+			keys = append(keys, emailKey(r.Email))
+		}
 	}
 	known := map[string]ledger.Prior{}
 	if im.ledger != nil { // a dry run without a ledger file plans against nothing
@@ -358,6 +361,18 @@ func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) err
 				continue
 			}
 			im.counts.skipped.Add(1)
+			continue
+		}
+		// A row keyed by a customerId column whose email an earlier file
+		// (keyed by email) already created: sending it under a new id could
+		// make a second customer for the same person.
+		if byEmail, found := known[emailKey(row.Email)]; keyKind(row.Key) == "customerId" && found && byEmail.Status.Done() &&
+			byEmail.CustomerIDSent != row.CustomerID {
+			reason := fmt.Sprintf("%s:%d: conflict: %s already %s with customerId %s (from %s:%d); not sent under customerId %s",
+				im.cfg.SourceFile, row.Line, byEmail.Email, byEmail.Status, byEmail.CustomerIDSent, byEmail.SourceFile, byEmail.SourceLine, row.CustomerID)
+			if err := im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), row.CustomerID, reason); err != nil {
+				return err
+			}
 			continue
 		}
 		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {

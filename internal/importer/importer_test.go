@@ -422,3 +422,20 @@ func TestCustomerIDFor_IsStableAcrossReleases(t *testing.T) {
 		}
 	}
 }
+
+func TestImport_CustomerIDColumnDoesNotRecreateAnEmailAlreadyCreated(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, ripiotest.Options{}) // the fake allows one email under two ids, as Ripio may
+	if _, err := fx.importCSV(t, "email,type\nana@example.com,INDIVIDUAL\n", runOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	// Later the partner exports with their own ids.
+	sum, err := fx.importCSV(t, "customerId,email,type\npartner-7,ANA@example.com,INDIVIDUAL\npartner-8,beto@example.com,BUSINESS\n", runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Invalid != 1 || sum.Created != 1 || len(fx.srv.Customers()) != 2 {
+		t.Errorf("second import: %+v, server holds %d; want the known email refused as a conflict, 1 created, 2 on the server",
+			sum.Counts, len(fx.srv.Customers()))
+	}
+}

@@ -92,10 +92,13 @@ func validate(file string, rec record) (Row, *RowError) {
 		row.Key = "id:" + id
 	} else {
 		row.CustomerID = CustomerIDFor(email)
-		row.Key = "email:" + strings.ToLower(email)
+		row.Key = emailKey(email)
 	}
 	return row, nil
 }
+
+// emailKey is the ledger's key of a row without a customerId column.
+func emailKey(email string) string { return "email:" + strings.ToLower(email) }
 
 // fingerprint identifies a row's content, so that a rejected row is sent
 // again only once it has changed.

@@ -10,8 +10,10 @@
 //
 //	(new) ──MarkInFlight──▶ in_flight ──Record──▶ created | exists | rejected | failed | in_doubt
 //	failed, in_doubt, rejected* ──MarkInFlight──▶ in_flight      (*only when changed or forced)
-//	in_flight ──Release──▶ the state before it        (nothing reached the server)
-//	in_flight ──(the process dies)──▶ in_doubt        (at the next StartRun on the target)
+//	in_flight ──Release──▶ the row as it was before   (nothing reached the server)
+//	in_flight ──(the run dies)──▶ in_doubt            (at the next StartRun on the target)
+//
+// A run dies with its process, or when its Ledger is closed before Finish.
 //
 // created and exists are final. in_flight is durable before the request
 // leaves, so a row the server may have seen is never taken for unsent.
@@ -20,20 +22,29 @@
 // them in batches (group commit); readers may be many. Two runs on one ledger
 // and target are refused by a lock the operating system drops when the
 // process dies. A Ledger and its Runs are safe for concurrent use.
+//
+// Reads map the file into memory: a disk error while reading kills the
+// process (SIGBUS) instead of returning an error, and the ledger recovers
+// from that as from any crash.
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -91,10 +102,17 @@ type Ledger struct {
 	path string
 	db   *sql.DB
 	w    *writer
+
+	targets sync.Map // target name -> id; ids never change once given
+
+	mu   sync.Mutex
+	runs map[*Run]struct{} // started, not finished: Close releases their locks
 }
 
 // Open opens the ledger at path, creating it (mode 0600) unless
-// opts.MustExist, and brings its schema up to date.
+// opts.MustExist, and brings its schema up to date. It returns ErrNotFound,
+// ErrNotLedger or ErrNewerSchema (wrapped) when the file is missing, is not a
+// ledger, or is newer than this bulkcreate.
 func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
@@ -102,7 +120,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
 	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		if opts.MustExist {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
 		}
@@ -116,36 +134,149 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	} else if fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is a directory", ErrNotLedger, path)
+	} else if fi.Size() > 0 {
+		if err := checkFile(ctx, path, opts.BusyTimeout); err != nil {
+			return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
+		}
 	}
-	dsn := fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_foreign_keys=1",
-		escapePath(path), opts.BusyTimeout.Milliseconds())
-	db, err := sql.Open("sqlite3", dsn)
+	db, err := sql.Open(driverName, dsn(path, opts.BusyTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
+	// The writer keeps one connection for itself; the rest serve readers.
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("ledger: open %s: %w", path, classifySQLite(err))
+		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 	}
-	l := &Ledger{path: path, db: db}
-	l.w = newWriter(db, opts.MaxBatch)
-	return l, nil
+	w, err := newWriter(ctx, db, opts.MaxBatch)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
+	}
+	return &Ledger{path: path, db: db, w: w, runs: map[*Run]struct{}{}}, nil
+}
+
+// checkFile refuses a file that is not a ledger before the ledger's
+// connections touch it: they would switch it to WAL mode, a change to
+// another program's database.
+func checkFile(ctx context.Context, path string, busyTimeout time.Duration) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	header := make([]byte, 100)
+	_, err = io.ReadFull(f, header)
+	f.Close()
+	if err != nil || !bytes.HasPrefix(header, []byte("SQLite format 3\x00")) {
+		return fmt.Errorf("%w: not a SQLite database", ErrNotLedger)
+	}
+	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d", escapePath(path), busyTimeout.Milliseconds()))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var tables, known int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(name = 'schema_migrations'), 0)
+		FROM sqlite_master WHERE type = 'table'`).Scan(&tables, &known); err != nil {
+		return err
+	}
+	if tables > 0 && known == 0 {
+		return errForeignDB
+	}
+	return nil
+}
+
+var errForeignDB = fmt.Errorf("%w: a SQLite database without a schema_migrations table", ErrNotLedger)
+
+// driverName is go-sqlite3 registered with the ledger's per-connection
+// settings that its DSN cannot carry.
+const driverName = "sqlite3_bulkcreate_ledger"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		// Checkpointing runs inside the committing transaction, so a
+		// bigger WAL (40 MB before a checkpoint instead of 4) takes it off
+		// most commits; a page changed by many commits is copied back once.
+		if _, err := c.Exec("PRAGMA wal_autocheckpoint = 10000", nil); err != nil {
+			return err
+		}
+		// Reads map the file instead of copying each page into the
+		// connection's cache: a resume looks up a million keys in no order.
+		// The cost: a disk error while reading is a SIGBUS, not an error
+		// value; the ledger is built to survive a crash.
+		_, err := c.Exec("PRAGMA mmap_size = 1073741824", nil)
+		return err
+	}})
+}
+
+// dsn holds every per-connection setting, so each pooled connection gets
+// them. synchronous=FULL: a commit is on disk, power cut included, before
+// MarkInFlight returns. _stmt_cache_size: the writer and Lookup run the same
+// few statements many times; parsing them again each time cost half the
+// writer's time.
+func dsn(path string, busyTimeout time.Duration) string {
+	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=32",
+		escapePath(path), busyTimeout.Milliseconds())
 }
 
 // Path is the file the ledger lives in.
 func (l *Ledger) Path() string { return l.path }
 
-// Close flushes pending writes and closes the file. It finishes even when
-// ctx is done, and returns the first error.
+// Close commits pending writes and closes the file, and returns the first
+// error. A run not finished is left as a dead run would be: "running" in
+// the ledger, its rows in flight; Close releases its target's lock, and the
+// next StartRun on the target marks it crashed and its rows in_doubt.
 func (l *Ledger) Close() error {
 	err := l.w.close()
+	l.mu.Lock()
+	runs := make([]*Run, 0, len(l.runs))
+	for r := range l.runs {
+		runs = append(runs, r)
+	}
+	l.mu.Unlock()
+	for _, r := range runs {
+		r.unlock()
+	}
 	if cerr := l.db.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("ledger: close %s: %w", l.path, cerr)
 	}
 	return err
+}
+
+// explainOpen says why SQLite could not open or write the file when the
+// reason is permissions: SQLite only says "unable to open database file".
+func explainOpen(path string, err error) error {
+	var se sqlite3.Error
+	if !errors.As(err, &se) || (se.Code != sqlite3.ErrCantOpen && se.Code != sqlite3.ErrReadonly && se.Code != sqlite3.ErrPerm) {
+		return err
+	}
+	const w, x = 2, 1 // W_OK, X_OK
+	dir := filepath.Dir(path)
+	if aerr := syscall.Access(dir, w|x); aerr != nil {
+		return fmt.Errorf("cannot write in directory %s, where SQLite keeps the ledger's -wal and -shm files (%v): %w",
+			dir, err, &fs.PathError{Op: "access", Path: dir, Err: aerr})
+	}
+	if aerr := syscall.Access(path, w); aerr != nil {
+		return fmt.Errorf("cannot write the ledger file (%v): %w", err, &fs.PathError{Op: "access", Path: path, Err: aerr})
+	}
+	return err
+}
+
+func (l *Ledger) addRun(r *Run) {
+	l.mu.Lock()
+	l.runs[r] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *Ledger) removeRun(r *Run) {
+	l.mu.Lock()
+	delete(l.runs, r)
+	l.mu.Unlock()
 }
 
 func escapePath(p string) string {
@@ -192,45 +323,102 @@ func loadMigrations() ([]migration, error) {
 }
 
 // migrate applies the embedded migrations it has not applied yet, each in a
-// transaction of its own, up to upto (0: all).
+// transaction of its own.
 func migrate(ctx context.Context, db *sql.DB) error { return migrateTo(ctx, db, 0) }
 
+// migrateTo is migrate up to version upto (0: all); tests use it to make
+// ledgers of an older schema.
 func migrateTo(ctx context.Context, db *sql.DB, upto int) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+	latest := ms[len(ms)-1].version
+	// One connection, so that the checks and the migrations see one file.
+	conn, err := db.Conn(ctx)
+	if err != nil {
 		return err
 	}
-	var have int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+	defer conn.Close()
+	var tables, known int
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(name = 'schema_migrations'), 0)
+		FROM sqlite_master WHERE type = 'table'`).Scan(&tables, &known); err != nil {
 		return err
 	}
-	if latest := ms[len(ms)-1].version; have > latest {
-		return fmt.Errorf("%w (schema version %d, this bulkcreate knows %d)", ErrNewerSchema, have, latest)
+	if tables > 0 && known == 0 {
+		return errForeignDB // never write into another program's database
 	}
-	for _, m := range ms {
-		if m.version <= have || (upto > 0 && m.version > upto) {
-			continue
-		}
-		tx, err := db.BeginTx(ctx, nil)
+	if known > 0 {
+		// The common case, and the only one for a reader: nothing to do,
+		// and no write lock taken to find that out.
+		have, err := schemaVersion(ctx, conn)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %s: %w", m.name, err)
+		if have > latest {
+			return newerSchema(have, latest)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, now()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %s: %w", m.name, err)
+		if have == latest {
+			return nil
 		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	for _, m := range ms {
+		if upto > 0 && m.version > upto {
+			break
 		}
+		if err := applyMigration(ctx, conn, m, latest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func schemaVersion(ctx context.Context, q queryRower) (int, error) {
+	var have int
+	err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have)
+	return have, err
+}
+
+func newerSchema(have, latest int) error {
+	return fmt.Errorf("%w (schema version %d, this bulkcreate knows %d)", ErrNewerSchema, have, latest)
+}
+
+// applyMigration applies m unless the file has it. The version is read
+// inside m's transaction, which is immediate (it holds the write lock), so
+// two processes opening a new ledger at once apply m once.
+func applyMigration(ctx context.Context, conn *sql.Conn, m migration, latest int) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+		return err
+	}
+	have, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if have > latest {
+		return newerSchema(have, latest)
+	}
+	if m.version <= have {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.version, m.name, now()); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
 	}
 	return nil
 }
@@ -240,19 +428,29 @@ func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 // targetID returns the id of target, creating it when create is set;
 // ok is false when it does not exist and create is not set.
 func (l *Ledger) targetID(ctx context.Context, target string, create bool) (id int64, ok bool, err error) {
+	if v, ok := l.targets.Load(target); ok {
+		return v.(int64), true, nil
+	}
 	err = l.db.QueryRowContext(ctx, `SELECT id FROM targets WHERE name = ?`, target).Scan(&id)
-	if err == nil {
-		return id, true, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case err == nil:
+	case !errors.Is(err, sql.ErrNoRows):
 		return 0, false, classifySQLite(err)
-	}
-	if !create {
+	case !create:
 		return 0, false, nil
+	default:
+		// Through the writer: it is the ledger's one writer.
+		err = l.w.submit(ctx, func(tx *wtx) error {
+			if _, err := tx.exec(`INSERT OR IGNORE INTO targets (name) VALUES (?)`, target); err != nil {
+				return err
+			}
+			id, err = tx.queryInt(`SELECT id FROM targets WHERE name = ?`, target)
+			return err
+		}, true)
+		if err != nil {
+			return 0, false, err
+		}
 	}
-	if _, err := l.db.ExecContext(ctx, `INSERT OR IGNORE INTO targets (name) VALUES (?)`, target); err != nil {
-		return 0, false, classifySQLite(err)
-	}
-	err = l.db.QueryRowContext(ctx, `SELECT id FROM targets WHERE name = ?`, target).Scan(&id)
-	return id, err == nil, err
+	l.targets.Store(target, id)
+	return id, true, nil
 }

@@ -61,6 +61,10 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report
 		rep.Counts[s] += n
 		rep.Rows += n
 	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return rep, fmt.Errorf("ledger: report: %w", classifySQLite(err))
+	}
 	if err := rows.Close(); err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
 	}
@@ -108,8 +112,11 @@ func (l *Ledger) Failures(ctx context.Context, target string, statuses []Status,
 		}
 	}
 	tid, ok, err := l.targetID(ctx, target, false)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("ledger: failures: %w", err)
+	}
+	if !ok {
+		return nil
 	}
 	var ph []string
 	args := []any{tid}

@@ -2,12 +2,15 @@ package ledger
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -24,9 +27,11 @@ type Run struct {
 	l        *Ledger
 	ID       int64
 	targetID int64
-	lock     *os.File
 	// Recovered counts rows a dead run left in flight, now in_doubt.
 	Recovered int64
+
+	mu   sync.Mutex
+	lock *os.File // nil once released
 }
 
 // StartRun takes the lock for info.Target (ErrBusy when another import holds
@@ -42,24 +47,25 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 		return nil, err
 	}
 	r := &Run{l: l, targetID: tid, lock: lock}
+	l.addRun(r)
 	opts, err := json.Marshal(info.Options)
 	if err != nil {
 		r.unlock()
 		return nil, fmt.Errorf("ledger: start run: options: %w", err)
 	}
 	host, _ := os.Hostname()
-	err = l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?, error_message = ?, updated_at = ?
+	err = l.w.submit(ctx, func(tx *wtx) error {
+		res, err := tx.exec(`UPDATE rows SET status = ?, error_message = ?, updated_at = ?
 			WHERE target_id = ? AND status = ?`,
 			InDoubt, "the run sending it ended before an answer came", now(), tid, InFlight)
 		if err != nil {
 			return err
 		}
 		r.Recovered, _ = res.RowsAffected()
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = 'crashed' WHERE target_id = ? AND outcome = 'running'`, tid); err != nil {
+		if _, err := tx.exec(`UPDATE runs SET outcome = 'crashed' WHERE target_id = ? AND outcome = 'running'`, tid); err != nil {
 			return err
 		}
-		res, err = tx.ExecContext(ctx, `INSERT INTO runs (target_id, source_file, started_at, options, pid, host)
+		res, err = tx.exec(`INSERT INTO runs (target_id, source_file, started_at, options, pid, host)
 			VALUES (?, ?, ?, ?, ?, ?)`, tid, info.SourceFile, now(), string(opts), os.Getpid(), host)
 		if err != nil {
 			return err
@@ -93,11 +99,15 @@ func lockTarget(ledgerPath string, targetID int64) (*os.File, error) {
 	return f, nil
 }
 
+// unlock releases the target's lock; it may be called more than once.
 func (r *Run) unlock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.lock != nil {
 		r.lock.Close() // closing the descriptor releases the flock
 		r.lock = nil
 	}
+	r.l.removeRun(r)
 }
 
 // Prior is what the ledger knows of a key before this run touches it.
@@ -126,39 +136,108 @@ func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[
 	return l.lookup(ctx, tid, keys)
 }
 
+// lookupChunk is the most keys one statement asks for; SQLite caps a
+// statement's parameters at 32766.
+const lookupChunk = 500
+
+// lookup reads through the driver, below database/sql: a resume reads a
+// million rows, and database/sql's per-column conversions (an int goes
+// through a string) and locks cost more than SQLite's own work.
 func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map[string]Prior, error) {
 	out := make(map[string]Prior, len(keys))
-	const chunk = 500
-	for start := 0; start < len(keys); start += chunk {
-		part := keys[start:min(start+chunk, len(keys))]
-		args := make([]any, 0, len(part)+1)
-		args = append(args, targetID)
-		for _, k := range part {
-			args = append(args, k)
+	if len(keys) == 0 {
+		return out, nil
+	}
+	conn, err := l.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup: %w", classifySQLite(err))
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		c, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
-		q := `SELECT row_key, status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts
-			FROM rows WHERE target_id = ? AND row_key IN (?` + strings.Repeat(",?", len(part)-1) + `)`
-		rows, err := l.db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("ledger: lookup: %w", classifySQLite(err))
-		}
-		for rows.Next() {
-			var key string
-			var p Prior
-			if err := rows.Scan(&key, &p.Status, &p.Email, &p.Type, &p.CustomerIDSent, &p.CustomerID, &p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("ledger: lookup: %w", err)
+		args := make([]driver.NamedValue, 0, min(len(keys), lookupChunk)+1)
+		dest := make([]driver.Value, 10)
+		for start := 0; start < len(keys); start += lookupChunk {
+			part := keys[start:min(start+lookupChunk, len(keys))]
+			args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: targetID})
+			for i, k := range part {
+				args = append(args, driver.NamedValue{Ordinal: i + 2, Value: k})
 			}
-			out[key] = p
+			// The same text for every full chunk: the connection's statement
+			// cache prepares it once.
+			rows, err := c.QueryContext(ctx, lookupQuery(len(part)), args)
+			if err != nil {
+				return err
+			}
+			for {
+				err := rows.Next(dest)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				out[text(dest[0])] = Prior{
+					Status: Status(text(dest[1])), Email: text(dest[2]), Type: text(dest[3]),
+					CustomerIDSent: text(dest[4]), CustomerID: text(dest[5]), Fingerprint: text(dest[6]),
+					SourceFile: text(dest[7]), SourceLine: int(integer(dest[8])), Attempts: int(integer(dest[9])),
+				}
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
 		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("ledger: lookup: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("ledger: lookup: %w", err)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup: %w", classifySQLite(err))
 	}
 	return out, nil
+}
+
+var fullLookupQuery = lookupQuerySQL(lookupChunk)
+
+func lookupQuery(n int) string {
+	if n == lookupChunk {
+		return fullLookupQuery
+	}
+	return lookupQuerySQL(n)
+}
+
+func lookupQuerySQL(n int) string {
+	return `SELECT row_key, status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts
+		FROM rows WHERE target_id = ? AND row_key IN (?` + strings.Repeat(",?", n-1) + `)`
+}
+
+// text and integer read a column as the driver returns it: TEXT as string,
+// INTEGER as int64.
+func text(v driver.Value) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func integer(v driver.Value) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case float64:
+		return int64(v)
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
 }
 
 // Send describes a row about to be sent.
@@ -175,9 +254,9 @@ type Send struct {
 // MarkInFlight durably records that a request for s is about to leave, and
 // counts the attempt. It returns once the mark is committed.
 func (r *Run) MarkInFlight(ctx context.Context, s Send) error {
-	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return r.l.w.submit(ctx, func(tx *wtx) error {
 		t := now()
-		_, err := tx.ExecContext(ctx, `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
+		_, err := tx.exec(`INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
 				source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (target_id, row_key) DO UPDATE SET
@@ -203,8 +282,8 @@ type Outcome struct {
 // Record writes o. It does not wait for the commit: Flush or Finish does,
 // and a failed commit fails every later write of the ledger.
 func (r *Run) Record(ctx context.Context, o Outcome) error {
-	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?,
+	return r.l.w.submit(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`UPDATE rows SET status = ?,
 				customer_id = CASE WHEN ? != '' THEN ? ELSE customer_id END,
 				http_status = ?, error_code = ?, error_message = ?, updated_at = ?
 			WHERE target_id = ? AND row_key = ?`,
@@ -215,16 +294,27 @@ func (r *Run) Record(ctx context.Context, o Outcome) error {
 
 // Release undoes MarkInFlight for a request that never reached the server
 // (the run stopped, the credentials were refused): the row goes back to
-// prior, or away when the ledger did not know it before. The attempt stays
-// counted.
+// prior, as Lookup returned it, or away when the ledger did not know it
+// before. The attempt stays counted.
 func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
-	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	if prior != nil {
+		p := *prior // the write happens later; the caller may reuse *prior
+		prior = &p
+	}
+	return r.l.w.submit(ctx, func(tx *wtx) error {
 		if prior == nil {
-			_, err := tx.ExecContext(ctx, `DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
+			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE rows SET status = ?, updated_at = ? WHERE target_id = ? AND row_key = ? AND status = ?`,
-			prior.Status, now(), r.targetID, key, InFlight)
+		// MarkInFlight wrote this run's row over the prior one; all of it
+		// goes back. Keeping the new fingerprint on a row put back to
+		// rejected would make the next run take the changed, never sent
+		// row for the one the server refused, and skip it.
+		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
+				fingerprint = ?, source_file = ?, source_line = ?, updated_at = ?
+			WHERE target_id = ? AND row_key = ? AND status = ?`,
+			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, now(), r.targetID, key, InFlight)
 		return err
 	}, false)
 }
@@ -243,8 +333,8 @@ type LineIssue struct {
 // RecordLineIssue writes li, replacing what the ledger held for its line.
 // Like Record, it does not wait for the commit.
 func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
-	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
+	return r.l.w.submit(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (target_id, source_file, source_line) DO UPDATE SET
 				status = excluded.status, email = excluded.email, type = excluded.type, customer_id = excluded.customer_id,
@@ -258,8 +348,8 @@ func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
 // file, fixed and imported, supersedes the issue it came from. Like Record,
 // it does not wait for the commit.
 func (r *Run) ClearLineIssue(ctx context.Context, file string, line int) error {
-	return r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND source_line = ?`,
+	return r.l.w.submit(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND source_line = ?`,
 			r.targetID, file, line)
 		return err
 	}, false)
@@ -286,14 +376,14 @@ func (r *Run) Finish(ctx context.Context, end RunEnd) error {
 	if err != nil {
 		return fmt.Errorf("ledger: finish run: %w", err)
 	}
-	err = r.l.w.submit(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = r.l.w.submit(ctx, func(tx *wtx) error {
 		if end.ReadWholeFile {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND run_id < ?`,
+			if _, err := tx.exec(`DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND run_id < ?`,
 				r.targetID, end.SourceFile, r.ID); err != nil {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE runs SET ended_at = ?, outcome = ?, counts = ? WHERE id = ?`,
+		_, err := tx.exec(`UPDATE runs SET ended_at = ?, outcome = ?, counts = ? WHERE id = ?`,
 			now(), end.Outcome, string(counts), r.ID)
 		return err
 	}, true)

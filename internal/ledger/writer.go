@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,8 +14,13 @@ import (
 // workers' writes cost one fsync, not a thousand. After a failed commit every
 // later operation fails with the same error: a ledger that cannot write must
 // stop the import, not drop outcomes.
+//
+// It owns one connection for its life and talks to the driver below
+// database/sql: its statements stay prepared in that connection's cache,
+// readers never wait for it to give one back, and no write pays for
+// database/sql's locking and reflective argument conversion.
 type writer struct {
-	db       *sql.DB
+	conn     *sql.Conn
 	ops      chan writeOp
 	maxBatch int
 	done     chan struct{}
@@ -27,20 +33,80 @@ type writer struct {
 }
 
 type writeOp struct {
-	apply func(ctx context.Context, tx *sql.Tx) error
+	apply func(tx *wtx) error
 	done  chan error // nil for fire-and-forget
 }
 
-func newWriter(db *sql.DB, maxBatch int) *writer {
-	w := &writer{db: db, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
+// wtx is the writer's transaction, as its operations see it.
+type wtx struct {
+	ctx  context.Context
+	c    driverConn
+	args []driver.NamedValue
+}
+
+type driverConn interface {
+	driver.ExecerContext
+	driver.QueryerContext
+}
+
+// exec runs query with args: strings (Status included), ints, int64s.
+func (tx *wtx) exec(query string, args ...any) (driver.Result, error) {
+	tx.args = tx.args[:0]
+	for i, a := range args {
+		var v driver.Value
+		switch a := a.(type) {
+		case string:
+			v = a
+		case Status:
+			v = string(a)
+		case int:
+			v = int64(a)
+		case int64:
+			v = a
+		default:
+			return nil, fmt.Errorf("argument %d: unsupported type %T", i+1, a)
+		}
+		tx.args = append(tx.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	}
+	return tx.c.ExecContext(tx.ctx, query, tx.args)
+}
+
+// queryInt runs query, which returns one integer.
+func (tx *wtx) queryInt(query string, args ...driver.Value) (int64, error) {
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	rows, err := tx.c.QueryContext(tx.ctx, query, nv)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return 0, err
+	}
+	n, ok := dest[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("%s: got %T, want an integer", query, dest[0])
+	}
+	return n, nil
+}
+
+func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{conn: conn, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
 	go w.loop()
-	return w
+	return w, nil
 }
 
 var errClosed = errors.New("ledger: closed")
 
 // submit queues op; with wait it blocks until op's batch is committed.
-func (w *writer) submit(ctx context.Context, apply func(context.Context, *sql.Tx) error, wait bool) error {
+func (w *writer) submit(ctx context.Context, apply func(*wtx) error, wait bool) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
@@ -70,7 +136,7 @@ func (w *writer) submit(ctx context.Context, apply func(context.Context, *sql.Tx
 
 // flush waits until everything queued before it is committed.
 func (w *writer) flush(ctx context.Context) error {
-	return w.submit(ctx, func(context.Context, *sql.Tx) error { return nil }, true)
+	return w.submit(ctx, func(*wtx) error { return nil }, true)
 }
 
 func (w *writer) failed() error {
@@ -117,30 +183,46 @@ func (w *writer) commit(batch []writeOp) error {
 	// The batch is committed even when the caller that queued it gave up:
 	// those writes describe requests that may already be out.
 	ctx := context.Background()
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("ledger: write: begin: %w", classifySQLite(err))
-	}
-	for _, op := range batch {
-		if err := op.apply(ctx, tx); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("ledger: write: %w", classifySQLite(err))
+	return w.conn.Raw(func(dc any) error {
+		c, ok := dc.(driverConn)
+		if !ok {
+			return fmt.Errorf("ledger: write: driver connection %T cannot execute", dc)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("ledger: write: commit: %w", classifySQLite(err))
-	}
-	return nil
+		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
+			return fmt.Errorf("ledger: write: begin: %w", classifySQLite(err))
+		}
+		tx := &wtx{ctx: ctx, c: c, args: make([]driver.NamedValue, 0, 16)}
+		for _, op := range batch {
+			if err := op.apply(tx); err != nil {
+				c.ExecContext(ctx, "ROLLBACK", nil)
+				return fmt.Errorf("ledger: write: %w", classifySQLite(err))
+			}
+		}
+		if _, err := c.ExecContext(ctx, "COMMIT", nil); err != nil {
+			// SQLite may keep the transaction open after a failed COMMIT.
+			c.ExecContext(ctx, "ROLLBACK", nil)
+			return fmt.Errorf("ledger: write: commit: %w", classifySQLite(err))
+		}
+		return nil
+	})
 }
 
-// close commits what is queued and stops the writer.
+// close commits what is queued, stops the writer and gives its connection
+// back. It returns the writer's first error.
 func (w *writer) close() error {
 	w.sendMu.Lock()
-	if !w.closing {
+	first := !w.closing
+	if first {
 		w.closing = true
 		close(w.ops)
 	}
 	w.sendMu.Unlock()
 	<-w.done
-	return w.failed()
+	err := w.failed()
+	if first {
+		if cerr := w.conn.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("ledger: write: %w", cerr)
+		}
+	}
+	return err
 }

@@ -1,0 +1,163 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchKey is row i's key: in file order ("cust-000000012", a customerId
+// column numbered as the rows are) or in none (a hash, like emails and the
+// UUIDs derived from them). benchKeySQL makes the same keys in SQLite.
+func benchKey(i int, ordered bool) string {
+	if ordered {
+		return fmt.Sprintf("cust-%09d", i)
+	}
+	return fmt.Sprintf("%08x@example.com", uint32(i)*2654435761) // a bijection on uint32
+}
+
+func benchKeySQL(ordered bool) string {
+	if ordered {
+		return `printf('cust-%09d', i)`
+	}
+	return `printf('%08x@example.com', (i * 2654435761) % 4294967296)`
+}
+
+// BenchmarkLedgerOutcomes measures group commit as the importer uses it:
+// each of N workers marks a row in flight (waiting for the commit), then
+// records its outcome (not waiting). One outcome is one row's MarkInFlight
+// and Record.
+func BenchmarkLedgerOutcomes(b *testing.B) {
+	for _, keys := range []string{"ordered", "unordered"} {
+		for _, workers := range []int{16, 64, 256} {
+			b.Run(fmt.Sprintf("keys=%s/workers=%d", keys, workers), func(b *testing.B) {
+				benchOutcomes(b, workers, keys == "ordered")
+			})
+		}
+	}
+}
+
+func benchOutcomes(b *testing.B, workers int, ordered bool) {
+	ctx := context.Background()
+	l, err := Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	r, err := l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > b.N {
+					return
+				}
+				k := benchKey(i, ordered)
+				s := Send{Key: k, Email: k, Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+					Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 1}
+				if err := r.MarkInFlight(ctx, s); err != nil {
+					b.Error(err)
+					return
+				}
+				o := Outcome{Key: k, Status: Created, CustomerID: s.CustomerID, HTTPStatus: 201}
+				if err := r.Record(ctx, o); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := r.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "outcomes/s")
+	b.StopTimer()
+	if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkLedgerLookup measures what a resume over a million finished rows
+// costs: Lookup in batches of 256 keys, in file order, as the importer
+// plans its rows.
+func BenchmarkLedgerLookup(b *testing.B) {
+	const rows, batch = 1_000_000, 256
+	for _, keys := range []string{"ordered", "unordered"} {
+		ordered := keys == "ordered"
+		l := lookupFixture(b, rows, ordered)
+		all := make([]string, rows)
+		for i := range all {
+			all[i] = benchKey(i, ordered)
+		}
+		b.Run(fmt.Sprintf("keys=%s/rows=1M/batch=%d", keys, batch), func(b *testing.B) {
+			ctx := context.Background()
+			asked, found := 0, 0
+			start := time.Now()
+			for i := range b.N {
+				lo := (i * batch) % rows
+				keys := all[lo:min(lo+batch, rows)]
+				got, err := l.Lookup(ctx, benchTarget, keys)
+				if err != nil {
+					b.Fatal(err)
+				}
+				asked += len(keys)
+				found += len(got)
+			}
+			if found != asked {
+				b.Fatalf("Lookup found %d keys, want %d", found, asked)
+			}
+			perKey := time.Since(start).Seconds() / float64(found)
+			b.ReportMetric(1/perKey, "keys/s")
+			b.ReportMetric(perKey*rows, "s/1M-keys")
+		})
+	}
+}
+
+const benchTarget = "https://api.example.com client"
+
+// lookupFixture makes a ledger of n created rows on benchTarget, written in
+// one statement so that it takes seconds, not minutes.
+func lookupFixture(b *testing.B, n int, ordered bool) *Ledger {
+	b.Helper()
+	ctx := context.Background()
+	l, err := Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	r, err := l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = l.db.ExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
+		INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, customer_id, status, attempts, http_status,
+			source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
+		SELECT ?, `+benchKeySQL(ordered)+`, printf('user%d@example.com', i), 'individual',
+			printf('5f0c6a4e-1b7d-5c1e-9a39-%012d', i), printf('srv-%012d', i), 'created', 1, 201,
+			'customers.csv', i + 2, printf('%016x', i * 7919), ?, ?, '2025-01-02T03:04:05Z', '2025-01-02T03:04:05Z'
+		FROM s`, n-1, r.targetID, r.ID, r.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	return l
+}

@@ -1,0 +1,362 @@
+package ledger
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+)
+
+func TestRun_MarkInFlightThenRecord(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		outcome       Outcome
+		wantID        string // customer_id kept
+		wantFailure   bool   // listed by Failures
+		wantReportKey Status
+	}{
+		{"Created", Outcome{Status: Created, CustomerID: "srv-1", HTTPStatus: 201}, "srv-1", false, Created},
+		{"Exists", Outcome{Status: Exists, HTTPStatus: 409, ErrorCode: 1001}, "", false, Exists},
+		{"Rejected", Outcome{Status: Rejected, HTTPStatus: 422, ErrorCode: 2002, Message: "email: invalid"}, "", true, Rejected},
+		{"Failed", Outcome{Status: Failed, HTTPStatus: 503, Message: "unavailable"}, "", true, Failed},
+		{"InDoubt", Outcome{Status: InDoubt, Message: "timeout after the request was sent"}, "", true, InDoubt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLedger(t)
+			r := startRun(t, l, targetA, "customers.csv")
+			s := sendFor("k1", "customers.csv", 2)
+			mark(t, r, s)
+
+			got := lookup(t, l, targetA, "k1")["k1"]
+			want := Prior{Status: InFlight, Email: s.Email, Type: s.Type, CustomerIDSent: s.CustomerID,
+				Fingerprint: s.Fingerprint, SourceFile: s.SourceFile, SourceLine: s.SourceLine, Attempts: 1}
+			if got != want {
+				t.Fatalf("Lookup(k1) after MarkInFlight = %+v, want %+v", got, want)
+			}
+
+			o := tt.outcome
+			o.Key = "k1"
+			record(t, r, o)
+			flush(t, r)
+			want.Status, want.CustomerID = tt.outcome.Status, tt.wantID
+			if got := lookup(t, l, targetA, "k1")["k1"]; got != want {
+				t.Errorf("Lookup(k1) after Record = %+v, want %+v", got, want)
+			}
+			if got, want := counts(report(t, l, targetA)), map[Status]int{tt.wantReportKey: 1}; !maps.Equal(got, want) {
+				t.Errorf("Report().Counts = %v, want %v", got, want)
+			}
+			fs := failures(t, l, targetA)
+			if got := len(fs) == 1; got != tt.wantFailure {
+				t.Fatalf("Failures() = %+v, want listed %v", fs, tt.wantFailure)
+			}
+			if tt.wantFailure {
+				want := Failure{Email: s.Email, Type: s.Type, CustomerID: s.CustomerID, Status: tt.outcome.Status,
+					Reason: tt.outcome.Message, SourceFile: "customers.csv", SourceLine: 2}
+				if fs[0] != want {
+					t.Errorf("Failures()[0] = %+v, want %+v", fs[0], want)
+				}
+			}
+		})
+	}
+}
+
+func TestRun_MarkInFlightCountsAttempts(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	for run := 1; run <= 3; run++ {
+		r := startRun(t, l, targetA, "customers.csv")
+		s := sendFor("k1", "customers.csv", run+1) // the row moved in the file
+		s.Fingerprint = fmt.Sprint("fp-", run)
+		mark(t, r, s)
+		record(t, r, Outcome{Key: "k1", Status: Failed, HTTPStatus: 503})
+		finish(t, r, RunEnd{})
+
+		got := lookup(t, l, targetA, "k1")["k1"]
+		if got.Attempts != run || got.Status != Failed || got.SourceLine != run+1 || got.Fingerprint != s.Fingerprint {
+			t.Errorf("run %d: Lookup(k1) = %+v, want failed, %d attempts, line %d, fingerprint %s",
+				run, got, run, run+1, s.Fingerprint)
+		}
+	}
+}
+
+func TestRun_ReleaseRestoresPrior(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		prior *Outcome // recorded by an earlier run; nil: the row is new
+	}{
+		{"New", nil},
+		{"Failed", &Outcome{Status: Failed, HTTPStatus: 503, Message: "unavailable"}},
+		{"Rejected", &Outcome{Status: Rejected, HTTPStatus: 422, ErrorCode: 7, Message: "bad email"}},
+		{"InDoubt", &Outcome{Status: InDoubt, Message: "timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLedger(t)
+			var prior *Prior
+			attempts := 0
+			if tt.prior != nil {
+				r := startRun(t, l, targetA, "old.csv")
+				mark(t, r, sendFor("k1", "old.csv", 9))
+				o := *tt.prior
+				o.Key = "k1"
+				record(t, r, o)
+				finish(t, r, RunEnd{})
+				p := lookup(t, l, targetA, "k1")["k1"]
+				prior, attempts = &p, p.Attempts
+			}
+
+			r := startRun(t, l, targetA, "new.csv")
+			changed := sendFor("k1", "new.csv", 3)
+			changed.Email, changed.Fingerprint = "changed@example.com", "fp-changed"
+			mark(t, r, changed)
+			if err := r.Release(t.Context(), "k1", prior); err != nil {
+				t.Fatalf("Release(k1) = %v", err)
+			}
+			flush(t, r)
+
+			got, ok := lookup(t, l, targetA, "k1")["k1"]
+			if prior == nil {
+				if ok {
+					t.Errorf("Lookup(k1) after Release of a new row = %+v, want no row", got)
+				}
+				return
+			}
+			want := *prior
+			want.Attempts = attempts + 1 // the attempt stays counted
+			if got != want {
+				t.Errorf("Lookup(k1) after Release = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestRun_ReleaseLeavesRecordedRow(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "customers.csv")
+	mark(t, r, sendFor("k1", "customers.csv", 2))
+	record(t, r, Outcome{Key: "k1", Status: Created, CustomerID: "srv-1"})
+	if err := r.Release(t.Context(), "k1", nil); err != nil {
+		t.Fatalf("Release(k1) = %v", err)
+	}
+	flush(t, r)
+	if got := lookup(t, l, targetA, "k1")["k1"].Status; got != Created {
+		t.Errorf("Lookup(k1).Status after a late Release = %q, want %q", got, Created)
+	}
+}
+
+func TestStartRun_RecoversRowsLeftInFlight(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/ledger.db"
+	l := openLedger(t, path)
+	dead := startRun(t, l, targetA, "customers.csv")
+	for i, k := range []string{"a", "b", "c"} {
+		mark(t, dead, sendFor(k, "customers.csv", i+2))
+	}
+	record(t, dead, Outcome{Key: "b", Status: Created, CustomerID: "srv-b"})
+	other := startRun(t, l, targetB, "customers.csv")
+	mark(t, other, sendFor("z", "customers.csv", 2))
+	flush(t, dead)
+
+	// Before the next run, report shows the rows in flight as in_doubt.
+	if got, want := counts(report(t, l, targetA)), map[Status]int{Created: 1, InDoubt: 2}; !maps.Equal(got, want) {
+		t.Errorf("Report(A).Counts with rows in flight = %v, want %v", got, want)
+	}
+	if got := failures(t, l, targetA, InDoubt); len(got) != 2 || got[0].Status != InDoubt {
+		t.Errorf("Failures(A, in_doubt) = %+v, want a and c as in_doubt", got)
+	}
+
+	// The process dies: its runs end without Finish, and their locks go.
+	dead.unlock()
+	next := startRun(t, l, targetA, "customers.csv")
+	if next.Recovered != 2 {
+		t.Errorf("StartRun(A).Recovered = %d, want 2", next.Recovered)
+	}
+	got := lookup(t, l, targetA, "a", "b", "c")
+	for k, want := range map[string]Status{"a": InDoubt, "b": Created, "c": InDoubt} {
+		if got[k].Status != want {
+			t.Errorf("Lookup(%s).Status after recovery = %q, want %q", k, got[k].Status, want)
+		}
+	}
+	if got := lookup(t, l, targetB, "z")["z"].Status; got != InFlight {
+		t.Errorf("Lookup(B, z).Status = %q, want %q: recovery on A must leave B alone", got, InFlight)
+	}
+
+	runs := report(t, l, targetA).Runs
+	if len(runs) != 2 || runs[0].ID != next.ID || runs[0].Outcome != "running" || runs[1].ID != dead.ID || runs[1].Outcome != "crashed" {
+		t.Errorf("Report(A).Runs = %+v, want the new run running, then run %d crashed", runs, dead.ID)
+	}
+	if got := report(t, l, targetB).Runs[0].Outcome; got != "running" {
+		t.Errorf("Report(B).Runs[0].Outcome = %q, want running: B's run is alive", got)
+	}
+}
+
+func TestLedgerClose_LeavesUnfinishedRunForRecovery(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/ledger.db"
+	l, err := Open(t.Context(), path, Options{})
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	r, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "f.csv"})
+	if err != nil {
+		t.Fatalf("StartRun() = %v", err)
+	}
+	if err := r.MarkInFlight(t.Context(), sendFor("a", "f.csv", 2)); err != nil {
+		t.Fatalf("MarkInFlight() = %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+
+	l = openLedger(t, path)
+	next := startRun(t, l, targetA, "f.csv") // not ErrBusy: Close let the lock go
+	if next.Recovered != 1 {
+		t.Errorf("StartRun().Recovered = %d, want 1", next.Recovered)
+	}
+}
+
+func TestRun_LineIssues(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	issue := func(file string, line int, st Status, reason string) LineIssue {
+		return LineIssue{SourceFile: file, SourceLine: line, Status: st, Email: "x@example.com", Type: "individual", Reason: reason}
+	}
+	r1 := startRun(t, l, targetA, "a.csv")
+	for _, li := range []LineIssue{
+		issue("a.csv", 3, Invalid, "email: missing @"),
+		issue("a.csv", 3, Duplicate, "repeats line 2"), // replaces line 3
+		issue("a.csv", 5, Invalid, "type: unknown"),
+		issue("b.csv", 3, Invalid, "email: empty"),
+	} {
+		if err := r1.RecordLineIssue(t.Context(), li); err != nil {
+			t.Fatalf("RecordLineIssue(%+v) = %v", li, err)
+		}
+	}
+	finish(t, r1, RunEnd{ReadWholeFile: true, SourceFile: "a.csv"})
+	if got, want := counts(report(t, l, targetA)), map[Status]int{Invalid: 2, Duplicate: 1}; !maps.Equal(got, want) {
+		t.Errorf("Report().Counts = %v, want %v (one issue per file and line)", got, want)
+	}
+
+	// A run that stops partway keeps what earlier runs said of a.csv.
+	r2 := startRun(t, l, targetA, "a.csv")
+	if err := r2.RecordLineIssue(t.Context(), issue("a.csv", 7, Invalid, "new")); err != nil {
+		t.Fatalf("RecordLineIssue() = %v", err)
+	}
+	finish(t, r2, RunEnd{Outcome: "interrupted", SourceFile: "a.csv"})
+	if got := report(t, l, targetA).Rows; got != 4 {
+		t.Errorf("Report().Rows after a partial run = %d, want 4", got)
+	}
+
+	// A run that reads a.csv to the end sweeps a.csv's older issues, and
+	// only those: b.csv's stay, and its own stay.
+	r3 := startRun(t, l, targetA, "a.csv")
+	if err := r3.RecordLineIssue(t.Context(), issue("a.csv", 5, Invalid, "type: still unknown")); err != nil {
+		t.Fatalf("RecordLineIssue() = %v", err)
+	}
+	finish(t, r3, RunEnd{ReadWholeFile: true, SourceFile: "a.csv"})
+	var got []string
+	for _, f := range failures(t, l, targetA) {
+		got = append(got, f.SourceFile+":"+f.Reason)
+	}
+	want := []string{"a.csv:type: still unknown", "b.csv:email: empty"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Failures() after a whole read of a.csv = %q, want %q", got, want)
+	}
+}
+
+func TestTargets_AreIsolated(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	a := startRun(t, l, targetA, "customers.csv")
+	mark(t, a, sendFor("k1", "customers.csv", 2))
+	record(t, a, Outcome{Key: "k1", Status: Created, CustomerID: "srv-1"})
+	if err := a.RecordLineIssue(t.Context(), LineIssue{SourceFile: "customers.csv", SourceLine: 3, Status: Invalid, Reason: "bad"}); err != nil {
+		t.Fatalf("RecordLineIssue() = %v", err)
+	}
+	finish(t, a, RunEnd{})
+
+	if got := lookup(t, l, targetB, "k1"); len(got) != 0 {
+		t.Errorf("Lookup(B, k1) = %+v, want nothing: k1 was done on A", got)
+	}
+	if got := counts(report(t, l, targetB)); len(got) != 0 {
+		t.Errorf("Report(B).Counts = %v, want all zero", got)
+	}
+	if got := failures(t, l, targetB); len(got) != 0 {
+		t.Errorf("Failures(B) = %+v, want none", got)
+	}
+
+	b := startRun(t, l, targetB, "customers.csv")
+	mark(t, b, sendFor("k1", "customers.csv", 2))
+	record(t, b, Outcome{Key: "k1", Status: Rejected, Message: "no"})
+	finish(t, b, RunEnd{})
+	if got := lookup(t, l, targetA, "k1")["k1"]; got.Status != Created || got.Attempts != 1 {
+		t.Errorf("Lookup(A, k1) = %+v, want created after 1 attempt, untouched by B", got)
+	}
+	if got := lookup(t, l, targetB, "k1")["k1"]; got.Status != Rejected || got.Attempts != 1 {
+		t.Errorf("Lookup(B, k1) = %+v, want rejected after 1 attempt", got)
+	}
+}
+
+func TestLookup_ManyKeys(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "customers.csv")
+	var keys []string
+	for i := range 1200 { // more than one statement's worth
+		k := benchKey(i, false)
+		keys = append(keys, k)
+		if i%2 == 0 {
+			if err := r.MarkInFlight(t.Context(), sendFor(k, "customers.csv", i+2)); err != nil {
+				t.Fatalf("MarkInFlight(%s) = %v", k, err)
+			}
+		}
+	}
+	got := lookup(t, l, targetA, keys...)
+	if len(got) != 600 {
+		t.Fatalf("len(Lookup(1200 keys)) = %d, want 600", len(got))
+	}
+	for i, k := range keys {
+		if _, ok := got[k]; ok != (i%2 == 0) {
+			t.Errorf("Lookup(%s) found = %v, want %v", k, ok, i%2 == 0)
+		}
+	}
+	if got := lookup(t, l, targetA); len(got) != 0 {
+		t.Errorf("Lookup() = %v, want empty", got)
+	}
+	if got := lookup(t, l, "never seen", keys...); len(got) != 0 {
+		t.Errorf("Lookup(unknown target) = %v, want empty", got)
+	}
+}
+
+func TestRun_ClearLineIssue(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r1 := startRun(t, l, targetA, "a.csv")
+	for _, line := range []int{3, 4} {
+		li := LineIssue{SourceFile: "a.csv", SourceLine: line, Status: Invalid, Reason: "bad"}
+		if err := r1.RecordLineIssue(t.Context(), li); err != nil {
+			t.Fatalf("RecordLineIssue(%+v) = %v", li, err)
+		}
+	}
+	finish(t, r1, RunEnd{ReadWholeFile: true, SourceFile: "a.csv"})
+
+	// A failures file's fixed row, imported, supersedes a.csv:3.
+	r2 := startRun(t, l, targetA, "failures.csv")
+	if err := r2.ClearLineIssue(t.Context(), "a.csv", 3); err != nil {
+		t.Fatalf("ClearLineIssue(a.csv, 3) = %v", err)
+	}
+	if err := r2.ClearLineIssue(t.Context(), "a.csv", 99); err != nil { // nothing there
+		t.Fatalf("ClearLineIssue(a.csv, 99) = %v", err)
+	}
+	finish(t, r2, RunEnd{ReadWholeFile: true, SourceFile: "failures.csv"})
+	got := failures(t, l, targetA)
+	if len(got) != 1 || got[0].SourceLine != 4 {
+		t.Errorf("Failures() after ClearLineIssue(a.csv, 3) = %+v, want only a.csv:4", got)
+	}
+}
