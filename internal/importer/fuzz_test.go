@@ -2,6 +2,7 @@ package importer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -74,4 +75,21 @@ func FuzzReadAndValidate(f *testing.F) {
 
 func validDelim(r rune) bool {
 	return r != 0xFFFD && utf8.ValidRune(r) && r > ' ' || r == '\t'
+}
+
+func TestSeenSet_FindsEveryRepeatAndNoFalseOne(t *testing.T) {
+	t.Parallel()
+	s := newSeenSet()
+	const n = 200_000 // grows the table many times
+	for i := range n {
+		if first, dup := s.add(emailKey(fmt.Sprintf("user%d@example.com", i)), i+2); dup {
+			t.Fatalf("add(new key %d) = duplicate of line %d, want new", i, first)
+		}
+	}
+	for _, i := range []int{0, 1, 777, n - 1} {
+		first, dup := s.add(emailKey(fmt.Sprintf("USER%d@example.com", i)), n+10)
+		if !dup || first != i+2 {
+			t.Errorf("add(repeat of key %d) = %d, %v; want line %d, true", i, first, dup, i+2)
+		}
+	}
 }

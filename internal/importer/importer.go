@@ -252,19 +252,53 @@ func countsMap(c Counts) map[string]int {
 // batchSize is how many rows are planned with one ledger lookup.
 const batchSize = 256
 
-// feed reads, validates and plans rows batch by batch and hands the ones to
-// send to the pool; g.Go blocks while the pool is full, which bounds memory.
-// readAll reports whether the file was read to its end.
+// feed reads and validates rows on one goroutine and plans them, batch by
+// batch, against the ledger on this one, handing the rows to send to the
+// pool: a resume looks up a batch while the next one is read. g.Go blocks
+// while the pool is full, and the batch channel is short, which bounds
+// memory. readAll reports whether the file was read to its end.
 func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) (readAll bool, err error) {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	batches := make(chan []Row, 2)
+	var readErr error
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		defer close(batches)
+		readAll, readErr = im.read(readCtx, rr, batches)
+	}()
+	for batch := range batches {
+		if err == nil {
+			err = im.plan(ctx, g, batch)
+		}
+		if err != nil {
+			stopReading() // and drain, so the reader can end
+		}
+	}
+	<-readDone
+	if err == nil {
+		err = readErr
+	}
+	return readAll && err == nil && ctx.Err() == nil, err
+}
+
+// read validates rows and sends them in batches; invalid rows and repeats
+// go to the ledger from here.
+func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (readAll bool, err error) {
 	seen := newSeenSet()
 	batch := make([]Row, 0, batchSize)
-	flush := func() error {
+	send := func() bool {
 		if len(batch) == 0 {
-			return nil
+			return true
 		}
-		err := im.plan(ctx, g, batch)
-		batch = batch[:0]
-		return err
+		select {
+		case out <- batch:
+			batch = make([]Row, 0, batchSize)
+			return true
+		case <-ctx.Done():
+			return false
+		}
 	}
 	for {
 		if ctx.Err() != nil {
@@ -272,7 +306,7 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) 
 		}
 		rec, err := rr.next()
 		if errors.Is(err, io.EOF) {
-			return true, flush()
+			return send(), nil
 		}
 		if err != nil {
 			return false, err
@@ -298,10 +332,8 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) 
 			continue
 		}
 		batch = append(batch, row)
-		if len(batch) == batchSize {
-			if err := flush(); err != nil {
-				return false, err
-			}
+		if len(batch) == batchSize && !send() {
+			return false, nil
 		}
 	}
 }
@@ -547,22 +579,57 @@ func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration
 }
 
 // seenSet remembers the keys of a file's rows to spot repeats. It keeps a
-// 64-bit hash per key, not the key, so a million rows cost a few tens of
-// MiB; two different keys sharing a hash (odds near 1 in 10^7 for a million
-// rows) would report the later row as a duplicate, never send it twice.
+// 64-bit hash and the line of each key, not the key, in an open-addressing
+// table of two flat slices: 12 bytes a slot, about 24 MiB for a million
+// rows, and nothing for the garbage collector to scan. Two different keys
+// sharing a hash (odds near 1 in 10^7 for a million rows) would report the
+// later row as a duplicate: it is never sent twice, and its reason names
+// the line it is taken to repeat.
 type seenSet struct {
-	seed maphash.Seed
-	m    map[uint64]int32
+	seed  maphash.Seed
+	hash  []uint64 // 0 marks an empty slot
+	line  []int32
+	count int
 }
 
-func newSeenSet() *seenSet { return &seenSet{seed: maphash.MakeSeed(), m: make(map[uint64]int32)} }
+func newSeenSet() *seenSet {
+	return &seenSet{seed: maphash.MakeSeed(), hash: make([]uint64, 1024), line: make([]int32, 1024)}
+}
 
 // add records key at line, or returns the line that had it first.
 func (s *seenSet) add(key string, line int) (first int, dup bool) {
-	h := maphash.String(s.seed, key)
-	if l, ok := s.m[h]; ok {
+	h := maphash.String(s.seed, key) | 1 // never 0, the empty mark
+	if l, ok := s.insert(h, int32(line)); !ok {
 		return int(l), true
 	}
-	s.m[h] = int32(line)
+	s.count++
+	if s.count*4 > len(s.hash)*3 { // keep the load under 3/4
+		s.grow()
+	}
 	return 0, false
+}
+
+// insert puts h at its slot, or returns the line already there.
+func (s *seenSet) insert(h uint64, line int32) (int32, bool) {
+	mask := uint64(len(s.hash) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch s.hash[i] {
+		case 0:
+			s.hash[i], s.line[i] = h, line
+			return 0, true
+		case h:
+			return s.line[i], false
+		}
+	}
+}
+
+func (s *seenSet) grow() {
+	oldHash, oldLine := s.hash, s.line
+	s.hash = make([]uint64, 2*len(oldHash))
+	s.line = make([]int32, 2*len(oldLine))
+	for i, h := range oldHash {
+		if h != 0 {
+			s.insert(h, oldLine[i])
+		}
+	}
 }
