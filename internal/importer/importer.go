@@ -269,16 +269,21 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) 
 		readAll, readErr = im.read(readCtx, rr, batches)
 	}()
 	for batch := range batches {
-		if err == nil {
+		if err == nil && ctx.Err() == nil {
 			err = im.plan(ctx, g, batch)
 		}
-		if err != nil {
+		if err != nil || ctx.Err() != nil {
 			stopReading() // and drain, so the reader can end
 		}
 	}
 	<-readDone
 	if err == nil {
 		err = readErr
+	}
+	if ctx.Err() != nil {
+		// A stop, not a failure: what failed was a lookup or a write the
+		// stop interrupted; rows not planned stay as they were.
+		return false, nil
 	}
 	return readAll && err == nil && ctx.Err() == nil, err
 }
