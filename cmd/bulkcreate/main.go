@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -95,8 +96,7 @@ type env struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, mainUsage)
-		return usageError("no command given; try: bulkcreate import samples/customers.csv")
+		return usageError("no command given; try: bulkcreate --help, or bulkcreate import samples/customers.csv")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -152,3 +152,27 @@ Exit codes:
 Example:
   bulkcreate import samples/customers.csv && bulkcreate report
 `
+
+// parseArgs parses a subcommand's flags, which may come before or after
+// its arguments, and returns the arguments. --help prints the usage on
+// stdout (helped is then true); a bad flag is a one-line usage error.
+func parseArgs(e env, fs *flag.FlagSet, usage string, args []string) (positional []string, helped bool, err error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(e.stdout, usage)
+				fs.SetOutput(e.stdout)
+				fs.PrintDefaults()
+				return nil, true, nil
+			}
+			return nil, false, usageError("%s: %v; try: bulkcreate %s --help", fs.Name(), err, fs.Name())
+		}
+		if fs.NArg() == 0 {
+			return positional, false, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

@@ -115,6 +115,8 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		{"PlainHTTPRemote", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "http://example.com", "RIPIO_CLIENT_ID": "x", "RIPIO_CLIENT_SECRET": "s3cr3t-value"}, 2, "plain http is allowed only for loopback"},
 		{"ReportMissingLedger", []string{"report", "--ledger", "missing.db"}, nil, 2, "no ledger file"},
 		{"FailuresBadStatus", []string{"failures", "--status", "created"}, nil, 2, `--status "created"`},
+		{"FlagAfterFile", []string{"import", "ok.csv", "--dry-run"}, nil, 0, "dry run: nothing sent"},
+		{"UnknownBaseURL", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbx", "RIPIO_CLIENT_ID": "x"}, 2, "want sandbox, production or an https:// URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +124,12 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 			r := runBin(t, dir, tt.env, "", tt.args...)
 			if r.code != tt.wantCode || !strings.Contains(r.stdout+r.stderr, tt.wantOut) {
 				t.Errorf("bulkcreate %v = exit %d, output:\n%s%s\nwant exit %d and %q", tt.args, r.code, r.stdout, r.stderr, tt.wantCode, tt.wantOut)
+			}
+			if strings.Contains(tt.name, "Help") && !strings.Contains(r.stdout, tt.wantOut) {
+				t.Errorf("bulkcreate %v: help went to stderr, want stdout", tt.args)
+			}
+			if tt.wantCode == 2 && strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Errorf("bulkcreate %v: usage error is %d lines, want one:\n%s", tt.args, strings.Count(r.stderr, "\n"), r.stderr)
 			}
 			if strings.Contains(r.stdout+r.stderr, "s3cr3t-value") {
 				t.Errorf("bulkcreate %v printed the client secret", tt.args)

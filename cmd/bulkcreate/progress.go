@@ -154,7 +154,7 @@ func (p *progress) logLine(start time.Time) {
 		"rate", fmt.Sprintf("%.1f/s", float64(s.Requests)/time.Since(start).Seconds()),
 	}
 	if p.size > 0 {
-		attrs = append(attrs, "done", fmt.Sprintf("%.1f%%", 100*float64(p.in.n.Load())/float64(p.size)))
+		attrs = append(attrs, "file_read", fmt.Sprintf("%.1f%%", 100*float64(p.in.n.Load())/float64(p.size)))
 	}
 	if l := p.im.Limiter(); l != nil {
 		if r := l.Stats().Rate; !math.IsInf(r, 1) {

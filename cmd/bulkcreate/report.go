@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -29,20 +28,16 @@ Flags:
 
 func runReport(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, reportUsage); fs.PrintDefaults() }
 	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
 	format := fs.String("format", "table", "table or json")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("report: %v", err)
+	posArgs, helped, err := parseArgs(e, fs, reportUsage, args)
+	if helped || err != nil {
+		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", fs.Arg(0))
+	if len(posArgs) != 0 {
+		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", posArgs[0])
 	}
 	if *format != "table" && *format != "json" {
 		return usageError("report: --format %q: want table or json", *format)
@@ -109,19 +104,15 @@ Flags:
 
 func runFailures(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("failures", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, failuresUsage); fs.PrintDefaults() }
 	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
 	statusList := fs.String("status", "", "only these statuses, comma-separated (invalid,duplicate,rejected,failed,in_doubt)")
 	var tf targetFlags
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("failures: %v", err)
+	posArgs, helped, err := parseArgs(e, fs, failuresUsage, args)
+	if helped || err != nil {
+		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError("failures: unexpected argument %q; try: bulkcreate failures > fix.csv", fs.Arg(0))
+	if len(posArgs) != 0 {
+		return usageError("failures: unexpected argument %q; try: bulkcreate failures > fix.csv", posArgs[0])
 	}
 	var statuses []ledger.Status
 	if *statusList != "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,16 +22,15 @@ Flags:
 
 func runSample(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("sample", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, sampleUsage); fs.PrintDefaults() }
 	rows := fs.Int("rows", 1000, "how many rows")
 	prefix := fs.String("prefix", "customer", "local part of the generated emails")
 	out := fs.String("o", "-", "output `file` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("sample: %v", err)
+	posArgs, helped, err := parseArgs(e, fs, sampleUsage, args)
+	if helped || err != nil {
+		return err
+	}
+	if len(posArgs) != 0 {
+		return usageError("sample: unexpected argument %q; try: bulkcreate sample --rows 1000 > sample.csv", posArgs[0])
 	}
 	if *rows < 0 {
 		return usageError("sample: --rows %d: want 0 or more", *rows)

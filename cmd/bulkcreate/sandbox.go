@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -26,8 +25,6 @@ Flags:
 func runSandbox(ctx context.Context, e env, args []string) error {
 	opts := ripiotest.DefaultOptions()
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, sandboxUsage); fs.PrintDefaults() }
 	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "listen `address` (loopback)")
 	fs.StringVar(&opts.DBPath, "db", "", "keep customers in this SQLite `file` (default: in memory)")
 	fs.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "lifetime of issued tokens")
@@ -43,14 +40,12 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&opts.HangAfterCommit, "hang-after", 0, "share of creates stored, then never answered")
 	fs.BoolVar(&opts.UniqueEmail, "unique-email", false, "also refuse a second customer with the same email")
 	fs.Int64Var(&opts.Seed, "seed", 0, "seed of the fault and jitter draws (0: random)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError("sandbox: %v", err)
+	posArgs, helped, err := parseArgs(e, fs, sandboxUsage, args)
+	if helped || err != nil {
+		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", fs.Arg(0))
+	if len(posArgs) != 0 {
+		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", posArgs[0])
 	}
 	opts.RetryAfter = !*noRetryAfter
 	if opts.RateBurst == 0 {

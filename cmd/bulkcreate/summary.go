@@ -10,7 +10,11 @@ import (
 )
 
 // printSummary writes the end-of-run table and what to do next.
-func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target) {
+func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledgerPath string) {
+	ledgerFlag := ""
+	if ledgerPath != "bulkcreate.db" {
+		ledgerFlag = " --ledger " + ledgerPath
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if s.DryRun {
 		fmt.Fprintf(w, "dry run: nothing sent\n")
@@ -44,9 +48,16 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target) {
 	tw.Flush()
 	fmt.Fprintf(w, "requests %d (%d throttled), %.1f/s\n", s.Requests, s.Throttled, achievedRate(s))
 	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
-		fmt.Fprintf(w, "next: %d rows need a fix: bulkcreate failures > fix.csv, correct them, then bulkcreate import fix.csv\n", n)
+		fmt.Fprintf(w, "next: %s to fix: bulkcreate failures%s > fix.csv, correct them, then bulkcreate import%s fix.csv\n", plural(n, "row"), ledgerFlag, ledgerFlag)
 	}
 	if n := s.Failed + s.InDoubt + s.Pending; n > 0 {
-		fmt.Fprintf(w, "next: %d rows are unfinished: run the same import again (safe: no customer is created twice)\n", n)
+		fmt.Fprintf(w, "next: %s unfinished: run the same import again (safe: no customer is created twice)\n", plural(n, "row"))
 	}
+}
+
+func plural(n int64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -58,6 +58,8 @@ func (tf *targetFlags) resolve(e env, needSecret bool) (target, error) {
 	}
 	if u, ok := knownTargets[strings.ToLower(base)]; ok {
 		base = u
+	} else if !strings.Contains(base, "://") {
+		return target{}, fmt.Errorf("RIPIO_BASE_URL %q: want sandbox, production or an https:// URL", base)
 	}
 	t := target{BaseURL: base, ClientID: strings.TrimSpace(e.getenv("RIPIO_CLIENT_ID"))}
 	if t.ClientID == "" {
@@ -83,7 +85,7 @@ func (tf *targetFlags) resolve(e env, needSecret bool) (target, error) {
 	case secret != "":
 		t.ClientSecret = secret
 	default:
-		return t, errors.New("no client secret: set RIPIO_CLIENT_SECRET or use --client-secret-file")
+		return t, errors.New("no client secret: set RIPIO_CLIENT_SECRET_FILE (a file holding it) or RIPIO_CLIENT_SECRET, or use --client-secret-file")
 	}
 	return t, nil
 }
