@@ -12,7 +12,7 @@
 set -euo pipefail
 
 # Pinned exactly; bump deliberately (check with: npm view @stoplight/prism-cli version).
-PRISM_VERSION="5.16.0"
+PRISM_VERSION="5.14.2"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX="$REPO/.cache/prism"
