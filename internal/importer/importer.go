@@ -412,6 +412,9 @@ func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) err
 			}
 			continue
 		}
+		if row.CustomerID == "" {
+			row.CustomerID = CustomerIDFor(row.Email)
+		}
 		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {
 			im.counts.rejected.Add(1) // unchanged since the server refused it
 			continue
