@@ -344,7 +344,7 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 }
 
 func keyKind(key string) string {
-	if len(key) > 3 && key[:3] == "id:" {
+	if strings.HasPrefix(key, "id:") {
 		return "customerId"
 	}
 	return "email"
@@ -389,7 +389,7 @@ func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) err
 			p = &prior
 		}
 		if ok && prior.Status.Done() {
-			if prior.Type != string(row.Type) || (keyKind(row.Key) == "customerId" && !equalFoldEmail(prior.Email, row.Email)) {
+			if prior.Type != string(row.Type) || (keyKind(row.Key) == "customerId" && !strings.EqualFold(prior.Email, row.Email)) {
 				reason := fmt.Sprintf("%s:%d: conflict: already %s as %s %s (from %s:%d); not sent",
 					im.cfg.SourceFile, row.Line, prior.Status, prior.Type, prior.Email, prior.SourceFile, prior.SourceLine)
 				if err := im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), row.CustomerID, reason); err != nil {
@@ -434,8 +434,6 @@ func (im *Importer) plan(ctx context.Context, g *errgroup.Group, rows []Row) err
 	}
 	return nil
 }
-
-func equalFoldEmail(a, b string) bool { return strings.EqualFold(a, b) }
 
 // send takes one row through its attempts and records how it ended. It
 // returns an error only to stop the whole run.

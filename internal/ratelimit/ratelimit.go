@@ -170,7 +170,7 @@ func (l *Limiter) decrease(now time.Time) {
 	// What the server accepted in the last second, pauses included, is a
 	// rate it surely takes: halving never goes below it.
 	next := min(max(l.current/2, l.accepted.count(now, now.Add(-time.Second))), l.current)
-	if got, ok := l.accepted.rate(now, l.lastResume()); ok {
+	if got, ok := l.accepted.rate(now, l.resumedAt); ok {
 		got = min(got, l.current) // a 429 at this rate: the limit is not above it
 		next = got * holdShare
 		l.knownLimit = got
@@ -184,10 +184,6 @@ func (l *Limiter) decrease(now time.Time) {
 	l.lastIncrease = now
 	l.bucket.SetLimitAt(now, toLimit(l.current))
 }
-
-// lastResume is when the pool last came out of a pause, before the one the
-// current 429 started.
-func (l *Limiter) lastResume() time.Time { return l.resumedAt }
 
 // holdShare is the share of a measured server limit the rate holds at.
 const holdShare = 0.98
