@@ -208,6 +208,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
 	}
+	cfg.MarkAhead = markAhead(f.rps)
 	d, err := parseDelimiter(f.delimiter)
 	if err != nil {
 		return cfg, err
@@ -238,6 +239,16 @@ func defaultConcurrency(rps float64) int {
 		return 32
 	}
 	return int(min(256, max(4, math.Ceil(rps*0.1*2))))
+}
+
+// markAhead is how many rows one ledger write marks in flight before their
+// requests: about half a second of sending at rps, so that a crash leaves
+// few rows in_doubt that were never sent; 256 without a limit.
+func markAhead(rps float64) int {
+	if rps <= 0 {
+		return 256
+	}
+	return int(min(256, math.Ceil(rps/2)))
 }
 
 func parseDelimiter(s string) (rune, error) {

@@ -439,3 +439,47 @@ func TestImport_CustomerIDColumnDoesNotRecreateAnEmailAlreadyCreated(t *testing.
 			sum.Counts, len(fx.srv.Customers()))
 	}
 }
+
+// TestImport_SoftStopReleasesRowsMarkedAhead stops a run while most of the
+// rows marked in flight ahead of their requests are still waiting for the
+// limiter: those go back to unknown, not in_doubt, and a re-run finishes.
+func TestImport_SoftStopReleasesRowsMarkedAhead(t *testing.T) {
+	t.Parallel()
+	data, emails := genCSV(600, "stop")
+	fx := newFixture(t, ripiotest.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for fx.srv.Stats().Requests < 20 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	sum, err := fx.importCSV(t, data, runOpts{rps: 100, ctx: ctx, cfg: importer.Config{MarkAhead: 256}})
+	if err != nil {
+		t.Fatalf("stopped import: %v", err)
+	}
+	if sum.Outcome != "interrupted" || sum.Created == 0 || sum.Created >= 600 {
+		t.Fatalf("stopped import: outcome %s, %+v; want interrupted part way", sum.Outcome, sum.Counts)
+	}
+	rows := fx.ledgerRows(t)
+	if int64(len(rows)) != sum.Created {
+		t.Errorf("ledger holds %d rows after the stop, want the %d created (the rest released)", len(rows), sum.Created)
+	}
+	for k, r := range rows {
+		if r.status != "created" || r.attempts != 1 {
+			t.Errorf("ledger row %s = %+v, want created after 1 attempt", k, r)
+		}
+	}
+	if got := len(fx.srv.Customers()); int64(got) != sum.Created {
+		t.Errorf("server holds %d customers, want %d", got, sum.Created)
+	}
+
+	sum, err = fx.importCSV(t, data, runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created+sum.Skipped != 600 || sum.NotDone() != 0 {
+		t.Errorf("re-run: %+v, want every row created or skipped", sum.Counts)
+	}
+	assertServerMatchesLedger(t, fx, emails)
+}

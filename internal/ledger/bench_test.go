@@ -43,15 +43,7 @@ func BenchmarkLedgerOutcomes(b *testing.B) {
 
 func benchOutcomes(b *testing.B, workers int, ordered bool) {
 	ctx := context.Background()
-	l, err := Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	r, err := l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := benchRun(b)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -85,10 +77,31 @@ func benchOutcomes(b *testing.B, workers int, ordered bool) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "outcomes/s")
-	b.StopTimer()
-	if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+}
+
+// benchRun starts a run on a fresh ledger; it is finished and closed when
+// the benchmark ends.
+func benchRun(b *testing.B) *Run {
+	b.Helper()
+	ctx := context.Background()
+	l, err := Open(ctx, filepath.Join(b.TempDir(), "ledger.db"), Options{})
+	if err != nil {
 		b.Fatal(err)
 	}
+	r, err := l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"})
+	if err != nil {
+		l.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+			b.Error(err)
+		}
+		if err := l.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	return r
 }
 
 // BenchmarkLedgerLookup measures what a resume over a million finished rows
@@ -160,4 +173,61 @@ func lookupFixture(b *testing.B, n int, ordered bool) *Ledger {
 		b.Fatal(err)
 	}
 	return l
+}
+
+// BenchmarkLedgerOutcomesBatched measures the ledger as the importer drives
+// it: one feeder marks the rows it hands out in batches
+// (MarkInFlightBatch, waiting for the commit), and N workers record each
+// row's outcome (not waiting).
+func BenchmarkLedgerOutcomesBatched(b *testing.B) {
+	for _, keys := range []string{"ordered", "unordered"} {
+		for _, batch := range []int{64, 256} {
+			b.Run(fmt.Sprintf("keys=%s/batch=%d/workers=64", keys, batch), func(b *testing.B) {
+				benchOutcomesBatched(b, batch, 64, keys == "ordered")
+			})
+		}
+	}
+}
+
+func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool) {
+	ctx := context.Background()
+	r := benchRun(b)
+	marked := make(chan Send, batch)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range marked {
+				o := Outcome{Key: s.Key, Status: Created, CustomerID: s.CustomerID, HTTPStatus: 201}
+				if err := r.Record(ctx, o); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	sends := make([]Send, 0, batch)
+	for i := 0; i < b.N; {
+		sends = sends[:0]
+		for ; i < b.N && len(sends) < batch; i++ {
+			k := benchKey(i, ordered)
+			sends = append(sends, Send{Key: k, Email: k, Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+				Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 2})
+		}
+		if err := r.MarkInFlightBatch(ctx, sends); err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range sends {
+			marked <- s
+		}
+	}
+	close(marked)
+	wg.Wait()
+	if err := r.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "outcomes/s")
 }

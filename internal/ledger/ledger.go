@@ -19,13 +19,13 @@
 // leaves, so a row the server may have seen is never taken for unsent.
 //
 // One writer: all writes of a Ledger go through one goroutine that commits
-// them in batches (group commit); readers may be many. Two runs on one ledger
-// and target are refused by a lock the operating system drops when the
-// process dies. A Ledger and its Runs are safe for concurrent use.
-//
-// Reads map the file into memory: a disk error while reading kills the
-// process (SIGBUS) instead of returning an error, and the ledger recovers
-// from that as from any crash.
+// them in batches (group commit); readers may be many. Marks, Flush and
+// Finish wait for their commit, which is on disk (fsync) when they return;
+// outcomes do not wait, and a commit holding only those survives the
+// process dying but waits for the next fsync to survive the machine's. Two
+// runs on one ledger and target are refused by a lock the operating system
+// drops when the process dies. A Ledger and its Runs are safe for
+// concurrent use.
 package ledger
 
 import (
@@ -212,7 +212,8 @@ func init() {
 
 // dsn holds every per-connection setting, so each pooled connection gets
 // them. synchronous=FULL: a commit is on disk, power cut included, before
-// MarkInFlight returns. _stmt_cache_size: the writer and Lookup run the same
+// MarkInFlight returns. (The writer lowers it to NORMAL for commits nobody
+// waits for; see writer.commit.) _stmt_cache_size: the writer and Lookup run the same
 // few statements many times; parsing them again each time cost half the
 // writer's time.
 func dsn(path string, busyTimeout time.Duration) string {

@@ -30,6 +30,11 @@ type Run struct {
 	// Recovered counts rows a dead run left in flight, now in_doubt.
 	Recovered int64
 
+	// inFlight maps the keys this run marked in flight and has not yet
+	// recorded to their rows' ids, so Record finds the row without a
+	// search of the key index. Only the writer's goroutine touches it.
+	inFlight map[string]int64
+
 	mu   sync.Mutex
 	lock *os.File // nil once released
 }
@@ -46,7 +51,7 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Run{l: l, targetID: tid, lock: lock}
+	r := &Run{l: l, targetID: tid, lock: lock, inFlight: map[string]int64{}}
 	l.addRun(r)
 	opts, err := json.Marshal(info.Options)
 	if err != nil {
@@ -254,20 +259,41 @@ type Send struct {
 // MarkInFlight durably records that a request for s is about to leave, and
 // counts the attempt. It returns once the mark is committed.
 func (r *Run) MarkInFlight(ctx context.Context, s Send) error {
+	return r.MarkInFlightBatch(ctx, []Send{s})
+}
+
+// MarkInFlightBatch marks every row of sends in flight, as MarkInFlight
+// does, in one write: the importer marks the rows it is about to hand to its
+// workers together, so a commit carries hundreds of marks, not one per
+// worker waiting. It returns once the marks are committed; sends may be
+// reused then.
+func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
+	if len(sends) == 0 {
+		return nil
+	}
 	return r.l.w.submit(ctx, func(tx *wtx) error {
 		t := now()
-		_, err := tx.exec(`INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
-				source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (target_id, row_key) DO UPDATE SET
-				email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
-				status = excluded.status, attempts = rows.attempts + 1,
-				source_file = excluded.source_file, source_line = excluded.source_line,
-				fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at`,
-			r.targetID, s.Key, s.Email, s.Type, s.CustomerID, InFlight, s.SourceFile, s.SourceLine, s.Fingerprint, r.ID, r.ID, t, t)
-		return err
+		for _, s := range sends {
+			id, err := tx.queryInt(markInFlightSQL, r.targetID, s.Key, s.Email, s.Type, s.CustomerID, string(InFlight),
+				s.SourceFile, int64(s.SourceLine), s.Fingerprint, r.ID, r.ID, t, t)
+			if err != nil {
+				return err
+			}
+			r.inFlight[s.Key] = id
+		}
+		return nil
 	}, true)
 }
+
+const markInFlightSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
+		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
+	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (target_id, row_key) DO UPDATE SET
+		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
+		status = excluded.status, attempts = rows.attempts + 1,
+		source_file = excluded.source_file, source_line = excluded.source_line,
+		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at
+	RETURNING id`
 
 // Outcome is the end of one row's sending in this run.
 type Outcome struct {
@@ -283,25 +309,39 @@ type Outcome struct {
 // and a failed commit fails every later write of the ledger.
 func (r *Run) Record(ctx context.Context, o Outcome) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
-		_, err := tx.exec(`UPDATE rows SET status = ?,
-				customer_id = CASE WHEN ? != '' THEN ? ELSE customer_id END,
-				http_status = ?, error_code = ?, error_message = ?, updated_at = ?
-			WHERE target_id = ? AND row_key = ?`,
-			o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, now(), r.targetID, o.Key)
+		t := now()
+		if id, ok := r.inFlight[o.Key]; ok {
+			delete(r.inFlight, o.Key)
+			_, err := tx.exec(recordSQL+`WHERE id = ?`,
+				o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, t, id)
+			return err
+		}
+		_, err := tx.exec(recordSQL+`WHERE target_id = ? AND row_key = ?`,
+			o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, t, r.targetID, o.Key)
 		return err
 	}, false)
 }
 
+// recordSQL sets a row's outcome; the caller appends how to find the row.
+// A row this run marked is found by its id, not by a search of the key
+// index: with keys in no order (emails) that search is a page read per row.
+const recordSQL = `UPDATE rows SET status = ?,
+		customer_id = CASE WHEN ? != '' THEN ? ELSE customer_id END,
+		http_status = ?, error_code = ?, error_message = ?, updated_at = ?
+	`
+
 // Release undoes MarkInFlight for a request that never reached the server
-// (the run stopped, the credentials were refused): the row goes back to
-// prior, as Lookup returned it, or away when the ledger did not know it
-// before. The attempt stays counted.
+// (the run stopped, the credentials were refused, or the row was marked
+// ahead of its turn and never sent): the row goes back to prior, as Lookup
+// returned it, attempts included, or away when the ledger did not know it
+// before.
 func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 	if prior != nil {
 		p := *prior // the write happens later; the caller may reuse *prior
 		prior = &p
 	}
 	return r.l.w.submit(ctx, func(tx *wtx) error {
+		delete(r.inFlight, key)
 		if prior == nil {
 			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
 			return err
@@ -311,10 +351,10 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// rejected would make the next run take the changed, never sent
 		// row for the one the server refused, and skip it.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
-				fingerprint = ?, source_file = ?, source_line = ?, updated_at = ?
+				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
-			prior.Fingerprint, prior.SourceFile, prior.SourceLine, now(), r.targetID, key, InFlight)
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, now(), r.targetID, key, InFlight)
 		return err
 	}, false)
 }

@@ -21,6 +21,7 @@ import (
 // database/sql's locking and reflective argument conversion.
 type writer struct {
 	conn     *sql.Conn
+	syncMode string // the writer connection's synchronous setting
 	ops      chan writeOp
 	maxBatch int
 	done     chan struct{}
@@ -98,7 +99,7 @@ func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{conn: conn, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
+	w := &writer{conn: conn, syncMode: "FULL", ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
 	go w.loop()
 	return w, nil
 }
@@ -187,6 +188,23 @@ func (w *writer) commit(batch []writeOp) error {
 		c, ok := dc.(driverConn)
 		if !ok {
 			return fmt.Errorf("ledger: write: driver connection %T cannot execute", dc)
+		}
+		// A batch that nobody waits for (outcomes, line issues) needs no
+		// fsync of its own: the next commit someone waits for (a mark,
+		// Flush, Finish) syncs the log up to and including it. Until then
+		// it survives the process dying, not the machine.
+		mode := "NORMAL"
+		for _, op := range batch {
+			if op.done != nil {
+				mode = "FULL"
+				break
+			}
+		}
+		if mode != w.syncMode {
+			if _, err := c.ExecContext(ctx, "PRAGMA synchronous = "+mode, nil); err != nil {
+				return fmt.Errorf("ledger: write: synchronous: %w", classifySQLite(err))
+			}
+			w.syncMode = mode
 		}
 		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 			return fmt.Errorf("ledger: write: begin: %w", classifySQLite(err))
