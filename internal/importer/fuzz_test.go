@@ -93,3 +93,32 @@ func TestSeenSet_FindsEveryRepeatAndNoFalseOne(t *testing.T) {
 		}
 	}
 }
+
+// TestSeenSet_HoldsAMillionKeysInUnder22MiB checks the set's size where the
+// memory target (64 MiB for a million rows) needs it small, and that no
+// shard grows past its load limit.
+func TestSeenSet_HoldsAMillionKeysInUnder22MiB(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("adds a million keys")
+	}
+	s := newSeenSet()
+	const n = 1_000_000
+	for i := range n {
+		s.add(emailKey(fmt.Sprintf("user%d@example.com", i)), i+2)
+	}
+	slots, keys := 0, 0
+	for _, sh := range s.shards {
+		slots += len(sh.hash)
+		keys += sh.count
+		if sh.count*5 > len(sh.hash)*4 {
+			t.Errorf("a shard holds %d keys in %d slots, over 4/5 full", sh.count, len(sh.hash))
+		}
+	}
+	if keys != n {
+		t.Errorf("shards hold %d keys, want %d", keys, n)
+	}
+	if bytes := slots * 12; bytes > 22<<20 {
+		t.Errorf("a million keys take %d slots, %.1f MiB; want at most 22 MiB", slots, float64(bytes)/(1<<20))
+	}
+}
