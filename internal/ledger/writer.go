@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // writer is the ledger's one writer. Callers hand it operations; it commits
@@ -146,11 +147,19 @@ func (w *writer) failed() error {
 	return w.err
 }
 
+// linger is how long the writer waits for more writes when none of those
+// it holds is waited for: outcomes arrive one by one as answers come in,
+// and a commit of dozens costs little more than a commit of one.
+const linger = time.Millisecond
+
 func (w *writer) loop() {
 	defer close(w.done)
 	batch := make([]writeOp, 0, w.maxBatch)
+	timer := time.NewTimer(linger)
+	timer.Stop()
 	for op := range w.ops {
 		batch = append(batch[:0], op)
+		waited := op.done != nil
 	fill:
 		for len(batch) < w.maxBatch {
 			select {
@@ -159,8 +168,24 @@ func (w *writer) loop() {
 					break fill
 				}
 				batch = append(batch, op)
+				waited = waited || op.done != nil
 			default:
-				break fill
+				if waited {
+					break fill
+				}
+				// Nobody waits: give the next outcomes a moment to join.
+				timer.Reset(linger)
+				select {
+				case op, ok := <-w.ops:
+					timer.Stop()
+					if !ok {
+						break fill
+					}
+					batch = append(batch, op)
+					waited = op.done != nil
+				case <-timer.C:
+					break fill
+				}
 			}
 		}
 		err := w.failed()
