@@ -285,3 +285,25 @@ func TestRun_InProcessVersion(t *testing.T) {
 		t.Errorf("run(version) = %v, %q; want nil, %q", err, out.String(), "bulkcreate dev\n")
 	}
 }
+
+func TestMarkAheadAndConcurrencyFollowTheRate(t *testing.T) {
+	tests := []struct {
+		rps             float64
+		wantMarkAhead   int
+		wantConcurrency int
+	}{
+		{0, 256, 32}, // no limit: the ledger's best batch
+		{1, 1, 4},
+		{20, 10, 4}, // the default --rps: half a second of rows a write
+		{200, 100, 40},
+		{5000, 256, 256},
+	}
+	for _, tt := range tests {
+		if got := markAhead(tt.rps); got != tt.wantMarkAhead {
+			t.Errorf("markAhead(%v) = %d, want %d", tt.rps, got, tt.wantMarkAhead)
+		}
+		if got := defaultConcurrency(tt.rps); got != tt.wantConcurrency {
+			t.Errorf("defaultConcurrency(%v) = %d, want %d", tt.rps, got, tt.wantConcurrency)
+		}
+	}
+}

@@ -471,6 +471,7 @@ func (im *Importer) mark(ctx context.Context, rows []planned, marked chan<- []pl
 		if err := im.run.MarkInFlightBatch(context.WithoutCancel(ctx), marks); err != nil {
 			return err
 		}
+		im.counts.inFlight.Add(int64(len(chunk)))
 		marked <- chunk
 	}
 	return nil
@@ -481,7 +482,6 @@ func (im *Importer) mark(ctx context.Context, rows []planned, marked chan<- []pl
 func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan []planned) {
 	for chunk := range marked {
 		for _, p := range chunk {
-			im.counts.inFlight.Add(1)
 			g.Go(func() error {
 				defer im.counts.inFlight.Add(-1)
 				return im.send(ctx, p.row, p.prior)
@@ -503,12 +503,14 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 	req := ripio.CreateCustomerRequest{CustomerID: row.CustomerID, Email: row.Email, Type: row.Type}
 	// maybeSent: some request for this row may have reached the server, in
 	// this run or (in_doubt before) in an earlier one. Such a row can end
-	// in_doubt, never failed.
+	// in_doubt, never failed. reached: one of this run's may have; until
+	// then, a run that stops puts the row back as it was.
 	maybeSent := prior != nil && (prior.Status == ledger.InDoubt || prior.Status == ledger.InFlight)
+	reached := false
 	var last ripio.Verdict
 	for attempt, throttles := 0, 0; attempt < im.cfg.MaxAttempts; {
 		if err := im.limiter.Wait(ctx); err != nil {
-			return im.releaseOrDoubt(ctx, row, prior, maybeSent, last)
+			return im.releaseOrDoubt(ctx, row, prior, reached, last)
 		}
 		if attempt+throttles > 0 {
 			// Marked again, counting the attempt, before the retry leaves.
@@ -547,12 +549,12 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 			}
 			continue
 		case ripio.Unauthorized:
-			if err := im.releaseOrDoubt(ctx, row, prior, maybeSent, v); err != nil {
+			if err := im.releaseOrDoubt(ctx, row, prior, reached, v); err != nil {
 				return err
 			}
 			return fmt.Errorf("%w: %s", ErrUnauthorized, v.Reason)
 		case ripio.InDoubt:
-			maybeSent = true
+			maybeSent, reached = true, true
 		case ripio.NotSent:
 		}
 		attempt++
@@ -564,7 +566,7 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 		}
 	}
 	if ctx.Err() != nil {
-		return im.releaseOrDoubt(ctx, row, prior, maybeSent, last)
+		return im.releaseOrDoubt(ctx, row, prior, reached, last)
 	}
 	if maybeSent {
 		im.counts.inDoubt.Add(1)
@@ -581,10 +583,11 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 // (it is recorded failed or in_doubt and sent again next run).
 const maxThrottlesPerRow = 100
 
-// releaseOrDoubt ends a row that is not finished: in_doubt if the server
-// may have it, otherwise back to what it was before this run.
-func (im *Importer) releaseOrDoubt(ctx context.Context, row Row, prior *ledger.Prior, maybeSent bool, v ripio.Verdict) error {
-	if maybeSent {
+// releaseOrDoubt ends a row that is not finished: in_doubt if a request of
+// this run may have reached the server, otherwise back to what it was before
+// this run (a row in_doubt from an earlier run stays so, its reason kept).
+func (im *Importer) releaseOrDoubt(ctx context.Context, row Row, prior *ledger.Prior, reached bool, v ripio.Verdict) error {
+	if reached {
 		im.counts.inDoubt.Add(1)
 		return im.record(ctx, row, ledger.InDoubt, "", v)
 	}
@@ -636,7 +639,7 @@ func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration
 // seenSet remembers the keys of a file's rows to spot repeats. It keeps a
 // 64-bit hash and the line of each key, not the key, in open-addressing
 // tables of two flat slices (12 bytes a slot, nothing for the garbage
-// collector to scan), about 18 MiB for a million rows. The tables are 256
+// collector to scan), about 21 MiB for a million rows. The tables are 256
 // shards, picked by the hash's top byte, that grow by half when 4/5 full:
 // growing one shard copies a 256th of the set, so there is never an old
 // and a new copy of the whole set in memory at once. Two different keys

@@ -109,7 +109,7 @@ func (fx *fixture) ledgerRows(t *testing.T) map[string]ledgerRow {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT row_key, status, customer_id_sent, customer_id, attempts FROM rows`)
+	rows, err := db.Query(`SELECT row_key, status, customer_id_sent, customer_id, attempts, http_status, error_message FROM rows`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func (fx *fixture) ledgerRows(t *testing.T) map[string]ledgerRow {
 	for rows.Next() {
 		var k string
 		var r ledgerRow
-		if err := rows.Scan(&k, &r.status, &r.sent, &r.returned, &r.attempts); err != nil {
+		if err := rows.Scan(&k, &r.status, &r.sent, &r.returned, &r.attempts, &r.http, &r.message); err != nil {
 			t.Fatal(err)
 		}
 		out[k] = r
@@ -129,7 +129,8 @@ func (fx *fixture) ledgerRows(t *testing.T) map[string]ledgerRow {
 type ledgerRow struct {
 	status         string
 	sent, returned string
-	attempts       int
+	attempts, http int
+	message        string
 }
 
 func (fx *fixture) report(t *testing.T) ledger.Report {
@@ -482,4 +483,50 @@ func TestImport_SoftStopReleasesRowsMarkedAhead(t *testing.T) {
 		t.Errorf("re-run: %+v, want every row created or skipped", sum.Counts)
 	}
 	assertServerMatchesLedger(t, fx, emails)
+}
+
+// TestImport_SoftStopLeavesUnsentInDoubtRowsAsTheyWere stops a run that
+// marked rows left in_doubt by an earlier run but sent only some: the
+// others keep their status, attempts and reason, and do not count as this
+// run's in_doubt rows.
+func TestImport_SoftStopLeavesUnsentInDoubtRowsAsTheyWere(t *testing.T) {
+	t.Parallel()
+	data, _ := genCSV(40, "doubt")
+	fx := newFixture(t, ripiotest.Options{FailBeforeCommit: 1})
+	fx.opts = ripiotest.Options{FailBeforeCommit: 1}
+	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{MaxAttempts: 1}})
+	if err != nil || sum.InDoubt != 40 {
+		t.Fatalf("first run against a server answering 503: %+v, %v; want 40 in_doubt", sum.Counts, err)
+	}
+	before := fx.ledgerRows(t)
+
+	fx.opts = ripiotest.Options{}
+	fx.restart(t, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for fx.srv.Stats().Requests < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	sum, err = fx.importCSV(t, data, runOpts{rps: 2, ctx: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Outcome != "interrupted" || sum.Created+sum.Exists == 0 || sum.InDoubt != 0 {
+		t.Fatalf("stopped run: %s %+v; want interrupted after at least one created and no new in_doubt", sum.Outcome, sum.Counts)
+	}
+	unsent := 0
+	for k, r := range fx.ledgerRows(t) {
+		if r.status == "created" {
+			continue
+		}
+		unsent++
+		if r != before[k] {
+			t.Errorf("row %s after the stop = %+v, want it as the first run left it: %+v", k, r, before[k])
+		}
+	}
+	if want := 40 - int(sum.Created+sum.Exists); unsent != want {
+		t.Errorf("%d rows not created after the stop, want %d", unsent, want)
+	}
 }

@@ -153,7 +153,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 	}
-	w, err := newWriter(ctx, db, opts.MaxBatch)
+	w, err := newWriter(ctx, db, opts.MaxBatch, path+"-wal")
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))

@@ -433,3 +433,50 @@ func TestWriter_FailedCommitFailsLaterWrites(t *testing.T) {
 		t.Errorf("Lookup after the failed commit = %+v, want before in flight, and no after", got)
 	}
 }
+
+// TestWriter_WaitedCommitSyncsEarlierUnsyncedOnes checks the fsync rule of
+// group commit: a commit nobody waits for is not synced; the next waited
+// commit is, by SQLite when it writes, by the writer when it writes nothing
+// (a Flush), so that Flush's promise holds.
+func TestWriter_WaitedCommitSyncsEarlierUnsyncedOnes(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("k1", "f.csv", 2)) // the writer is idle once this returns
+	syncs := 0
+	l.w.syncWAL = func() error { syncs++; return nil }
+	update := func(st Status) []writeOp {
+		return []writeOp{{apply: func(tx *wtx) error {
+			_, err := tx.exec(`UPDATE rows SET status = ? WHERE row_key = ?`, st, "k1")
+			return err
+		}}}
+	}
+	nothing := []writeOp{{apply: func(*wtx) error { return nil }}}
+	steps := []struct {
+		name      string
+		batch     []writeOp
+		waited    bool
+		wantSyncs int
+	}{
+		{"an outcome, not waited", update(Failed), false, 0},
+		{"a flush", nothing, true, 1},
+		{"another flush, nothing new", nothing, true, 1},
+		{"an outcome, not waited, again", update(InDoubt), false, 1},
+		{"a waited write (SQLite syncs)", update(Created), true, 1},
+		{"a flush after it", nothing, true, 1},
+	}
+	for _, st := range steps {
+		if err := l.w.commit(st.batch, st.waited); err != nil {
+			t.Fatalf("%s: commit = %v", st.name, err)
+		}
+		if syncs != st.wantSyncs {
+			t.Errorf("after %s: %d explicit syncs of the log, want %d", st.name, syncs, st.wantSyncs)
+		}
+	}
+	if got := lookup(t, l, targetA, "k1")["k1"].Status; got != Created {
+		t.Errorf("Lookup(k1).Status = %s, want %s", got, Created)
+	}
+	if err := syncLog(l.Path() + "-wal"); err != nil {
+		t.Errorf("syncLog(the ledger's log) = %v", err)
+	}
+}

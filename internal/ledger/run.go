@@ -280,6 +280,7 @@ func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
 				return err
 			}
 			r.inFlight[s.Key] = id
+			tx.changed = true
 		}
 		return nil
 	}, true)
@@ -312,8 +313,9 @@ func (r *Run) Record(ctx context.Context, o Outcome) error {
 		t := now()
 		if id, ok := r.inFlight[o.Key]; ok {
 			delete(r.inFlight, o.Key)
-			_, err := tx.exec(recordSQL+`WHERE id = ?`,
-				o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, t, id)
+			// The key too: an id is only as good as the commit that gave it.
+			_, err := tx.exec(recordSQL+`WHERE id = ? AND row_key = ?`,
+				o.Status, o.CustomerID, o.CustomerID, o.HTTPStatus, o.ErrorCode, o.Message, t, id, o.Key)
 			return err
 		}
 		_, err := tx.exec(recordSQL+`WHERE target_id = ? AND row_key = ?`,

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -23,6 +24,9 @@ import (
 type writer struct {
 	conn     *sql.Conn
 	syncMode string // the writer connection's synchronous setting
+	// unsynced: a NORMAL commit changed the log since its last fsync.
+	unsynced bool
+	syncWAL  func() error
 	ops      chan writeOp
 	maxBatch int
 	done     chan struct{}
@@ -41,9 +45,10 @@ type writeOp struct {
 
 // wtx is the writer's transaction, as its operations see it.
 type wtx struct {
-	ctx  context.Context
-	c    driverConn
-	args []driver.NamedValue
+	ctx     context.Context
+	c       driverConn
+	args    []driver.NamedValue
+	changed bool // a statement changed a row
 }
 
 type driverConn interface {
@@ -70,7 +75,13 @@ func (tx *wtx) exec(query string, args ...any) (driver.Result, error) {
 		}
 		tx.args = append(tx.args, driver.NamedValue{Ordinal: i + 1, Value: v})
 	}
-	return tx.c.ExecContext(tx.ctx, query, tx.args)
+	res, err := tx.c.ExecContext(tx.ctx, query, tx.args)
+	if err == nil {
+		if n, _ := res.RowsAffected(); n > 0 {
+			tx.changed = true
+		}
+	}
+	return res, err
 }
 
 // queryInt runs query, which returns one integer.
@@ -95,12 +106,12 @@ func (tx *wtx) queryInt(query string, args ...driver.Value) (int64, error) {
 	return n, nil
 }
 
-func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, maxBatch int, walPath string) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{conn: conn, syncMode: "FULL", ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
+	w := &writer{conn: conn, syncMode: "FULL", syncWAL: func() error { return syncLog(walPath) }, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
 	go w.loop()
 	return w, nil
 }
@@ -160,6 +171,7 @@ func (w *writer) loop() {
 	for op := range w.ops {
 		batch = append(batch[:0], op)
 		waited := op.done != nil
+		lingering := false
 	fill:
 		for len(batch) < w.maxBatch {
 			select {
@@ -169,28 +181,36 @@ func (w *writer) loop() {
 				}
 				batch = append(batch, op)
 				waited = waited || op.done != nil
+				continue
 			default:
-				if waited {
-					break fill
-				}
-				// Nobody waits: give the next outcomes a moment to join.
-				timer.Reset(linger)
-				select {
-				case op, ok := <-w.ops:
-					timer.Stop()
-					if !ok {
-						break fill
-					}
-					batch = append(batch, op)
-					waited = op.done != nil
-				case <-timer.C:
-					break fill
-				}
 			}
+			if waited {
+				break
+			}
+			// Nobody waits: give the next outcomes a moment, counted from
+			// the first time the queue ran dry, to join this commit.
+			if !lingering {
+				timer.Reset(linger)
+				lingering = true
+			}
+			select {
+			case op, ok := <-w.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, op)
+				waited = op.done != nil
+			case <-timer.C:
+				lingering = false
+				break fill
+			}
+		}
+		if lingering {
+			timer.Stop()
 		}
 		err := w.failed()
 		if err == nil {
-			err = w.commit(batch)
+			err = w.commit(batch, waited)
 			if err != nil {
 				w.mu.Lock()
 				w.err = err
@@ -205,25 +225,26 @@ func (w *writer) loop() {
 	}
 }
 
-func (w *writer) commit(batch []writeOp) error {
+// commit applies batch in one transaction. A batch that nobody waits for
+// (outcomes, line issues) is committed with synchronous=NORMAL: no fsync of
+// its own, so it survives the process dying but not yet the machine. A
+// waited batch (a mark, Flush, Finish) is committed with synchronous=FULL,
+// and its fsync of the log covers the earlier NORMAL commits too; when it
+// changed nothing, SQLite writes and syncs nothing, so the log is synced
+// here.
+func (w *writer) commit(batch []writeOp, waited bool) error {
 	// The batch is committed even when the caller that queued it gave up:
 	// those writes describe requests that may already be out.
 	ctx := context.Background()
-	return w.conn.Raw(func(dc any) error {
+	var changed bool
+	err := w.conn.Raw(func(dc any) error {
 		c, ok := dc.(driverConn)
 		if !ok {
 			return fmt.Errorf("ledger: write: driver connection %T cannot execute", dc)
 		}
-		// A batch that nobody waits for (outcomes, line issues) needs no
-		// fsync of its own: the next commit someone waits for (a mark,
-		// Flush, Finish) syncs the log up to and including it. Until then
-		// it survives the process dying, not the machine.
 		mode := "NORMAL"
-		for _, op := range batch {
-			if op.done != nil {
-				mode = "FULL"
-				break
-			}
+		if waited {
+			mode = "FULL"
 		}
 		if mode != w.syncMode {
 			if _, err := c.ExecContext(ctx, "PRAGMA synchronous = "+mode, nil); err != nil {
@@ -246,8 +267,37 @@ func (w *writer) commit(batch []writeOp) error {
 			c.ExecContext(ctx, "ROLLBACK", nil)
 			return fmt.Errorf("ledger: write: commit: %w", classifySQLite(err))
 		}
+		changed = tx.changed
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case !waited:
+		w.unsynced = w.unsynced || changed
+	case changed:
+		w.unsynced = false // SQLite synced the log at COMMIT
+	case w.unsynced:
+		if err := w.syncWAL(); err != nil {
+			return fmt.Errorf("ledger: write: sync: %w", err)
+		}
+		w.unsynced = false
+	}
+	return nil
+}
+
+// syncLog fsyncs the ledger's write-ahead log.
+func syncLog(walPath string) error {
+	f, err := os.OpenFile(walPath, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // close commits what is queued, stops the writer and gives its connection
