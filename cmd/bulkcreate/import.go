@@ -102,10 +102,11 @@ func runImport(ctx context.Context, e env, args []string) error {
 
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
-		// the collector need not scan: collecting at 1.25x the live heap
-		// instead of 2x costs little CPU and keeps a million-row import
-		// under 64 MiB.
-		debug.SetGCPercent(25)
+		// the collector need not scan: collecting at 1.5x the live heap
+		// instead of 2x keeps a million-row import near 53 MiB, and costs
+		// less CPU than 1.25x did (resume over a million rows: 2.3 s
+		// against 2.6 s; BENCHMARKS.md, figures 4 and 5).
+		debug.SetGCPercent(50)
 	}
 	path := posArgs[0]
 	in := &countingReader{r: e.stdin}
