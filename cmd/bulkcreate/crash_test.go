@@ -162,7 +162,8 @@ func TestCLI_SIGINTStopsSoftlyAndRerunFinishes(t *testing.T) {
 	if d := time.Since(sentAt); d > 5*time.Second {
 		t.Errorf("soft stop took %v, want within the request timeout", d)
 	}
-	if !strings.Contains(out.String(), "interrupted") || !strings.Contains(errb.String(), "finishing requests in flight") {
+	if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "not started") ||
+		!strings.Contains(errb.String(), "finishes the requests in flight") {
 		t.Errorf("output after SIGINT lacks the summary or the notice:\n%s%s", out, errb)
 	}
 	// Everything the server saw is in the ledger, and nothing is left in flight.

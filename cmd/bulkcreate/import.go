@@ -109,7 +109,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 		debug.SetGCPercent(50)
 	}
 	path := posArgs[0]
-	in := &countingReader{r: e.stdin}
+	var in io.Reader = e.stdin
 	size := int64(-1)
 	cfg.SourceFile = "<stdin>"
 	if path != "-" {
@@ -118,7 +118,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 			return usageError("import: %v", err)
 		}
 		defer file.Close()
-		in.r = file
+		in = file
 		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
 			size = fi.Size()
 		}
@@ -167,7 +167,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	im := importer.New(cfg, client, limiter, l, tgt.Name())
 	var prog *progress
 	if !f.quiet {
-		prog = &progress{im: im, in: in, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
+		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
 		prog.start()
 	}
 	sum, err := im.Import(ctx, in)

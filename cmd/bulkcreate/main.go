@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -32,7 +33,7 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
-		fmt.Fprintf(os.Stderr, "\nbulkcreate: %v: finishing requests in flight and saving the ledger; signal again to quit at once\n", sig)
+		fmt.Fprintf(os.Stderr, "\nbulkcreate: %v: stopping (an import finishes the requests in flight and saves the ledger); signal again to quit at once\n", sig)
 		stop(errInterrupted)
 		<-sigs
 		// The ledger holds every request that may be out as in flight: the
@@ -144,7 +145,8 @@ Target (environment):
 
 Exit codes:
   0    every row created or already existing
-  1    some rows not created (invalid, duplicate, rejected, failed, in doubt)
+  1    some rows not created (invalid, duplicate, rejected, failed, in doubt);
+       a dry run: some rows invalid or duplicate
   2    usage or configuration error; nothing was sent
   3    run aborted (credentials refused, --max-errors reached, ledger failure)
   130  interrupted
@@ -163,8 +165,12 @@ func parseArgs(e env, fs *flag.FlagSet, usage string, args []string) (positional
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fmt.Fprint(e.stdout, usage)
-				fs.SetOutput(e.stdout)
+				var defaults strings.Builder
+				fs.SetOutput(&defaults)
 				fs.PrintDefaults()
+				// The flag package prints -name; the README and the
+				// examples write --name (both work).
+				fmt.Fprint(e.stdout, strings.ReplaceAll("\n"+defaults.String(), "\n  -", "\n  --")[1:])
 				return nil, true, nil
 			}
 			return nil, false, usageError("%s: %v; try: bulkcreate %s --help", fs.Name(), err, fs.Name())

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
 )
 
 // TestCLI_ProgressBarOnATerminal runs an import with stderr on a
@@ -63,5 +65,29 @@ func TestCLI_ProgressBarOnATerminal(t *testing.T) {
 	r := runBin(t, dir, nil, "", "import", "--ledger", "other.db", "--rps", "200", "--progress-every", "300ms", "--log-format", "json", "in.csv")
 	if r.code != 0 || !strings.Contains(r.stderr, `"msg":"progress"`) || strings.Contains(r.stderr, "█") {
 		t.Errorf("import without a terminal: exit %d, want json progress lines and no bar:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestProgress_EstimateRowsFromBytesParsed(t *testing.T) {
+	tests := []struct {
+		name     string
+		size     int64
+		read     int64 // rows parsed
+		consumed int64 // bytes they took
+		want     int64
+	}{
+		// 2,048 rows of 35 bytes: the reader has parsed 768 rows (3 batches)
+		// and read 64 KiB ahead; the estimate follows the parsed bytes.
+		{"part way", 2048 * 35, 768, 768 * 35, 2048},
+		{"at the end", 2048 * 35, 2048, 2048 * 35, 2048},
+		{"at the end, after a BOM", 2048*35 + 3, 2048, 2048 * 35, 2048},
+		{"nothing parsed yet", 2048 * 35, 0, 0, -1},
+		{"stdin: size unknown", -1, 768, 768 * 35, -1},
+	}
+	for _, tt := range tests {
+		p := &progress{size: tt.size}
+		if got := p.estimateRows(importer.Summary{Counts: importer.Counts{Read: tt.read}, Consumed: tt.consumed}); got != tt.want {
+			t.Errorf("%s: estimateRows = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

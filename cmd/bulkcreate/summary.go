@@ -38,6 +38,7 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		{"created", s.Created}, {"exists", s.Exists}, {"skipped (done before)", s.Skipped},
 		{"invalid", s.Invalid}, {"duplicate", s.Duplicate}, {"rejected", s.Rejected},
 		{"failed", s.Failed}, {"in doubt", s.InDoubt}, {"not reached", s.Pending},
+		{"not started", s.NotStarted()},
 	}
 	for _, r := range rows {
 		if r.n > 0 || r.name == "created" {
@@ -46,11 +47,16 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	}
 	fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
 	tw.Flush()
-	fmt.Fprintf(w, "requests %d (%d throttled), %.1f/s\n", s.Requests, s.Throttled, achievedRate(s))
+	if s.Elapsed >= 2*time.Second {
+		fmt.Fprintf(w, "requests %d (%d throttled), %.1f/s\n", s.Requests, s.Throttled, achievedRate(s))
+	} else {
+		// Over a moment, the burst's free first request skews the rate.
+		fmt.Fprintf(w, "requests %d (%d throttled)\n", s.Requests, s.Throttled)
+	}
 	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
 		fmt.Fprintf(w, "next: %s to fix: bulkcreate failures%s > fix.csv, correct them, then bulkcreate import%s fix.csv\n", plural(n, "row"), ledgerFlag, ledgerFlag)
 	}
-	if n := s.Failed + s.InDoubt + s.Pending; n > 0 {
+	if n := s.Failed + s.InDoubt + s.Pending + s.NotStarted(); n > 0 {
 		fmt.Fprintf(w, "next: %s unfinished: run the same import again (safe: no customer is created twice)\n", plural(n, "row"))
 	}
 }

@@ -120,6 +120,12 @@ type Counts struct {
 	Pending   int64 `json:"pending"`   // planned but not finished when the run stopped
 }
 
+// NotStarted is the rows read that a stopped run never took to an
+// outcome: the next run takes them as if new.
+func (c Counts) NotStarted() int64 {
+	return c.Read - c.Done() - c.NotDone()
+}
+
 // Done is every row that needs nothing more.
 func (c Counts) Done() int64 { return c.Created + c.Exists + c.Skipped }
 
@@ -137,6 +143,9 @@ type Summary struct {
 	Outcome   string        `json:"outcome"` // completed, interrupted, aborted
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
+	// Consumed is how many bytes of the input the rows read so far took
+	// (for progress estimates; a read-ahead buffer is not counted).
+	Consumed int64 `json:"-"`
 }
 
 // Importer runs one import. Construct with New; call Import once.
@@ -163,6 +172,7 @@ func New(cfg Config, client *ripio.Client, limiter *ratelimit.Limiter, l *ledger
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight atomic.Int64
+	consumed                                                                                        atomic.Int64 // bytes of the file parsed
 }
 
 // Progress is a live snapshot, safe to call from another goroutine.
@@ -178,6 +188,7 @@ func (im *Importer) Progress() Summary {
 		Throttled: im.throttled.Load(),
 		DryRun:    im.cfg.DryRun,
 		ToSend:    c.toSend.Load(),
+		Consumed:  c.consumed.Load(),
 	}
 }
 
@@ -335,6 +346,7 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 			return false, err
 		}
 		im.counts.read.Add(1)
+		im.counts.consumed.Store(rr.csv.InputOffset())
 		if rec.OriginFile != "" && rec.OriginLine > 0 && !im.cfg.DryRun {
 			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine); err != nil {
 				return false, err
@@ -518,10 +530,12 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 				return err
 			}
 		}
-		im.requests.Add(1)
 		// A request that is out is never cancelled by a soft stop; the
 		// client's timeout bounds it.
 		cust, err := im.client.CreateCustomer(context.WithoutCancel(ctx), req)
+		if !errors.As(err, new(*ripio.TokenError)) {
+			im.requests.Add(1) // a create went out, not only a token request
+		}
 		v := ripio.Classify(err)
 		last = v
 		switch v.Outcome {

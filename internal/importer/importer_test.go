@@ -303,6 +303,9 @@ func TestImport_WrongCredentialsAbortWithoutFailingRows(t *testing.T) {
 	if got := fx.srv.Stats().Requests; got != 0 {
 		t.Errorf("server got %d create requests, want 0", got)
 	}
+	if sum.Requests != 0 {
+		t.Errorf("summary counts %d requests, want 0: only the token endpoint was asked", sum.Requests)
+	}
 }
 
 func TestImport_ShortLivedTokensCauseNoFailedRow(t *testing.T) {
