@@ -554,9 +554,13 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 				return err
 			}
 			return im.checkErrorLimit()
-		case ripio.Throttled:
-			im.throttled.Add(1)
-			im.limiter.Throttled(v.RetryAfter)
+		case ripio.Throttled, ripio.TokenThrottled:
+			if v.Outcome == ripio.Throttled {
+				im.throttled.Add(1)
+				im.limiter.Throttled(v.RetryAfter)
+			} else {
+				im.limiter.Pause(v.RetryAfter) // the token endpoint's limit, not the creates'
+			}
 			throttles++
 			if throttles >= maxThrottlesPerRow {
 				attempt = im.cfg.MaxAttempts // give up on this row for this run

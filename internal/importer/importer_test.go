@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -532,4 +533,41 @@ func TestImport_SoftStopLeavesUnsentInDoubtRowsAsTheyWere(t *testing.T) {
 	if want := 40 - int(sum.Created+sum.Exists); unsent != want {
 		t.Errorf("%d rows not created after the stop, want %d", unsent, want)
 	}
+}
+
+// TestImport_ThrottledTokenEndpointPausesWithoutSpendingAttempts puts a
+// token endpoint that answers 429 (Retry-After 1) three times in front of
+// the fake server: the pool waits, no row spends an attempt on it, and
+// every row is created even with one attempt a row.
+func TestImport_ThrottledTokenEndpointPausesWithoutSpendingAttempts(t *testing.T) {
+	t.Parallel()
+	data, emails := genCSV(50, "tok429")
+	fx := newFixture(t, ripiotest.Options{})
+	h := fx.srv.Handler()
+	var refused atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/oauth2/token") && refused.Add(1) <= 3 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	fx.baseURL = ts.URL
+	start := time.Now()
+	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{MaxAttempts: 1, Concurrency: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 50 || sum.NotDone() != 0 || sum.Throttled != 0 {
+		t.Errorf("import behind a throttled token endpoint: %+v, %d create 429s; want 50 created, none", sum.Counts, sum.Throttled)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("import took %v; want the pool held for the token endpoint's Retry-After (1 s)", d)
+	}
+	if n := refused.Load(); n > 8 {
+		t.Errorf("the token endpoint was asked %d times; want the pool to wait, not every worker to ask", n)
+	}
+	assertServerMatchesLedger(t, fx, emails)
 }

@@ -143,23 +143,39 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.throttles++
-	pause := retryAfter
-	if pause <= 0 {
-		pause = l.cfg.Backoff << min(l.backoffs, 16)
-		l.backoffs++
-	}
-	pause = min(pause, l.cfg.MaxPause)
-	if !now.Before(l.pausedUntil) {
-		l.resumedAt = l.pausedUntil // the previous pause ended here
-	}
-	if until := now.Add(pause); until.After(l.pausedUntil) {
-		l.paused += until.Sub(maxTime(now, l.pausedUntil))
-		l.pausedUntil = until
-	}
+	pause := l.pause(now, retryAfter)
 	if now.Sub(l.lastDecrease) < time.Second || now.Before(l.lastDecrease.Add(pause)) && !l.lastDecrease.IsZero() {
 		return
 	}
 	l.decrease(now)
+}
+
+// Pause holds the whole pool for wait (a doubling backoff when 0) without
+// slowing the rate: for an answer that asks to wait but says nothing about
+// the rate of creates, such as a 429 from the token endpoint.
+func (l *Limiter) Pause(wait time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pause(now, wait)
+}
+
+// pause moves the end of the pool's pause to now+wait at least, and returns
+// the wait used. l.mu is held.
+func (l *Limiter) pause(now time.Time, wait time.Duration) time.Duration {
+	if wait <= 0 {
+		wait = l.cfg.Backoff << min(l.backoffs, 16)
+		l.backoffs++
+	}
+	wait = min(wait, l.cfg.MaxPause)
+	if !now.Before(l.pausedUntil) {
+		l.resumedAt = l.pausedUntil // the previous pause ended here
+	}
+	if until := now.Add(wait); until.After(l.pausedUntil) {
+		l.paused += until.Sub(maxTime(now, l.pausedUntil))
+		l.pausedUntil = until
+	}
+	return wait
 }
 
 // decrease sets the rate from what the server accepted over the last

@@ -86,6 +86,28 @@ func TestLimiter_ThrottledPausesEveryWorkerUntilRetryAfter(t *testing.T) {
 	})
 }
 
+func TestLimiter_PauseHoldsThePoolWithoutSlowingIt(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 100})
+		start := time.Now()
+		l.Pause(2 * time.Second)
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		if d := time.Since(start); d != 2*time.Second {
+			t.Errorf("Wait after Pause(2s) returned after %v, want 2s", d)
+		}
+		// Then the full rate again: 100 more at 100/s take 1s.
+		if got := waitN(t, l, 100, 8); got != time.Second {
+			t.Errorf("100 Waits at 100/s after the pause took %v, want 1s", got)
+		}
+		if st := l.Stats(); st.Rate != 100 || st.Throttles != 0 || st.Paused != 2*time.Second {
+			t.Errorf("Stats() = %+v, want rate 100, no throttle, 2s paused", st)
+		}
+	})
+}
+
 func TestLimiter_BackoffWithoutRetryAfterDoubles(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

@@ -391,7 +391,7 @@ func TestClassify(t *testing.T) {
 		{
 			name: "Token429",
 			call: tokenAnswered(429, map[string]string{"Retry-After": "2"}, ""),
-			want: ripio.Verdict{Outcome: ripio.NotSent, HTTPStatus: 429, RetryAfter: 2 * time.Second},
+			want: ripio.Verdict{Outcome: ripio.TokenThrottled, HTTPStatus: 429, RetryAfter: 2 * time.Second},
 		},
 		{
 			name: "Token200WithoutToken",

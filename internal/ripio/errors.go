@@ -258,6 +258,9 @@ const (
 	Rejected Outcome = "rejected"
 	// Throttled: the server asked us to slow down; nothing was done.
 	Throttled Outcome = "throttled"
+	// TokenThrottled: the token endpoint asked us to wait (429); the create
+	// was never sent. Creates are not what is limited: wait, do not slow.
+	TokenThrottled Outcome = "token_throttled"
 	// Unauthorized: the credentials or the token were refused.
 	Unauthorized Outcome = "unauthorized"
 	// NotSent: the request never reached the server; safe to send again.
@@ -309,11 +312,15 @@ func Classify(err error) Verdict {
 		return v
 	case errors.As(err, &tokErr):
 		v := Verdict{HTTPStatus: tokErr.Status, Reason: tokErr.Error()}
-		if tokErr.Status >= 400 && tokErr.Status < 500 && tokErr.Status != http.StatusTooManyRequests && tokErr.Status != http.StatusRequestTimeout {
+		switch s := tokErr.Status; {
+		case s == http.StatusTooManyRequests:
+			v.Outcome = TokenThrottled
+			v.RetryAfter = tokErr.RetryAfter
+		case s >= 400 && s < 500 && s != http.StatusRequestTimeout:
 			v.Outcome = Unauthorized
-		} else {
-			// No answer, a 5xx or a throttle from the token endpoint: the
-			// create itself was never sent.
+		default:
+			// No answer or a 5xx from the token endpoint: the create itself
+			// was never sent.
 			v.Outcome = NotSent
 			v.RetryAfter = tokErr.RetryAfter
 		}
