@@ -407,13 +407,27 @@ func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planne
 			keys = append(keys, emailKey(r.Email))
 		}
 	}
-	known := map[string]ledger.Prior{}
+	known, byID := map[string]ledger.Prior{}, map[string]ledger.Prior{}
 	if im.ledger != nil { // a dry run without a ledger file plans against nothing
 		var err error
 		if known, err = im.ledger.Lookup(ctx, im.target, keys); err != nil {
 			return err
 		}
+		// Rows keyed by email that may be sent: did a file with a
+		// customerId column create their customer already?
+		var emails []string
+		for _, r := range rows {
+			if p, ok := known[r.Key]; keyKind(r.Key) == "email" && !(ok && p.Status.Done()) {
+				emails = append(emails, strings.TrimPrefix(r.Key, "email:"))
+			}
+		}
+		if len(emails) > 0 {
+			if byID, err = im.ledger.LookupByEmail(ctx, im.target, emails); err != nil {
+				return err
+			}
+		}
 	}
+	batch := map[string]batchRow{} // rows of this batch to be sent, by folded email
 	for _, row := range rows {
 		prior, ok := known[row.Key]
 		var p *ledger.Prior
@@ -432,31 +446,92 @@ func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planne
 			im.counts.skipped.Add(1)
 			continue
 		}
-		// A row keyed by a customerId column whose email an earlier file
-		// (keyed by email) already created: sending it under a new id could
-		// make a second customer for the same person.
-		if byEmail, found := known[emailKey(row.Email)]; keyKind(row.Key) == "customerId" && found && byEmail.Status.Done() &&
-			byEmail.CustomerIDSent != row.CustomerID {
-			reason := fmt.Sprintf("%s:%d: conflict: %s already %s with customerId %s (from %s:%d); not sent under customerId %s",
-				im.cfg.SourceFile, row.Line, byEmail.Email, byEmail.Status, byEmail.CustomerIDSent, byEmail.SourceFile, byEmail.SourceLine, row.CustomerID)
-			if err := im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), row.CustomerID, reason); err != nil {
+		csvCustomerID := row.CustomerID
+		if row.CustomerID == "" {
+			row.CustomerID = CustomerIDFor(row.Email)
+		}
+		// Rows keyed by a customerId column and rows keyed by email meet by
+		// email: a row whose person a row of the other kind created, may
+		// have created, or is about to, under another customerId is not
+		// sent, or the same person could get two customers.
+		if other, found := im.otherKind(row, known, byID, batch); found && other.CustomerIDSent != row.CustomerID {
+			if err := im.conflict(ctx, row, csvCustomerID, p, other); err != nil {
 				return err
 			}
 			continue
-		}
-		if row.CustomerID == "" {
-			row.CustomerID = CustomerIDFor(row.Email)
 		}
 		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {
 			im.counts.rejected.Add(1) // unchanged since the server refused it
 			continue
 		}
 		im.counts.toSend.Add(1)
+		if _, taken := batch[foldedEmail(row)]; !taken {
+			batch[foldedEmail(row)] = batchRow{keyKind: keyKind(row.Key), Prior: ledger.Prior{Status: ledger.InFlight,
+				Email: row.Email, CustomerIDSent: row.CustomerID, SourceFile: im.cfg.SourceFile, SourceLine: row.Line}}
+		}
 		if !im.cfg.DryRun {
 			sends = append(sends, planned{row: row, prior: p})
 		}
 	}
 	return im.mark(ctx, sends, marked)
+}
+
+// foldedEmail is row's email as keys hold it: lower-cased.
+func foldedEmail(row Row) string { return strings.TrimPrefix(emailKey(row.Email), "email:") }
+
+// batchRow is a row of the batch being planned that is to be sent.
+type batchRow struct {
+	keyKind string
+	ledger.Prior
+}
+
+// otherKind finds the row of the other kind of key with row's email: in the
+// ledger (known holds the email keys of rows keyed by customerId; byID the
+// rows keyed by customerId of rows keyed by email) if it may have created
+// its customer, or among the rows of this batch to be sent (batch, by
+// folded email).
+func (im *Importer) otherKind(row Row, known, byID map[string]ledger.Prior, batch map[string]batchRow) (ledger.Prior, bool) {
+	var other ledger.Prior
+	var found bool
+	if keyKind(row.Key) == "customerId" {
+		other, found = known[emailKey(row.Email)]
+	} else {
+		other, found = byID[foldedEmail(row)]
+	}
+	if found && other.Status.MayExist() {
+		return other, true
+	}
+	if other, found := batch[foldedEmail(row)]; found && other.keyKind != keyKind(row.Key) {
+		return other.Prior, true
+	}
+	return ledger.Prior{}, false
+}
+
+// conflict refuses row for its conflict with other. A row the ledger holds
+// under its own key from an earlier run (own) is refused in place: it stays
+// one row of the ledger, in doubt still if it may have created its customer.
+func (im *Importer) conflict(ctx context.Context, row Row, csvCustomerID string, own *ledger.Prior, other ledger.Prior) error {
+	what := "already " + string(other.Status)
+	if other.Status == ledger.InFlight {
+		what = "sent in this run"
+	}
+	reason := fmt.Sprintf("%s:%d: conflict: %s %s with customerId %s (from %s:%d); not sent under customerId %s",
+		im.cfg.SourceFile, row.Line, other.Email, what, other.CustomerIDSent, other.SourceFile, other.SourceLine, row.CustomerID)
+	if own == nil {
+		return im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), csvCustomerID, reason)
+	}
+	if own.Status.MayExist() {
+		im.counts.inDoubt.Add(1)
+	} else {
+		im.counts.invalid.Add(1)
+	}
+	if im.cfg.DryRun {
+		return nil
+	}
+	return im.run.RecordConflict(ctx, row.Key, ledger.LineIssue{
+		SourceFile: im.cfg.SourceFile, SourceLine: row.Line, Status: ledger.Invalid,
+		Email: row.Email, Type: string(row.Type), CustomerID: csvCustomerID, Reason: reason,
+	})
 }
 
 // planned is a row to send and what the ledger knew of it.
@@ -503,10 +578,14 @@ func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan 
 }
 
 func (im *Importer) markOf(row Row) ledger.Send {
-	return ledger.Send{
+	s := ledger.Send{
 		Key: row.Key, Email: row.Email, Type: string(row.Type), CustomerID: row.CustomerID,
 		Fingerprint: row.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: row.Line,
 	}
+	if keyKind(row.Key) == "customerId" { // found by email too; see ledger.LookupByEmail
+		s.FoldedEmail = foldedEmail(row)
+	}
+	return s
 }
 
 // send takes one row, marked in flight by mark, through its attempts

@@ -428,23 +428,6 @@ func TestCustomerIDFor_IsStableAcrossReleases(t *testing.T) {
 	}
 }
 
-func TestImport_CustomerIDColumnDoesNotRecreateAnEmailAlreadyCreated(t *testing.T) {
-	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{}) // the fake allows one email under two ids, as Ripio may
-	if _, err := fx.importCSV(t, "email,type\nana@example.com,INDIVIDUAL\n", runOpts{}); err != nil {
-		t.Fatal(err)
-	}
-	// Later the partner exports with their own ids.
-	sum, err := fx.importCSV(t, "customerId,email,type\npartner-7,ANA@example.com,INDIVIDUAL\npartner-8,beto@example.com,BUSINESS\n", runOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Invalid != 1 || sum.Created != 1 || len(fx.srv.Customers()) != 2 {
-		t.Errorf("second import: %+v, server holds %d; want the known email refused as a conflict, 1 created, 2 on the server",
-			sum.Counts, len(fx.srv.Customers()))
-	}
-}
-
 // TestImport_SoftStopReleasesRowsMarkedAhead stops a run while most of the
 // rows marked in flight ahead of their requests are still waiting for the
 // limiter: those go back to unknown, not in_doubt, and a re-run finishes.
@@ -570,4 +553,127 @@ func TestImport_ThrottledTokenEndpointPausesWithoutSpendingAttempts(t *testing.T
 		t.Errorf("the token endpoint was asked %d times; want the pool to wait, not every worker to ask", n)
 	}
 	assertServerMatchesLedger(t, fx, emails)
+}
+
+// TestImport_RowsMeetByEmailWhileInDoubt: a customer that may exist (its
+// request went out, no answer came) blocks a row of the other kind of key
+// with its email as a created one does, in either order.
+func TestImport_RowsMeetByEmailWhileInDoubt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, first, second string
+	}{
+		{"customerId then email", "customerId,email,type\npartner-7,ana@example.com,INDIVIDUAL\n", "email,type\nANA@example.com,INDIVIDUAL\n"},
+		{"email then customerId", "email,type\nana@example.com,INDIVIDUAL\n", "customerId,email,type\npartner-7,ANA@example.com,INDIVIDUAL\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Every create is stored and answered 500: the row stays in doubt.
+			fx := newFixture(t, ripiotest.Options{FailAfterCommit: 1})
+			sum, err := fx.importCSV(t, tt.first, runOpts{cfg: importer.Config{MaxAttempts: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.InDoubt != 1 {
+				t.Fatalf("first import: %+v; want its row in doubt", sum.Counts)
+			}
+			sum, err = fx.importCSV(t, tt.second, runOpts{cfg: importer.Config{MaxAttempts: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Invalid != 1 || len(fx.srv.Customers()) != 1 {
+				t.Errorf("second import: %+v, server holds %d; want a conflict, and the one customer", sum.Counts, len(fx.srv.Customers()))
+			}
+		})
+	}
+}
+
+// TestImport_RowsOfBothKindsInOneBatchMeetByEmail: a file with a customerId
+// column and some cells of it empty (as a fixed failures file may be) keys
+// those rows by email; the same person under both kinds is sent once.
+func TestImport_RowsOfBothKindsInOneBatchMeetByEmail(t *testing.T) {
+	t.Parallel()
+	for name, data := range map[string]string{
+		"customerId first": "customerId,email,type\npartner-7,ana@example.com,INDIVIDUAL\n,ANA@example.com,INDIVIDUAL\n",
+		"email first":      "customerId,email,type\n,ANA@example.com,INDIVIDUAL\npartner-7,ana@example.com,INDIVIDUAL\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fx := newFixture(t, ripiotest.Options{})
+			sum, err := fx.importCSV(t, data, runOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Created != 1 || sum.Invalid != 1 || len(fx.srv.Customers()) != 1 {
+				t.Errorf("import: %+v, server holds %d; want 1 created, 1 conflict, 1 customer", sum.Counts, len(fx.srv.Customers()))
+			}
+		})
+	}
+}
+
+// TestImport_ConflictReplacesTheRowsRejectedRecord: a row the server
+// refused, that then conflicts with a customer another file created, is one
+// record in the ledger (the conflict), so that the report adds up to the
+// files' lines.
+func TestImport_ConflictReplacesTheRowsRejectedRecord(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, ripiotest.Options{})
+	direct := fx.baseURL
+	fx.baseURL = rejectingProxy(t, fx)
+	emails := "email,type\nana@reject.example,INDIVIDUAL\n"
+	sum, err := fx.importCSV(t, emails, runOpts{cfg: importer.Config{SourceFile: "a.csv"}})
+	if err != nil || sum.Rejected != 1 {
+		t.Fatalf("first import: %+v, %v; want its row rejected", sum.Counts, err)
+	}
+	fx.baseURL = direct // the server takes the address after all
+	if sum, err := fx.importCSV(t, "customerId,email,type\npartner-7,ANA@reject.example,INDIVIDUAL\n", runOpts{cfg: importer.Config{SourceFile: "b.csv"}}); err != nil || sum.Created != 1 {
+		t.Fatalf("import of b.csv: %+v, %v; want 1 created", sum.Counts, err)
+	}
+	sum, err = fx.importCSV(t, emails, runOpts{cfg: importer.Config{SourceFile: "a.csv"}})
+	if err != nil || sum.Invalid != 1 {
+		t.Fatalf("a.csv again: %+v, %v; want a conflict", sum.Counts, err)
+	}
+	rep := fx.report(t)
+	if rep.Rows != 2 || rep.Counts[ledger.Created] != 1 || rep.Counts[ledger.Invalid] != 1 || rep.Counts[ledger.Rejected] != 0 {
+		t.Errorf("report: %d rows, %v; want 2 (b.csv's created, a.csv's conflict)", rep.Rows, rep.Counts)
+	}
+	if n := len(fx.srv.Customers()); n != 1 {
+		t.Errorf("server holds %d customers, want 1", n)
+	}
+}
+
+// TestImport_RowsOfBothKindsMeetByEmailAcrossFiles: a file keyed by a
+// customerId column and one keyed by email, in either order, send a person
+// once; emails are lower-cased as keys are (Unicode), not as SQLite's
+// lower() does (ASCII only).
+func TestImport_RowsOfBothKindsMeetByEmailAcrossFiles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, first, second string
+	}{
+		{"email, then customerId", "email,type\nana@example.com,INDIVIDUAL\n",
+			"customerId,email,type\npartner-7,ANA@example.com,INDIVIDUAL\npartner-8,beto@example.com,BUSINESS\n"},
+		{"customerId, then email", "customerId,email,type\npartner-7,Ana@Example.com,INDIVIDUAL\n",
+			"email,type\nana@example.com,INDIVIDUAL\nbeto@example.com,BUSINESS\n"},
+		{"beyond ASCII", "customerId,email,type\npartner-9,JOSÉ@Example.com,INDIVIDUAL\n",
+			"email,type\njosé@example.com,INDIVIDUAL\nbeto@example.com,BUSINESS\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fx := newFixture(t, ripiotest.Options{}) // the fake allows one email under two ids, as Ripio may
+			if _, err := fx.importCSV(t, tt.first, runOpts{}); err != nil {
+				t.Fatal(err)
+			}
+			sum, err := fx.importCSV(t, tt.second, runOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Invalid != 1 || sum.Created != 1 || len(fx.srv.Customers()) != 2 {
+				t.Errorf("second import: %+v, server holds %d; want the known person refused as a conflict, 1 created, 2 on the server",
+					sum.Counts, len(fx.srv.Customers()))
+			}
+		})
+	}
 }

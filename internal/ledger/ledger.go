@@ -2,9 +2,11 @@
 // one SQLite file: the operator's source of truth and what a re-run obeys.
 //
 // Rows are keyed by (target, row key): the target is a Ripio base URL and
-// client id, the row key the row's customerId column or its lower-cased
-// email. Rows that never get a key of their own (invalid, duplicate) are kept
-// apart by source file and line and replaced when that file is read again.
+// client id, the row key "id:" and the row's customerId column, or "email:"
+// and its lower-cased email. Rows keyed by customerId are indexed by email
+// too (LookupByEmail), so that files with and without the column meet.
+// Rows that never get a key of their own (invalid, duplicate) are kept apart
+// by source file and line and replaced when that file is read again.
 //
 // A keyed row moves through these states:
 //
@@ -73,6 +75,21 @@ var Statuses = []Status{Created, Exists, Invalid, Duplicate, Rejected, Failed, I
 
 // Done reports whether a row in this state needs nothing more.
 func (s Status) Done() bool { return s == Created || s == Exists }
+
+// MayExist reports whether a row in this state created its customer or may
+// have: done, or sent without an answer.
+func (s Status) MayExist() bool { return existence(s) > 0 }
+
+// existence ranks states by how surely their customer exists.
+func existence(s Status) int {
+	switch {
+	case s.Done():
+		return 2
+	case s == InDoubt || s == InFlight:
+		return 1
+	}
+	return 0
+}
 
 // Errors returned by Open and StartRun.
 var (

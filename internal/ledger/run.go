@@ -126,6 +126,7 @@ type Prior struct {
 	SourceFile     string
 	SourceLine     int
 	Attempts       int
+	FoldedEmail    string // as Send.FoldedEmail
 }
 
 // Lookup returns what the ledger holds on target for each of keys that it
@@ -138,7 +139,21 @@ func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[
 	if !ok {
 		return map[string]Prior{}, nil
 	}
-	return l.lookup(ctx, tid, keys)
+	return l.lookup(ctx, tid, keys, byKey)
+}
+
+// LookupByEmail returns, for each of emails that a row holds as its
+// Send.FoldedEmail on target, that row; of several, the likeliest to have
+// created its customer (done, then in doubt). It only reads.
+func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]Prior, error) {
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup by email: %w", err)
+	}
+	if !ok {
+		return map[string]Prior{}, nil
+	}
+	return l.lookup(ctx, tid, emails, byEmail)
 }
 
 // lookupChunk is the most keys one statement asks for; SQLite caps a
@@ -148,7 +163,7 @@ const lookupChunk = 500
 // lookup reads through the driver, below database/sql: a resume reads a
 // million rows, and database/sql's per-column conversions (an int goes
 // through a string) and locks cost more than SQLite's own work.
-func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map[string]Prior, error) {
+func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by lookupBy) (map[string]Prior, error) {
 	out := make(map[string]Prior, len(keys))
 	if len(keys) == 0 {
 		return out, nil
@@ -164,7 +179,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map
 			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
 		args := make([]driver.NamedValue, 0, min(len(keys), lookupChunk)+1)
-		dest := make([]driver.Value, 10)
+		dest := make([]driver.Value, 11)
 		for start := 0; start < len(keys); start += lookupChunk {
 			part := keys[start:min(start+lookupChunk, len(keys))]
 			args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: targetID})
@@ -173,7 +188,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map
 			}
 			// The same text for every full chunk: the connection's statement
 			// cache prepares it once.
-			rows, err := c.QueryContext(ctx, lookupQuery(len(part)), args)
+			rows, err := c.QueryContext(ctx, by.query(len(part)), args)
 			if err != nil {
 				return err
 			}
@@ -186,10 +201,16 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map
 					rows.Close()
 					return err
 				}
-				out[text(dest[0])] = Prior{
-					Status: Status(text(dest[1])), Email: text(dest[2]), Type: text(dest[3]),
+				k := text(dest[0])
+				st := Status(text(dest[1]))
+				if p, ok := out[k]; ok && existence(p.Status) >= existence(st) {
+					continue // by email, several rows: the likeliest to exist wins
+				}
+				out[k] = Prior{
+					Status: st, Email: text(dest[2]), Type: text(dest[3]),
 					CustomerIDSent: text(dest[4]), CustomerID: text(dest[5]), Fingerprint: text(dest[6]),
 					SourceFile: text(dest[7]), SourceLine: int(integer(dest[8])), Attempts: int(integer(dest[9])),
+					FoldedEmail: text(dest[10]),
 				}
 			}
 			if err := rows.Close(); err != nil {
@@ -204,19 +225,34 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string) (map
 	return out, nil
 }
 
-var fullLookupQuery = lookupQuerySQL(lookupChunk)
+// lookupBy is how lookup finds rows: its statement, whose first column is
+// what the result is keyed by and IN (%s) takes the chunk's values.
+type lookupBy struct {
+	sql  string
+	full string // sql for a full chunk: one text, prepared once
+}
 
-func lookupQuery(n int) string {
-	if n == lookupChunk {
-		return fullLookupQuery
+func newLookupBy(sql string) lookupBy {
+	b := lookupBy{sql: sql}
+	b.full = b.query(lookupChunk)
+	return b
+}
+
+func (b lookupBy) query(n int) string {
+	if n == lookupChunk && b.full != "" {
+		return b.full
 	}
-	return lookupQuerySQL(n)
+	return fmt.Sprintf(b.sql, "?"+strings.Repeat(",?", n-1))
 }
 
-func lookupQuerySQL(n int) string {
-	return `SELECT row_key, status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts
-		FROM rows WHERE target_id = ? AND row_key IN (?` + strings.Repeat(",?", n-1) + `)`
-}
+const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email`
+
+var (
+	byKey = newLookupBy(`SELECT row_key, ` + priorColumns + ` FROM rows WHERE target_id = ? AND row_key IN (%s)`)
+	// The != '' term is the partial index's own.
+	byEmail = newLookupBy(`SELECT folded_email, ` + priorColumns + ` FROM rows INDEXED BY rows_by_email
+		WHERE target_id = ? AND folded_email != '' AND folded_email IN (%s)`)
+)
 
 // text and integer read a column as the driver returns it: TEXT as string,
 // INTEGER as int64.
@@ -254,6 +290,10 @@ type Send struct {
 	Fingerprint string
 	SourceFile  string
 	SourceLine  int
+	// FoldedEmail is the lower-cased email of a row keyed otherwise than by
+	// its email (a customerId column), by which LookupByEmail finds it; ""
+	// for a row keyed by its email.
+	FoldedEmail string
 }
 
 // MarkInFlight durably records that a request for s is about to leave, and
@@ -275,7 +315,7 @@ func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
 		t := now()
 		for _, s := range sends {
 			id, err := tx.queryInt(markInFlightSQL, r.targetID, s.Key, s.Email, s.Type, s.CustomerID, string(InFlight),
-				s.SourceFile, int64(s.SourceLine), s.Fingerprint, r.ID, r.ID, t, t)
+				s.SourceFile, int64(s.SourceLine), s.Fingerprint, r.ID, r.ID, t, t, s.FoldedEmail)
 			if err != nil {
 				return err
 			}
@@ -287,10 +327,11 @@ func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
 }
 
 const markInFlightSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
-		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
-	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)
+	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (target_id, row_key) DO UPDATE SET
 		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
+		folded_email = excluded.folded_email,
 		status = excluded.status, attempts = rows.attempts + 1,
 		source_file = excluded.source_file, source_line = excluded.source_line,
 		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at
@@ -353,10 +394,10 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// rejected would make the next run take the changed, never sent
 		// row for the one the server refused, and skip it.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
-				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, updated_at = ?
+				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
-			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, now(), r.targetID, key, InFlight)
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, now(), r.targetID, key, InFlight)
 		return err
 	}, false)
 }
@@ -375,14 +416,41 @@ type LineIssue struct {
 // RecordLineIssue writes li, replacing what the ledger held for its line.
 // Like Record, it does not wait for the commit.
 func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
+	return r.l.w.submit(ctx, func(tx *wtx) error { return r.putLineIssue(tx, li) }, false)
+}
+
+func (r *Run) putLineIssue(tx *wtx, li LineIssue) error {
+	_, err := tx.exec(`INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (target_id, source_file, source_line) DO UPDATE SET
+			status = excluded.status, email = excluded.email, type = excluded.type, customer_id = excluded.customer_id,
+			reason = excluded.reason, run_id = excluded.run_id, updated_at = excluded.updated_at`,
+		r.targetID, li.SourceFile, li.SourceLine, li.Status, li.Email, li.Type, li.CustomerID, li.Reason, r.ID, now())
+	return err
+}
+
+// RecordConflict refuses the row under key, which the ledger holds from an
+// earlier run but not as done, for a conflict with another row: one record
+// of the row stays. A row that may have created its customer (in_doubt)
+// keeps its state, with li.Reason as its message; a failed or rejected one,
+// which created nothing, gives way to li. Like Record, it does not wait for
+// the commit.
+func (r *Run) RecordConflict(ctx context.Context, key string, li LineIssue) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
-		_, err := tx.exec(`INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (target_id, source_file, source_line) DO UPDATE SET
-				status = excluded.status, email = excluded.email, type = excluded.type, customer_id = excluded.customer_id,
-				reason = excluded.reason, run_id = excluded.run_id, updated_at = excluded.updated_at`,
-			r.targetID, li.SourceFile, li.SourceLine, li.Status, li.Email, li.Type, li.CustomerID, li.Reason, r.ID, now())
-		return err
+		res, err := tx.exec(`UPDATE rows SET error_message = ?, last_run = ?, updated_at = ?
+			WHERE target_id = ? AND row_key = ? AND status IN (?, ?)`,
+			li.Reason, r.ID, now(), r.targetID, key, InDoubt, InFlight)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		if _, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status IN (?, ?)`,
+			r.targetID, key, Failed, Rejected); err != nil {
+			return err
+		}
+		return r.putLineIssue(tx, li)
 	}, false)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -412,5 +413,71 @@ func TestRun_ClearLineIssue(t *testing.T) {
 	got := failures(t, l, targetA)
 	if len(got) != 1 || got[0].SourceLine != 4 {
 		t.Errorf("Failures() after ClearLineIssue(a.csv, 3) = %+v, want only a.csv:4", got)
+	}
+}
+
+// TestLedger_LookupByEmailFindsRowsByTheirFoldedEmail: an email finds the
+// rows that carry it as their folded email on the target, the likeliest to
+// have created its customer first whatever their order; never a row without
+// one (keyed by email) or of another target.
+func TestLedger_LookupByEmailFindsRowsByTheirFoldedEmail(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	sends := []Send{
+		{Key: "id:p6", Email: "ana@example.com", FoldedEmail: "ana@example.com"},   // failed
+		{Key: "id:p7", Email: "Ana@Example.com", FoldedEmail: "ana@example.com"},   // in doubt
+		{Key: "id:p8", Email: "ANA@example.com", FoldedEmail: "ana@example.com"},   // failed
+		{Key: "id:j1", Email: "JOSÉ@example.com", FoldedEmail: "josé@example.com"}, // created
+		{Key: "email:bob@example.com", Email: "bob@example.com"},
+	}
+	for i, s := range sends {
+		s.Type, s.CustomerID, s.SourceFile, s.SourceLine = "individual", strings.TrimPrefix(s.Key, "id:"), "f.csv", i+2
+		mark(t, r, s)
+	}
+	for key, st := range map[string]Status{"id:p6": Failed, "id:p7": InDoubt, "id:p8": Failed, "id:j1": Created, "email:bob@example.com": Created} {
+		record(t, r, Outcome{Key: key, Status: st})
+	}
+	finish(t, r, RunEnd{})
+	other := startRun(t, l, targetB, "g.csv")
+	mark(t, other, Send{Key: "id:q1", Email: "carla@example.com", FoldedEmail: "carla@example.com", Type: "individual", CustomerID: "q1", SourceFile: "g.csv", SourceLine: 2})
+	finish(t, other, RunEnd{})
+
+	got, err := l.LookupByEmail(t.Context(), targetA, []string{"ana@example.com", "josé@example.com", "bob@example.com", "carla@example.com"})
+	if err != nil {
+		t.Fatalf("LookupByEmail = %v", err)
+	}
+	if len(got) != 2 || got["ana@example.com"].CustomerIDSent != "p7" || got["josé@example.com"].Status != Created {
+		t.Errorf("LookupByEmail = %+v; want ana@example.com as p7 (in doubt, over the failed p6 and p8) and josé@example.com", got)
+	}
+}
+
+// TestRun_RecordConflict keeps one record of a refused row: in place when
+// it may have created its customer, as a line issue when it created none.
+func TestRun_RecordConflict(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("doubt", "f.csv", 2))
+	mark(t, r, sendFor("failed", "f.csv", 3))
+	record(t, r, Outcome{Key: "doubt", Status: InDoubt, Message: "timeout"})
+	record(t, r, Outcome{Key: "failed", Status: Failed, Message: "503"})
+	finish(t, r, RunEnd{})
+
+	r = startRun(t, l, targetA, "f.csv")
+	for i, key := range []string{"doubt", "failed"} {
+		li := LineIssue{SourceFile: "f.csv", SourceLine: i + 2, Status: Invalid, Email: key + "@example.com", Type: "individual", Reason: "conflict " + key}
+		if err := r.RecordConflict(t.Context(), key, li); err != nil {
+			t.Fatalf("RecordConflict(%s) = %v", key, err)
+		}
+	}
+	finish(t, r, RunEnd{})
+	rep := report(t, l, targetA)
+	if rep.Rows != 2 || rep.Counts[InDoubt] != 1 || rep.Counts[Invalid] != 1 {
+		t.Errorf("report after the conflicts: %d rows, %v; want 2: 1 in_doubt, 1 invalid", rep.Rows, rep.Counts)
+	}
+	got := lookup(t, l, targetA, "doubt", "failed")
+	if _, ok := got["failed"]; ok || got["doubt"].Status != InDoubt {
+		t.Errorf("Lookup after the conflicts = %+v; want doubt in doubt, failed gone to its line issue", got)
 	}
 }
