@@ -10,22 +10,30 @@ import (
 	"time"
 )
 
-// benchKey is row i's key: in file order ("cust-000000012", a customerId
-// column numbered as the rows are) or in none (a hash, like emails and the
-// UUIDs derived from them). benchKeySQL makes the same keys in SQLite.
+// benchKey is row i's key as the importer makes it: in file order
+// ("id:cust-000000012", a customerId column numbered as the rows are) or in
+// none ("email:" and an email, which comes in no order). benchKeySQL makes
+// the same keys in SQLite.
 func benchKey(i int, ordered bool) string {
 	if ordered {
-		return fmt.Sprintf("cust-%09d", i)
+		return fmt.Sprintf("id:cust-%09d", i)
 	}
+	return "email:" + benchEmail(i)
+}
+
+// benchEmail is row i's email: a hash, in no order, as people's are.
+func benchEmail(i int) string {
 	return fmt.Sprintf("%08x@example.com", uint32(i)*2654435761) // a bijection on uint32
 }
 
 func benchKeySQL(ordered bool) string {
 	if ordered {
-		return `printf('cust-%09d', i)`
+		return `printf('id:cust-%09d', i)`
 	}
-	return `printf('%08x@example.com', (i * 2654435761) % 4294967296)`
+	return `'email:' || ` + benchEmailSQL
 }
+
+const benchEmailSQL = `printf('%08x@example.com', (i * 2654435761) % 4294967296)`
 
 // BenchmarkLedgerOutcomes measures group commit as the importer uses it:
 // each of N workers marks a row in flight (waiting for the commit), then
@@ -58,7 +66,7 @@ func benchOutcomes(b *testing.B, workers int, ordered bool) {
 					return
 				}
 				k := benchKey(i, ordered)
-				s := Send{Key: k, Email: k, Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+				s := Send{Key: k, Email: benchEmail(i), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
 					Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 1}
 				if err := r.MarkInFlight(ctx, s); err != nil {
 					b.Error(err)
@@ -159,7 +167,7 @@ func lookupFixture(b *testing.B, n int, ordered bool) *Ledger {
 	_, err = l.db.ExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
 		INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, customer_id, status, attempts, http_status,
 			source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
-		SELECT ?, `+benchKeySQL(ordered)+`, printf('user%d@example.com', i), 'individual',
+		SELECT ?, `+benchKeySQL(ordered)+`, `+benchEmailSQL+`, 'individual',
 			printf('5f0c6a4e-1b7d-5c1e-9a39-%012d', i), printf('srv-%012d', i), 'created', 1, 201,
 			'customers.csv', i + 2, printf('%016x', i * 7919), ?, ?, '2025-01-02T03:04:05Z', '2025-01-02T03:04:05Z'
 		FROM s`, n-1, r.targetID, r.ID, r.ID)
@@ -183,15 +191,45 @@ func BenchmarkLedgerOutcomesBatched(b *testing.B) {
 	for _, keys := range []string{"ordered", "unordered"} {
 		for _, batch := range []int{64, 256} {
 			b.Run(fmt.Sprintf("keys=%s/batch=%d/workers=64", keys, batch), func(b *testing.B) {
-				benchOutcomesBatched(b, batch, 64, keys == "ordered")
+				benchOutcomesBatched(b, batch, 64, keys == "ordered", 0)
 			})
 		}
 	}
 }
 
-func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool) {
+// BenchmarkLedgerOutcomesOnAMillion is BenchmarkLedgerOutcomesBatched (256
+// a write) on a ledger that holds a million rows of the target already: the
+// key index is then thousands of pages, so new keys in no order share a
+// page less often than on an empty ledger.
+func BenchmarkLedgerOutcomesOnAMillion(b *testing.B) {
+	for _, keys := range []string{"ordered", "unordered"} {
+		b.Run(fmt.Sprintf("keys=%s/batch=256/workers=64", keys), func(b *testing.B) {
+			benchOutcomesBatched(b, 256, 64, keys == "ordered", 1_000_000)
+		})
+	}
+}
+
+// benchOutcomesBatched marks and records b.N new rows; with prefill, on a
+// ledger holding prefill rows (keys 0 to prefill-1) already.
+func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool, prefill int) {
 	ctx := context.Background()
-	r := benchRun(b)
+	var r *Run
+	if prefill > 0 {
+		b.StopTimer()
+		l := lookupFixture(b, prefill, ordered)
+		var err error
+		if r, err = l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+				b.Error(err)
+			}
+		})
+		b.StartTimer()
+	} else {
+		r = benchRun(b)
+	}
 	marked := make(chan Send, batch)
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -213,9 +251,9 @@ func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool) {
 	for i := 0; i < b.N; {
 		sends = sends[:0]
 		for ; i < b.N && len(sends) < batch; i++ {
-			k := benchKey(i, ordered)
-			sends = append(sends, Send{Key: k, Email: k, Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
-				Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 2})
+			k := benchKey(prefill+i, ordered)
+			sends = append(sends, Send{Key: k, Email: benchEmail(prefill + i), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+				Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: prefill + i + 2})
 		}
 		if err := r.MarkInFlightBatch(ctx, sends); err != nil {
 			b.Fatal(err)
