@@ -21,6 +21,15 @@ func benchKey(i int, ordered bool) string {
 	return "email:" + benchEmail(i)
 }
 
+// benchFolded is row i's Send.FoldedEmail: its email when it is keyed by a
+// customerId, as the importer sets it.
+func benchFolded(i int, ordered bool) string {
+	if ordered {
+		return benchEmail(i)
+	}
+	return ""
+}
+
 // benchEmail is row i's email: a hash, in no order, as people's are.
 func benchEmail(i int) string {
 	return fmt.Sprintf("%08x@example.com", uint32(i)*2654435761) // a bijection on uint32
@@ -31,6 +40,13 @@ func benchKeySQL(ordered bool) string {
 		return `printf('id:cust-%09d', i)`
 	}
 	return `'email:' || ` + benchEmailSQL
+}
+
+func benchFoldedSQL(ordered bool) string {
+	if ordered {
+		return benchEmailSQL
+	}
+	return `''`
 }
 
 const benchEmailSQL = `printf('%08x@example.com', (i * 2654435761) % 4294967296)`
@@ -66,7 +82,7 @@ func benchOutcomes(b *testing.B, workers int, ordered bool) {
 					return
 				}
 				k := benchKey(i, ordered)
-				s := Send{Key: k, Email: benchEmail(i), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+				s := Send{Key: k, Email: benchEmail(i), FoldedEmail: benchFolded(i, ordered), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
 					Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 1}
 				if err := r.MarkInFlight(ctx, s); err != nil {
 					b.Error(err)
@@ -166,10 +182,11 @@ func lookupFixture(b *testing.B, n int, ordered bool) *Ledger {
 	}
 	_, err = l.db.ExecContext(ctx, `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
 		INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, customer_id, status, attempts, http_status,
-			source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at)
+			source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)
 		SELECT ?, `+benchKeySQL(ordered)+`, `+benchEmailSQL+`, 'individual',
 			printf('5f0c6a4e-1b7d-5c1e-9a39-%012d', i), printf('srv-%012d', i), 'created', 1, 201,
-			'customers.csv', i + 2, printf('%016x', i * 7919), ?, ?, '2025-01-02T03:04:05Z', '2025-01-02T03:04:05Z'
+			'customers.csv', i + 2, printf('%016x', i * 7919), ?, ?, '2025-01-02T03:04:05Z', '2025-01-02T03:04:05Z',
+			`+benchFoldedSQL(ordered)+`
 		FROM s`, n-1, r.targetID, r.ID, r.ID)
 	if err != nil {
 		b.Fatal(err)
@@ -252,7 +269,7 @@ func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool, prefil
 		sends = sends[:0]
 		for ; i < b.N && len(sends) < batch; i++ {
 			k := benchKey(prefill+i, ordered)
-			sends = append(sends, Send{Key: k, Email: benchEmail(prefill + i), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
+			sends = append(sends, Send{Key: k, Email: benchEmail(prefill + i), FoldedEmail: benchFolded(prefill+i, ordered), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
 				Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: prefill + i + 2})
 		}
 		if err := r.MarkInFlightBatch(ctx, sends); err != nil {
