@@ -157,6 +157,9 @@ type Importer struct {
 	target  string
 
 	run *ledger.Run
+	// dryPlan is, in a dry run, the rows planned to be sent so far; only
+	// the planning goroutine touches it.
+	dryPlan *dryRunPlan
 
 	counts    counters
 	requests  atomic.Int64
@@ -428,6 +431,9 @@ func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planne
 		}
 	}
 	batch := map[string]batchRow{} // rows of this batch to be sent, by folded email
+	if im.cfg.DryRun && im.dryPlan == nil {
+		im.dryPlan = newDryRunPlan()
+	}
 	for _, row := range rows {
 		prior, ok := known[row.Key]
 		var p *ledger.Prior
@@ -454,14 +460,14 @@ func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planne
 		// email: a row whose person a row of the other kind created, may
 		// have created, or is about to, under another customerId is not
 		// sent, or the same person could get two customers.
+		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {
+			im.counts.rejected.Add(1) // unchanged since the server refused it
+			continue
+		}
 		if other, found := im.otherKind(row, known, byID, batch); found && other.CustomerIDSent != row.CustomerID {
 			if err := im.conflict(ctx, row, csvCustomerID, p, other); err != nil {
 				return err
 			}
-			continue
-		}
-		if ok && prior.Status == ledger.Rejected && !im.cfg.RetryRejected && prior.Fingerprint == row.fingerprint() {
-			im.counts.rejected.Add(1) // unchanged since the server refused it
 			continue
 		}
 		im.counts.toSend.Add(1)
@@ -471,6 +477,11 @@ func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planne
 		}
 		if !im.cfg.DryRun {
 			sends = append(sends, planned{row: row, prior: p})
+		}
+	}
+	if im.dryPlan != nil {
+		for email, r := range batch {
+			im.dryPlan.add(email, r.SourceLine, r.keyKind, r.CustomerIDSent)
 		}
 	}
 	return im.mark(ctx, sends, marked)
@@ -504,27 +515,73 @@ func (im *Importer) otherKind(row Row, known, byID map[string]ledger.Prior, batc
 	if other, found := batch[foldedEmail(row)]; found && other.keyKind != keyKind(row.Key) {
 		return other.Prior, true
 	}
+	if im.dryPlan != nil {
+		if line, kind, sameID, found := im.dryPlan.find(foldedEmail(row), row.CustomerID); found && kind != keyKind(row.Key) {
+			sent := "another one"
+			if sameID {
+				sent = row.CustomerID
+			}
+			return ledger.Prior{Status: ledger.InFlight, Email: row.Email, CustomerIDSent: sent,
+				SourceFile: im.cfg.SourceFile, SourceLine: line}, true
+		}
+	}
 	return ledger.Prior{}, false
 }
 
-// conflict refuses row for its conflict with other. A row the ledger holds
-// under its own key from an earlier run (own) is refused in place: it stays
-// one row of the ledger, in doubt still if it may have created its customer.
+// dryRunPlan stands in, in a dry run, for the in-flight marks by which a
+// real run's later batches see the rows its earlier batches send: every row
+// planned to be sent, by a hash of its folded email, with its line, the
+// kind of its key and a hash of its customerId, in 8 bytes.
+type dryRunPlan struct {
+	seed maphash.Seed
+	rows map[uint64]uint64
+}
+
+func newDryRunPlan() *dryRunPlan {
+	return &dryRunPlan{seed: maphash.MakeSeed(), rows: map[uint64]uint64{}}
+}
+
+func (d *dryRunPlan) add(email string, line int, kind, customerID string) {
+	h := maphash.String(d.seed, email)
+	if _, ok := d.rows[h]; ok {
+		return // the first row of an email is the one sent
+	}
+	v := uint64(line)<<33 | uint64(uint32(maphash.String(d.seed, customerID)))
+	if kind == "customerId" {
+		v |= 1 << 32
+	}
+	d.rows[h] = v
+}
+
+// find returns the line and the kind of key of the row planned with email,
+// and whether it has customerID.
+func (d *dryRunPlan) find(email, customerID string) (line int, kind string, sameID, found bool) {
+	v, found := d.rows[maphash.String(d.seed, email)]
+	if !found {
+		return 0, "", false, false
+	}
+	kind = "email"
+	if v&(1<<32) != 0 {
+		kind = "customerId"
+	}
+	return int(v >> 33), kind, uint32(v) == uint32(maphash.String(d.seed, customerID)), true
+}
+
+// conflict refuses row for its conflict with other; the run counts it
+// invalid. A row the ledger holds under its own key from an earlier run
+// (own) is refused in place, so that it stays one row of the ledger: in
+// doubt still if it may have created its customer.
 func (im *Importer) conflict(ctx context.Context, row Row, csvCustomerID string, own *ledger.Prior, other ledger.Prior) error {
 	what := "already " + string(other.Status)
 	if other.Status == ledger.InFlight {
-		what = "sent in this run"
+		what = "to be sent in this run"
 	}
 	reason := fmt.Sprintf("%s:%d: conflict: %s %s with customerId %s (from %s:%d); not sent under customerId %s",
 		im.cfg.SourceFile, row.Line, other.Email, what, other.CustomerIDSent, other.SourceFile, other.SourceLine, row.CustomerID)
 	if own == nil {
 		return im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), csvCustomerID, reason)
 	}
-	if own.Status.MayExist() {
-		im.counts.inDoubt.Add(1)
-	} else {
-		im.counts.invalid.Add(1)
-	}
+	im.counts.invalid.Add(1)
 	if im.cfg.DryRun {
 		return nil
 	}

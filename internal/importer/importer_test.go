@@ -613,9 +613,10 @@ func TestImport_RowsOfBothKindsInOneBatchMeetByEmail(t *testing.T) {
 }
 
 // TestImport_ConflictReplacesTheRowsRejectedRecord: a row the server
-// refused, that then conflicts with a customer another file created, is one
-// record in the ledger (the conflict), so that the report adds up to the
-// files' lines.
+// refused stays rejected while unchanged, and when sent again
+// (--retry-rejected) but refused for a conflict with a customer another file
+// created, it is one record in the ledger (the conflict), so that the report
+// adds up to the files' lines.
 func TestImport_ConflictReplacesTheRowsRejectedRecord(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t, ripiotest.Options{})
@@ -631,8 +632,12 @@ func TestImport_ConflictReplacesTheRowsRejectedRecord(t *testing.T) {
 		t.Fatalf("import of b.csv: %+v, %v; want 1 created", sum.Counts, err)
 	}
 	sum, err = fx.importCSV(t, emails, runOpts{cfg: importer.Config{SourceFile: "a.csv"}})
+	if err != nil || sum.Rejected != 1 || sum.Invalid != 0 {
+		t.Fatalf("a.csv again, unchanged: %+v, %v; want it rejected still", sum.Counts, err)
+	}
+	sum, err = fx.importCSV(t, emails, runOpts{cfg: importer.Config{SourceFile: "a.csv", RetryRejected: true}})
 	if err != nil || sum.Invalid != 1 {
-		t.Fatalf("a.csv again: %+v, %v; want a conflict", sum.Counts, err)
+		t.Fatalf("a.csv with RetryRejected: %+v, %v; want a conflict", sum.Counts, err)
 	}
 	rep := fx.report(t)
 	if rep.Rows != 2 || rep.Counts[ledger.Created] != 1 || rep.Counts[ledger.Invalid] != 1 || rep.Counts[ledger.Rejected] != 0 {
@@ -673,6 +678,39 @@ func TestImport_RowsOfBothKindsMeetByEmailAcrossFiles(t *testing.T) {
 			if sum.Invalid != 1 || sum.Created != 1 || len(fx.srv.Customers()) != 2 {
 				t.Errorf("second import: %+v, server holds %d; want the known person refused as a conflict, 1 created, 2 on the server",
 					sum.Counts, len(fx.srv.Customers()))
+			}
+		})
+	}
+}
+
+// TestImport_DryRunFindsConflictsAcrossBatches: rows of both kinds of key
+// with one email, 300 rows apart (in different planning batches), are
+// refused alike by a dry run and by the real run.
+func TestImport_DryRunFindsConflictsAcrossBatches(t *testing.T) {
+	t.Parallel()
+	for name, pair := range map[string][2]string{
+		"customerId first": {"partner-1,pair@example.com,INDIVIDUAL\n", ",PAIR@example.com,INDIVIDUAL\n"},
+		"email first":      {",PAIR@example.com,INDIVIDUAL\n", "partner-1,pair@example.com,INDIVIDUAL\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			b.WriteString("customerId,email,type\n" + pair[0])
+			for i := range 300 {
+				fmt.Fprintf(&b, "p-%d,u%d@example.com,INDIVIDUAL\n", i, i)
+			}
+			b.WriteString(pair[1])
+			fx := newFixture(t, ripiotest.Options{})
+			dry, err := fx.importCSV(t, b.String(), runOpts{cfg: importer.Config{DryRun: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			real, err := fx.importCSV(t, b.String(), runOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if real.Created != 301 || real.Invalid != 1 || dry.Invalid != 1 {
+				t.Errorf("dry run: %+v; real run: %+v; want the same 1 conflict, 301 created", dry.Counts, real.Counts)
 			}
 		})
 	}

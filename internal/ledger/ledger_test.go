@@ -75,7 +75,7 @@ func TestOpen_UpgradesFromVersion1(t *testing.T) {
 			VALUES (1, 'k-created', 'c@example.com', 'individual', 'cid-c', 'srv-c', 'created', 1, 201, 0, '', 'old.csv', 2, 'fp-c', 1, 1, '` + ts + `', '` + ts + `'),
 			       (1, 'k-rejected', 'r@example.com', 'business', 'cid-r', '', 'rejected', 2, 422, 17, 'bad tax id', 'old.csv', 3, 'fp-r', 1, 1, '` + ts + `', '` + ts + `'),
 			       (1, 'k-flight', 'f@example.com', 'individual', 'cid-f', '', 'in_flight', 1, 0, 0, '', 'old.csv', 4, 'fp-f', 2, 2, '` + ts + `', '` + ts + `'),
-			       (1, 'id:p1', 'Pia@Example.com', 'individual', 'p1', 'srv-p1', 'created', 1, 201, 0, '', 'old.csv', 6, 'fp-p', 1, 1, '` + ts + `', '` + ts + `'),
+			       (1, 'id:p1', 'PÍA@Example.com', 'individual', 'p1', 'srv-p1', 'created', 1, 201, 0, '', 'old.csv', 6, 'fp-p', 1, 1, '` + ts + `', '` + ts + `'),
 			       (2, 'k-created', 'c@example.com', 'individual', 'cid-c', '', 'failed', 3, 503, 0, 'unavailable', 'old.csv', 2, 'fp-c', 1, 1, '` + ts + `', '` + ts + `')`,
 		`INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
 			VALUES (1, 'old.csv', 5, 'invalid', 'bad', 'individual', '', 'email: missing @', 1, '` + ts + `')`,
@@ -108,9 +108,9 @@ func TestOpen_UpgradesFromVersion1(t *testing.T) {
 	}
 	// A row keyed by customerId before there was an email index is found
 	// by its email.
-	byEmail, err := l.LookupByEmail(ctx, targetA, []string{"pia@example.com"})
-	if err != nil || byEmail["pia@example.com"].CustomerIDSent != "p1" {
-		t.Errorf("LookupByEmail(A, pia@example.com) after upgrade = %+v, %v; want the row of id:p1", byEmail, err)
+	byEmail, err := l.LookupByEmail(ctx, targetA, []string{"pía@example.com"})
+	if err != nil || byEmail["pía@example.com"].CustomerIDSent != "p1" {
+		t.Errorf("LookupByEmail(A, pía@example.com) after upgrade = %+v, %v; want the row of id:p1 (PÍA@Example.com)", byEmail, err)
 	}
 	rep := report(t, l, targetA)
 	if got, want := counts(rep), map[Status]int{Created: 2, Rejected: 1, InDoubt: 1, Invalid: 1}; fmt.Sprint(got) != fmt.Sprint(want) {

@@ -402,6 +402,10 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 	}, false)
 }
 
+// refusedMark separates a row's own message from the conflict that refused
+// it last.
+const refusedMark = " | refused: "
+
 // LineIssue is a row kept by its place in the file: invalid or duplicate.
 type LineIssue struct {
 	SourceFile string
@@ -432,14 +436,17 @@ func (r *Run) putLineIssue(tx *wtx, li LineIssue) error {
 // RecordConflict refuses the row under key, which the ledger holds from an
 // earlier run but not as done, for a conflict with another row: one record
 // of the row stays. A row that may have created its customer (in_doubt)
-// keeps its state, with li.Reason as its message; a failed or rejected one,
-// which created nothing, gives way to li. Like Record, it does not wait for
-// the commit.
+// keeps its state and its message, to which li.Reason is added (replacing
+// the one an earlier refusal added); a failed or rejected one, which
+// created nothing, gives way to li. Like Record, it does not wait for the
+// commit.
 func (r *Run) RecordConflict(ctx context.Context, key string, li LineIssue) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
-		res, err := tx.exec(`UPDATE rows SET error_message = ?, last_run = ?, updated_at = ?
-			WHERE target_id = ? AND row_key = ? AND status IN (?, ?)`,
-			li.Reason, r.ID, now(), r.targetID, key, InDoubt, InFlight)
+		res, err := tx.exec(`UPDATE rows SET last_run = ?3, updated_at = ?4,
+				error_message = CASE WHEN instr(error_message, ?1) > 0
+					THEN substr(error_message, 1, instr(error_message, ?1) - 1) ELSE error_message END || ?1 || ?2
+			WHERE target_id = ?5 AND row_key = ?6 AND status IN (?7, ?8)`,
+			refusedMark, li.Reason, r.ID, now(), r.targetID, key, InDoubt, InFlight)
 		if err != nil {
 			return err
 		}

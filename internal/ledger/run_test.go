@@ -480,4 +480,18 @@ func TestRun_RecordConflict(t *testing.T) {
 	if _, ok := got["failed"]; ok || got["doubt"].Status != InDoubt {
 		t.Errorf("Lookup after the conflicts = %+v; want doubt in doubt, failed gone to its line issue", got)
 	}
+
+	// Refused again: the row keeps its own message and the last refusal.
+	r = startRun(t, l, targetA, "f.csv")
+	if err := r.RecordConflict(t.Context(), "doubt", LineIssue{SourceFile: "f.csv", SourceLine: 2, Status: Invalid, Reason: "conflict again"}); err != nil {
+		t.Fatalf("RecordConflict(doubt) again = %v", err)
+	}
+	finish(t, r, RunEnd{})
+	var msg string
+	if err := l.db.QueryRow(`SELECT error_message FROM rows WHERE row_key = 'doubt'`).Scan(&msg); err != nil {
+		t.Fatal(err)
+	}
+	if want := "timeout" + refusedMark + "conflict again"; msg != want {
+		t.Errorf("message of the row refused twice = %q, want %q", msg, want)
+	}
 }
