@@ -72,7 +72,8 @@ func runReport(ctx context.Context, e env, args []string) error {
 		tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "run\tstarted\toutcome\tcreated\texists\tskipped\tnot done\tfile")
 		for _, r := range rep.Runs {
-			notDone := r.Counts["invalid"] + r.Counts["duplicate"] + r.Counts["rejected"] + r.Counts["failed"] + r.Counts["in_doubt"]
+			notDone := r.Counts["invalid"] + r.Counts["duplicate"] + r.Counts["rejected"] + r.Counts["failed"] + r.Counts["in_doubt"] +
+				r.Counts["pending"] + r.Counts["not_started"]
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.ID, shortTime(r.StartedAt), r.Outcome,
 				r.Counts["created"], r.Counts["exists"], r.Counts["skipped"], notDone, r.SourceFile)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,8 +57,15 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
 		fmt.Fprintf(w, "next: %s to fix: bulkcreate failures%s > fix.csv, correct them, then bulkcreate import%s fix.csv\n", plural(n, "row"), ledgerFlag, ledgerFlag)
 	}
+	var left []string
 	if n := s.Failed + s.InDoubt + s.Pending + s.NotStarted(); n > 0 {
-		fmt.Fprintf(w, "next: %s unfinished: run the same import again (safe: no customer is created twice)\n", plural(n, "row"))
+		left = append(left, plural(n, "row")+" unfinished")
+	}
+	if !s.ReadAll {
+		left = append(left, "the rest of the file not read")
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(w, "next: %s: run the same import again (safe: no customer is created twice)\n", strings.Join(left, " and "))
 	}
 }
 

@@ -141,6 +141,7 @@ type Summary struct {
 	Throttled int64         `json:"throttled"` // of them answered 429
 	Elapsed   time.Duration `json:"-"`
 	Outcome   string        `json:"outcome"` // completed, interrupted, aborted
+	ReadAll   bool          `json:"readAll"` // the run read its file to the end
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
 	// Consumed is how many bytes of the input the rows read so far took
@@ -233,6 +234,7 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		outcome = "interrupted"
 	}
 	sum := im.summary(start, outcome)
+	sum.ReadAll = readAll
 	if im.run != nil {
 		// The run's own context may be gone: finishing must still happen.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -268,6 +270,7 @@ func countsMap(c Counts) map[string]int {
 		"read": int(c.Read), "created": int(c.Created), "exists": int(c.Exists), "skipped": int(c.Skipped),
 		"invalid": int(c.Invalid), "duplicate": int(c.Duplicate), "rejected": int(c.Rejected),
 		"failed": int(c.Failed), "in_doubt": int(c.InDoubt),
+		"pending": int(c.Pending), "not_started": int(c.NotStarted()),
 	}
 }
 
@@ -517,7 +520,7 @@ func (im *Importer) otherKind(row Row, known, byID map[string]ledger.Prior, batc
 	}
 	if im.dryPlan != nil {
 		if line, kind, sameID, found := im.dryPlan.find(foldedEmail(row), row.CustomerID); found && kind != keyKind(row.Key) {
-			sent := "another one"
+			sent := "" // another one
 			if sameID {
 				sent = row.CustomerID
 			}
@@ -576,8 +579,16 @@ func (im *Importer) conflict(ctx context.Context, row Row, csvCustomerID string,
 	if other.Status == ledger.InFlight {
 		what = "to be sent in this run"
 	}
-	reason := fmt.Sprintf("%s:%d: conflict: %s %s with customerId %s (from %s:%d); not sent under customerId %s",
-		im.cfg.SourceFile, row.Line, other.Email, what, other.CustomerIDSent, other.SourceFile, other.SourceLine, row.CustomerID)
+	if other.CustomerIDSent != "" {
+		what += " with customerId " + other.CustomerIDSent
+	}
+	reason := fmt.Sprintf("%s:%d: conflict: %s %s (from %s:%d); not sent", im.cfg.SourceFile, row.Line, other.Email, what, other.SourceFile, other.SourceLine)
+	if csvCustomerID != "" {
+		reason += " under customerId " + csvCustomerID
+	}
+	if other.CustomerIDSent != "" {
+		reason += fmt.Sprintf(" (the same person: to send this row as that customer, give it customerId %s, or drop it)", other.CustomerIDSent)
+	}
 	if own == nil {
 		return im.lineIssue(ctx, ledger.Invalid, row.Line, row.Email, string(row.Type), csvCustomerID, reason)
 	}

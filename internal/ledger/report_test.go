@@ -175,3 +175,33 @@ func TestFailures_StopsOnCallbackError(t *testing.T) {
 		t.Errorf("Failures(fn failing) = %v after %d calls, want %v after 1", err, calls, stop)
 	}
 }
+
+// TestReport_DeadRunCountsItsRows: a run that died wrote no counts; the
+// report counts the rows it wrote last instead.
+func TestReport_DeadRunCountsItsRows(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	for i, k := range []string{"a", "b", "c"} {
+		mark(t, r, sendFor(k, "f.csv", i+2))
+	}
+	record(t, r, Outcome{Key: "a", Status: Created})
+	record(t, r, Outcome{Key: "b", Status: Created})
+	flush(t, r)
+	dead := r.ID
+	r.unlock() // the process dies; c stays in flight
+
+	next := startRun(t, l, targetA, "f.csv")
+	finish(t, next, RunEnd{Outcome: "completed", Counts: map[string]int{"skipped": 2}})
+	rep := report(t, l, targetA)
+	for _, rr := range rep.Runs {
+		if rr.ID != dead {
+			continue
+		}
+		if rr.Outcome != "crashed" || rr.Counts["created"] != 2 || rr.Counts["in_doubt"] != 1 {
+			t.Errorf("dead run in the report: %s, counts %v; want crashed, 2 created, 1 in_doubt", rr.Outcome, rr.Counts)
+		}
+		return
+	}
+	t.Errorf("report lists no run %d: %+v", dead, rep.Runs)
+}

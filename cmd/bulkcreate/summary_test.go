@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+)
+
+// TestPrintSummary_NextSteps: the hint counts what is left, including a
+// file the run stopped reading.
+func TestPrintSummary_NextSteps(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		sum  importer.Summary
+		want string // "" for no "unfinished" hint
+	}{
+		{"all done", importer.Summary{Counts: importer.Counts{Read: 3, Created: 3}, Outcome: "completed", ReadAll: true}, ""},
+		{"in doubt", importer.Summary{Counts: importer.Counts{Read: 3, Created: 2, InDoubt: 1}, Outcome: "completed", ReadAll: true},
+			"next: 1 row unfinished: run the same import again"},
+		{"stopped reading", importer.Summary{Counts: importer.Counts{Read: 824, Created: 800, Pending: 24}, Outcome: "interrupted"},
+			"next: 24 rows unfinished and the rest of the file not read: run the same import again"},
+		{"stopped before a row", importer.Summary{Outcome: "interrupted"},
+			"next: the rest of the file not read: run the same import again"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			printSummary(&b, tt.sum, 0, target{BaseURL: "http://127.0.0.1:1", ClientID: "c"}, "bulkcreate.db")
+			got := b.String()
+			if tt.want == "" && strings.Contains(got, "unfinished") {
+				t.Errorf("summary has an unfinished hint:\n%s", got)
+			}
+			if tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("summary lacks %q:\n%s", tt.want, got)
+			}
+		})
+	}
+}
