@@ -64,8 +64,12 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if !s.ReadAll {
 		left = append(left, "the rest of the file not read")
 	}
+	again := "run the same import again (safe: no customer is created twice)"
+	if s.Outcome == "aborted" {
+		again = "fix the error above, then " + again
+	}
 	if len(left) > 0 {
-		fmt.Fprintf(w, "next: %s: run the same import again (safe: no customer is created twice)\n", strings.Join(left, " and "))
+		fmt.Fprintf(w, "next: %s: %s\n", strings.Join(left, " and "), again)
 	}
 }
 

@@ -23,6 +23,8 @@ func TestPrintSummary_NextSteps(t *testing.T) {
 			"next: 24 rows unfinished and the rest of the file not read: run the same import again"},
 		{"stopped before a row", importer.Summary{Outcome: "interrupted"},
 			"next: the rest of the file not read: run the same import again"},
+		{"aborted", importer.Summary{Counts: importer.Counts{Read: 10, Created: 4}, Outcome: "aborted"},
+			"next: 6 rows unfinished and the rest of the file not read: fix the error above, then run the same import again"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

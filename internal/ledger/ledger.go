@@ -154,7 +154,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	} else if fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s is a directory", ErrNotLedger, path)
 	} else if fi.Size() > 0 {
-		if err := checkFile(ctx, path, opts.BusyTimeout); err != nil {
+		if err := retryBusy(ctx, opts.BusyTimeout, func() error { return checkFile(ctx, path, opts.BusyTimeout) }); err != nil {
 			return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 		}
 	}
@@ -166,16 +166,42 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, db); err != nil {
+	if err := retryBusy(ctx, opts.BusyTimeout, func() error { return migrate(ctx, db) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 	}
-	w, err := newWriter(ctx, db, opts.MaxBatch, path+"-wal")
+	var w *writer
+	err = retryBusy(ctx, opts.BusyTimeout, func() (err error) {
+		w, err = newWriter(ctx, db, opts.MaxBatch, path+"-wal")
+		return err
+	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 	}
 	return &Ledger{path: path, db: db, w: w, runs: map[*Run]struct{}{}}, nil
+}
+
+// retryBusy runs f again while it fails with SQLITE_BUSY or SQLITE_LOCKED,
+// until timeout: a connection that switches a new file to WAL mode while
+// another process opens it too can be refused at once, without SQLite's
+// busy handler (about 1 in 75 of four simultaneous first opens).
+func retryBusy(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := f()
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // checkFile refuses a file that is not a ledger before the ledger's

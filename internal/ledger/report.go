@@ -84,47 +84,7 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report
 		rr.Options = json.RawMessage(opts)
 		rep.Runs = append(rep.Runs, rr)
 	}
-	if err := rrows.Err(); err != nil {
-		return rep, fmt.Errorf("ledger: report: %w", err)
-	}
-	rrows.Close()
-	for i, rr := range rep.Runs {
-		if len(rr.Counts) > 0 {
-			continue
-		}
-		// A run that died wrote no counts: its rows tell what it did.
-		if rep.Runs[i].Counts, err = l.runCounts(ctx, tid, rr.ID); err != nil {
-			return rep, fmt.Errorf("ledger: report: %w", err)
-		}
-	}
-	return rep, nil
-}
-
-// runCounts counts, per status, the rows that run last wrote: what a run
-// that died before Finish did. Rows it found done and skipped are not
-// among them.
-func (l *Ledger) runCounts(ctx context.Context, targetID, run int64) (map[string]int, error) {
-	rows, err := l.db.QueryContext(ctx, `
-		SELECT status, COUNT(*) FROM rows WHERE target_id = ? AND last_run = ? GROUP BY status
-		UNION ALL
-		SELECT status, COUNT(*) FROM line_issues WHERE target_id = ? AND run_id = ? GROUP BY status`, targetID, run, targetID, run)
-	if err != nil {
-		return nil, classifySQLite(err)
-	}
-	defer rows.Close()
-	counts := map[string]int{}
-	for rows.Next() {
-		var s Status
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		if s == InFlight {
-			s = InDoubt
-		}
-		counts[string(s)] += n
-	}
-	return counts, rows.Err()
+	return rep, rrows.Err()
 }
 
 // Failure is a row that is neither created nor existing.

@@ -177,7 +177,8 @@ func TestFailures_StopsOnCallbackError(t *testing.T) {
 }
 
 // TestReport_DeadRunCountsItsRows: a run that died wrote no counts; the
-// report counts the rows it wrote last instead.
+// next StartRun counts the rows it wrote last, before later runs write them
+// again.
 func TestReport_DeadRunCountsItsRows(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
@@ -192,7 +193,9 @@ func TestReport_DeadRunCountsItsRows(t *testing.T) {
 	r.unlock() // the process dies; c stays in flight
 
 	next := startRun(t, l, targetA, "f.csv")
-	finish(t, next, RunEnd{Outcome: "completed", Counts: map[string]int{"skipped": 2}})
+	mark(t, next, sendFor("c", "f.csv", 4)) // in doubt: sent again
+	record(t, next, Outcome{Key: "c", Status: Exists})
+	finish(t, next, RunEnd{Outcome: "completed", Counts: map[string]int{"skipped": 2, "exists": 1}})
 	rep := report(t, l, targetA)
 	for _, rr := range rep.Runs {
 		if rr.ID != dead {

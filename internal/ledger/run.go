@@ -67,7 +67,16 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 			return err
 		}
 		r.Recovered, _ = res.RowsAffected()
-		if _, err := tx.exec(`UPDATE runs SET outcome = 'crashed' WHERE target_id = ? AND outcome = 'running'`, tid); err != nil {
+		// A dead run wrote no counts: its rows tell what it did, while
+		// they still name it as the run that wrote them last.
+		if _, err := tx.exec(`UPDATE runs SET outcome = 'crashed', counts = COALESCE((
+				SELECT json_group_object(status, n) FROM (
+					SELECT status, SUM(n) AS n FROM (
+						SELECT status, COUNT(*) AS n FROM rows WHERE target_id = runs.target_id AND last_run = runs.id GROUP BY status
+						UNION ALL
+						SELECT status, COUNT(*) AS n FROM line_issues WHERE target_id = runs.target_id AND run_id = runs.id GROUP BY status)
+					GROUP BY status)), '{}')
+			WHERE target_id = ? AND outcome = 'running'`, tid); err != nil {
 			return err
 		}
 		res, err = tx.exec(`INSERT INTO runs (target_id, source_file, started_at, options, pid, host)
