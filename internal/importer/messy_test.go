@@ -17,6 +17,7 @@ import (
 type wantIssue struct {
 	status ledger.Status
 	reason string // a part of the reason
+	email  string // when set, the email the failure keeps
 }
 
 // TestImport_MessyExports imports each file of testdata/messy and checks
@@ -40,23 +41,23 @@ func TestImport_MessyExports(t *testing.T) {
 		{
 			file:    "customer-id.csv",
 			created: []string{"ana@example.com", "beto@example.com", "carla@example.com"},
-			issues:  map[int]wantIssue{5: {ledger.Duplicate, "repeats line 2 (same customerId)"}},
+			issues:  map[int]wantIssue{5: {ledger.Duplicate, "repeats line 2 (same customerId)", ""}},
 		},
 		{
 			file:    "invalid-rows.csv",
 			created: []string{"ana@example.com", "hugo@example.com"},
 			issues: map[int]wantIssue{
-				3:  {ledger.Invalid, "number of fields"},
-				4:  {ledger.Invalid, `bare " in non-quoted-field`},
-				5:  {ledger.Invalid, "email: \"Ana Perez <ana2@example.com>\" is not a bare email address"},
-				6:  {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`},
-				7:  {ledger.Invalid, "email: is empty"},
-				8:  {ledger.Invalid, "email: is 255 characters long; at most 254"},
-				9:  {ledger.Duplicate, "repeats line 2 (same email)"},
-				10: {ledger.Invalid, "type: is empty"},
-				11: {ledger.Invalid, "has no domain with a dot"},
-				13: {ledger.Duplicate, "repeats line 12"},
-				14: {ledger.Invalid, "number of fields"},
+				3:  {ledger.Invalid, "has 1 field where the header has 2", "beto@example.com"},
+				4:  {ledger.Invalid, `bare " in non-quoted-field`, ""},
+				5:  {ledger.Invalid, "email: \"Ana Perez <ana2@example.com>\" is not a bare email address", ""},
+				6:  {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, ""},
+				7:  {ledger.Invalid, "email: is empty", ""},
+				8:  {ledger.Invalid, "email: is 255 characters long; at most 254", ""},
+				9:  {ledger.Duplicate, "repeats line 2 (same email)", ""},
+				10: {ledger.Invalid, "type: is empty", ""},
+				11: {ledger.Invalid, "has no domain with a dot", ""},
+				13: {ledger.Duplicate, "repeats line 12", ""},
+				14: {ledger.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
 			},
 		},
 		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind")`},
@@ -113,6 +114,9 @@ func TestImport_MessyExports(t *testing.T) {
 				}
 				if f.Status != w.status || !strings.Contains(f.Reason, w.reason) || !strings.HasPrefix(f.Reason, tt.file+":") {
 					t.Errorf("line %d: %s %q, want %s with a reason naming the file and containing %q", line, f.Status, f.Reason, w.status, w.reason)
+				}
+				if w.email != "" && f.Email != w.email {
+					t.Errorf("line %d: failure's email %q, want %q: the row's fields are kept for the fix", line, f.Email, w.email)
 				}
 			}
 			for line, f := range issues {

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -51,6 +52,8 @@ type rowReader struct {
 	csv           *csv.Reader
 	um            *gocsv.Unmarshaller
 	hasCustomerID bool
+	tap           *recordTap
+	recordEnd     int64 // the input offset where the last record ended
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
@@ -60,7 +63,8 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == string(utf8BOM) {
 		br.Discard(len(utf8BOM))
 	}
-	cr := csv.NewReader(br)
+	tap := &recordTap{}
+	cr := csv.NewReader(io.TeeReader(br, tap))
 	cr.Comma = delimiter
 	cr.FieldsPerRecord = 0 // every row must have the header's field count
 	cr.ReuseRecord = true
@@ -95,7 +99,7 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 		return nil, &HeaderError{File: file, Reason: fmt.Sprintf("no %s column (found %s); is --delimiter right?",
 			strings.Join(missing, " or "), quoteList(um.Headers))}
 	}
-	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"]}, nil
+	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset()}, nil
 }
 
 // normalizeHeaders matches header names loosely: case, spaces, '-' and '_'
@@ -136,14 +140,24 @@ func (r *rowReader) next() (record, error) {
 				if line == 0 {
 					line = pe.Line
 				}
-				reason := pe.Err.Error()
+				rec := record{Line: line, Err: pe.Err}
+				raw := r.tap.take(r.recordEnd, r.csv.InputOffset())
+				r.recordEnd = r.csv.InputOffset()
 				if errors.Is(pe.Err, csv.ErrFieldCount) {
-					reason = fmt.Sprintf("has a different number of fields than the header (%d)", len(r.um.Headers))
+					// gocsv drops the fields of such a record: read it again
+					// on its own, so that the failures file keeps them.
+					rec.Err = fmt.Errorf("has a different number of fields than the header (%d)", len(r.um.Headers))
+					if fields, err := r.fields(raw); err == nil {
+						rec.Err = fmt.Errorf("has %s where the header has %d", plural(len(fields), "field"), len(r.um.Headers))
+						r.fill(&rec, fields)
+					}
 				}
-				return record{Line: line, Err: errors.New(reason)}, nil
+				return rec, nil
 			}
 			return record{}, fmt.Errorf("%s: %w", r.file, err)
 		}
+		r.recordEnd = r.csv.InputOffset()
+		r.tap.forget(r.recordEnd)
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
 		rec := record{Line: line, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
@@ -153,6 +167,73 @@ func (r *rowReader) next() (record, error) {
 		}
 		return rec, nil
 	}
+}
+
+// fields reads raw, one record's text, as a record of any length.
+func (r *rowReader) fields(raw []byte) ([]string, error) {
+	cr := csv.NewReader(bytes.NewReader(raw))
+	cr.Comma = r.csv.Comma
+	cr.FieldsPerRecord = -1
+	return cr.Read()
+}
+
+// fill sets rec's fields from a record's fields, by the header's columns.
+func (r *rowReader) fill(rec *record, fields []string) {
+	for i, h := range r.um.Headers {
+		if i >= len(fields) {
+			break
+		}
+		switch h {
+		case "email":
+			rec.Email = fields[i]
+		case "type":
+			rec.Type = fields[i]
+		case "customerid":
+			rec.CustomerID = fields[i]
+		}
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// recordTap keeps the bytes the CSV reader has taken from its input since
+// the end of the last record (and a little more, dropped in bulk), so that
+// a record refused for its number of fields can be read again on its own.
+// It holds at most about 64 KiB plus one record and the reader's buffer.
+type recordTap struct {
+	buf  []byte
+	base int64 // the input offset of buf[0]
+}
+
+func (t *recordTap) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	return len(p), nil
+}
+
+// take returns a copy of the input from offset from to offset to, and
+// forgets what comes before to.
+func (t *recordTap) take(from, to int64) []byte {
+	var out []byte
+	if t.base <= from && from <= to && to <= t.base+int64(len(t.buf)) {
+		out = bytes.Clone(t.buf[from-t.base : to-t.base])
+	}
+	t.forget(to)
+	return out
+}
+
+// forget drops the input before offset off once that is 64 KiB or more.
+func (t *recordTap) forget(off int64) {
+	n := off - t.base
+	if n < 64<<10 || n > int64(len(t.buf)) {
+		return
+	}
+	t.buf = t.buf[:copy(t.buf, t.buf[n:])]
+	t.base = off
 }
 
 func blank(r record, extra map[string]string) bool {

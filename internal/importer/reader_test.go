@@ -1,0 +1,67 @@
+package importer
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount: a record with
+// too few or too many fields comes back refused but with its fields, after
+// more input than the reader keeps (64 KiB) and after another parse error.
+func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("email,type,customerId\n")
+	for i := range 3000 { // ~110 KB
+		fmt.Fprintf(&b, "user%d@example.com,INDIVIDUAL,c-%d\n", i, i)
+	}
+	b.WriteString("bad\"quote@example.com,INDIVIDUAL,c-x\n")   // line 3002
+	b.WriteString("short@example.com,BUSINESS\n")              // line 3003
+	b.WriteString("ok@example.com,INDIVIDUAL,c-ok\n")          // line 3004
+	b.WriteString("\"long@example.com\",BUSINESS,c-9,extra\n") // line 3005
+	rr, err := newRowReader(strings.NewReader(b.String()), "f.csv", ',')
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]record{}
+	for {
+		rec, err := rr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[rec.Line] = rec
+	}
+	tests := []struct {
+		line                   int
+		email, typ, customerID string
+		err                    string
+	}{
+		{3001, "user2999@example.com", "INDIVIDUAL", "c-2999", ""},
+		{3002, "", "", "", `bare "`},
+		{3003, "short@example.com", "BUSINESS", "", "has 2 fields where the header has 3"},
+		{3004, "ok@example.com", "INDIVIDUAL", "c-ok", ""},
+		{3005, "long@example.com", "BUSINESS", "c-9", "has 4 fields where the header has 3"},
+	}
+	for _, tt := range tests {
+		rec, ok := got[tt.line]
+		if !ok {
+			t.Errorf("line %d: no record", tt.line)
+			continue
+		}
+		errText := ""
+		if rec.Err != nil {
+			errText = rec.Err.Error()
+		}
+		if rec.Email != tt.email || rec.Type != tt.typ || rec.CustomerID != tt.customerID || (tt.err == "") != (errText == "") || !strings.Contains(errText, tt.err) {
+			t.Errorf("line %d: %q %q %q, err %q; want %q %q %q, err containing %q", tt.line, rec.Email, rec.Type, rec.CustomerID, errText, tt.email, tt.typ, tt.customerID, tt.err)
+		}
+	}
+	if n := len(rr.tap.buf); n > 80<<10 {
+		t.Errorf("the reader keeps %d bytes of input, want at most about 64 KiB more than a record", n)
+	}
+}
