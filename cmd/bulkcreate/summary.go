@@ -26,8 +26,19 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
 		fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
 		tw.Flush()
+		if len(s.Issues) > 0 {
+			fmt.Fprintf(w, "rows not to be sent (the first %d of %d):\n", len(s.Issues), s.Invalid+s.Duplicate)
+			for _, r := range s.Issues {
+				fmt.Fprintf(w, "  %s\n", r)
+			}
+		}
 		if rps > 0 && s.ToSend > 0 {
-			fmt.Fprintf(w, "at --rps %g: about %s\n", rps, (time.Duration(float64(s.ToSend) / rps * float64(time.Second))).Round(time.Second))
+			d := time.Duration(float64(s.ToSend) / rps * float64(time.Second))
+			about := "about " + d.Round(time.Second).String()
+			if d < time.Second {
+				about = "under a second"
+			}
+			fmt.Fprintf(w, "at --rps %g: %s\n", rps, about)
 		}
 		return
 	}

@@ -41,3 +41,14 @@ func TestPrintSummary_NextSteps(t *testing.T) {
 		})
 	}
 }
+
+func TestPrintSummary_DryRunListsWhyRowsWouldNotBeSent(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	sum := importer.Summary{DryRun: true, Counts: importer.Counts{Read: 30, Invalid: 25}, ToSend: 5,
+		Issues: []string{"f.csv:2: email: is empty", "f.csv:3: type: is empty"}}
+	printSummary(&b, sum, 0, target{BaseURL: "http://127.0.0.1:1", ClientID: "c"}, "bulkcreate.db")
+	if got := b.String(); !strings.Contains(got, "rows not to be sent (the first 2 of 25):\n  f.csv:2: email: is empty\n  f.csv:3: type: is empty\n") {
+		t.Errorf("dry-run summary lacks the reasons:\n%s", got)
+	}
+}

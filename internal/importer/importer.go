@@ -18,7 +18,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +146,9 @@ type Summary struct {
 	ReadAll   bool          `json:"readAll"` // the run read its file to the end
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
+	// Issues are, in a dry run, the reasons of the first rows it would not
+	// send (invalid or duplicate), at most 20, in the order found.
+	Issues []string `json:"issues,omitempty"`
 	// Consumed is how many bytes of the input the rows read so far took
 	// (for progress estimates; a read-ahead buffer is not counted).
 	Consumed int64 `json:"-"`
@@ -158,6 +163,10 @@ type Importer struct {
 	target  string
 
 	run *ledger.Run
+	// dryIssues holds, in a dry run, the reasons of the first rows it would
+	// not send (invalid, duplicate), for the summary.
+	dryMu     sync.Mutex
+	dryIssues []string
 	// dryPlan is, in a dry run of a file with a customerId column, the rows
 	// planned to be sent so far; only the planning goroutine touches it.
 	dryPlan *dryRunPlan
@@ -239,6 +248,9 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	}
 	sum := im.summary(start, outcome)
 	sum.ReadAll = readAll
+	im.dryMu.Lock()
+	sum.Issues = slices.Clone(im.dryIssues)
+	im.dryMu.Unlock()
 	if im.run != nil {
 		// The run's own context may be gone: finishing must still happen.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -398,12 +410,24 @@ func (im *Importer) lineIssue(ctx context.Context, st ledger.Status, line int, e
 		im.counts.duplicate.Add(1)
 	}
 	if im.cfg.DryRun {
+		im.noteDryIssue(reason)
 		return nil
 	}
 	return im.run.RecordLineIssue(ctx, ledger.LineIssue{
 		SourceFile: im.cfg.SourceFile, SourceLine: line, Status: st,
 		Email: email, Type: typ, CustomerID: customerID, Reason: reason,
 	})
+}
+
+// maxDryIssues is how many reasons a dry run's summary shows.
+const maxDryIssues = 20
+
+func (im *Importer) noteDryIssue(reason string) {
+	im.dryMu.Lock()
+	defer im.dryMu.Unlock()
+	if len(im.dryIssues) < maxDryIssues {
+		im.dryIssues = append(im.dryIssues, reason)
+	}
 }
 
 // plan decides each row of a batch against what the ledger knows, and
@@ -596,6 +620,7 @@ func (im *Importer) conflict(ctx context.Context, row Row, csvCustomerID string,
 	}
 	im.counts.invalid.Add(1)
 	if im.cfg.DryRun {
+		im.noteDryIssue(reason)
 		return nil
 	}
 	return im.run.RecordConflict(ctx, row.Key, ledger.LineIssue{

@@ -715,3 +715,19 @@ func TestImport_DryRunFindsConflictsAcrossBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestImport_DryRunSaysWhyRowsWouldNotBeSent: a dry run records nothing,
+// so its summary carries the reasons of the rows it would not send.
+func TestImport_DryRunSaysWhyRowsWouldNotBeSent(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, ripiotest.Options{})
+	data := "email,type\nbad,INDIVIDUAL\nok@example.com,INDIVIDUAL\nOK@example.com,INDIVIDUAL\n"
+	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{DryRun: true, SourceFile: "f.csv"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Issues) != 2 || !strings.HasPrefix(sum.Issues[0], "f.csv:2: email:") || !strings.HasPrefix(sum.Issues[1], "f.csv:4: ") ||
+		!strings.Contains(sum.Issues[1], "repeats line 3") {
+		t.Errorf("dry run issues = %q; want line 2's invalid email, then line 4 repeating line 3", sum.Issues)
+	}
+}

@@ -141,6 +141,12 @@ func (r *rowReader) next() (record, error) {
 					line = pe.Line
 				}
 				rec := record{Line: line, Err: pe.Err}
+				switch {
+				case errors.Is(pe.Err, csv.ErrBareQuote):
+					rec.Err = errors.New(`has a quote (") inside a field that is not in quotes: remove it, or put the field in quotes and write the quote twice ("")`)
+				case errors.Is(pe.Err, csv.ErrQuote):
+					rec.Err = errors.New(`has a field in quotes with a stray or missing quote ("): inside quotes, a quote is written twice ("")`)
+				}
 				raw := r.tap.take(r.recordEnd, r.csv.InputOffset())
 				r.recordEnd = r.csv.InputOffset()
 				if errors.Is(pe.Err, csv.ErrFieldCount) {

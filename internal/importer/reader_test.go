@@ -42,7 +42,7 @@ func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 		err                    string
 	}{
 		{3001, "user2999@example.com", "INDIVIDUAL", "c-2999", ""},
-		{3002, "", "", "", `bare "`},
+		{3002, "", "", "", `has a quote (") inside a field that is not in quotes`},
 		{3003, "short@example.com", "BUSINESS", "", "has 2 fields where the header has 3"},
 		{3004, "ok@example.com", "INDIVIDUAL", "c-ok", ""},
 		{3005, "long@example.com", "BUSINESS", "c-9", "has 4 fields where the header has 3"},
