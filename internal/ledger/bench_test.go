@@ -21,6 +21,12 @@ func benchKey(i int, ordered bool) string {
 	return "email:" + benchEmail(i)
 }
 
+// benchSend is the Send of row i, on line i+2 of the file.
+func benchSend(i int, ordered bool) Send {
+	return Send{Key: benchKey(i, ordered), Email: benchEmail(i), FoldedEmail: benchFolded(i, ordered), Type: "individual",
+		CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11", Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 2}
+}
+
 // benchFolded is row i's Send.FoldedEmail: its email when it is keyed by a
 // customerId, as the importer sets it.
 func benchFolded(i int, ordered bool) string {
@@ -81,14 +87,12 @@ func benchOutcomes(b *testing.B, workers int, ordered bool) {
 				if i > b.N {
 					return
 				}
-				k := benchKey(i, ordered)
-				s := Send{Key: k, Email: benchEmail(i), FoldedEmail: benchFolded(i, ordered), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
-					Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: i + 1}
+				s := benchSend(i, ordered)
 				if err := r.MarkInFlight(ctx, s); err != nil {
 					b.Error(err)
 					return
 				}
-				o := Outcome{Key: k, Status: Created, CustomerID: s.CustomerID, HTTPStatus: 201}
+				o := Outcome{Key: s.Key, Status: Created, CustomerID: s.CustomerID, HTTPStatus: 201}
 				if err := r.Record(ctx, o); err != nil {
 					b.Error(err)
 					return
@@ -268,9 +272,7 @@ func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool, prefil
 	for i := 0; i < b.N; {
 		sends = sends[:0]
 		for ; i < b.N && len(sends) < batch; i++ {
-			k := benchKey(prefill+i, ordered)
-			sends = append(sends, Send{Key: k, Email: benchEmail(prefill + i), FoldedEmail: benchFolded(prefill+i, ordered), Type: "individual", CustomerID: "5f0c6a4e-1b7d-5c1e-9a39-0d7f7c1c2b11",
-				Fingerprint: "9f86d081884c7d65", SourceFile: "customers.csv", SourceLine: prefill + i + 2})
+			sends = append(sends, benchSend(prefill+i, ordered))
 		}
 		if err := r.MarkInFlightBatch(ctx, sends); err != nil {
 			b.Fatal(err)
