@@ -138,8 +138,13 @@ func TestRun_ConcurrentWritesAllCommitted(t *testing.T) {
 						errs <- err
 						return
 					}
-					if _, err := l.Lookup(t.Context(), targetA, []string{k}); err != nil {
+					got, err := l.Lookup(t.Context(), targetA, []string{k})
+					if err != nil {
 						errs <- err
+						return
+					}
+					if _, ok := got[k]; !ok {
+						errs <- fmt.Errorf("Lookup(%s) found nothing", k)
 						return
 					}
 				}

@@ -171,6 +171,12 @@ func crashChild(t *testing.T, path, round string) {
 					return
 				}
 				say("M " + k)
+				if i%5 == 1 { // a retry: marked again
+					if err := r.MarkInFlight(ctx, sendFor(k, "crash.csv", i)); err != nil {
+						t.Errorf("MarkInFlight(%s) again = %v", k, err)
+						return
+					}
+				}
 				if i%3 == 2 {
 					continue // left in flight
 				}
