@@ -48,7 +48,7 @@ func TestImport_MessyExports(t *testing.T) {
 			created: []string{"ana@example.com", "hugo@example.com"},
 			issues: map[int]wantIssue{
 				3:  {ledger.Invalid, "has 1 field where the header has 2", "beto@example.com"},
-				4:  {ledger.Invalid, `has a quote (") inside a field that is not in quotes`, ""},
+				4:  {ledger.Invalid, `has a quote (") inside a field that is not in quotes`, `dani@exa"mple.com`},
 				5:  {ledger.Invalid, "email: \"Ana Perez <ana2@example.com>\" is not a bare email address", ""},
 				6:  {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, ""},
 				7:  {ledger.Invalid, "email: is empty", ""},

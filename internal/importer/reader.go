@@ -149,13 +149,24 @@ func (r *rowReader) next() (record, error) {
 				}
 				raw := r.tap.take(r.recordEnd, r.csv.InputOffset())
 				r.recordEnd = r.csv.InputOffset()
-				if errors.Is(pe.Err, csv.ErrFieldCount) {
+				switch {
+				case errors.Is(pe.Err, csv.ErrFieldCount):
 					// gocsv drops the fields of such a record: read it again
 					// on its own, so that the failures file keeps them.
 					rec.Err = fmt.Errorf("has a different number of fields than the header (%d)", len(r.um.Headers))
-					if fields, err := r.fields(raw); err == nil {
+					if fields, err := r.fields(raw, false); err == nil {
 						rec.Err = fmt.Errorf("has %s where the header has %d", plural(len(fields), "field"), len(r.um.Headers))
 						r.fill(&rec, fields)
+					}
+				case errors.Is(pe.Err, csv.ErrBareQuote) || errors.Is(pe.Err, csv.ErrQuote):
+					// The line's fields as they would be with its quotes
+					// taken literally, for the failures file, where the
+					// operator mends them. A quoted field left open runs
+					// on past its line: then no guess.
+					if line := bytes.TrimRight(raw, "\r\n"); !bytes.ContainsAny(line, "\r\n") {
+						if fields, err := r.fields(line, true); err == nil {
+							r.fill(&rec, fields)
+						}
 					}
 				}
 				return rec, nil
@@ -175,11 +186,13 @@ func (r *rowReader) next() (record, error) {
 	}
 }
 
-// fields reads raw, one record's text, as a record of any length.
-func (r *rowReader) fields(raw []byte) ([]string, error) {
+// fields reads raw, one record's text, as a record of any length; with
+// lazyQuotes, a quote where one cannot be is taken as text.
+func (r *rowReader) fields(raw []byte, lazyQuotes bool) ([]string, error) {
 	cr := csv.NewReader(bytes.NewReader(raw))
 	cr.Comma = r.csv.Comma
 	cr.FieldsPerRecord = -1
+	cr.LazyQuotes = lazyQuotes
 	return cr.Read()
 }
 

@@ -8,8 +8,10 @@ import (
 )
 
 // TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount: a record with
-// too few or too many fields comes back refused but with its fields, after
-// more input than the reader keeps (64 KiB) and after another parse error.
+// too few or too many fields, or a stray quote, comes back refused but with
+// its fields, after more input than the reader keeps (64 KiB) and after
+// another parse error; a quoted field left open to the end of the file
+// comes back refused without a guess at its fields.
 func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
@@ -21,6 +23,9 @@ func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 	b.WriteString("short@example.com,BUSINESS\n")              // line 3003
 	b.WriteString("ok@example.com,INDIVIDUAL,c-ok\n")          // line 3004
 	b.WriteString("\"long@example.com\",BUSINESS,c-9,extra\n") // line 3005
+	b.WriteString("\"in\"side@example.com\",BUSINESS,c-q\r\n") // line 3006
+	b.WriteString("\"open@example.com,INDIVIDUAL,c-o\n")       // line 3007, open to the end
+	b.WriteString("last@example.com,INDIVIDUAL,c-l\n")
 	rr, err := newRowReader(strings.NewReader(b.String()), "f.csv", ',')
 	if err != nil {
 		t.Fatal(err)
@@ -42,10 +47,12 @@ func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 		err                    string
 	}{
 		{3001, "user2999@example.com", "INDIVIDUAL", "c-2999", ""},
-		{3002, "", "", "", `has a quote (") inside a field that is not in quotes`},
+		{3002, `bad"quote@example.com`, "INDIVIDUAL", "c-x", `has a quote (") inside a field that is not in quotes`},
 		{3003, "short@example.com", "BUSINESS", "", "has 2 fields where the header has 3"},
 		{3004, "ok@example.com", "INDIVIDUAL", "c-ok", ""},
 		{3005, "long@example.com", "BUSINESS", "c-9", "has 4 fields where the header has 3"},
+		{3006, `in"side@example.com`, "BUSINESS", "c-q", `has a field in quotes with a stray or missing quote`},
+		{3007, "", "", "", `has a field in quotes with a stray or missing quote`},
 	}
 	for _, tt := range tests {
 		rec, ok := got[tt.line]
