@@ -208,3 +208,41 @@ func TestReport_DeadRunCountsItsRows(t *testing.T) {
 	}
 	t.Errorf("report lists no run %d: %+v", dead, rep.Runs)
 }
+
+// TestReport_DeadRunDoesNotCountRowsItReleased: a row a run marked and
+// put back (nothing was sent) is the earlier run's again, so the counts
+// of the run, should it die, leave it out.
+func TestReport_DeadRunDoesNotCountRowsItReleased(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	first := startRun(t, l, targetA, "f.csv")
+	mark(t, first, sendFor("a", "f.csv", 2))
+	record(t, first, Outcome{Key: "a", Status: Failed, Message: "503"})
+	finish(t, first, RunEnd{Outcome: "completed"})
+	prior := lookup(t, l, targetA, "a")["a"]
+
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("a", "f.csv", 2))
+	mark(t, r, sendFor("b", "f.csv", 3))
+	if err := r.Release(t.Context(), "a", &prior); err != nil {
+		t.Fatal(err)
+	}
+	record(t, r, Outcome{Key: "b", Status: Created})
+	flush(t, r)
+	dead := r.ID
+	r.unlock() // the process dies
+
+	startRun(t, l, targetA, "f.csv")
+	for _, rr := range report(t, l, targetA).Runs {
+		switch rr.ID {
+		case dead:
+			if len(rr.Counts) != 1 || rr.Counts["created"] != 1 {
+				t.Errorf("dead run's counts = %v, want created 1 alone (a was released)", rr.Counts)
+			}
+		case first.ID:
+			if got := lookup(t, l, targetA, "a")["a"]; got.LastRun != first.ID || got.Status != Failed {
+				t.Errorf("a after the release = %+v, want failed, last written by run %d", got, first.ID)
+			}
+		}
+	}
+}

@@ -136,6 +136,7 @@ type Prior struct {
 	SourceLine     int
 	Attempts       int
 	FoldedEmail    string // as Send.FoldedEmail
+	LastRun        int64  // the run that wrote the row last
 }
 
 // Lookup returns what the ledger holds on target for each of keys that it
@@ -188,7 +189,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by l
 			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
 		args := make([]driver.NamedValue, 0, min(len(keys), lookupChunk)+1)
-		dest := make([]driver.Value, 11)
+		dest := make([]driver.Value, 12)
 		for start := 0; start < len(keys); start += lookupChunk {
 			part := keys[start:min(start+lookupChunk, len(keys))]
 			args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: targetID})
@@ -219,7 +220,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by l
 					Status: st, Email: text(dest[2]), Type: text(dest[3]),
 					CustomerIDSent: text(dest[4]), CustomerID: text(dest[5]), Fingerprint: text(dest[6]),
 					SourceFile: text(dest[7]), SourceLine: int(integer(dest[8])), Attempts: int(integer(dest[9])),
-					FoldedEmail: text(dest[10]),
+					FoldedEmail: text(dest[10]), LastRun: integer(dest[11]),
 				}
 			}
 			if err := rows.Close(); err != nil {
@@ -254,7 +255,7 @@ func (b lookupBy) query(n int) string {
 	return fmt.Sprintf(b.sql, "?"+strings.Repeat(",?", n-1))
 }
 
-const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email`
+const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run`
 
 var (
 	byKey = newLookupBy(`SELECT row_key, ` + priorColumns + ` FROM rows WHERE target_id = ? AND row_key IN (%s)`)
@@ -401,12 +402,14 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// MarkInFlight wrote this run's row over the prior one; all of it
 		// goes back. Keeping the new fingerprint on a row put back to
 		// rejected would make the next run take the changed, never sent
-		// row for the one the server refused, and skip it.
+		// row for the one the server refused, and skip it; keeping this
+		// run as its last would count it among this run's rows should the
+		// run die.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
-				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?, updated_at = ?
+				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?, last_run = ?, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
-			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, now(), r.targetID, key, InFlight)
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, now(), r.targetID, key, InFlight)
 		return err
 	}, false)
 }

@@ -33,7 +33,7 @@ func TestRun_MarkInFlightThenRecord(t *testing.T) {
 
 			got := lookup(t, l, targetA, "k1")["k1"]
 			want := Prior{Status: InFlight, Email: s.Email, Type: s.Type, CustomerIDSent: s.CustomerID,
-				Fingerprint: s.Fingerprint, SourceFile: s.SourceFile, SourceLine: s.SourceLine, Attempts: 1}
+				Fingerprint: s.Fingerprint, SourceFile: s.SourceFile, SourceLine: s.SourceLine, Attempts: 1, LastRun: r.ID}
 			if got != want {
 				t.Fatalf("Lookup(k1) after MarkInFlight = %+v, want %+v", got, want)
 			}
