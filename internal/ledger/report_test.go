@@ -233,16 +233,16 @@ func TestReport_DeadRunDoesNotCountRowsItReleased(t *testing.T) {
 	r.unlock() // the process dies
 
 	startRun(t, l, targetA, "f.csv")
+	if got := lookup(t, l, targetA, "a")["a"]; got.LastRun != first.ID || got.Status != Failed {
+		t.Errorf("a after the release = %+v, want failed, last written by run %d", got, first.ID)
+	}
 	for _, rr := range report(t, l, targetA).Runs {
-		switch rr.ID {
-		case dead:
+		if rr.ID == dead {
 			if len(rr.Counts) != 1 || rr.Counts["created"] != 1 {
 				t.Errorf("dead run's counts = %v, want created 1 alone (a was released)", rr.Counts)
 			}
-		case first.ID:
-			if got := lookup(t, l, targetA, "a")["a"]; got.LastRun != first.ID || got.Status != Failed {
-				t.Errorf("a after the release = %+v, want failed, last written by run %d", got, first.ID)
-			}
+			return
 		}
 	}
+	t.Errorf("report lists no run %d", dead)
 }
