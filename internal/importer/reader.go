@@ -162,9 +162,10 @@ func (r *rowReader) next() (record, error) {
 					// The line's fields as they would be with its quotes
 					// taken literally, for the failures file, where the
 					// operator mends them. A quoted field left open runs
-					// on past its line: then no guess.
+					// on past its line, or takes the rest of it (the
+					// count of fields then differs): then no guess.
 					if line := bytes.TrimRight(raw, "\r\n"); !bytes.ContainsAny(line, "\r\n") {
-						if fields, err := r.fields(line, true); err == nil {
+						if fields, err := r.fields(line, true); err == nil && len(fields) == len(r.um.Headers) {
 							r.fill(&rec, fields)
 						}
 					}

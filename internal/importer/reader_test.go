@@ -72,3 +72,35 @@ func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 		t.Errorf("the reader keeps %d bytes of input, want at most about 64 KiB more than a record", n)
 	}
 }
+
+// TestRowReader_GuessesNoFieldsForAnOpenQuote: a quoted field that never
+// closes takes the rest of its line with it, on the file's last line too:
+// the record comes back refused with no fields rather than the whole line
+// as its email.
+func TestRowReader_GuessesNoFieldsForAnOpenQuote(t *testing.T) {
+	t.Parallel()
+	for _, last := range []string{
+		"\"open@example.com,INDIVIDUAL,c-o\n",
+		"\"open@example.com,INDIVIDUAL,c-o",
+		"\"in\"side@example.com,BUSINESS,c-q\r\n",
+	} {
+		rr, err := newRowReader(strings.NewReader("email,type,customerId\nok@example.com,INDIVIDUAL,c-ok\n"+last), "f.csv", ',')
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []record
+		for {
+			rec, err := rr.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rec)
+		}
+		if len(got) != 2 || got[1].Err == nil || got[1].Email+got[1].Type+got[1].CustomerID != "" {
+			t.Errorf("last line %q: records %+v; want the second refused with no fields", last, got)
+		}
+	}
+}

@@ -136,7 +136,7 @@ type Prior struct {
 	SourceLine     int
 	Attempts       int
 	FoldedEmail    string // as Send.FoldedEmail
-	LastRun        int64  // the run that wrote the row last
+	LastRun        int64  // the run that wrote the row last; 0 (not known): Release keeps the row's
 }
 
 // Lookup returns what the ledger holds on target for each of keys that it
@@ -406,7 +406,8 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// run as its last would count it among this run's rows should the
 		// run die.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
-				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?, last_run = ?, updated_at = ?
+				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?,
+				last_run = CASE WHEN ?11 > 0 THEN ?11 ELSE last_run END, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
 			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, now(), r.targetID, key, InFlight)
