@@ -26,19 +26,9 @@ func TestRowReader_KeepsTheFieldsOfARecordWithTheWrongCount(t *testing.T) {
 	b.WriteString("\"in\"side@example.com\",BUSINESS,c-q\r\n") // line 3006
 	b.WriteString("\"open@example.com,INDIVIDUAL,c-o\n")       // line 3007, open to the end
 	b.WriteString("last@example.com,INDIVIDUAL,c-l\n")
-	rr, err := newRowReader(strings.NewReader(b.String()), "f.csv", ',')
-	if err != nil {
-		t.Fatal(err)
-	}
+	rr, records := readRecords(t, b.String())
 	got := map[int]record{}
-	for {
-		rec, err := rr.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range records {
 		got[rec.Line] = rec
 	}
 	tests := []struct {
@@ -84,23 +74,29 @@ func TestRowReader_GuessesNoFieldsForAnOpenQuote(t *testing.T) {
 		"\"open@example.com,INDIVIDUAL,c-o",
 		"\"in\"side@example.com,BUSINESS,c-q\r\n",
 	} {
-		rr, err := newRowReader(strings.NewReader("email,type,customerId\nok@example.com,INDIVIDUAL,c-ok\n"+last), "f.csv", ',')
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []record
-		for {
-			rec, err := rr.next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, rec)
-		}
+		_, got := readRecords(t, "email,type,customerId\nok@example.com,INDIVIDUAL,c-ok\n"+last)
 		if len(got) != 2 || got[1].Err == nil || got[1].Email+got[1].Type+got[1].CustomerID != "" {
 			t.Errorf("last line %q: records %+v; want the second refused with no fields", last, got)
 		}
+	}
+}
+
+// readRecords reads every record of the CSV text in, with its reader.
+func readRecords(t *testing.T, in string) (*rowReader, []record) {
+	t.Helper()
+	rr, err := newRowReader(strings.NewReader(in), "f.csv", ',')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []record
+	for {
+		rec, err := rr.next()
+		if err == io.EOF {
+			return rr, got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec)
 	}
 }

@@ -126,3 +126,14 @@ func counts(rep Report) map[Status]int {
 	}
 	return out
 }
+
+// failedEarlier has a finished run fail key (line 2 of f.csv) and returns
+// the run and what Lookup then holds of key.
+func failedEarlier(t *testing.T, l *Ledger, key string) (*Run, Prior) {
+	t.Helper()
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor(key, "f.csv", 2))
+	record(t, r, Outcome{Key: key, Status: Failed, Message: "503"})
+	finish(t, r, RunEnd{Outcome: "completed"})
+	return r, lookup(t, l, targetA, key)[key]
+}

@@ -215,11 +215,7 @@ func TestReport_DeadRunCountsItsRows(t *testing.T) {
 func TestReport_DeadRunDoesNotCountRowsItReleased(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
-	first := startRun(t, l, targetA, "f.csv")
-	mark(t, first, sendFor("a", "f.csv", 2))
-	record(t, first, Outcome{Key: "a", Status: Failed, Message: "503"})
-	finish(t, first, RunEnd{Outcome: "completed"})
-	prior := lookup(t, l, targetA, "a")["a"]
+	first, prior := failedEarlier(t, l, "a")
 
 	r := startRun(t, l, targetA, "f.csv")
 	mark(t, r, sendFor("a", "f.csv", 2))
@@ -245,27 +241,4 @@ func TestReport_DeadRunDoesNotCountRowsItReleased(t *testing.T) {
 		}
 	}
 	t.Errorf("report lists no run %d", dead)
-}
-
-// TestRun_ReleaseWithoutLastRunKeepsTheRows: a Prior that does not come
-// from Lookup (LastRun 0) leaves the row's last run as it is, not 0.
-func TestRun_ReleaseWithoutLastRunKeepsTheRows(t *testing.T) {
-	t.Parallel()
-	l := newLedger(t)
-	first := startRun(t, l, targetA, "f.csv")
-	mark(t, first, sendFor("a", "f.csv", 2))
-	record(t, first, Outcome{Key: "a", Status: Failed})
-	finish(t, first, RunEnd{Outcome: "completed"})
-	prior := lookup(t, l, targetA, "a")["a"]
-	prior.LastRun = 0
-
-	r := startRun(t, l, targetA, "f.csv")
-	mark(t, r, sendFor("a", "f.csv", 2))
-	if err := r.Release(t.Context(), "a", &prior); err != nil {
-		t.Fatal(err)
-	}
-	flush(t, r)
-	if got := lookup(t, l, targetA, "a")["a"]; got.LastRun != r.ID || got.Status != Failed {
-		t.Errorf("a after Release with no LastRun = %+v, want failed, last run %d kept", got, r.ID)
-	}
 }

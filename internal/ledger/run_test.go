@@ -495,3 +495,22 @@ func TestRun_RecordConflict(t *testing.T) {
 		t.Errorf("message of the row refused twice = %q, want %q", msg, want)
 	}
 }
+
+// TestRun_ReleaseWithoutLastRunKeepsTheRows: a Prior that does not come
+// from Lookup (LastRun 0) leaves the row's last run as it is, not 0.
+func TestRun_ReleaseWithoutLastRunKeepsTheRows(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	_, prior := failedEarlier(t, l, "a")
+	prior.LastRun = 0
+
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("a", "f.csv", 2))
+	if err := r.Release(t.Context(), "a", &prior); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, r)
+	if got := lookup(t, l, targetA, "a")["a"]; got.LastRun != r.ID || got.Status != Failed {
+		t.Errorf("a after Release with no LastRun = %+v, want failed, last run %d kept", got, r.ID)
+	}
+}
