@@ -311,7 +311,7 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader) 
 		defer close(batches)
 		readAll, readErr = im.read(readCtx, rr, batches)
 	}()
-	marked := make(chan []planned)
+	marked := make(chan markedChunk)
 	startDone := make(chan struct{})
 	go func() {
 		defer close(startDone)
@@ -432,7 +432,7 @@ func (im *Importer) noteDryIssue(reason string) {
 
 // plan decides each row of a batch against what the ledger knows, and
 // marks the rows to send.
-func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- []planned) error {
+func (im *Importer) plan(ctx context.Context, rows []Row, marked chan<- markedChunk) error {
 	var sends []planned
 	keys := make([]string, 0, len(rows))
 	for _, r := range rows {
@@ -636,8 +636,9 @@ type planned struct {
 }
 
 // mark marks rows in flight, MarkAhead at a time in one ledger write, and
-// hands them on to start.
-func (im *Importer) mark(ctx context.Context, rows []planned, marked chan<- []planned) error {
+// hands them on to start once the marks are committed: lookups of the next
+// batch see them, and it is planned and marked while the disk syncs these.
+func (im *Importer) mark(ctx context.Context, rows []planned, marked chan<- markedChunk) error {
 	for len(rows) > 0 {
 		if ctx.Err() != nil {
 			return nil // not marked: the next run finds them as they were
@@ -648,22 +649,35 @@ func (im *Importer) mark(ctx context.Context, rows []planned, marked chan<- []pl
 		for _, p := range chunk {
 			marks = append(marks, im.markOf(p.row))
 		}
-		// Durable before any of these requests leaves: if we die, the next
-		// run treats the rows as possibly sent.
-		if err := im.run.MarkInFlightBatch(context.WithoutCancel(ctx), marks); err != nil {
+		pending, err := im.run.MarkInFlightCommitted(context.WithoutCancel(ctx), marks)
+		if err != nil {
 			return err
 		}
 		im.counts.inFlight.Add(int64(len(chunk)))
-		marked <- chunk
+		marked <- markedChunk{rows: chunk, marks: pending}
 	}
 	return nil
 }
 
-// start runs each marked row on the pool. Every marked row is started,
-// even when the run is stopping: its worker then releases it unsent.
-func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan []planned) {
+// markedChunk is rows marked in flight in one write.
+type markedChunk struct {
+	rows  []planned
+	marks *ledger.Pending
+}
+
+// start runs each marked row on the pool once its mark is on disk: if we
+// die, the next run treats the row as possibly sent. Every marked row is
+// started, even when the run is stopping: its worker then releases it
+// unsent. A mark that could not be synced sends none of its rows and stops
+// the run: the ledger has failed.
+func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan markedChunk) {
 	for chunk := range marked {
-		for _, p := range chunk {
+		if err := chunk.marks.Durable(); err != nil {
+			im.counts.inFlight.Add(-int64(len(chunk.rows)))
+			g.Go(func() error { return err })
+			continue
+		}
+		for _, p := range chunk.rows {
 			g.Go(func() error {
 				defer im.counts.inFlight.Add(-1)
 				return im.send(ctx, p.row, p.prior)

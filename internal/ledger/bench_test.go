@@ -268,19 +268,40 @@ func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool, prefil
 			}
 		}()
 	}
-	sends := make([]Send, 0, batch)
+	// As the importer does: the feeder marks a batch (committed), hands it
+	// to a starter that waits for it to be durable before the workers get
+	// it, and marks the next batch meanwhile.
+	type markedBatch struct {
+		sends   []Send
+		pending *Pending
+	}
+	batches := make(chan markedBatch)
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		for mb := range batches {
+			if err := mb.pending.Durable(); err != nil {
+				b.Error(err)
+				continue
+			}
+			for _, s := range mb.sends {
+				marked <- s
+			}
+		}
+	}()
 	for i := 0; i < b.N; {
-		sends = sends[:0]
+		sends := make([]Send, 0, batch)
 		for ; i < b.N && len(sends) < batch; i++ {
 			sends = append(sends, benchSend(prefill+i, ordered))
 		}
-		if err := r.MarkInFlightBatch(ctx, sends); err != nil {
+		p, err := r.MarkInFlightCommitted(ctx, sends)
+		if err != nil {
 			b.Fatal(err)
 		}
-		for _, s := range sends {
-			marked <- s
-		}
+		batches <- markedBatch{sends, p}
 	}
+	close(batches)
+	<-started
 	close(marked)
 	wg.Wait()
 	if err := r.Flush(ctx); err != nil {

@@ -21,10 +21,12 @@
 // leaves, so a row the server may have seen is never taken for unsent.
 //
 // One writer: all writes of a Ledger go through one goroutine that commits
-// them in batches (group commit); readers may be many. Marks, Flush and
-// Finish wait for their commit, which is on disk (fsync) when they return;
-// outcomes do not wait, and a commit holding only those survives the
-// process dying but waits for the next fsync to survive the machine's. Two
+// them in batches (group commit); readers may be many. A second goroutine
+// fsyncs the log behind it. Marks, Flush and Finish wait until their commit
+// is on disk (MarkInFlightCommitted returns at the commit, and Pending says
+// when it is on disk); outcomes do not wait, and a commit holding only
+// those survives the process dying but waits for the next fsync to survive
+// the machine's. Two
 // runs on one ledger and target are refused by a lock the operating system
 // drops when the process dies. A Ledger and its Runs are safe for
 // concurrent use.
@@ -258,11 +260,11 @@ func init() {
 }
 
 // dsn holds every per-connection setting, so each pooled connection gets
-// them. synchronous=FULL: a commit is on disk, power cut included, before
-// MarkInFlight returns. (The writer lowers it to NORMAL for commits nobody
-// waits for; see writer.commit.) _stmt_cache_size: the writer and Lookup run the same
-// few statements many times; parsing them again each time cost half the
-// writer's time.
+// them. synchronous=FULL: a commit is on disk, power cut included, when it
+// returns (migrations). The writer's connection sets NORMAL and leaves the
+// fsync to its syncer; see writer. _stmt_cache_size: the writer and Lookup
+// run the same few statements many times; parsing them again each time
+// cost half the writer's time.
 func dsn(path string, busyTimeout time.Duration) string {
 	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=32",
 		escapePath(path), busyTimeout.Milliseconds())

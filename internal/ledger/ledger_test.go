@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -441,43 +442,53 @@ func TestWriter_FailedCommitFailsLaterWrites(t *testing.T) {
 	}
 }
 
-// TestWriter_WaitedCommitSyncsEarlierUnsyncedOnes checks the fsync rule of
-// group commit: a commit nobody waits for is not synced; the next waited
-// commit is, by SQLite when it writes, by the writer when it writes nothing
-// (a Flush), so that Flush's promise holds.
-func TestWriter_WaitedCommitSyncsEarlierUnsyncedOnes(t *testing.T) {
+// TestWriter_SyncsWhatIsWaitedFor checks the fsync rule of group commit:
+// a commit nobody waits for is not synced; a waited one is, and covers the
+// earlier ones; a Flush with nothing new since the last fsync syncs nothing.
+func TestWriter_SyncsWhatIsWaitedFor(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	r := startRun(t, l, targetA, "f.csv")
 	mark(t, r, sendFor("k1", "f.csv", 2)) // the writer is idle once this returns
-	syncs := 0
-	l.w.syncWAL = func() error { syncs++; return nil }
-	update := func(st Status) []writeOp {
-		return []writeOp{{apply: func(tx *wtx) error {
-			_, err := tx.exec(`UPDATE rows SET status = ? WHERE row_key = ?`, st, "k1")
-			return err
-		}}}
+	var syncs atomic.Int32
+	l.w.syncWAL = func() error { syncs.Add(1); return nil }
+	update := func(st Status, wait bool) func() error {
+		return func() error {
+			return l.w.submit(t.Context(), func(tx *wtx) error {
+				_, err := tx.exec(`UPDATE rows SET status = ? WHERE row_key = ?`, st, "k1")
+				return err
+			}, wait)
+		}
 	}
-	nothing := []writeOp{{apply: func(*wtx) error { return nil }}}
+	committed := func(st Status) func() error { // waits for the commit alone
+		return func() error {
+			for lookup(t, l, targetA, "k1")["k1"].Status != st {
+				time.Sleep(time.Millisecond)
+			}
+			return nil
+		}
+	}
+	flush := func() error { return r.Flush(t.Context()) }
 	steps := []struct {
 		name      string
-		batch     []writeOp
-		waited    bool
-		wantSyncs int
+		do        []func() error
+		wantSyncs int32
 	}{
-		{"an outcome, not waited", update(Failed), false, 0},
-		{"a flush", nothing, true, 1},
-		{"another flush, nothing new", nothing, true, 1},
-		{"an outcome, not waited, again", update(InDoubt), false, 1},
-		{"a waited write (SQLite syncs)", update(Created), true, 1},
-		{"a flush after it", nothing, true, 1},
+		{"an outcome, not waited", []func() error{update(Failed, false), committed(Failed)}, 0},
+		{"a flush", []func() error{flush}, 1},
+		{"another flush, nothing new", []func() error{flush}, 1},
+		{"an outcome, not waited, again", []func() error{update(InDoubt, false), committed(InDoubt)}, 1},
+		{"a waited write", []func() error{update(Created, true)}, 2},
+		{"a flush after it", []func() error{flush}, 2},
 	}
 	for _, st := range steps {
-		if err := l.w.commit(st.batch, st.waited); err != nil {
-			t.Fatalf("%s: commit = %v", st.name, err)
+		for _, do := range st.do {
+			if err := do(); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
 		}
-		if syncs != st.wantSyncs {
-			t.Errorf("after %s: %d explicit syncs of the log, want %d", st.name, syncs, st.wantSyncs)
+		if got := syncs.Load(); got != st.wantSyncs {
+			t.Errorf("after %s: %d syncs of the log, want %d", st.name, got, st.wantSyncs)
 		}
 	}
 	if got := lookup(t, l, targetA, "k1")["k1"].Status; got != Created {
@@ -485,5 +496,111 @@ func TestWriter_WaitedCommitSyncsEarlierUnsyncedOnes(t *testing.T) {
 	}
 	if err := syncLog(l.Path() + "-wal"); err != nil {
 		t.Errorf("syncLog(the ledger's log) = %v", err)
+	}
+}
+
+// TestWriter_CommitsWhileTheLogSyncs checks the pipeline: marks are
+// committed, and seen, while the fsync of earlier ones runs; they are
+// durable only after an fsync that began after their commit; one fsync
+// covers the commits made while the last one ran.
+func TestWriter_CommitsWhileTheLogSyncs(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var syncs atomic.Int32
+	var hold atomic.Bool // each fsync waits to be released
+	hold.Store(true)
+	l.w.syncWAL = func() error {
+		syncs.Add(1)
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}
+	p1, err := r.MarkInFlightCommitted(t.Context(), []Send{sendFor("a", "f.csv", 2)})
+	if err != nil {
+		t.Fatalf("MarkInFlightCommitted(a) = %v", err)
+	}
+	<-entered // a's fsync runs, and waits
+	durable1 := make(chan error, 1)
+	go func() { durable1 <- p1.Durable() }()
+	p2, err := r.MarkInFlightCommitted(t.Context(), []Send{sendFor("b", "f.csv", 3)})
+	if err != nil {
+		t.Fatalf("MarkInFlightCommitted(b) while a's fsync runs = %v", err)
+	}
+	p3, err := r.MarkInFlightCommitted(t.Context(), []Send{sendFor("c", "f.csv", 4)})
+	if err != nil {
+		t.Fatalf("MarkInFlightCommitted(c) while a's fsync runs = %v", err)
+	}
+	got := lookup(t, l, targetA, "a", "b", "c")
+	for _, k := range []string{"a", "b", "c"} {
+		if got[k].Status != InFlight {
+			t.Errorf("Lookup(%s) while a's fsync runs = %+v, want in flight", k, got[k])
+		}
+	}
+	select {
+	case err := <-durable1:
+		t.Fatalf("a durable (%v) before its fsync returned", err)
+	default:
+	}
+	release <- struct{}{}
+	if err := <-durable1; err != nil {
+		t.Fatalf("a: Durable() = %v", err)
+	}
+	<-entered // one fsync for b and c, begun after their commits
+	durable2 := make(chan error, 1)
+	go func() { durable2 <- p2.Durable() }()
+	select {
+	case err := <-durable2:
+		t.Fatalf("b durable (%v) before an fsync after its commit returned", err)
+	default:
+	}
+	release <- struct{}{}
+	for name, p := range map[string]*Pending{"b": p2, "c": p3} {
+		if err := p.Durable(); err != nil {
+			t.Errorf("%s: Durable() = %v", name, err)
+		}
+	}
+	if n := syncs.Load(); n != 2 {
+		t.Errorf("%d fsyncs for three marks, two of them made during the first fsync; want 2", n)
+	}
+	hold.Store(false) // for the syncs of the ledger's close
+}
+
+// TestWriter_FailedSyncFailsTheLedger: a log that cannot be synced fails
+// the writes waiting for it and every later one.
+func TestWriter_FailedSyncFailsTheLedger(t *testing.T) {
+	t.Parallel()
+	l, err := Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), Options{})
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	r, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "f.csv"})
+	if err != nil {
+		t.Fatalf("StartRun() = %v", err)
+	}
+	boom := errors.New("EIO")
+	l.w.syncWAL = func() error { return boom }
+	p, err := r.MarkInFlightCommitted(t.Context(), []Send{sendFor("a", "f.csv", 2)})
+	if err != nil {
+		t.Fatalf("MarkInFlightCommitted(a) = %v (the commit itself works)", err)
+	}
+	if err := p.Durable(); !errors.Is(err, boom) {
+		t.Errorf("Durable() = %v, want %v", err, boom)
+	}
+	if err := p.Durable(); !errors.Is(err, boom) {
+		t.Errorf("Durable() again = %v, want %v", err, boom)
+	}
+	if err := r.MarkInFlight(t.Context(), sendFor("b", "f.csv", 3)); !errors.Is(err, boom) {
+		t.Errorf("MarkInFlight after a failed sync = %v, want %v", err, boom)
+	}
+	if err := r.Flush(t.Context()); !errors.Is(err, boom) {
+		t.Errorf("Flush after a failed sync = %v, want %v", err, boom)
+	}
+	if err := l.Close(); !errors.Is(err, boom) {
+		t.Errorf("Close after a failed sync = %v, want %v", err, boom)
 	}
 }

@@ -307,7 +307,7 @@ type Send struct {
 }
 
 // MarkInFlight durably records that a request for s is about to leave, and
-// counts the attempt. It returns once the mark is committed.
+// counts the attempt. It returns once the mark is committed and on disk.
 func (r *Run) MarkInFlight(ctx context.Context, s Send) error {
 	return r.MarkInFlightBatch(ctx, []Send{s})
 }
@@ -315,17 +315,43 @@ func (r *Run) MarkInFlight(ctx context.Context, s Send) error {
 // MarkInFlightBatch marks every row of sends in flight, as MarkInFlight
 // does, in one write: the importer marks the rows it is about to hand to its
 // workers together, so a commit carries hundreds of marks, not one per
-// worker waiting. It returns once the marks are committed; sends may be
-// reused then.
+// worker waiting. It returns once the marks are committed and on disk;
+// sends may be reused then.
 func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
-	if len(sends) == 0 {
-		return nil
+	p, err := r.MarkInFlightCommitted(ctx, sends)
+	if err != nil {
+		return err
 	}
-	return r.l.w.submit(ctx, func(tx *wtx) error {
+	return p.Durable()
+}
+
+// MarkInFlightCommitted marks sends in flight as MarkInFlightBatch does,
+// but returns once the marks are committed, before they are on disk:
+// lookups see them, and the caller can plan and mark its next rows while
+// the disk syncs these. No request for sends may leave before p.Durable()
+// returns nil. sends may be reused once it returns.
+func (r *Run) MarkInFlightCommitted(ctx context.Context, sends []Send) (p *Pending, err error) {
+	if len(sends) == 0 {
+		return &Pending{}, nil
+	}
+	return r.l.w.submitCommitted(ctx, func(tx *wtx) error {
 		t := now()
 		for _, s := range sends {
-			id, err := tx.queryInt(markInFlightSQL, r.targetID, s.Key, s.Email, s.Type, s.CustomerID, string(InFlight),
-				s.SourceFile, int64(s.SourceLine), s.Fingerprint, r.ID, r.ID, t, t, s.FoldedEmail)
+			args := []any{r.targetID, s.Key, s.Email, s.Type, s.CustomerID, InFlight,
+				s.SourceFile, s.SourceLine, s.Fingerprint, r.ID, r.ID, t, t, s.FoldedEmail}
+			// Most rows are new: a plain insert, whose id SQLite gives
+			// for free. Only a row the ledger holds already takes the
+			// upsert, which costs a statement journal and a RETURNING.
+			res, err := tx.exec(markNewSQL, args...)
+			if err != nil {
+				return err
+			}
+			var id int64
+			if n, _ := res.RowsAffected(); n == 1 {
+				id, err = res.LastInsertId()
+			} else {
+				id, err = tx.queryInt(markInFlightSQL, args...)
+			}
 			if err != nil {
 				return err
 			}
@@ -333,8 +359,13 @@ func (r *Run) MarkInFlightBatch(ctx context.Context, sends []Send) error {
 			tx.changed = true
 		}
 		return nil
-	}, true)
+	})
 }
+
+const markNewSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
+		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)
+	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (target_id, row_key) DO NOTHING`
 
 const markInFlightSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
 		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)

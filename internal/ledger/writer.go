@@ -17,19 +17,28 @@ import (
 // later operation fails with the same error: a ledger that cannot write must
 // stop the import, not drop outcomes.
 //
+// Commits are made durable by a second goroutine, the syncer: SQLite commits
+// with synchronous=NORMAL (the log is written, not fsynced), and the syncer
+// fsyncs the log for the commits somebody waits for, one fsync for all
+// those committed meanwhile. So the writer applies the next batch while the
+// disk syncs the last one, and an operation is acknowledged as durable only
+// once an fsync that began after its commit has returned.
+//
 // It owns one connection for its life and talks to the driver below
 // database/sql: its statements stay prepared in that connection's cache,
 // readers never wait for it to give one back, and no write pays for
 // database/sql's locking and reflective argument conversion.
 type writer struct {
 	conn     *sql.Conn
-	syncMode string // the writer connection's synchronous setting
-	// unsynced: a NORMAL commit changed the log since its last fsync.
-	unsynced bool
 	syncWAL  func() error
 	ops      chan writeOp
 	maxBatch int
-	done     chan struct{}
+	// changes counts the commits that changed the ledger; only the writer's
+	// loop touches it. Each sync request carries the count its fsync must
+	// cover.
+	changes uint64
+	toSync  chan syncRequest
+	done    chan struct{} // closed when the loop and the syncer have ended
 
 	mu  sync.Mutex
 	err error
@@ -40,7 +49,19 @@ type writer struct {
 
 type writeOp struct {
 	apply func(tx *wtx) error
-	done  chan error // nil for fire-and-forget
+	// committed, when not nil, gets the commit's result as soon as it is
+	// known: readers see the write from then on.
+	committed chan error
+	// done, when not nil, gets the result once the write is durable (or
+	// failed). Nil for fire-and-forget.
+	done chan error
+}
+
+// syncRequest asks the syncer to make the first changes commits durable,
+// then to tell waiters.
+type syncRequest struct {
+	changes uint64
+	waiters []chan error
 }
 
 // wtx is the writer's transaction, as its operations see it.
@@ -58,22 +79,8 @@ type driverConn interface {
 
 // exec runs query with args: strings (Status included), ints, int64s.
 func (tx *wtx) exec(query string, args ...any) (driver.Result, error) {
-	tx.args = tx.args[:0]
-	for i, a := range args {
-		var v driver.Value
-		switch a := a.(type) {
-		case string:
-			v = a
-		case Status:
-			v = string(a)
-		case int:
-			v = int64(a)
-		case int64:
-			v = a
-		default:
-			return nil, fmt.Errorf("argument %d: unsupported type %T", i+1, a)
-		}
-		tx.args = append(tx.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	if err := tx.bind(args); err != nil {
+		return nil, err
 	}
 	res, err := tx.c.ExecContext(tx.ctx, query, tx.args)
 	if err == nil {
@@ -84,13 +91,13 @@ func (tx *wtx) exec(query string, args ...any) (driver.Result, error) {
 	return res, err
 }
 
-// queryInt runs query, which returns one integer.
-func (tx *wtx) queryInt(query string, args ...driver.Value) (int64, error) {
-	nv := make([]driver.NamedValue, len(args))
-	for i, a := range args {
-		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+// queryInt runs query, which returns one integer, with args as exec takes
+// them.
+func (tx *wtx) queryInt(query string, args ...any) (int64, error) {
+	if err := tx.bind(args); err != nil {
+		return 0, err
 	}
-	rows, err := tx.c.QueryContext(tx.ctx, query, nv)
+	rows, err := tx.c.QueryContext(tx.ctx, query, tx.args)
 	if err != nil {
 		return 0, err
 	}
@@ -106,38 +113,66 @@ func (tx *wtx) queryInt(query string, args ...driver.Value) (int64, error) {
 	return n, nil
 }
 
+// bind puts args in tx.args as the driver takes them.
+func (tx *wtx) bind(args []any) error {
+	tx.args = tx.args[:0]
+	for i, a := range args {
+		var v driver.Value
+		switch a := a.(type) {
+		case string:
+			v = a
+		case Status:
+			v = string(a)
+		case int:
+			v = int64(a)
+		case int64:
+			v = a
+		default:
+			return fmt.Errorf("argument %d: unsupported type %T", i+1, a)
+		}
+		tx.args = append(tx.args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	}
+	return nil
+}
+
 func newWriter(ctx context.Context, db *sql.DB, maxBatch int, walPath string) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{conn: conn, syncMode: "FULL", syncWAL: func() error { return syncLog(walPath) }, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
-	go w.loop()
+	// The syncer makes commits durable; SQLite only writes them.
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	w := &writer{conn: conn, syncWAL: func() error { return syncLog(walPath) },
+		ops: make(chan writeOp, maxBatch), maxBatch: maxBatch,
+		toSync: make(chan syncRequest, 64), done: make(chan struct{})}
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		w.syncLoop()
+	}()
+	go func() {
+		defer close(w.done)
+		w.loop()
+		close(w.toSync)
+		<-synced
+	}()
 	return w, nil
 }
 
 var errClosed = errors.New("ledger: closed")
 
-// submit queues op; with wait it blocks until op's batch is committed.
+// submit queues op; with wait it blocks until op's batch is committed and
+// on disk.
 func (w *writer) submit(ctx context.Context, apply func(*wtx) error, wait bool) error {
-	if err := w.failed(); err != nil {
-		return err
-	}
 	op := writeOp{apply: apply}
 	if wait {
 		op.done = make(chan error, 1)
 	}
-	w.sendMu.RLock()
-	if w.closing {
-		w.sendMu.RUnlock()
-		return errClosed
-	}
-	select {
-	case w.ops <- op:
-		w.sendMu.RUnlock()
-	case <-ctx.Done():
-		w.sendMu.RUnlock()
-		return context.Cause(ctx)
+	if err := w.send(ctx, op); err != nil {
+		return err
 	}
 	if !wait {
 		return nil
@@ -147,7 +182,56 @@ func (w *writer) submit(ctx context.Context, apply func(*wtx) error, wait bool) 
 	return <-op.done
 }
 
-// flush waits until everything queued before it is committed.
+// Pending is a committed write on its way to disk.
+type Pending struct {
+	done chan error // nil: there was nothing to write
+	err  error
+	once sync.Once
+}
+
+// Durable waits until the write is on disk, power cut included, and
+// returns its error: nil, or why the ledger could not sync it (then the
+// ledger is failed, and the write may be lost with the machine).
+func (p *Pending) Durable() error {
+	p.once.Do(func() {
+		if p.done != nil {
+			p.err = <-p.done
+		}
+	})
+	return p.err
+}
+
+// submitCommitted queues op and blocks until its batch is committed:
+// readers see it then. Pending tells when it is durable.
+func (w *writer) submitCommitted(ctx context.Context, apply func(*wtx) error) (*Pending, error) {
+	op := writeOp{apply: apply, committed: make(chan error, 1), done: make(chan error, 1)}
+	if err := w.send(ctx, op); err != nil {
+		return nil, err
+	}
+	if err := <-op.committed; err != nil {
+		return nil, err
+	}
+	return &Pending{done: op.done}, nil
+}
+
+func (w *writer) send(ctx context.Context, op writeOp) error {
+	if err := w.failed(); err != nil {
+		return err
+	}
+	w.sendMu.RLock()
+	defer w.sendMu.RUnlock()
+	if w.closing {
+		return errClosed
+	}
+	select {
+	case w.ops <- op:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// flush waits until everything queued before it is committed and on disk.
 func (w *writer) flush(ctx context.Context) error {
 	return w.submit(ctx, func(*wtx) error { return nil }, true)
 }
@@ -158,13 +242,21 @@ func (w *writer) failed() error {
 	return w.err
 }
 
+// fail records err as the writer's first error.
+func (w *writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
 // linger is how long the writer waits for more writes when none of those
 // it holds is waited for: outcomes arrive one by one as answers come in,
 // and a commit of dozens costs little more than a commit of one.
 const linger = time.Millisecond
 
 func (w *writer) loop() {
-	defer close(w.done)
 	batch := make([]writeOp, 0, w.maxBatch)
 	timer := time.NewTimer(linger)
 	timer.Stop()
@@ -210,29 +302,73 @@ func (w *writer) loop() {
 		}
 		err := w.failed()
 		if err == nil {
-			err = w.commit(batch, waited)
-			if err != nil {
-				w.mu.Lock()
-				w.err = err
-				w.mu.Unlock()
+			if err = w.commit(batch); err != nil {
+				w.fail(err)
 			}
 		}
+		req := syncRequest{changes: w.changes}
 		for _, op := range batch {
-			if op.done != nil {
+			if op.committed != nil {
+				op.committed <- err
+			}
+			if op.done == nil {
+				continue
+			}
+			if err != nil {
 				op.done <- err
+			} else {
+				req.waiters = append(req.waiters, op.done)
+			}
+		}
+		if len(req.waiters) > 0 {
+			w.toSync <- req
+		}
+	}
+}
+
+// syncLoop makes commits durable for those who wait: it fsyncs the log
+// once for every request queued meanwhile, and not at all when no commit
+// changed the ledger since its last fsync (a Flush with nothing new).
+func (w *writer) syncLoop() {
+	var synced uint64 // the changes the last fsync covered
+	var reqs []syncRequest
+	for req := range w.toSync {
+		reqs = append(reqs[:0], req)
+	more:
+		for {
+			select {
+			case req, ok := <-w.toSync:
+				if !ok {
+					break more
+				}
+				reqs = append(reqs, req)
+			default:
+				break more
+			}
+		}
+		need := reqs[len(reqs)-1].changes // requests come in commit order
+		err := w.failed()
+		if err == nil && need > synced {
+			if err = w.syncWAL(); err != nil {
+				err = fmt.Errorf("ledger: write: sync: %w", err)
+				w.fail(err)
+			} else {
+				synced = need
+			}
+		}
+		for _, r := range reqs {
+			for _, c := range r.waiters {
+				c <- err
 			}
 		}
 	}
 }
 
-// commit applies batch in one transaction. A batch that nobody waits for
-// (outcomes, line issues) is committed with synchronous=NORMAL: no fsync of
-// its own, so it survives the process dying but not yet the machine. A
-// waited batch (a mark, Flush, Finish) is committed with synchronous=FULL,
-// and its fsync of the log covers the earlier NORMAL commits too; when it
-// changed nothing, SQLite writes and syncs nothing, so the log is synced
-// here.
-func (w *writer) commit(batch []writeOp, waited bool) error {
+// commit applies batch in one transaction, and counts it in changes when
+// it changed the ledger. SQLite writes the commit to the log without an
+// fsync (synchronous=NORMAL): it survives the process dying but not yet
+// the machine; the syncer's fsync makes it durable.
+func (w *writer) commit(batch []writeOp) error {
 	// The batch is committed even when the caller that queued it gave up:
 	// those writes describe requests that may already be out.
 	ctx := context.Background()
@@ -241,16 +377,6 @@ func (w *writer) commit(batch []writeOp, waited bool) error {
 		c, ok := dc.(driverConn)
 		if !ok {
 			return fmt.Errorf("ledger: write: driver connection %T cannot execute", dc)
-		}
-		mode := "NORMAL"
-		if waited {
-			mode = "FULL"
-		}
-		if mode != w.syncMode {
-			if _, err := c.ExecContext(ctx, "PRAGMA synchronous = "+mode, nil); err != nil {
-				return fmt.Errorf("ledger: write: synchronous: %w", classifySQLite(err))
-			}
-			w.syncMode = mode
 		}
 		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 			return fmt.Errorf("ledger: write: begin: %w", classifySQLite(err))
@@ -270,21 +396,10 @@ func (w *writer) commit(batch []writeOp, waited bool) error {
 		changed = tx.changed
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil && changed {
+		w.changes++
 	}
-	switch {
-	case !waited:
-		w.unsynced = w.unsynced || changed
-	case changed:
-		w.unsynced = false // SQLite synced the log at COMMIT
-	case w.unsynced:
-		if err := w.syncWAL(); err != nil {
-			return fmt.Errorf("ledger: write: sync: %w", err)
-		}
-		w.unsynced = false
-	}
-	return nil
+	return err
 }
 
 // syncLog fsyncs the ledger's write-ahead log.
@@ -300,8 +415,8 @@ func syncLog(walPath string) error {
 	return err
 }
 
-// close commits what is queued, stops the writer and gives its connection
-// back. It returns the writer's first error.
+// close commits what is queued, waits for its syncs, stops the writer and
+// gives its connection back. It returns the writer's first error.
 func (w *writer) close() error {
 	w.sendMu.Lock()
 	first := !w.closing
