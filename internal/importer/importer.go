@@ -669,7 +669,8 @@ type markedChunk struct {
 // die, the next run treats the row as possibly sent. Every marked row is
 // started, even when the run is stopping: its worker then releases it
 // unsent. A mark that could not be synced sends none of its rows and stops
-// the run: the ledger has failed.
+// the run: the ledger has failed, so its rows stay in flight, and the next
+// run takes them for in doubt (sending them again is safe).
 func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan markedChunk) {
 	for chunk := range marked {
 		if err := chunk.marks.Durable(); err != nil {

@@ -26,10 +26,9 @@
 // is on disk (MarkInFlightCommitted returns at the commit, and Pending says
 // when it is on disk); outcomes do not wait, and a commit holding only
 // those survives the process dying but waits for the next fsync to survive
-// the machine's. Two
-// runs on one ledger and target are refused by a lock the operating system
-// drops when the process dies. A Ledger and its Runs are safe for
-// concurrent use.
+// the machine's. Two runs on one ledger and target are refused by a lock
+// the operating system drops when the process dies. A Ledger and its Runs
+// are safe for concurrent use.
 package ledger
 
 import (
@@ -174,7 +173,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	}
 	var w *writer
 	err = retryBusy(ctx, opts.BusyTimeout, func() (err error) {
-		w, err = newWriter(ctx, db, opts.MaxBatch, path+"-wal")
+		w, err = newWriter(ctx, db, opts.MaxBatch)
 		return err
 	})
 	if err != nil {

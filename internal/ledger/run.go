@@ -516,7 +516,7 @@ func (r *Run) ClearLineIssue(ctx context.Context, file string, line int) error {
 	}, false)
 }
 
-// Flush waits until every write queued so far is committed.
+// Flush waits until every write queued so far is committed and on disk.
 func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
 
 // RunEnd is how a run ended.

@@ -514,3 +514,43 @@ func TestRun_ReleaseWithoutLastRunKeepsTheRows(t *testing.T) {
 		t.Errorf("a after Release with no LastRun = %+v, want failed, last run %d kept", got, r.ID)
 	}
 }
+
+// TestRun_MarkNewAndKnownRowsInOneWrite: one write that marks new rows and
+// a row the ledger holds (a plain insert, and the upsert) gives each its
+// own id, counts the known row's attempt and takes its new fields, and a
+// key marked twice in the write is one row marked twice.
+func TestRun_MarkNewAndKnownRowsInOneWrite(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	_, before := failedEarlier(t, l, "old")
+	r := startRun(t, l, targetA, "g.csv")
+	old := sendFor("old", "g.csv", 7)
+	old.Email, old.Fingerprint = "changed@example.com", "fp2"
+	batch := []Send{sendFor("n1", "g.csv", 1), old, sendFor("n2", "g.csv", 3), sendFor("n2", "g.csv", 4)}
+	if err := r.MarkInFlightBatch(t.Context(), batch); err != nil {
+		t.Fatalf("MarkInFlightBatch() = %v", err)
+	}
+	for key, id := range r.inFlight {
+		var got int64
+		if err := l.db.QueryRow(`SELECT id FROM rows WHERE row_key = ?`, key).Scan(&got); err != nil || got != id {
+			t.Errorf("the run holds id %d for %s, the ledger %d (%v)", id, key, got, err)
+		}
+	}
+	got := lookup(t, l, targetA, "old", "n1", "n2")
+	if g := got["old"]; g.Attempts != before.Attempts+1 || g.Status != InFlight || g.Email != old.Email ||
+		g.Fingerprint != old.Fingerprint || g.SourceFile != "g.csv" || g.SourceLine != 7 {
+		t.Errorf("old = %+v, want in flight, attempt %d, with the new send's fields", g, before.Attempts+1)
+	}
+	if g := got["n2"]; g.Attempts != 2 || g.SourceLine != 4 {
+		t.Errorf("n2 = %+v, want attempt 2, line 4", g)
+	}
+	for _, k := range []string{"old", "n1", "n2"} {
+		record(t, r, Outcome{Key: k, Status: Created, CustomerID: "c-" + k, HTTPStatus: 201})
+	}
+	flush(t, r)
+	for k, p := range lookup(t, l, targetA, "old", "n1", "n2") {
+		if p.Status != Created {
+			t.Errorf("%s after Record = %s, want %s", k, p.Status, Created)
+		}
+	}
+}

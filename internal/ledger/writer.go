@@ -30,7 +30,8 @@ import (
 // database/sql's locking and reflective argument conversion.
 type writer struct {
 	conn     *sql.Conn
-	syncWAL  func() error
+	wal      *os.File     // the log, open for the writer's life
+	syncWAL  func() error // wal.Sync, but for tests
 	ops      chan writeOp
 	maxBatch int
 	// changes counts the commits that changed the ledger; only the writer's
@@ -135,17 +136,17 @@ func (tx *wtx) bind(args []any) error {
 	return nil
 }
 
-func newWriter(ctx context.Context, db *sql.DB, maxBatch int, walPath string) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// The syncer makes commits durable; SQLite only writes them.
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+	wal, err := openLog(ctx, conn)
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	w := &writer{conn: conn, syncWAL: func() error { return syncLog(walPath) },
+	w := &writer{conn: conn, wal: wal, syncWAL: wal.Sync,
 		ops: make(chan writeOp, maxBatch), maxBatch: maxBatch,
 		toSync: make(chan syncRequest, 64), done: make(chan struct{})}
 	synced := make(chan struct{})
@@ -402,17 +403,29 @@ func (w *writer) commit(batch []writeOp) error {
 	return err
 }
 
-// syncLog fsyncs the ledger's write-ahead log.
-func syncLog(walPath string) error {
-	f, err := os.OpenFile(walPath, os.O_RDWR, 0)
-	if err != nil {
-		return err
+// openLog sets conn up for the writer, with synchronous=NORMAL (the
+// syncer makes commits durable; SQLite only writes them), and opens the log
+// SQLite writes for it: the file SQLite resolved (a symlinked ledger's log
+// sits by the real file), not our name for it. One descriptor for the
+// writer's life: its fsync reports every writeback error since it was
+// opened, even one that another descriptor saw first (SQLite's
+// autocheckpoint drops its own).
+func openLog(ctx context.Context, conn *sql.Conn) (*os.File, error) {
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return nil, err
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	var seq int
+	var name, file string
+	if err := conn.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return nil, err
 	}
-	return err
+	// A read: the connection opens (creates) the log, and keeps it while
+	// it is open.
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master").Scan(&n); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(file+"-wal", os.O_RDWR, 0)
 }
 
 // close commits what is queued, waits for its syncs, stops the writer and
@@ -428,6 +441,7 @@ func (w *writer) close() error {
 	<-w.done
 	err := w.failed()
 	if first {
+		w.wal.Close()
 		if cerr := w.conn.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("ledger: write: %w", cerr)
 		}
