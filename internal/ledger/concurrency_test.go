@@ -17,6 +17,11 @@ func TestStartRun_RefusesSecondRunOnTarget(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	l1 := openLedger(t, path)
 	l2 := openLedger(t, path) // as a second import in this process would
+	link := filepath.Join(t.TempDir(), "link.db")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	l3 := openLedger(t, link) // the same ledger by another name
 	first := startRun(t, l1, targetA, "a.csv")
 
 	tests := []struct {
@@ -27,6 +32,7 @@ func TestStartRun_RefusesSecondRunOnTarget(t *testing.T) {
 	}{
 		{"SameLedger", l1, targetA, ErrBusy},
 		{"SecondOpen", l2, targetA, ErrBusy},
+		{"ThroughASymlink", l3, targetA, ErrBusy},
 		{"OtherTarget", l2, targetB, nil},
 	}
 	for _, tt := range tests {

@@ -119,9 +119,10 @@ func (d *durableImport) inFlight(t *testing.T) int {
 
 // TestImport_NoRequestBeforeItsMarkIsDurable holds the first chunk's fsync
 // until the importer has marked the next chunk (committed, while the disk
-// syncs the first), and a while more: no request may leave meanwhile. (An
-// importer that did not wait could still send nothing in that while, so
-// the test may miss such a bug; it never fails a correct importer.)
+// syncs the first: the test checks the pipeline too), and a while more: no
+// request may leave meanwhile. An importer that did not wait could still
+// send nothing in that while, so the test may miss such a bug; it never
+// fails a correct, pipelined importer.
 func TestImport_NoRequestBeforeItsMarkIsDurable(t *testing.T) {
 	d := newDurableImport(t)
 	var once sync.Once

@@ -32,13 +32,11 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -209,16 +207,11 @@ func retryBusy(ctx context.Context, timeout time.Duration, f func() error) error
 // connections touch it: they would switch it to WAL mode, a change to
 // another program's database.
 func checkFile(ctx context.Context, path string, busyTimeout time.Duration) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	header := make([]byte, 100)
-	_, err = io.ReadFull(f, header)
-	f.Close()
-	if err != nil || !bytes.HasPrefix(header, []byte("SQLite format 3\x00")) {
-		return fmt.Errorf("%w: not a SQLite database", ErrNotLedger)
-	}
+	// Through SQLite only, read-only: it refuses a file that is not a
+	// SQLite database (ErrNotADB). Not os.Open: closing any descriptor of
+	// the file drops every POSIX lock this process holds on it, SQLite's
+	// included, and another process could then take the ledger's log away
+	// from a Ledger this process has open.
 	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d", escapePath(path), busyTimeout.Milliseconds()))
 	if err != nil {
 		return err

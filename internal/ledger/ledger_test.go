@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -398,4 +399,47 @@ func runAsNobody(t *testing.T, base, path string) string {
 		t.Fatalf("%s as nobody: %v\n%s", bin, err, out)
 	}
 	return string(out)
+}
+
+// TestOpen_SecondOpenKeepsTheLocks: opening a ledger this process has open
+// already must not drop the POSIX locks SQLite holds on it (closing any
+// descriptor of a file does); without them another process could take the
+// log away from the first Ledger, marks and all.
+func TestOpen_SecondOpenKeepsTheLocks(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l := openLedger(t, path)
+	mark(t, startRun(t, l, targetA, "f.csv"), sendFor("a", "f.csv", 2))
+	before := posixLocks(t, path)
+	if before == 0 {
+		t.Fatalf("no POSIX lock of this process on %s while a Ledger has it open", path)
+	}
+	openLedger(t, path)
+	if after := posixLocks(t, path); after != before {
+		t.Errorf("this process holds %d POSIX locks on the ledger after a second Open, %d before", after, before)
+	}
+}
+
+// posixLocks counts the POSIX locks this process holds on path's file, as
+// /proc/locks lists them.
+func posixLocks(t *testing.T, path string) int {
+	t.Helper()
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Skipf("no /proc/locks: %v", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode := fmt.Sprintf(":%d ", fi.Sys().(*syscall.Stat_t).Ino)
+	n := 0
+	for _, line := range strings.Split(string(locks), "\n") {
+		f := strings.Fields(line)
+		// 1: POSIX  ADVISORY  READ 14151 fe:00:10079728 1073741826 1073742335
+		if len(f) >= 6 && f[1] == "POSIX" && f[4] == strconv.Itoa(os.Getpid()) && strings.HasSuffix(f[5]+" ", inode) {
+			n++
+		}
+	}
+	return n
 }

@@ -47,7 +47,7 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: start run: %w", err)
 	}
-	lock, err := lockTarget(l.path, tid)
+	lock, err := lockTarget(l.w.file, tid)
 	if err != nil {
 		return nil, err
 	}
@@ -94,9 +94,10 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 	return r, nil
 }
 
-// lockTarget takes an exclusive lock on a file beside the ledger, one per
-// target. The operating system drops it when the process dies, so a crashed
-// run never blocks the next.
+// lockTarget takes an exclusive lock on a file beside the ledger's file
+// (as SQLite resolved it, so that every name of the ledger takes the same
+// lock), one per target. The operating system drops it when the process
+// dies, so a crashed run never blocks the next.
 func lockTarget(ledgerPath string, targetID int64) (*os.File, error) {
 	p := fmt.Sprintf("%s.target-%d.lock", ledgerPath, targetID)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)

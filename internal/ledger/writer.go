@@ -30,6 +30,7 @@ import (
 // database/sql's locking and reflective argument conversion.
 type writer struct {
 	conn     *sql.Conn
+	file     string       // the ledger's file, as SQLite resolved it
 	wal      *os.File     // the log, open for the writer's life
 	syncWAL  func() error // wal.Sync, but for tests
 	ops      chan writeOp
@@ -141,12 +142,14 @@ func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wal, err := openLog(ctx, conn)
+	file, wal, err := openLog(ctx, conn)
 	if err != nil {
+		// Back to the pool as the DSN set it.
+		conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL")
 		conn.Close()
 		return nil, err
 	}
-	w := &writer{conn: conn, wal: wal, syncWAL: wal.Sync,
+	w := &writer{conn: conn, file: file, wal: wal, syncWAL: wal.Sync,
 		ops: make(chan writeOp, maxBatch), maxBatch: maxBatch,
 		toSync: make(chan syncRequest, 64), done: make(chan struct{})}
 	synced := make(chan struct{})
@@ -405,27 +408,28 @@ func (w *writer) commit(batch []writeOp) error {
 
 // openLog sets conn up for the writer, with synchronous=NORMAL (the
 // syncer makes commits durable; SQLite only writes them), and opens the log
-// SQLite writes for it: the file SQLite resolved (a symlinked ledger's log
-// sits by the real file), not our name for it. One descriptor for the
-// writer's life: its fsync reports every writeback error since it was
-// opened, even one that another descriptor saw first (SQLite's
-// autocheckpoint drops its own).
-func openLog(ctx context.Context, conn *sql.Conn) (*os.File, error) {
+// SQLite writes for it: the log of file, the ledger's file as SQLite
+// resolved it (a symlinked ledger's log sits by the real file). One
+// descriptor for the writer's life: its fsync reports every writeback
+// error since it was opened, even one that another descriptor saw first
+// (SQLite's autocheckpoint drops its own).
+func openLog(ctx context.Context, conn *sql.Conn) (file string, wal *os.File, err error) {
 	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var seq int
-	var name, file string
+	var name string
 	if err := conn.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	// A read: the connection opens (creates) the log, and keeps it while
 	// it is open.
 	var n int
 	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master").Scan(&n); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return os.OpenFile(file+"-wal", os.O_RDWR, 0)
+	wal, err = os.OpenFile(file+"-wal", os.O_RDWR, 0)
+	return file, wal, err
 }
 
 // close commits what is queued, waits for its syncs, stops the writer and
@@ -441,7 +445,9 @@ func (w *writer) close() error {
 	<-w.done
 	err := w.failed()
 	if first {
-		w.wal.Close()
+		if cerr := w.wal.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("ledger: write: %w", cerr)
+		}
 		if cerr := w.conn.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("ledger: write: %w", cerr)
 		}
