@@ -212,7 +212,7 @@ func checkFile(ctx context.Context, path string, busyTimeout time.Duration) erro
 	// the file drops every POSIX lock this process holds on it, SQLite's
 	// included, and another process could then take the ledger's log away
 	// from a Ledger this process has open.
-	db, err := sql.Open("sqlite3", fmt.Sprintf("file:%s?mode=ro&_busy_timeout=%d", escapePath(path), busyTimeout.Milliseconds()))
+	db, err := sql.Open("sqlite3", fmt.Sprintf("%s?mode=ro&_busy_timeout=%d", fileURI(path), busyTimeout.Milliseconds()))
 	if err != nil {
 		return err
 	}
@@ -258,8 +258,8 @@ func init() {
 // run the same few statements many times; parsing them again each time
 // cost half the writer's time.
 func dsn(path string, busyTimeout time.Duration) string {
-	return fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=32",
-		escapePath(path), busyTimeout.Milliseconds())
+	return fmt.Sprintf("%s?mode=rw&_busy_timeout=%d&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=32",
+		fileURI(path), busyTimeout.Milliseconds())
 }
 
 // Path is the file the ledger lives in.
@@ -317,10 +317,15 @@ func (l *Ledger) removeRun(r *Run) {
 	l.mu.Unlock()
 }
 
-func escapePath(p string) string {
-	// '?' and '#' would end the file part of the DSN.
-	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
-	return r.Replace(p)
+// fileURI is path as the file part of a SQLite URI. '?' and '#' would end
+// it, and an absolute path gets an empty authority ("file:///..."): after
+// "file:", a path that begins with "//" would be taken for one.
+func fileURI(path string) string {
+	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	if strings.HasPrefix(p, "/") {
+		return "file://" + p
+	}
+	return "file:" + p
 }
 
 // classifySQLite maps SQLite's damaged-file codes to ErrNotLedger.

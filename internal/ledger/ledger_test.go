@@ -443,3 +443,35 @@ func posixLocks(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// TestOpen_PathsAURIWouldMisread: the ledger is the file named, whatever
+// the name holds that a SQLite URI reads otherwise: a '?' or '#' (the end
+// of the file part), a '%' (an escape), a leading "//" (an authority).
+func TestOpen_PathsAURIWouldMisread(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, path := range []string{
+		filepath.Join(dir, "a?mode=ro#b%41 c.db"),
+		"/" + filepath.Join(dir, "slashes.db"),
+	} {
+		l := openLedger(t, path)
+		r := startRun(t, l, targetA, "f.csv")
+		mark(t, r, sendFor("k1", "f.csv", 2))
+		finish(t, r, RunEnd{Outcome: "completed"})
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("Open(%q): the ledger is not at its path: %v", path, err)
+		}
+		if got := lookup(t, openLedger(t, path), targetA, "k1")["k1"].Status; got != InFlight {
+			t.Errorf("Open(%q) again: k1 = %q, want %s", path, got, InFlight)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); !strings.HasPrefix(n, "a?mode=ro#b%41 c.db") && !strings.HasPrefix(n, "slashes.db") {
+			t.Errorf("a file %q beside the ledgers", n)
+		}
+	}
+}
