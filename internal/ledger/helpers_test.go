@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -24,6 +25,32 @@ func openLedger(t *testing.T, path string) *Ledger {
 		}
 	})
 	return l
+}
+
+// openForClose opens a ledger at path that the test closes itself, to see
+// what Close returns.
+func openForClose(t *testing.T, path string, opts Options) *Ledger {
+	t.Helper()
+	l, err := Open(t.Context(), path, opts)
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", path, err)
+	}
+	return l
+}
+
+// wantFailedWrites checks that a ledger whose writer failed with want (after
+// what) fails a later mark of key, a Flush and Close with it.
+func wantFailedWrites(t *testing.T, l *Ledger, r *Run, key, what string, want error) {
+	t.Helper()
+	if err := r.MarkInFlight(t.Context(), sendFor(key, "f.csv", 3)); !errors.Is(err, want) {
+		t.Errorf("MarkInFlight after %s = %v, want %v", what, err, want)
+	}
+	if err := r.Flush(t.Context()); !errors.Is(err, want) {
+		t.Errorf("Flush after %s = %v, want %v", what, err, want)
+	}
+	if err := l.Close(); !errors.Is(err, want) {
+		t.Errorf("Close after %s = %v, want %v", what, err, want)
+	}
 }
 
 // newLedger opens a fresh ledger in the test's temporary directory.

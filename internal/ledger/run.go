@@ -363,14 +363,16 @@ func (r *Run) MarkInFlightCommitted(ctx context.Context, sends []Send) (p *Pendi
 	})
 }
 
-const markNewSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
+// markSQL inserts a row in flight; markNewSQL and markInFlightSQL say what
+// a row the ledger holds already gets.
+const markSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
 		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)
-	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+const markNewSQL = markSQL + `
 	ON CONFLICT (target_id, row_key) DO NOTHING`
 
-const markInFlightSQL = `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, status, attempts,
-		source_file, source_line, fingerprint, first_run, last_run, created_at, updated_at, folded_email)
-	VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)
+const markInFlightSQL = markSQL + `
 	ON CONFLICT (target_id, row_key) DO UPDATE SET
 		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
 		folded_email = excluded.folded_email,

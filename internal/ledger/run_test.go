@@ -254,17 +254,9 @@ func TestStartRun_RecoversRowsLeftInFlight(t *testing.T) {
 func TestLedgerClose_LeavesUnfinishedRunForRecovery(t *testing.T) {
 	t.Parallel()
 	path := t.TempDir() + "/ledger.db"
-	l, err := Open(t.Context(), path, Options{})
-	if err != nil {
-		t.Fatalf("Open() = %v", err)
-	}
-	r, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "f.csv"})
-	if err != nil {
-		t.Fatalf("StartRun() = %v", err)
-	}
-	if err := r.MarkInFlight(t.Context(), sendFor("a", "f.csv", 2)); err != nil {
-		t.Fatalf("MarkInFlight() = %v", err)
-	}
+	l := openForClose(t, path, Options{})
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("a", "f.csv", 2))
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close() = %v", err)
 	}

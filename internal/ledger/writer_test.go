@@ -12,30 +12,14 @@ import (
 func TestWriter_FailedCommitFailsLaterWrites(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(t.Context(), path, Options{})
-	if err != nil {
-		t.Fatalf("Open() = %v", err)
-	}
-	r, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "f.csv"})
-	if err != nil {
-		t.Fatalf("StartRun() = %v", err)
-	}
-	if err := r.MarkInFlight(t.Context(), sendFor("before", "f.csv", 2)); err != nil {
-		t.Fatalf("MarkInFlight(before) = %v", err)
-	}
+	l := openForClose(t, path, Options{})
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("before", "f.csv", 2))
 	boom := errors.New("boom")
 	if err := l.w.submit(t.Context(), func(*wtx) error { return boom }, true); !errors.Is(err, boom) {
 		t.Fatalf("a failing write = %v, want %v", err, boom)
 	}
-	if err := r.MarkInFlight(t.Context(), sendFor("after", "f.csv", 3)); !errors.Is(err, boom) {
-		t.Errorf("MarkInFlight after a failed commit = %v, want %v", err, boom)
-	}
-	if err := r.Flush(t.Context()); !errors.Is(err, boom) {
-		t.Errorf("Flush after a failed commit = %v, want %v", err, boom)
-	}
-	if err := l.Close(); !errors.Is(err, boom) {
-		t.Errorf("Close after a failed commit = %v, want %v", err, boom)
-	}
+	wantFailedWrites(t, l, r, "after", "a failed commit", boom)
 	if err := l.Close(); !errors.Is(err, boom) {
 		t.Errorf("second Close = %v, want %v again", err, boom)
 	}
@@ -162,14 +146,8 @@ func TestWriter_CommitsWhileTheLogSyncs(t *testing.T) {
 // the writes waiting for it and every later one.
 func TestWriter_FailedSyncFailsTheLedger(t *testing.T) {
 	t.Parallel()
-	l, err := Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), Options{})
-	if err != nil {
-		t.Fatalf("Open() = %v", err)
-	}
-	r, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "f.csv"})
-	if err != nil {
-		t.Fatalf("StartRun() = %v", err)
-	}
+	l := openForClose(t, filepath.Join(t.TempDir(), "ledger.db"), Options{})
+	r := startRun(t, l, targetA, "f.csv")
 	boom := errors.New("EIO")
 	l.w.syncWAL = func() error { return boom }
 	p, err := r.MarkInFlightCommitted(t.Context(), []Send{sendFor("a", "f.csv", 2)})
@@ -182,15 +160,7 @@ func TestWriter_FailedSyncFailsTheLedger(t *testing.T) {
 	if err := p.Durable(); !errors.Is(err, boom) {
 		t.Errorf("Durable() again = %v, want %v", err, boom)
 	}
-	if err := r.MarkInFlight(t.Context(), sendFor("b", "f.csv", 3)); !errors.Is(err, boom) {
-		t.Errorf("MarkInFlight after a failed sync = %v, want %v", err, boom)
-	}
-	if err := r.Flush(t.Context()); !errors.Is(err, boom) {
-		t.Errorf("Flush after a failed sync = %v, want %v", err, boom)
-	}
-	if err := l.Close(); !errors.Is(err, boom) {
-		t.Errorf("Close after a failed sync = %v, want %v", err, boom)
-	}
+	wantFailedWrites(t, l, r, "b", "a failed sync", boom)
 }
 
 // heldSync stands in for the writer's fsync of the log: while hold is set,
@@ -219,10 +189,7 @@ func holdSyncs(l *Ledger) *heldSync {
 // "a"; it returns once a's fsync runs, held until h.release.
 func heldMark(t *testing.T, opts Options) (*Ledger, *Run, *heldSync, *Pending) {
 	t.Helper()
-	l, err := Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), opts)
-	if err != nil {
-		t.Fatalf("Open() = %v", err)
-	}
+	l := openForClose(t, filepath.Join(t.TempDir(), "ledger.db"), opts)
 	r := startRun(t, l, targetA, "f.csv")
 	h := holdSyncs(l)
 	h.hold.Store(true)
