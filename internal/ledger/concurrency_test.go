@@ -186,3 +186,35 @@ func TestRun_ConcurrentWritesAllCommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestOpen_RefusesAHardLinkedLedger: a second name for the file would get a
+// log and a run lock of its own, and one run's records would be lost.
+func TestOpen_RefusesAHardLinkedLedger(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ledger.db")
+	l := openLedger(t, path)
+	link := filepath.Join(dir, "other-name.db")
+	if err := os.Link(path, link); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	if r, err := l.StartRun(t.Context(), RunInfo{Target: targetA}); !errors.Is(err, ErrHardLinked) {
+		if err == nil {
+			finish(t, r, RunEnd{})
+		}
+		t.Errorf("StartRun on a ledger linked since Open = %v, want ErrHardLinked", err)
+	}
+	for _, p := range []string{path, link} {
+		if l2, err := Open(t.Context(), p, Options{}); !errors.Is(err, ErrHardLinked) {
+			if err == nil {
+				l2.Close()
+			}
+			t.Errorf("Open(%s) with two names = %v, want ErrHardLinked", filepath.Base(p), err)
+		}
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, l, targetA, "a.csv") // one name again: works
+	finish(t, r, RunEnd{})
+}

@@ -100,6 +100,11 @@ var (
 	ErrNotLedger = errors.New("ledger: not a bulkcreate ledger or damaged")
 	// ErrBusy: another import holds this ledger and target.
 	ErrBusy = errors.New("ledger: another import is running on this ledger and target")
+	// ErrHardLinked: the ledger's file has more than one name. SQLite
+	// names its log after the name it opened, so two names are two logs
+	// on one database: commits through one are lost to the other, and
+	// the run lock, which lives beside a name, does not hold across them.
+	ErrHardLinked = errors.New("ledger: the file has hard links; SQLite cannot keep a database with two names consistent")
 )
 
 // Options configure Open.
@@ -152,6 +157,8 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	} else if fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s is a directory", ErrNotLedger, path)
+	} else if err := checkLinks(path, fi); err != nil {
+		return nil, err
 	} else if fi.Size() > 0 {
 		if err := retryBusy(ctx, opts.BusyTimeout, func() error { return checkFile(ctx, path, opts.BusyTimeout) }); err != nil {
 			return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
@@ -179,6 +186,14 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, explainOpen(path, classifySQLite(err)))
 	}
 	return &Ledger{path: path, db: db, w: w, runs: map[*Run]struct{}{}}, nil
+}
+
+// checkLinks refuses a ledger file with more than one hard link.
+func checkLinks(path string, fi fs.FileInfo) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fmt.Errorf("%w: %s has %d names; remove the others (or copy the file) and use one", ErrHardLinked, path, st.Nlink)
+	}
+	return nil
 }
 
 // retryBusy runs f again while it fails with SQLITE_BUSY or SQLITE_LOCKED,

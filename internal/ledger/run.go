@@ -111,6 +111,16 @@ func lockTarget(ledgerPath string, targetID int64) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("ledger: lock %s: %w", p, err)
 	}
+	// A link made since Open would let a run under the other name take
+	// another lock file: checked with the lock held, before any row moves.
+	fi, err := os.Stat(ledgerPath)
+	if err == nil {
+		err = checkLinks(ledgerPath, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
 }
 
