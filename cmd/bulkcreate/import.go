@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -113,7 +115,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	size := int64(-1)
 	cfg.SourceFile = "<stdin>"
 	if path != "-" {
-		file, err := os.Open(path)
+		file, err := openInput(path)
 		if err != nil {
 			return usageError("import: %v", err)
 		}
@@ -177,7 +179,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, f.rps, tgt, f.ledger)
+		printSummary(e.stdout, sum, f.rps, tgt, f.ledger, err)
 	}
 	if f.summaryJSON != "" {
 		if werr := writeSummaryJSON(f.summaryJSON, sum, tgt, err); werr != nil {
@@ -205,6 +207,10 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-attempts %d: want 1 or more", f.maxAttempts)
 	case f.timeout <= 0:
 		return cfg, fmt.Errorf("--timeout %v: want more than 0", f.timeout)
+	case f.progressEvery < minProgressEvery:
+		return cfg, fmt.Errorf("--progress-every %v: want %v or more", f.progressEvery, minProgressEvery)
+	case strings.TrimSpace(f.ledger) == "":
+		return cfg, errors.New("--ledger: want a file name, such as bulkcreate.db")
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
@@ -264,10 +270,31 @@ func parseDelimiter(s string) (rune, error) {
 		return '|', nil
 	}
 	r := []rune(s)
-	if len(r) != 1 || r[0] == '"' || r[0] == '\r' || r[0] == '\n' {
-		return 0, fmt.Errorf("--delimiter %q: want one character, or tab / semicolon", s)
+	// A letter or digit would split emails and types apart; encoding/csv
+	// refuses quotes, line ends, control characters and invalid UTF-8.
+	if len(r) != 1 || r[0] == '"' || r[0] == utf8.RuneError || unicode.IsControl(r[0]) ||
+		unicode.IsLetter(r[0]) || unicode.IsDigit(r[0]) || unicode.IsSpace(r[0]) {
+		return 0, fmt.Errorf("--delimiter %q: want one punctuation character such as , ; or |, or tab", s)
 	}
 	return r[0], nil
+}
+
+// minProgressEvery keeps --progress-every from flooding the log: a
+// non-positive one made the ticker panic, a tiny one logs without pause.
+const minProgressEvery = 100 * time.Millisecond
+
+// openInput opens the CSV to import, refusing what cannot be one: a
+// directory would open, then fail at the first read as if the run had begun.
+func openInput(path string) (*os.File, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := file.Stat(); err == nil && fi.IsDir() {
+		file.Close()
+		return nil, fmt.Errorf("%s is a directory; want a CSV file", path)
+	}
+	return file, nil
 }
 
 func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {

@@ -88,6 +88,9 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "ok.csv", "email,type\na@example.com,INDIVIDUAL\n")
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -117,6 +120,15 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		{"FailuresBadStatus", []string{"failures", "--status", "created"}, nil, 2, `--status "created"`},
 		{"FlagAfterFile", []string{"import", "ok.csv", "--dry-run"}, nil, 0, "dry run: nothing sent"},
 		{"UnknownBaseURL", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbx", "RIPIO_CLIENT_ID": "x"}, 2, "want sandbox, production or an https:// URL"},
+		{"DirectoryAsFile", []string{"import", "adir"}, nil, 2, "adir is a directory; want a CSV file"},
+		{"ProgressEveryZero", []string{"import", "--progress-every", "0", "ok.csv"}, nil, 2, "--progress-every 0s: want 100ms or more"},
+		{"ProgressEveryNegative", []string{"import", "--progress-every", "-1s", "ok.csv"}, nil, 2, "--progress-every -1s"},
+		{"ProgressEveryFlood", []string{"import", "--progress-every", "1ns", "ok.csv"}, nil, 2, "--progress-every 1ns"},
+		{"DelimiterLetter", []string{"import", "--delimiter", "a", "ok.csv"}, nil, 2, `--delimiter "a": want one punctuation character`},
+		{"DelimiterNotUTF8", []string{"import", "--delimiter", "\xff", "ok.csv"}, nil, 2, `--delimiter "\xff"`},
+		{"DelimiterReplacementChar", []string{"import", "--dry-run", "--delimiter", "\ufffd", "ok.csv"}, nil, 2, "--delimiter \"\ufffd\""},
+		{"EmptyLedger", []string{"import", "--ledger", "", "ok.csv"}, nil, 2, "--ledger: want a file name"},
+		{"ReportNegativeRuns", []string{"report", "--runs", "-1"}, nil, 2, "--runs -1: want 0 or more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,6 +142,9 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 			}
 			if tt.wantCode == 2 && strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
 				t.Errorf("bulkcreate %v: usage error is %d lines, want one:\n%s", tt.args, strings.Count(r.stderr, "\n"), r.stderr)
+			}
+			if strings.Contains(r.stderr, "panic:") || strings.Contains(r.stdout, "error above") {
+				t.Errorf("bulkcreate %v panicked or pointed at an error above:\n%s%s", tt.args, r.stdout, r.stderr)
 			}
 			if strings.Contains(r.stdout+r.stderr, "s3cr3t-value") {
 				t.Errorf("bulkcreate %v printed the client secret", tt.args)
@@ -228,6 +243,11 @@ func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
 	r = runBin(t, dir, bad, "", "import", "--ledger", "other.db", "more.csv")
 	if r.code != 3 || strings.Contains(r.stdout+r.stderr, "wrong-s3cr3t") {
 		t.Errorf("import with a wrong secret: exit %d, want 3 and no secret in output:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The summary on stdout names the cause itself: the error line goes to
+	// stderr, which a log may interleave anywhere.
+	if !strings.Contains(r.stdout, "stopped by: import aborted: the server refused the credentials") || strings.Contains(r.stdout, "error above") {
+		t.Errorf("summary of an aborted run does not name its cause:\n%s", r.stdout)
 	}
 }
 

@@ -42,6 +42,9 @@ func runReport(ctx context.Context, e env, args []string) error {
 	if *format != "table" && *format != "json" {
 		return usageError("report: --format %q: want table or json", *format)
 	}
+	if *runs < 0 { // SQLite reads LIMIT -1 as no limit
+		return usageError("report: --runs %d: want 0 or more", *runs)
+	}
 	tgt, err := tf.resolve(e, false)
 	if err != nil {
 		return usageError("report: %v", err)
