@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,7 +61,8 @@ type importFlags struct {
 	target        targetFlags
 }
 
-func runImport(ctx context.Context, e env, args []string) error {
+func runImport(ctx context.Context, e env, args []string) (err error) {
+	rec := &summaryRecorder{stderr: e.stderr, started: time.Now()}
 	var f importFlags
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
@@ -85,6 +85,10 @@ func runImport(ctx context.Context, e env, args []string) error {
 	if helped || err != nil {
 		return err
 	}
+	if err := rec.start(f.summaryJSON, f.ledger); err != nil {
+		return usageError("import: %v", err)
+	}
+	defer func() { err = rec.write(err) }()
 	if len(posArgs) != 1 {
 		return usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
 	}
@@ -97,10 +101,12 @@ func runImport(ctx context.Context, e env, args []string) error {
 		return usageError("import: %v", err)
 	}
 	cfg.Logger = logger
+	rec.file = posArgs[0]
 	tgt, err := f.target.resolve(e, !f.dryRun)
 	if err != nil {
 		return usageError("import: %v", err)
 	}
+	rec.target = tgt.Name()
 
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
@@ -177,14 +183,15 @@ func runImport(ctx context.Context, e env, args []string) error {
 		prog.stop()
 	}
 
+	rec.sum = &sum
+	if !f.dryRun {
+		rec.run = lastRun(ctx, l, tgt.Name(), cfg.SourceFile, rec.started)
+	}
+
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
 		printSummary(e.stdout, sum, f.rps, tgt, f.ledger, err)
-	}
-	if f.summaryJSON != "" {
-		if werr := writeSummaryJSON(f.summaryJSON, sum, tgt, err); werr != nil {
-			logger.Error("summary json", "err", werr)
-		}
+		printReasons(e.stdout, rec.run.Reasons)
 	}
 	return importExit(ctx, sum, err)
 }
@@ -329,24 +336,6 @@ func importExit(ctx context.Context, sum importer.Summary, err error) error {
 		return withCode(exitNotDone, errQuiet)
 	}
 	return nil
-}
-
-func writeSummaryJSON(path string, sum importer.Summary, tgt target, runErr error) error {
-	out := struct {
-		importer.Summary
-		Target         string  `json:"target"`
-		ElapsedSeconds float64 `json:"elapsedSeconds"`
-		RowsPerSecond  float64 `json:"rowsPerSecond"`
-		Error          string  `json:"error,omitempty"`
-	}{Summary: sum, Target: tgt.Name(), ElapsedSeconds: sum.Elapsed.Seconds(), RowsPerSecond: achievedRate(sum)}
-	if runErr != nil {
-		out.Error = runErr.Error()
-	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func achievedRate(sum importer.Summary) float64 {

@@ -63,18 +63,23 @@ func withCode(code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
+// exitCode prints err's reason, unless already printed, and returns its code.
 func exitCode(err error) int {
+	if err != nil && !errors.Is(err, errQuiet) {
+		fmt.Fprintln(os.Stderr, "bulkcreate:", err)
+	}
+	return codeOf(err)
+}
+
+// codeOf is the documented exit code for err.
+func codeOf(err error) int {
 	if err == nil {
 		return exitOK
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && !errors.Is(ee.err, errQuiet) {
-			fmt.Fprintln(os.Stderr, "bulkcreate:", ee.err)
-		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "bulkcreate:", err)
 	return exitAborted
 }
 

@@ -225,10 +225,14 @@ func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
 	if err := json.Unmarshal(b, &sum); err != nil {
 		t.Fatalf("summary JSON: %v\n%s", err, b)
 	}
-	for k, want := range map[string]float64{"read": 3, "created": 2, "invalid": 1, "requests": 2} {
-		if got, _ := sum[k].(float64); got != want {
-			t.Errorf("summary JSON %s = %v, want %v", k, sum[k], want)
+	counts, _ := sum["counts"].(map[string]any)
+	for k, want := range map[string]float64{"read": 3, "created": 2, "invalid": 1} {
+		if got, _ := counts[k].(float64); got != want {
+			t.Errorf("summary JSON counts.%s = %v, want %v", k, counts[k], want)
 		}
+	}
+	if got, _ := sum["requests"].(float64); got != 2 {
+		t.Errorf("summary JSON requests = %v, want 2", sum["requests"])
 	}
 	if sum["outcome"] != "completed" || !strings.Contains(sum["target"].(string), "client=sandbox-client") {
 		t.Errorf("summary JSON outcome/target = %v/%v", sum["outcome"], sum["target"])
