@@ -113,7 +113,7 @@ type reportJSON struct {
 	Ledger  string         `json:"ledger"`
 	Rows    int            `json:"rows"`
 	Counts  map[string]int `json:"counts"`
-	Runs    []runJSON      `json:"runs"` // newest first
+	Runs    []runJSON      `json:"runs"`                   // newest first
 	Targets []ledgerTarget `json:"otherTargets,omitempty"` // when this target has no rows: the ones the ledger holds
 }
 
