@@ -15,7 +15,8 @@ import (
 	"syscall"
 )
 
-// version is set at link time: -ldflags "-X main.version=v1.2.3".
+// version is set at link time: -ldflags "-X main.version=v1.2.3"; else
+// the module's version from the build info (versionText).
 var version = "dev"
 
 // Exit codes, documented in usage and the README.
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "sample":
 		return runSample(ctx, e, rest)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "bulkcreate %s\n", version)
+		fmt.Fprint(stdout, versionText())
 		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, mainUsage)
