@@ -82,13 +82,19 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
 	f.target.register(fs)
 	posArgs, helped, err := parseArgs(e, fs, importUsage, args)
-	if helped || err != nil {
-		return err
+	if helped {
+		return nil
 	}
-	if err := rec.start(f.summaryJSON, f.ledger); err != nil {
-		return usageError("import: %v", err)
+	if serr := rec.start(f.summaryJSON, f.ledger); serr != nil {
+		if err != nil {
+			return err
+		}
+		return usageError("import: %v", serr)
 	}
 	defer func() { err = rec.write(err) }()
+	if err != nil { // a bad flag after --summary-json still gets its summary
+		return err
+	}
 	if len(posArgs) != 1 {
 		return usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
 	}

@@ -100,11 +100,11 @@ func lastRun(ctx context.Context, l *ledger.Ledger, target, sourceFile string, s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	rep, err := l.Report(ctx, target, 1)
-	if err != nil || len(rep.Runs) == 0 || rep.Runs[0].SourceFile != sourceFile {
+	if err != nil || len(rep.Runs) == 0 || rep.Runs[0].SourceFile != sourceFile || rep.Runs[0].Outcome == "running" {
 		return finishedRun{}
 	}
 	if t, err := time.Parse(time.RFC3339Nano, rep.Runs[0].StartedAt); err != nil || t.Before(since) {
-		return finishedRun{} // an earlier run: this one never started
+		return finishedRun{} // another's run: this one never started
 	}
 	run := finishedRun{ID: rep.Runs[0].ID}
 	run.Reasons, _ = runReasons(ctx, l.Path(), run.ID)

@@ -134,6 +134,7 @@ func TestCLI_SummaryJSONWrittenWhenTheRunFailsEarly(t *testing.T) {
 		{"NoClientID", map[string]string{"RIPIO_BASE_URL": "sandbox"}, []string{"ok.csv"}, "RIPIO_CLIENT_ID is not"},
 		{"BadFlagValue", nil, []string{"--rps", "-1", "ok.csv"}, "--rps -1"},
 		{"NoHeader", nil, []string{"noheader.csv"}, "no email or type column"},
+		{"UnknownFlag", nil, []string{"--frob", "ok.csv"}, "flag provided but not defined: -frob"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
