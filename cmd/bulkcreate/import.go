@@ -283,8 +283,9 @@ func parseDelimiter(s string) (rune, error) {
 		return '|', nil
 	}
 	r := []rune(s)
-	// A letter or digit would split emails and types apart; encoding/csv
-	// refuses quotes, line ends, control characters and invalid UTF-8.
+	// A letter, digit or space would split emails and types apart, a
+	// control character is a typing accident, and encoding/csv refuses
+	// quotes, line ends and invalid UTF-8.
 	if len(r) != 1 || r[0] == '"' || r[0] == utf8.RuneError || unicode.IsControl(r[0]) ||
 		unicode.IsLetter(r[0]) || unicode.IsDigit(r[0]) || unicode.IsSpace(r[0]) {
 		return 0, fmt.Errorf("--delimiter %q: want one punctuation character such as , ; or |, or tab", s)
