@@ -92,6 +92,11 @@ type finishedRun struct {
 // stopped before recording one. The ledger's lock on the target keeps other
 // imports from starting a run between ours and this look. Errors are left
 // out: the summary is complete without them.
+//
+// The ledger's API has no per-run view, so this reads its tables as the
+// README's sqlite3 examples do, on a read-only connection of its own, and
+// through its indexes: it runs at the end of every import, whatever the
+// ledger's size.
 func lastRun(ctx context.Context, l *ledger.Ledger, target, sourceFile string, since time.Time) finishedRun {
 	if l == nil {
 		return finishedRun{}
@@ -99,32 +104,36 @@ func lastRun(ctx context.Context, l *ledger.Ledger, target, sourceFile string, s
 	// An interrupted run still gets its summary.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	rep, err := l.Report(ctx, target, 1)
-	if err != nil || len(rep.Runs) == 0 || rep.Runs[0].SourceFile != sourceFile || rep.Runs[0].Outcome == "running" {
+	db, err := sql.Open("sqlite3", readOnlyDSN(l.Path()))
+	if err != nil {
 		return finishedRun{}
 	}
-	if t, err := time.Parse(time.RFC3339Nano, rep.Runs[0].StartedAt); err != nil || t.Before(since) {
+	defer db.Close()
+	var (
+		run              finishedRun
+		file, started, o string
+	)
+	err = db.QueryRowContext(ctx, `
+		SELECT r.id, r.source_file, r.started_at, r.outcome FROM runs r JOIN targets t ON t.id = r.target_id
+		WHERE t.name = ? ORDER BY r.id DESC LIMIT 1`, target).Scan(&run.ID, &file, &started, &o)
+	if err != nil || file != sourceFile || o == "running" {
+		return finishedRun{}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, started); err != nil || t.Before(since) {
 		return finishedRun{} // another's run: this one never started
 	}
-	run := finishedRun{ID: rep.Runs[0].ID}
-	run.Reasons, _ = runReasons(ctx, l.Path(), run.ID)
+	run.Reasons, _ = runReasons(ctx, db, run.ID)
 	return run
 }
 
-// runReasons reads the messages of the rows run left not done. The
-// ledger's API has no per-run grouping, so this reads its tables as the
-// README's sqlite3 examples do, on a read-only connection of its own. A
-// line issue's reason starts with its file and line, which would make
-// every reason its own group: they go.
-func runReasons(ctx context.Context, path string, runID int64) ([]reason, error) {
-	db, err := sql.Open("sqlite3", readOnlyDSN(path))
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
+// runReasons reads the messages of the rows run left not done. A line
+// issue's reason starts with its file and line, which would make every
+// reason its own group: they go.
+func runReasons(ctx context.Context, db *sql.DB, runID int64) ([]reason, error) {
 	rows, err := db.QueryContext(ctx, `
 		SELECT status, error_message, COUNT(*) FROM rows
-			WHERE last_run = ? AND status IN ('rejected', 'failed', 'in_doubt', 'in_flight')
+			WHERE target_id = (SELECT target_id FROM runs WHERE id = ?1)
+				AND status IN ('rejected', 'failed', 'in_doubt', 'in_flight') AND last_run = ?1
 			GROUP BY status, error_message
 		UNION ALL
 		SELECT status, reason, COUNT(*) FROM (
@@ -132,8 +141,8 @@ func runReasons(ctx context.Context, path string, runID int64) ([]reason, error)
 				WHEN substr(reason, 1, length(source_file) + length(source_line) + 3) = source_file || ':' || source_line || ': '
 				THEN substr(reason, length(source_file) + length(source_line) + 4)
 				ELSE reason END AS reason
-			FROM line_issues WHERE run_id = ?)
-		GROUP BY status, reason`, runID, runID)
+			FROM line_issues WHERE target_id = (SELECT target_id FROM runs WHERE id = ?1) AND run_id = ?1)
+		GROUP BY status, reason`, runID)
 	if err != nil {
 		return nil, err
 	}
