@@ -97,6 +97,24 @@ func (r *summaryRecorder) start(path, ledgerPath string) error {
 	return nil
 }
 
+// summaryPath is where the summary goes: path, or the file a symbolic link
+// at path names, so that the rename replaces the file, not the link. inPlace
+// is set for what exists and is not a regular file (/dev/stdout, a pipe):
+// renaming over it would replace a device with a file, so it is written to.
+func summaryPath(path string) (dest string, inPlace bool) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return path, false
+	case !fi.Mode().IsRegular():
+		return path, true
+	}
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p, false
+	}
+	return path, false
+}
+
 // checkWritable refuses a --summary-json path the summary could not be
 // written to, before anything is sent: a run whose result is lost would
 // leave a scheduler reading the previous run's.
@@ -104,8 +122,16 @@ func checkWritable(path string) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory; want a file name", path)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	dest, inPlace := summaryPath(path)
+	if inPlace {
+		f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	dir := filepath.Dir(dest)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".*.tmp")
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -161,17 +187,28 @@ func (r *summaryRecorder) write(runErr error) error {
 
 // writeFileAtomic writes v as JSON to a temporary file beside path, then
 // renames it over path: a reader sees the old file or the new one, whole.
+// What summaryPath says to write in place is written in place.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
+	}
+	b = append(b, '\n')
+	path, inPlace := summaryPath(path)
+	if inPlace {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(b)
+		return errors.Join(err, f.Close())
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name()) // after a successful rename, there is nothing left to remove
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return err
 	}

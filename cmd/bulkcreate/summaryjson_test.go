@@ -205,3 +205,33 @@ func TestGroupReasons_MostRowsFirstAndShort(t *testing.T) {
 		}
 	}
 }
+
+// TestCLI_SummaryJSONKeepsLinksAndDevices: the rename replaces the file a
+// link names, not the link; a device such as /dev/stdout is written to,
+// never replaced.
+func TestCLI_SummaryJSONKeepsLinksAndDevices(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, dir, "ok.csv", "email,type\na@example.com,INDIVIDUAL\n")
+	writeFile(t, dir, "real.json", "{}")
+	if err := os.Symlink("real.json", filepath.Join(dir, "link.json")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	if r := runBin(t, dir, nil, "", "import", "--quiet", "--summary-json", "link.json", "ok.csv"); r.code != 0 {
+		t.Fatalf("import --summary-json link.json: exit %d\n%s", r.code, r.stderr)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "link.json")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("link.json is no longer a link: %v, %v", fi, err)
+	}
+	if s := readSummary(t, filepath.Join(dir, "real.json")); s.ExitCode != 0 || s.Counts["created"] != 1 {
+		t.Errorf("real.json = %+v, want the run's summary", s)
+	}
+
+	r := runBin(t, dir, nil, "", "import", "--quiet", "--ledger", "other.db", "--summary-json", "/dev/stdout", "ok.csv")
+	if r.code != 0 || !strings.Contains(r.stdout, `"exitCode": 0`) {
+		t.Errorf("import --summary-json /dev/stdout: exit %d, stdout lacks the summary:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if fi, err := os.Stat("/dev/stdout"); err != nil || fi.Mode().IsRegular() {
+		t.Errorf("/dev/stdout is now a regular file: %v, %v", fi, err)
+	}
+}
