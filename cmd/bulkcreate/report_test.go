@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"maps"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
 )
 
 // TestCLI_ReportAndFailuresSelectTheTarget: report and failures read the
@@ -114,5 +117,44 @@ func TestCLI_SummaryJSONAndReportSpellKeysAlike(t *testing.T) {
 	}
 	if !maps.Equal(run["counts"].(map[string]any), sum["counts"].(map[string]any)) {
 		t.Errorf("counts: report %v, summary %v", run["counts"], sum["counts"])
+	}
+}
+
+// TestCLI_TargetByBaseURL: --target takes a base URL, or sandbox /
+// production, when one client of it is in the ledger.
+func TestCLI_TargetByBaseURL(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, err := ledger.Open(context.Background(), filepath.Join(dir, "bulkcreate.db"), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"https://skala-sandbox.ripio.com client=acme", "https://x.example client=a", "https://x.example client=b"} {
+		run, err := l.StartRun(context.Background(), ledger.RunInfo{Target: target, SourceFile: "in.csv"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Finish(context.Background(), ledger.RunEnd{Outcome: "completed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		target   string
+		wantCode int
+		want     string
+	}{
+		{"sandbox", 0, "target: https://skala-sandbox.ripio.com client=acme\n"},
+		{"https://skala-sandbox.ripio.com/", 0, "target: https://skala-sandbox.ripio.com client=acme\n"},
+		{"https://x.example client=b", 0, "target: https://x.example client=b\n"},
+		{"https://x.example", 2, `--target "https://x.example": several clients of it in the ledger`},
+	}
+	for _, tt := range tests {
+		r := runBin(t, dir, nil, "", "report", "--target", tt.target)
+		if r.code != tt.wantCode || !strings.Contains(r.stdout+r.stderr, tt.want) {
+			t.Errorf("report --target %q = exit %d\n%s%s\nwant exit %d and %q", tt.target, r.code, r.stdout, r.stderr, tt.wantCode, tt.want)
+		}
 	}
 }
