@@ -69,7 +69,7 @@ func printReasons(w io.Writer, rs []reason) {
 	}
 	fmt.Fprintln(w, "why rows were not done:")
 	for i, r := range rs {
-		if i == topReasons {
+		if i == topReasons && len(rs) > topReasons+1 { // a line for one reason is as short as a line that counts them
 			var rows int64
 			for _, r := range rs[i:] {
 				rows += r.Count

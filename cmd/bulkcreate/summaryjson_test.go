@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -233,5 +234,29 @@ func TestCLI_SummaryJSONKeepsLinksAndDevices(t *testing.T) {
 	}
 	if fi, err := os.Stat("/dev/stdout"); err != nil || fi.Mode().IsRegular() {
 		t.Errorf("/dev/stdout is now a regular file: %v, %v", fi, err)
+	}
+}
+
+func TestPrintReasons_TopFiveThenTheRest(t *testing.T) {
+	t.Parallel()
+	var rs []reason
+	for i := range 7 {
+		rs = append(rs, reason{Status: "in_doubt", Reason: fmt.Sprintf("reason %d", i), Count: int64(10 - i)})
+	}
+	tests := []struct {
+		n    int
+		want string
+	}{
+		{0, ""},
+		{1, "why rows were not done:\n  10 in doubt: reason 0\n"},
+		{6, "why rows were not done:\n  10 in doubt: reason 0\n  9 in doubt: reason 1\n  8 in doubt: reason 2\n  7 in doubt: reason 3\n  6 in doubt: reason 4\n  5 in doubt: reason 5\n"},
+		{7, "why rows were not done:\n  10 in doubt: reason 0\n  9 in doubt: reason 1\n  8 in doubt: reason 2\n  7 in doubt: reason 3\n  6 in doubt: reason 4\n  … and 9 rows for 2 other reasons\n"},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		printReasons(&b, rs[:tt.n])
+		if b.String() != tt.want {
+			t.Errorf("printReasons(%d reasons) =\n%s\nwant\n%s", tt.n, b.String(), tt.want)
+		}
 	}
 }
