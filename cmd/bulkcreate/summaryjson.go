@@ -22,7 +22,7 @@ type runJSON struct {
 	File      string          `json:"file"`
 	StartedAt string          `json:"startedAt"`
 	EndedAt   string          `json:"endedAt,omitempty"`
-	Outcome   string          `json:"outcome"` // completed, interrupted, aborted, crashed
+	Outcome   string          `json:"outcome"` // completed, interrupted, aborted; in report also running, crashed
 	Counts    map[string]int  `json:"counts"`
 	Options   json.RawMessage `json:"options,omitempty"`
 }
