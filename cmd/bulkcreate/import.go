@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -60,7 +61,8 @@ type importFlags struct {
 	target        targetFlags
 }
 
-func runImport(ctx context.Context, e env, args []string) error {
+func runImport(ctx context.Context, e env, args []string) (err error) {
+	rec := &summaryRecorder{stderr: e.stderr, started: time.Now()}
 	var f importFlags
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
@@ -71,16 +73,26 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
 	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
-	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: a character, or tab / semicolon")
+	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: one punctuation character such as ; or |, or tab")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
-	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often")
-	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
+	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
+	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
 	f.target.register(fs)
 	posArgs, helped, err := parseArgs(e, fs, importUsage, args)
-	if helped || err != nil {
+	if helped {
+		return nil
+	}
+	if serr := rec.start(f.summaryJSON, f.ledger); serr != nil {
+		if err != nil {
+			return err
+		}
+		return usageError("import: %v", serr)
+	}
+	defer func() { err = rec.write(err) }()
+	if err != nil { // a bad flag after --summary-json still gets its summary
 		return err
 	}
 	if len(posArgs) != 1 {
@@ -95,10 +107,12 @@ func runImport(ctx context.Context, e env, args []string) error {
 		return usageError("import: %v", err)
 	}
 	cfg.Logger = logger
+	rec.file = posArgs[0]
 	tgt, err := f.target.resolve(e, !f.dryRun)
 	if err != nil {
 		return usageError("import: %v", err)
 	}
+	rec.target = tgt.Name()
 
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
@@ -113,7 +127,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	size := int64(-1)
 	cfg.SourceFile = "<stdin>"
 	if path != "-" {
-		file, err := os.Open(path)
+		file, err := openInput(path)
 		if err != nil {
 			return usageError("import: %v", err)
 		}
@@ -175,14 +189,15 @@ func runImport(ctx context.Context, e env, args []string) error {
 		prog.stop()
 	}
 
+	rec.sum = &sum
+	if !f.dryRun {
+		rec.run = lastRun(ctx, l, tgt.Name(), cfg.SourceFile, rec.started)
+	}
+
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, f.rps, tgt, f.ledger)
-	}
-	if f.summaryJSON != "" {
-		if werr := writeSummaryJSON(f.summaryJSON, sum, tgt, err); werr != nil {
-			logger.Error("summary json", "err", werr)
-		}
+		printSummary(e.stdout, sum, f.rps, tgt, f.ledger, err)
+		printReasons(e.stdout, rec.run.Reasons)
 	}
 	return importExit(ctx, sum, err)
 }
@@ -205,6 +220,10 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-attempts %d: want 1 or more", f.maxAttempts)
 	case f.timeout <= 0:
 		return cfg, fmt.Errorf("--timeout %v: want more than 0", f.timeout)
+	case f.progressEvery < minProgressEvery:
+		return cfg, fmt.Errorf("--progress-every %v: want %v or more", f.progressEvery, minProgressEvery)
+	case strings.TrimSpace(f.ledger) == "":
+		return cfg, errors.New("--ledger: want a file name, such as bulkcreate.db")
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
@@ -264,10 +283,32 @@ func parseDelimiter(s string) (rune, error) {
 		return '|', nil
 	}
 	r := []rune(s)
-	if len(r) != 1 || r[0] == '"' || r[0] == '\r' || r[0] == '\n' {
-		return 0, fmt.Errorf("--delimiter %q: want one character, or tab / semicolon", s)
+	// A letter, digit or space would split emails and types apart, a
+	// control character is a typing accident, and encoding/csv refuses
+	// quotes, line ends and invalid UTF-8.
+	if len(r) != 1 || r[0] == '"' || r[0] == utf8.RuneError || unicode.IsControl(r[0]) ||
+		unicode.IsLetter(r[0]) || unicode.IsDigit(r[0]) || unicode.IsSpace(r[0]) {
+		return 0, fmt.Errorf("--delimiter %q: want one punctuation character such as , ; or |, or tab", s)
 	}
 	return r[0], nil
+}
+
+// minProgressEvery keeps --progress-every from flooding the log: a
+// non-positive one made the ticker panic, a tiny one logs without pause.
+const minProgressEvery = 100 * time.Millisecond
+
+// openInput opens the CSV to import, refusing what cannot be one: a
+// directory would open, then fail at the first read as if the run had begun.
+func openInput(path string) (*os.File, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := file.Stat(); err == nil && fi.IsDir() {
+		file.Close()
+		return nil, fmt.Errorf("%s is a directory; want a CSV file", path)
+	}
+	return file, nil
 }
 
 func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {
@@ -302,24 +343,6 @@ func importExit(ctx context.Context, sum importer.Summary, err error) error {
 		return withCode(exitNotDone, errQuiet)
 	}
 	return nil
-}
-
-func writeSummaryJSON(path string, sum importer.Summary, tgt target, runErr error) error {
-	out := struct {
-		importer.Summary
-		Target         string  `json:"target"`
-		ElapsedSeconds float64 `json:"elapsedSeconds"`
-		RowsPerSecond  float64 `json:"rowsPerSecond"`
-		Error          string  `json:"error,omitempty"`
-	}{Summary: sum, Target: tgt.Name(), ElapsedSeconds: sum.Elapsed.Seconds(), RowsPerSecond: achievedRate(sum)}
-	if runErr != nil {
-		out.Error = runErr.Error()
-	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func achievedRate(sum importer.Summary) float64 {

@@ -15,7 +15,8 @@ import (
 	"syscall"
 )
 
-// version is set at link time: -ldflags "-X main.version=v1.2.3".
+// version is set at link time: -ldflags "-X main.version=v1.2.3"; else
+// the module's version from the build info (versionText).
 var version = "dev"
 
 // Exit codes, documented in usage and the README.
@@ -63,18 +64,23 @@ func withCode(code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
+// exitCode prints err's reason, unless already printed, and returns its code.
 func exitCode(err error) int {
+	if err != nil && !errors.Is(err, errQuiet) {
+		fmt.Fprintln(os.Stderr, "bulkcreate:", err)
+	}
+	return codeOf(err)
+}
+
+// codeOf is the documented exit code for err.
+func codeOf(err error) int {
 	if err == nil {
 		return exitOK
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && !errors.Is(ee.err, errQuiet) {
-			fmt.Fprintln(os.Stderr, "bulkcreate:", ee.err)
-		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "bulkcreate:", err)
 	return exitAborted
 }
 
@@ -112,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "sample":
 		return runSample(ctx, e, rest)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "bulkcreate %s\n", version)
+		fmt.Fprint(stdout, versionText())
 		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, mainUsage)

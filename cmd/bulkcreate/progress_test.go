@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -9,62 +11,121 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/creack/pty"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
 )
 
-// TestCLI_ProgressBarOnATerminal runs an import with stderr on a
-// pseudo-terminal and checks the live bar is drawn; and that without a
-// terminal the same progress comes as log lines.
-func TestCLI_ProgressBarOnATerminal(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	data, _ := genRows(300)
-	writeFile(t, dir, "in.csv", data)
-
-	cmd := exec.Command(binPath, "import", "--rps", "200", "in.csv")
+// runOnPty runs the built command with stderr on a pseudo-terminal of cols
+// columns, and returns what the terminal got and stdout.
+func runOnPty(t *testing.T, dir string, cols uint16, env map[string]string, args ...string) (screen, stdout string) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminal here: %v", err)
 	}
 	defer ptmx.Close()
-	pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 160})
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, tty
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols})
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, tty
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	tty.Close()
-	screen := make(chan string)
+	got := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(ptmx) // ends with EIO when the child exits
-		screen <- string(b)
+		got <- string(b)
 	}()
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("import under a terminal: %v\n%s", err, stdout.String())
+		t.Fatalf("bulkcreate %v under a terminal: %v\n%s", args, err, out.String())
 	}
-	var out string
 	select {
-	case out = <-screen:
+	case screen = <-got:
 	case <-time.After(10 * time.Second):
 		t.Fatal("terminal output did not end")
 	}
+	return screen, out.String()
+}
+
+// TestCLI_ProgressBarOnATerminal runs an import with stderr on a
+// pseudo-terminal and checks the live bar is drawn, and redrawn in place
+// on one line of the terminal however wide; and that without a terminal
+// the same progress comes as log lines.
+func TestCLI_ProgressBarOnATerminal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data, _ := genRows(300)
+	writeFile(t, dir, "in.csv", data)
 	bar := regexp.MustCompile(`\d+% \|[█ ]+\| \(\d+/\d+, \d+ rows/s\)`)
-	if !bar.MatchString(out) {
-		t.Errorf("terminal output has no progress bar:\n%q", out)
-	}
-	if !strings.Contains(out, "100% |") || !strings.Contains(out, "created 300") || !strings.Contains(out, "limit 200/s") {
-		t.Errorf("the bar's last state lacks 100%%, created 300 or the limit:\n%q", out)
+	ansi := regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
+	for _, cols := range []uint16{160, 80, 60} {
+		t.Run(fmt.Sprintf("%dColumns", cols), func(t *testing.T) {
+			t.Parallel()
+			screen, _ := runOnPty(t, dir, cols, nil, "import", "--ledger", fmt.Sprintf("%d.db", cols), "--rps", "200", "in.csv")
+			if !bar.MatchString(screen) {
+				t.Errorf("terminal output has no progress bar:\n%q", screen)
+			}
+			if !strings.Contains(screen, "100% |") || !strings.Contains(screen, "created 300") {
+				t.Errorf("the bar's last state lacks 100%% or created 300:\n%q", screen)
+			}
+			if cols >= 120 && !strings.Contains(screen, "limit 200/s") {
+				t.Errorf("a wide terminal's bar lacks the limit:\n%q", screen)
+			}
+			// Every redraw starts with \r and stays within the width: a line
+			// that reached the edge would wrap, and the next \r would leave
+			// it behind as a new line on the screen.
+			redraws := strings.Count(screen, "\r") - strings.Count(screen, "\r\n")
+			if redraws < 3 {
+				t.Errorf("%d redraws, want several:\n%q", redraws, screen)
+			}
+			for _, line := range strings.FieldsFunc(ansi.ReplaceAllString(screen, ""), func(r rune) bool { return r == '\r' || r == '\n' }) {
+				if n := utf8.RuneCountInString(line); n >= int(cols) && strings.Contains(line, "rows/s") {
+					t.Errorf("a %d-column line on a %d-column terminal: %q", n, cols, line)
+				}
+			}
+			// The sandbox's notice and the bar's last state: two lines.
+			if n := strings.Count(screen, "\n"); n != 2 {
+				t.Errorf("the terminal got %d lines, want 2:\n%q", n, screen)
+			}
+		})
 	}
 
-	// Not a terminal: structured log lines instead.
+	// Not a terminal: structured log lines instead, numbers as numbers,
+	// with an ETA once rows finish.
 	r := runBin(t, dir, nil, "", "import", "--ledger", "other.db", "--rps", "200", "--progress-every", "300ms", "--log-format", "json", "in.csv")
 	if r.code != 0 || !strings.Contains(r.stderr, `"msg":"progress"`) || strings.Contains(r.stderr, "█") {
 		t.Errorf("import without a terminal: exit %d, want json progress lines and no bar:\n%s", r.code, r.stderr)
+	}
+	lines := 0
+	for _, l := range strings.Split(r.stderr, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["msg"] != "progress" {
+			continue
+		}
+		lines++
+		for _, k := range []string{"read", "created", "elapsed_s", "rows_per_s", "requests_per_s", "file_read_pct", "limit_per_s"} {
+			if _, ok := m[k].(float64); !ok {
+				t.Errorf("progress line's %s = %#v, want a number: %s", k, m[k], l)
+			}
+		}
+		if done, _ := m["created"].(float64); done > 0 {
+			if _, ok := m["eta_s"].(float64); !ok {
+				t.Errorf("progress line without an ETA: %s", l)
+			}
+		}
+	}
+	if lines < 2 {
+		t.Errorf("%d progress lines, want several:\n%s", lines, r.stderr)
 	}
 }
 
@@ -89,5 +150,64 @@ func TestProgress_EstimateRowsFromBytesParsed(t *testing.T) {
 		if got := p.estimateRows(importer.Summary{Counts: importer.Counts{Read: tt.read}, Consumed: tt.consumed}); got != tt.want {
 			t.Errorf("%s: estimateRows = %d, want %d", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestRenderBar_FitsEveryWidth(t *testing.T) {
+	t.Parallel()
+	busy := snapshot{
+		Summary: importer.Summary{Counts: importer.Counts{Read: 123456, Created: 100000, Exists: 2000, Skipped: 3000,
+			Invalid: 400, Duplicate: 50, Rejected: 60, Failed: 70, InDoubt: 80}},
+		done: 105660, total: 1234567, elapsed: 95 * time.Second, rowRate: 1112, eta: 17 * time.Minute,
+		limit: 1000, throttles: 12,
+	}
+	paused := busy
+	paused.paused = 29*time.Second + time.Millisecond
+	stdin := busy
+	stdin.total, stdin.eta = -1, -1
+	for _, sn := range []snapshot{busy, paused, stdin} {
+		for width := 40; width <= 200; width++ {
+			line := renderBar(sn, width)
+			if n := utf8.RuneCountInString(line); n >= width {
+				t.Errorf("renderBar(%d columns) = %d columns: %q", width, n, line)
+			}
+			if sn.paused > 0 && !strings.Contains(line, "paused by the server for 30s") {
+				t.Errorf("renderBar(%d columns) lost the pause: %q", width, line)
+			}
+			if width >= 50 && sn.paused == 0 && !strings.Contains(line, "rows/s") {
+				t.Errorf("renderBar(%d columns) lost the counts: %q", width, line)
+			}
+		}
+	}
+	if got, want := renderBar(busy, 200), "  8% |██                      | (105660/1234567, 1112 rows/s) [1m35s:17m0s] created 100000 exists 2000 skipped 3000 invalid 400 duplicate 50 rejected 60 failed 70 in-doubt 80 | limit 1000/s (12×429)"; got != want {
+		t.Errorf("renderBar(200 columns) =\n%q, want\n%q", got, want)
+	}
+}
+
+// TestCLI_ProgressSaysWhenTheServerPauses: a 429 with Retry-After holds the
+// pool, and progress says for how long rather than look stuck.
+func TestCLI_ProgressSaysWhenTheServerPauses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := ripiotest.DefaultOptions()
+	opts.RateLimit, opts.RateBurst = 2, 1
+	_, env := newServer(t, opts)
+	data, _ := genRows(5)
+	writeFile(t, dir, "in.csv", data)
+	r := runBin(t, dir, env, "", "import", "--rps", "50", "--progress-every", "100ms", "--log-format", "json", "in.csv")
+	if r.code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	paused := false
+	for _, l := range strings.Split(r.stderr, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "progress" {
+			if s, ok := m["paused_by_server_s"].(float64); ok && s > 0 && s <= 2 {
+				paused = true
+			}
+		}
+	}
+	if !paused {
+		t.Errorf("no progress line says the server paused the import (429s with Retry-After 1s):\n%s", r.stderr)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -17,11 +18,13 @@ import (
 const reportUsage = `Usage: bulkcreate report [flags]
 
 Counts the ledger's rows per status for the target the environment selects
-(as for import), and lists the last runs.
+(as for import) or --target names, and lists the last runs. When that
+target has no rows, it names the targets the ledger holds.
 
 Examples:
   bulkcreate report
   bulkcreate report --format json --ledger ripio-sandbox.db
+  bulkcreate report --target embedded-sandbox
 
 Flags:
 `
@@ -32,6 +35,7 @@ func runReport(ctx context.Context, e env, args []string) error {
 	format := fs.String("format", "table", "table or json")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
+	tf.registerSelect(fs)
 	posArgs, helped, err := parseArgs(e, fs, reportUsage, args)
 	if helped || err != nil {
 		return err
@@ -42,24 +46,34 @@ func runReport(ctx context.Context, e env, args []string) error {
 	if *format != "table" && *format != "json" {
 		return usageError("report: --format %q: want table or json", *format)
 	}
-	tgt, err := tf.resolve(e, false)
-	if err != nil {
-		return usageError("report: %v", err)
+	if *runs < 0 { // SQLite reads LIMIT -1 as no limit
+		return usageError("report: --runs %d: want 0 or more", *runs)
+	}
+	if tf.name == "" {
+		if _, err := tf.resolve(e, false); err != nil {
+			return usageError("report: %v", err)
+		}
 	}
 	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
 	defer l.Close()
-	rep, err := l.Report(ctx, tgt.Name(), *runs)
+	name, err := tf.selectTarget(ctx, e, *path)
+	if err != nil {
+		return usageError("report: %v", err)
+	}
+	rep, err := l.Report(ctx, name, *runs)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
+	others := otherTargets(ctx, *path, name, rep.Rows, len(rep.Runs))
 	if *format == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return enc.Encode(reportToJSON(rep, *path, others))
 	}
+	warnOtherTargets(e.stderr, name, others)
 	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, *path)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range ledger.Statuses {
@@ -82,23 +96,54 @@ func runReport(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// shortTime shows a ledger time (RFC 3339, UTC) in the local zone, to the
+// second, with the zone named: a run at 02:00 in cron's zone is not
+// mistaken for one at 02:00 UTC.
 func shortTime(rfc string) string {
-	if len(rfc) >= 19 {
-		return strings.Replace(rfc[:19], "T", " ", 1)
+	t, err := time.Parse(time.RFC3339Nano, rfc)
+	if err != nil {
+		return rfc
 	}
-	return rfc
+	return t.Local().Format("2006-01-02 15:04:05 MST")
+}
+
+// reportJSON is report --format json; its runs have --summary-json's keys.
+type reportJSON struct {
+	Target  string         `json:"target"`
+	Ledger  string         `json:"ledger"`
+	Rows    int            `json:"rows"`
+	Counts  map[string]int `json:"counts"`
+	Runs    []runJSON      `json:"runs"`                   // newest first
+	Targets []ledgerTarget `json:"otherTargets,omitempty"` // when this target has no rows: the ones the ledger holds
+}
+
+func reportToJSON(rep ledger.Report, path string, others []ledgerTarget) reportJSON {
+	out := reportJSON{Target: rep.Target, Ledger: path, Rows: rep.Rows, Counts: map[string]int{}, Runs: []runJSON{}, Targets: others}
+	for s, n := range rep.Counts {
+		out.Counts[string(s)] = n
+	}
+	for _, r := range rep.Runs {
+		out.Runs = append(out.Runs, runJSON{
+			RunID: r.ID, Target: rep.Target, File: r.SourceFile, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+			Outcome: r.Outcome, Counts: r.Counts, Options: r.Options,
+		})
+	}
+	return out
 }
 
 const failuresUsage = `Usage: bulkcreate failures [flags] > fix.csv
 
-Writes every row of the selected target that is not created or existing as
-CSV (email,type,customerId,status,reason,line,file), readable again by
-import: fix the rows, then import the file. Each fixed row imported replaces
-the issue recorded at its file and line, so report adds up afterwards.
+Writes every row of the target the environment selects (as for import) or
+--target names that is not created or existing as CSV
+(email,type,customerId,status,reason,line,file), readable again by import:
+fix the rows, then import the file. Each fixed row imported replaces the
+issue recorded at its file and line, so report adds up afterwards. When that
+target has no rows, it names on stderr the targets the ledger holds.
 
 Examples:
   bulkcreate failures > fix.csv
   bulkcreate failures --status rejected,invalid
+  bulkcreate failures --target embedded-sandbox > fix.csv
 
 Flags:
 `
@@ -108,6 +153,7 @@ func runFailures(ctx context.Context, e env, args []string) error {
 	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
 	statusList := fs.String("status", "", "only these statuses, comma-separated (invalid,duplicate,rejected,failed,in_doubt)")
 	var tf targetFlags
+	tf.registerSelect(fs)
 	posArgs, helped, err := parseArgs(e, fs, failuresUsage, args)
 	if helped || err != nil {
 		return err
@@ -126,18 +172,26 @@ func runFailures(ctx context.Context, e env, args []string) error {
 			statuses = append(statuses, st)
 		}
 	}
-	tgt, err := tf.resolve(e, false)
-	if err != nil {
-		return usageError("failures: %v", err)
+	if tf.name == "" {
+		if _, err := tf.resolve(e, false); err != nil {
+			return usageError("failures: %v", err)
+		}
 	}
 	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
 	defer l.Close()
+	name, err := tf.selectTarget(ctx, e, *path)
+	if err != nil {
+		return usageError("failures: %v", err)
+	}
+	if rep, err := l.Report(ctx, name, 1); err == nil {
+		warnOtherTargets(e.stderr, name, otherTargets(ctx, *path, name, rep.Rows, len(rep.Runs)))
+	}
 	w := csv.NewWriter(e.stdout)
 	w.Write([]string{"email", "type", "customerId", "status", "reason", "line", "file"})
-	err = l.Failures(ctx, tgt.Name(), statuses, func(f ledger.Failure) error {
+	err = l.Failures(ctx, name, statuses, func(f ledger.Failure) error {
 		customerID := f.CustomerID
 		if customerID == importer.CustomerIDFor(f.Email) {
 			// Derived from the email, not from the file: an empty column

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 const sampleUsage = `Usage: bulkcreate sample [flags] > FILE
@@ -34,6 +35,11 @@ func runSample(ctx context.Context, e env, args []string) error {
 	}
 	if *rows < 0 {
 		return usageError("sample: --rows %d: want 0 or more", *rows)
+	}
+	// The prefix goes unquoted into emails: anything else would make the
+	// rows invalid, or split them.
+	if *prefix == "" || strings.Trim(*prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") != "" {
+		return usageError("sample: --prefix %q: want letters, digits, or . _ + -", *prefix)
 	}
 	var w io.Writer = e.stdout
 	if *out != "-" {

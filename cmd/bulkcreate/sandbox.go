@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
@@ -47,6 +49,9 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	if len(posArgs) != 0 {
 		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", posArgs[0])
 	}
+	if err := checkLoopback(opts.Addr); err != nil {
+		return usageError("sandbox: --addr %q: %v; try: bulkcreate sandbox --addr 127.0.0.1:8080", opts.Addr, err)
+	}
 	opts.RetryAfter = !*noRetryAfter
 	if opts.RateBurst == 0 {
 		opts.RateBurst = max(1, int(opts.RateLimit/10))
@@ -64,4 +69,21 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "\nserved %d creates: %d created, %d duplicates refused, %d throttled, %d rejected\n",
 		st.Requests, st.Created, st.Duplicates, st.Throttled, st.Rejected)
 	return err
+}
+
+// checkLoopback refuses a listen address off this machine: the sandbox's
+// credentials are printed for anyone to use, and import refuses plain http
+// to any other host anyway.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return errors.New("want a loopback address such as 127.0.0.1:8080")
+	}
+	return nil
 }

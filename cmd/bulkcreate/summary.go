@@ -10,8 +10,10 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 )
 
-// printSummary writes the end-of-run table and what to do next.
-func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledgerPath string) {
+// printSummary writes the end-of-run table and what to do next. cause is
+// what stopped a run early, nil otherwise: the summary names it itself,
+// since the error line on stderr may come out before or after it.
+func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledgerPath string, cause error) {
 	ledgerFlag := ""
 	if ledgerPath != "bulkcreate.db" {
 		ledgerFlag = " --ledger " + ledgerPath
@@ -43,6 +45,9 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		return
 	}
 	fmt.Fprintf(w, "%s: %s in %s\n", tgt.Name(), s.Outcome, s.Elapsed.Round(time.Millisecond))
+	if cause != nil {
+		fmt.Fprintf(w, "stopped by: %v\n", cause)
+	}
 	rows := []struct {
 		name string
 		n    int64
@@ -76,8 +81,8 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		left = append(left, "the rest of the file not read")
 	}
 	again := "run the same import again (safe: no customer is created twice)"
-	if s.Outcome == "aborted" {
-		again = "fix the error above, then " + again
+	if cause != nil {
+		again = "fix what stopped the run (above), then " + again
 	}
 	if len(left) > 0 {
 		fmt.Fprintf(w, "next: %s: %s\n", strings.Join(left, " and "), again)

@@ -43,6 +43,12 @@ func (t target) Production() bool {
 
 type targetFlags struct {
 	secretFile string
+	name       string // report and failures: --target
+}
+
+// registerSelect adds --target, for the commands that read the ledger.
+func (tf *targetFlags) registerSelect(fs *flag.FlagSet) {
+	fs.StringVar(&tf.name, "target", "", "read this `target` of the ledger, as report names it, or its base URL (default: the one RIPIO_BASE_URL and RIPIO_CLIENT_ID select, as for import)")
 }
 
 func (tf *targetFlags) register(fs *flag.FlagSet) {
