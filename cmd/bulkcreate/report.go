@@ -22,6 +22,7 @@ Counts the ledger's rows per status for the target the environment selects
 Examples:
   bulkcreate report
   bulkcreate report --format json --ledger ripio-sandbox.db
+  bulkcreate report --format html > run.html    # the last run, with charts
 
 Flags:
 `
@@ -29,7 +30,8 @@ Flags:
 func runReport(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
-	format := fs.String("format", "table", "table or json")
+	format := fs.String("format", "table", "table, json, or html (one page on a run, to open in a browser)")
+	runID := fs.Int64("run", 0, "with --format html: the run to show (default: the last)")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
 	posArgs, helped, err := parseArgs(e, fs, reportUsage, args)
@@ -38,6 +40,9 @@ func runReport(ctx context.Context, e env, args []string) error {
 	}
 	if len(posArgs) != 0 {
 		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", posArgs[0])
+	}
+	if *format == "html" {
+		return writeHTMLReport(ctx, e, tf, *path, *runID, *runs)
 	}
 	if *format != "table" && *format != "json" {
 		return usageError("report: --format %q: want table or json", *format)
