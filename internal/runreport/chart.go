@@ -52,6 +52,9 @@ type line struct {
 	at          []time.Time
 	v           []float64
 	step        []time.Duration // when set, each value holds from at for step: a step line
+	// quietZeros: no dot on a zero value (a count of trouble that is mostly
+	// zero would line the axis with dots).
+	quietZeros bool
 }
 
 // newChart lays out lines over [from, to]. y starts at 0.
@@ -69,7 +72,7 @@ func newChart(id, title, desc, yLabel string, from, to time.Time, lines []line) 
 			}
 		}
 	}
-	step := niceStep(ymax / 4)
+	step := niceStep(ymax * 1.05 / 5)
 	top := step * math.Max(1, math.Ceil(ymax*1.05/step))
 	x := func(t time.Time) float64 {
 		return c.Left + (c.Right-c.Left)*float64(t.Sub(from))/float64(to.Sub(from))
@@ -102,7 +105,9 @@ func newChart(id, title, desc, yLabel string, from, to time.Time, lines []line) 
 			if l.step != nil {
 				fmt.Fprintf(&b, " L%s %s", coord(x(l.at[i].Add(l.step[i]))), coord(py))
 			}
-			s.Marks = append(s.Marks, point{px, py})
+			if v != 0 || !l.quietZeros {
+				s.Marks = append(s.Marks, point{px, py})
+			}
 			pen = true
 		}
 		if s.Points == 0 {

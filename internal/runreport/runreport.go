@@ -178,9 +178,10 @@ func (v *view) charts() {
 	if limited {
 		lines = append(lines, line{name: "rate limit in force", class: "limit", at: starts, v: limit, step: spans})
 	}
+	// 429s drawn last, over errors, where both are zero.
 	lines = append(lines,
-		line{name: "429 (throttled)/s", class: "throttled", at: mid, v: throttled},
-		line{name: "errors/s", class: "errors", at: mid, v: errs})
+		line{name: "errors/s", class: "errors", at: mid, v: errs, quietZeros: true},
+		line{name: "429 (throttled)/s", class: "throttled", at: mid, v: throttled, quietZeros: true})
 	rates := newChart("rates", "Requests per second",
 		"Requests sent per second over the run, the client's rate limit in force, requests the server answered 429 (throttled), "+
 			"and errors: requests answered neither created, exists nor 429 (rejected rows, 5xx, timeouts).",
