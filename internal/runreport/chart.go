@@ -8,17 +8,27 @@ import (
 	"time"
 )
 
-// The charts' drawing space (SVG user units). The page scales it to its
-// width; CSS enlarges the text on narrow screens to make up for it.
-const (
-	chartW, chartH                       = 720, 280
-	padLeft, padRight, padTop, padBottom = 76, 16, 12, 40
+// A chart is drawn twice, for a wide page (and print) and for a phone,
+// where a wide chart would shrink to a strip with tiny text; CSS shows one.
+// Sizes are SVG user units; the page scales them to its width.
+type layout struct {
+	Class    string // wide or narrow
+	W, H     int
+	MaxTicks int // time labels at most
+}
+
+var (
+	wide   = layout{Class: "wide", W: 720, H: 280, MaxTicks: 7}
+	narrow = layout{Class: "narrow", W: 400, H: 300, MaxTicks: 4}
 )
+
+const padLeft, padRight, padTop, padBottom = 76, 16, 12, 40
 
 // chart is an SVG line chart of series over a run's time, ready for the
 // template: every coordinate is computed here.
 type chart struct {
 	ID     string // for aria-labelledby
+	Class  string // the layout's
 	Title  string
 	Desc   string // what the chart shows, for screen readers and print
 	YLabel string
@@ -32,7 +42,6 @@ type chart struct {
 type tick struct {
 	Pos   float64 // x for XTicks, y for YTicks
 	Label string
-	Odd   bool // every other tick; a phone hides these labels
 }
 
 // series is one line: D is its path, Points how many points it joins.
@@ -57,10 +66,10 @@ type line struct {
 	quietZeros bool
 }
 
-// newChart lays out lines over [from, to]. y starts at 0.
-func newChart(id, title, desc, yLabel string, from, to time.Time, lines []line) chart {
-	c := chart{ID: id, Title: title, Desc: desc, YLabel: yLabel, W: chartW, H: chartH,
-		Left: padLeft, Top: padTop, Right: chartW - padRight, Bottom: chartH - padBottom}
+// newChart lays out lines over [from, to] in lay. y starts at 0.
+func newChart(lay layout, id, title, desc, yLabel string, from, to time.Time, lines []line) chart {
+	c := chart{ID: id + "-" + lay.Class, Class: lay.Class, Title: title, Desc: desc, YLabel: yLabel, W: lay.W, H: lay.H,
+		Left: padLeft, Top: padTop, Right: float64(lay.W - padRight), Bottom: float64(lay.H - padBottom)}
 	if !to.After(from) {
 		to = from.Add(time.Second)
 	}
@@ -79,9 +88,9 @@ func newChart(id, title, desc, yLabel string, from, to time.Time, lines []line) 
 	}
 	y := func(v float64) float64 { return c.Bottom - (c.Bottom-c.Top)*v/top }
 	for i, v := 0, 0.0; v <= top*(1+1e-9); i, v = i+1, float64(i+1)*step {
-		c.YTicks = append(c.YTicks, tick{Pos: y(v), Label: formatNumber(v), Odd: i%2 == 1})
+		c.YTicks = append(c.YTicks, tick{Pos: y(v), Label: formatNumber(v)})
 	}
-	c.XTicks = timeTicks(from, to, x)
+	c.XTicks = timeTicks(from, to, lay.MaxTicks, x)
 	for _, l := range lines {
 		s := series{Name: l.name, Class: l.class}
 		var b strings.Builder
@@ -156,28 +165,27 @@ var tickSteps = []time.Duration{
 	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour,
 }
 
-// timeTicks labels [from, to] in UTC clock time, at most 7 labels, on whole
-// multiples of a step from tickSteps.
-func timeTicks(from, to time.Time, x func(time.Time) float64) []tick {
+// timeTicks labels [from, to] in UTC clock time, at most maxTicks labels,
+// on whole multiples of a step from tickSteps.
+func timeTicks(from, to time.Time, maxTicks int, x func(time.Time) float64) []tick {
 	span := to.Sub(from)
 	step := tickSteps[len(tickSteps)-1]
 	for _, s := range tickSteps {
-		if span/s <= 6 {
+		if int(span/s) < maxTicks {
 			step = s
 			break
 		}
 	}
-	layout := "15:04"
+	format := "15:04"
 	if step < time.Minute {
-		layout = "15:04:05"
+		format = "15:04:05"
 	}
 	var ticks []tick
-	for i, t := 0, from.Truncate(step); !t.After(to); t = t.Add(step) {
+	for t := from.Truncate(step); !t.After(to); t = t.Add(step) {
 		if t.Before(from) || x(t) > x(to)-36 {
 			continue // a label there would stick out of the chart
 		}
-		ticks = append(ticks, tick{Pos: x(t), Label: t.UTC().Format(layout), Odd: i%2 == 1})
-		i++
+		ticks = append(ticks, tick{Pos: x(t), Label: t.UTC().Format(format)})
 	}
 	return ticks
 }

@@ -64,7 +64,7 @@ type view struct {
 	Elapsed          time.Duration
 	Tiles            []tile
 	TargetTiles      []tile
-	Rates, Progress  *chart // nil without samples
+	Charts           [][2]chart // wide and narrow; none without samples
 	Requests, Errors int64
 	Throttled        int64
 	Achieved, Peak   float64 // requests per second
@@ -182,18 +182,23 @@ func (v *view) charts() {
 	lines = append(lines,
 		line{name: "errors/s", class: "errors", at: mid, v: errs, quietZeros: true},
 		line{name: "429 (throttled)/s", class: "throttled", at: mid, v: throttled, quietZeros: true})
-	rates := newChart("rates", "Requests per second",
-		"Requests sent per second over the run, the client's rate limit in force, requests the server answered 429 (throttled), "+
-			"and errors: requests answered neither created, exists nor 429 (rejected rows, 5xx, timeouts).",
-		"requests/s", from, to, lines)
-	v.Rates = &rates
-	progress := newChart("progress", "Rows finished",
-		"Rows finished since the run began (created, existing, skipped, invalid, failed: any end), and of them created or already existing.",
-		"rows", from, to, []line{
-			{name: "rows finished", class: "rows", at: appendTime(from, ends(ss)), v: append([]float64{0}, rows...)},
-			{name: "created or existing", class: "created", at: appendTime(from, ends(ss)), v: append([]float64{0}, created...)},
-		})
-	v.Progress = &progress
+	for _, lay := range []layout{wide, narrow} {
+		rates := newChart(lay, "rates", "Requests per second",
+			"Requests sent per second over the run, the client's rate limit in force, requests the server answered 429 (throttled), "+
+				"and errors: requests answered neither created, exists nor 429 (rejected rows, 5xx, timeouts).",
+			"requests/s", from, to, lines)
+		progress := newChart(lay, "progress", "Rows finished",
+			"Rows finished since the run began (created, existing, skipped, invalid, failed: any end), and of them created or already existing.",
+			"rows", from, to, []line{
+				{name: "rows finished", class: "rows", at: appendTime(from, ends(ss)), v: append([]float64{0}, rows...)},
+				{name: "created or existing", class: "created", at: appendTime(from, ends(ss)), v: append([]float64{0}, created...)},
+			})
+		if lay == wide {
+			v.Charts = append(v.Charts, [2]chart{rates}, [2]chart{progress})
+		} else {
+			v.Charts[0][1], v.Charts[1][1] = rates, progress
+		}
+	}
 }
 
 func ends(ss []ledger.Sample) []time.Time {

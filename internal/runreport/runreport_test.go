@@ -63,6 +63,9 @@ func TestWrite_ChartsHaveAPointPerSample(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 2, 40, 500} {
 		page := render(t, testPage(n))
+		if c := strings.Count(page, `<path class="series sent"`); c != 2 {
+			t.Errorf("%d samples: %d paths of requests sent, want 2 (a wide chart and a narrow one)", n, c)
+		}
 		got := pathPoints(page)
 		want := map[string]int{"sent": n, "limit": n, "throttled": n, "errors": n, "rows": n + 1, "created": n + 1}
 		for class, w := range want {
@@ -80,6 +83,9 @@ var pathRE = regexp.MustCompile(`<path class="series (\w+)" d="([^"]*)" data-poi
 func pathPoints(page string) map[string]int {
 	out := map[string]int{}
 	for _, m := range pathRE.FindAllStringSubmatch(page, -1) {
+		if out[m[1]] == -1 {
+			continue
+		}
 		moves := strings.Count(m[2], "M") + strings.Count(m[2], "L")
 		if m[1] == "limit" {
 			moves /= 2 // a step: two points a sample
@@ -99,7 +105,7 @@ func TestWrite_Sections(t *testing.T) {
 	for _, want := range []string{
 		"Run 7: <span class=\"outcome completed\">completed</span>",
 		`<section id="counts">`, `<section id="rates">`, `<section id="reasons">`, `<section id="target">`,
-		"has no domain with a dot", "old.csv", "crashed", "@media print", "viewBox=\"0 0 720 280\"",
+		"has no domain with a dot", "old.csv", "crashed", "@media print", "viewBox=\"0 0 720 280\"", "viewBox=\"0 0 400 300\"",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
@@ -190,7 +196,7 @@ func TestTimeTicks(t *testing.T) {
 	for _, tt := range tests {
 		end := t0.Add(tt.span)
 		x := func(t time.Time) float64 { return 640 * float64(t.Sub(t0)) / float64(tt.span) }
-		ticks := timeTicks(t0, end, x)
+		ticks := timeTicks(t0, end, 7, x)
 		if len(ticks) == 0 || len(ticks) > tt.maxTicks || ticks[0].Label != tt.wantFirst {
 			t.Errorf("timeTicks over %v = %+v, want at most %d starting %s", tt.span, ticks, tt.maxTicks, tt.wantFirst)
 		}
