@@ -43,10 +43,14 @@ func (l *Ledger) AppendSamples(ctx context.Context, runID int64, samples []Sampl
 	samples = append([]Sample(nil), samples...) // the writer reads them later
 	err := l.w.submit(ctx, func(tx *wtx) error {
 		for _, s := range samples {
+			// The span from rounded ends, so that samples that meet still
+			// meet in milliseconds.
+			at := s.At.UnixMilli()
+			span := s.At.Add(s.Span).UnixMilli() - at
 			if _, err := tx.exec(`INSERT INTO run_samples (run_id, at_ms, span_ms, requests, throttled,
 					created, exists_, rejected, failed, in_doubt, rows_done, rate_milli)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				runID, s.At.UnixMilli(), s.Span.Milliseconds(), s.Requests, s.Throttled,
+				runID, at, span, s.Requests, s.Throttled,
 				s.Created, s.Exists, s.Rejected, s.Failed, s.InDoubt, s.Rows, rateMilli(s.RateLimit)); err != nil {
 				return err
 			}
