@@ -45,7 +45,7 @@ func runReport(ctx context.Context, e env, args []string) error {
 		return writeHTMLReport(ctx, e, tf, *path, *runID, *runs)
 	}
 	if *format != "table" && *format != "json" {
-		return usageError("report: --format %q: want table or json", *format)
+		return usageError("report: --format %q: want table, json or html", *format)
 	}
 	tgt, err := tf.resolve(e, false)
 	if err != nil {

@@ -28,8 +28,8 @@ type Sample struct {
 
 // MaxSamples bounds the samples one run keeps: past it, AppendSamples merges
 // them into MaxSamples/2 buckets of equal time, so a 14-hour run sampled
-// every 5 s keeps about a thousand (most recent stretches finer), some
-// 40 KB of ledger.
+// every 5 s (10,080 samples) keeps at most 1,024, under 100 KB of ledger:
+// its older stretches in buckets of a minute or two, its last ones finer.
 const MaxSamples = 1024
 
 // AppendSamples adds samples to run runID's series, in time order after
