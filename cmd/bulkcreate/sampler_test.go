@@ -1,12 +1,14 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
@@ -98,5 +100,54 @@ func TestReport_HTMLUsageErrors(t *testing.T) {
 				t.Errorf("bulkcreate %v = exit %d, stdout %d bytes, stderr %q; want exit 2, nothing on stdout and %q", tt.args, r.code, len(r.stdout), r.stderr, tt.want)
 			}
 		})
+	}
+}
+
+// A run killed midway keeps the samples taken until shortly before it died,
+// and its report draws them.
+func TestImport_KilledRunKeepsItsTimeSeries(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, env := newServer(t, ripiotest.Options{})
+	data, _ := genRows(2000)
+	writeFile(t, dir, "in.csv", data)
+	env["BULKCREATE_SAMPLE_EVERY"] = "100ms"
+	cmd, _, _ := startBin(t, dir, env, "import", "--quiet", "--rps", "100", "in.csv")
+	// The import needs 20 s: kill it once it has written a few samples.
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "bulkcreate.db")+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM run_samples`).Scan(&n); err == nil && n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("no 5 samples in the ledger after 15 s of importing")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	l, err := ledger.Open(t.Context(), filepath.Join(dir, "bulkcreate.db"), ledger.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, err := l.Samples(t.Context(), 1)
+	l.Close()
+	if err != nil || len(samples) < 5 {
+		t.Fatalf("Samples(run 1) after a kill = %d samples, %v; want 5 or more", len(samples), err)
+	}
+	if r := runBin(t, dir, env, "", "import", "--quiet", "--rps", "0", "in.csv"); r.code != 0 {
+		t.Fatalf("import after the kill = exit %d\n%s", r.code, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "report", "--format", "html", "--run", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, `<span class="outcome crashed">crashed</span>`) ||
+		strings.Count(r.stdout, `<path class="series sent"`) != 2 {
+		t.Errorf("report --format html --run 1 of the killed run = exit %d, without its outcome or chart\n%s", r.code, r.stderr)
 	}
 }
