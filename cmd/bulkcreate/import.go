@@ -179,12 +179,14 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	}
 
 	im := importer.New(cfg, client, limiter, l, tgt.Name())
+	smp := startSampler(ctx, e, l, im, tgt.Name(), logger) // the run report's time series; nil in a dry run
 	var prog *progress
 	if !f.quiet {
 		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
 		prog.start()
 	}
 	sum, err := im.Import(ctx, in)
+	smp.stop()
 	if prog != nil {
 		prog.stop()
 	}

@@ -25,6 +25,7 @@ Examples:
   bulkcreate report
   bulkcreate report --format json --ledger ripio-sandbox.db
   bulkcreate report --target embedded-sandbox
+  bulkcreate report --format html > run.html    # the last run, with charts
 
 Flags:
 `
@@ -32,7 +33,8 @@ Flags:
 func runReport(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
-	format := fs.String("format", "table", "table or json")
+	format := fs.String("format", "table", "table, json, or html (one page on a run, to open in a browser)")
+	runID := fs.Int64("run", 0, "with --format html: the run to show (default: the last)")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
 	tf.registerSelect(fs)
@@ -43,8 +45,11 @@ func runReport(ctx context.Context, e env, args []string) error {
 	if len(posArgs) != 0 {
 		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", posArgs[0])
 	}
+	if *format == "html" {
+		return writeHTMLReport(ctx, e, tf, *path, *runID, *runs)
+	}
 	if *format != "table" && *format != "json" {
-		return usageError("report: --format %q: want table or json", *format)
+		return usageError("report: --format %q: want table, json or html", *format)
 	}
 	if *runs < 0 { // SQLite reads LIMIT -1 as no limit
 		return usageError("report: --runs %d: want 0 or more", *runs)
