@@ -23,6 +23,9 @@ func FuzzReadAndValidate(f *testing.F) {
 		"type,email,notes\nINDIVIDUAL,Ana <a@example.com>,\"multi\nline\"\n",
 		"",
 		"email\n",
+		"\xff\xfee\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e\x00\n\x00a\x00@\x00b\x00.\x00c\x00,\x00B\x00U\x00S\x00I\x00N\x00E\x00S\x00S\x00\n\x00",
+		"\xfe\xff\x00e\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e",
+		"email,type\njos\xe9@example.com,INDIVIDUAL\n",
 	}
 	for _, s := range seeds {
 		f.Add(s, ',')

@@ -368,7 +368,7 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 			return false, err
 		}
 		im.counts.read.Add(1)
-		im.counts.consumed.Store(rr.csv.InputOffset())
+		im.counts.consumed.Store(rr.text.consumed())
 		if rec.OriginFile != "" && rec.OriginLine > 0 && !im.cfg.DryRun {
 			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine); err != nil {
 				return false, err

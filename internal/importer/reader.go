@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -54,17 +53,16 @@ type rowReader struct {
 	hasCustomerID bool
 	tap           *recordTap
 	recordEnd     int64 // the input offset where the last record ended
+	text          *textInput
 }
 
-var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
-
 func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error) {
-	br := bufio.NewReaderSize(in, 64<<10)
-	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == string(utf8BOM) {
-		br.Discard(len(utf8BOM))
+	text, err := decodeInput(in, file)
+	if err != nil {
+		return nil, err
 	}
 	tap := &recordTap{}
-	cr := csv.NewReader(io.TeeReader(br, tap))
+	cr := csv.NewReader(io.TeeReader(text.text, tap))
 	cr.Comma = delimiter
 	cr.FieldsPerRecord = 0 // every row must have the header's field count
 	cr.ReuseRecord = true
@@ -78,6 +76,11 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 			return nil, &HeaderError{File: file, Reason: pe.Err.Error()}
 		}
 		return nil, fmt.Errorf("%s: header: %w", file, err)
+	}
+	for i, h := range um.Headers {
+		if reason := notUTF8(fmt.Sprintf("column %d of the header", i+1), h); reason != "" {
+			return nil, &HeaderError{File: file, Reason: reason}
+		}
 	}
 	if err := um.RenormalizeHeaders(normalizeHeaders); err != nil {
 		return nil, fmt.Errorf("%s: header: %w", file, err)
@@ -99,7 +102,7 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 		return nil, &HeaderError{File: file, Reason: fmt.Sprintf("no %s column (found %s); is --delimiter right?",
 			strings.Join(missing, " or "), quoteList(um.Headers))}
 	}
-	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset()}, nil
+	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset(), text: text}, nil
 }
 
 // normalizeHeaders matches header names loosely: case, spaces, '-' and '_'
@@ -182,6 +185,14 @@ func (r *rowReader) next() (record, error) {
 		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
 			continue // spreadsheets export empty rows as ",,"
+		}
+		for _, f := range []struct{ name, value string }{
+			{"the email", rec.Email}, {"the type", rec.Type}, {"the customerId", rec.CustomerID}, {"the file column", rec.OriginFile},
+		} {
+			if reason := notUTF8(f.name, f.value); reason != "" {
+				rec.Err = errors.New(reason)
+				break
+			}
 		}
 		return rec, nil
 	}
