@@ -71,7 +71,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
 	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
-	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: a character, or tab / semicolon")
+	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -254,6 +254,8 @@ func markAhead(rps float64) int {
 
 func parseDelimiter(s string) (rune, error) {
 	switch strings.ToLower(s) {
+	case "", "auto":
+		return 0, nil
 	case "tab", `\t`, "\t":
 		return '\t', nil
 	case "semicolon", ";":

@@ -33,7 +33,7 @@ func TestRowReader_DecodesUTF8AndUTF16WithTheirBOM(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rr, err := newRowReader(strings.NewReader(tt.data), "f.csv", '\t')
+			rr, err := newRowReader(strings.NewReader(tt.data), Config{SourceFile: "f.csv", Delimiter: '\t'})
 			if err != nil {
 				t.Fatalf("newRowReader: %v", err)
 			}
@@ -72,7 +72,7 @@ func TestRowReader_NamesTheEncodingOfAFileThatIsNotUTF8(t *testing.T) {
 		{"UTF16WithoutBOM", "e\x00m\x00a\x00i\x00l\x00", "UTF-16 without a byte-order mark"},
 	}
 	for _, tt := range headerTests {
-		_, err := newRowReader(strings.NewReader(tt.data), "f.csv", ',')
+		_, err := newRowReader(strings.NewReader(tt.data), Config{SourceFile: "f.csv"})
 		var he *HeaderError
 		if !errors.As(err, &he) || !strings.HasPrefix(err.Error(), "f.csv: line 1: header: ") || !strings.Contains(err.Error(), tt.want) ||
 			strings.Contains(err.Error(), "delimiter") {

@@ -38,6 +38,20 @@ func TestImport_MessyExports(t *testing.T) {
 		{file: "header-spaces-order.csv", created: []string{"ana@example.com", "beto@example.com"}},
 		{file: "semicolon.csv", delimiter: ';', created: []string{"ana@example.com", "beto@example.com"}},
 		{file: "tab.csv", delimiter: '\t', created: []string{"ana@example.com", "beto@example.com"}},
+		// No delimiter given: Excel's sep= line, else detected from the header.
+		{file: "semicolon.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{file: "tab.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{file: "pipe.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{
+			file:    "excel-sep.csv",
+			created: []string{"ana@example.com"},
+			issues:  map[int]wantIssue{4: {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, "beto@example.com"}},
+		},
+		{
+			file:    "unicode-text.txt", // Excel's "Unicode Text": UTF-16LE with its BOM, tab-separated
+			created: []string{"anä@example.com", "beto@example.com"},
+			issues:  map[int]wantIssue{4: {ledger.Invalid, "email: is empty", ""}},
+		},
 		{
 			file:    "customer-id.csv",
 			created: []string{"ana@example.com", "beto@example.com", "carla@example.com"},
@@ -60,7 +74,7 @@ func TestImport_MessyExports(t *testing.T) {
 				14: {ledger.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
 			},
 		},
-		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind")`},
+		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind";`},
 		{file: "empty.csv", headerErr: "the file is empty"},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gocarina/gocsv"
 )
@@ -25,13 +27,16 @@ type csvRow struct {
 }
 
 // HeaderError is a file that cannot be imported at all: no header, or no
-// email or type column.
+// email or type column, or an encoding the reader does not take.
 type HeaderError struct {
 	File   string
+	Line   int // the header's line: 1, or 2 after Excel's "sep=" line; 0 reads as 1
 	Reason string
 }
 
-func (e *HeaderError) Error() string { return fmt.Sprintf("%s: line 1: header: %s", e.File, e.Reason) }
+func (e *HeaderError) Error() string {
+	return fmt.Sprintf("%s: line %d: header: %s", e.File, max(e.Line, 1), e.Reason)
+}
 
 // record is one data row as read, before validation. Err is set when the
 // line could not be read as a row (bad quoting, wrong field count).
@@ -45,6 +50,39 @@ type record struct {
 	Err        error
 }
 
+// Format is how the reader took a file: its encoding and delimiter, and
+// where the delimiter came from.
+type Format struct {
+	Encoding  string `json:"encoding"` // one of the Encoding constants
+	Delimiter rune   `json:"-"`
+	// DelimiterName is the delimiter as a person writes it: comma,
+	// semicolon, tab, pipe, or the character.
+	DelimiterName string `json:"delimiter"`
+	// DelimiterFrom says who chose it: "config" (the Delimiter field, the
+	// --delimiter flag), "sep line" (Excel's "sep=;" first line) or
+	// "header" (detected from the header line).
+	DelimiterFrom string `json:"delimiterFrom"`
+}
+
+func (f Format) String() string {
+	from := map[string]string{"config": "as configured", "sep line": "from its sep= line", "header": "detected from the header"}[f.DelimiterFrom]
+	return fmt.Sprintf("%s, %s-separated, %s", f.Encoding, f.DelimiterName, from)
+}
+
+func delimiterName(d rune) string {
+	switch d {
+	case ',':
+		return "comma"
+	case ';':
+		return "semicolon"
+	case '\t':
+		return "tab"
+	case '|':
+		return "pipe"
+	}
+	return string(d)
+}
+
 // rowReader streams records out of a CSV file through gocsv.
 type rowReader struct {
 	file          string
@@ -54,32 +92,54 @@ type rowReader struct {
 	tap           *recordTap
 	recordEnd     int64 // the input offset where the last record ended
 	text          *textInput
+	format        Format
+	lineOffset    int // lines before the header that csv does not see (a sep= line)
 }
 
-func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error) {
+// Format is how the reader took the file.
+func (r *rowReader) Format() Format { return r.format }
+
+func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
+	file := cfg.SourceFile
 	text, err := decodeInput(in, file)
 	if err != nil {
 		return nil, err
 	}
+	format := Format{Encoding: text.encoding, Delimiter: cfg.Delimiter, DelimiterFrom: "config"}
+	lineOffset := 0
+	first := peekLine(text.text)
+	if d, ok := sepLine(first); ok {
+		if cfg.Delimiter != 0 && cfg.Delimiter != d {
+			return nil, &HeaderError{File: file, Reason: fmt.Sprintf("the file's first line says sep=%c, but the delimiter asked for is %q; drop --delimiter", d, cfg.Delimiter)}
+		}
+		text.text.Discard(len(first))
+		format.Delimiter, format.DelimiterFrom = d, "sep line"
+		lineOffset = 1
+	} else if cfg.Delimiter == 0 {
+		format.Delimiter, format.DelimiterFrom = detectDelimiter(first), "header"
+	}
+	format.DelimiterName = delimiterName(format.Delimiter)
+	headerErr := func(reason string) error { return &HeaderError{File: file, Line: 1 + lineOffset, Reason: reason} }
+
 	tap := &recordTap{}
 	cr := csv.NewReader(io.TeeReader(text.text, tap))
-	cr.Comma = delimiter
+	cr.Comma = format.Delimiter
 	cr.FieldsPerRecord = 0 // every row must have the header's field count
 	cr.ReuseRecord = true
 	um, err := gocsv.NewUnmarshaller(cr, csvRow{})
 	if errors.Is(err, io.EOF) {
-		return nil, &HeaderError{File: file, Reason: "the file is empty; want a header line with email and type columns"}
+		return nil, headerErr("the file is empty; want a header line with email and type columns")
 	}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return nil, &HeaderError{File: file, Reason: pe.Err.Error()}
+			return nil, headerErr(pe.Err.Error())
 		}
 		return nil, fmt.Errorf("%s: header: %w", file, err)
 	}
 	for i, h := range um.Headers {
 		if reason := notUTF8(fmt.Sprintf("column %d of the header", i+1), h); reason != "" {
-			return nil, &HeaderError{File: file, Reason: reason}
+			return nil, headerErr(reason)
 		}
 	}
 	if err := um.RenormalizeHeaders(normalizeHeaders); err != nil {
@@ -88,7 +148,7 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 	cols := map[string]bool{}
 	for _, h := range um.Headers {
 		if cols[h] && (h == "email" || h == "type" || h == "customerid") {
-			return nil, &HeaderError{File: file, Reason: fmt.Sprintf("column %q appears twice", h)}
+			return nil, headerErr(fmt.Sprintf("column %q appears twice", h))
 		}
 		cols[h] = true
 	}
@@ -99,10 +159,72 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, &HeaderError{File: file, Reason: fmt.Sprintf("no %s column (found %s); is --delimiter right?",
-			strings.Join(missing, " or "), quoteList(um.Headers))}
+		hint := ""
+		if len(um.Headers) == 1 {
+			hint = "; is --delimiter right?"
+		}
+		return nil, headerErr(fmt.Sprintf("no %s column (found %s; read as %s)%s",
+			strings.Join(missing, " or "), quoteList(um.Headers), format, hint))
 	}
-	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset(), text: text}, nil
+	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset(),
+		text: text, format: format, lineOffset: lineOffset}, nil
+}
+
+// peekLine returns the input's first line, its line end included, without
+// taking it; at most the reader's buffer of it.
+func peekLine(br *bufio.Reader) []byte {
+	for n, from := 1, 0; ; {
+		b, err := br.Peek(n)
+		if i := bytes.IndexByte(b[from:], '\n'); i >= 0 {
+			return b[:from+i+1]
+		}
+		if err != nil || len(b) == br.Size() {
+			return b
+		}
+		from = len(b)
+		n = min(max(br.Buffered(), len(b)+1), br.Size())
+	}
+}
+
+// sepLine reads Excel's "sep=;" first line, which names the delimiter.
+func sepLine(line []byte) (rune, bool) {
+	s := strings.TrimRight(string(line), "\r\n")
+	if len(s) < 5 || !strings.EqualFold(s[:4], "sep=") {
+		return 0, false
+	}
+	d, size := utf8.DecodeRuneInString(s[4:])
+	if 4+size != len(s) || d == utf8.RuneError || d == '"' || !validDelimiter(d) {
+		return 0, false
+	}
+	return d, true
+}
+
+// validDelimiter is a delimiter encoding/csv takes.
+func validDelimiter(r rune) bool {
+	return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
+}
+
+// detectDelimiter picks, of the delimiters spreadsheets write, the one by
+// which header splits into the most of our columns, then into the most
+// columns; comma when none splits it.
+func detectDelimiter(header []byte) rune {
+	best, bestOurs, bestFields := ',', -1, 0
+	for _, d := range []rune{',', ';', '\t', '|'} {
+		cr := csv.NewReader(bytes.NewReader(header))
+		cr.Comma = d
+		cr.LazyQuotes = true
+		fields, _ := cr.Read()
+		ours := 0
+		for _, h := range normalizeHeaders(fields) {
+			if h == "email" || h == "type" || h == "customerid" {
+				ours++
+			}
+		}
+		if ours > bestOurs || ours == bestOurs && len(fields) > bestFields {
+			best, bestOurs, bestFields = d, ours, len(fields)
+		}
+	}
+	return best
 }
 
 // normalizeHeaders matches header names loosely: case, spaces, '-' and '_'
@@ -143,7 +265,7 @@ func (r *rowReader) next() (record, error) {
 				if line == 0 {
 					line = pe.Line
 				}
-				rec := record{Line: line, Err: pe.Err}
+				rec := record{Line: line + r.lineOffset, Err: pe.Err}
 				switch {
 				case errors.Is(pe.Err, csv.ErrBareQuote):
 					rec.Err = errors.New(`has a quote (") inside a field that is not in quotes: remove it, or put the field in quotes and write the quote twice ("")`)
@@ -181,7 +303,7 @@ func (r *rowReader) next() (record, error) {
 		r.tap.forget(r.recordEnd)
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
-		rec := record{Line: line, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
+		rec := record{Line: line + r.lineOffset, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
 		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
 			continue // spreadsheets export empty rows as ",,"

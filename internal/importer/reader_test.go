@@ -84,7 +84,7 @@ func TestRowReader_GuessesNoFieldsForAnOpenQuote(t *testing.T) {
 // readRecords reads every record of the CSV text in, with its reader.
 func readRecords(t *testing.T, in string) (*rowReader, []record) {
 	t.Helper()
-	rr, err := newRowReader(strings.NewReader(in), "f.csv", ',')
+	rr, err := newRowReader(strings.NewReader(in), Config{SourceFile: "f.csv", Delimiter: ','})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,5 +98,49 @@ func readRecords(t *testing.T, in string) (*rowReader, []record) {
 			t.Fatal(err)
 		}
 		got = append(got, rec)
+	}
+}
+
+// TestRowReader_TakesTheDelimiterFromASepLineOrTheHeader: Excel's "sep=;"
+// first line names the delimiter (and still counts as line 1); without
+// one, and without a delimiter asked for, the header's says which.
+func TestRowReader_TakesTheDelimiterFromASepLineOrTheHeader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, data string
+		asked      rune
+		want       Format
+		firstLine  int
+	}{
+		{"Comma", "email,type\na@example.com,INDIVIDUAL\n", 0, Format{"UTF-8", ',', "comma", "header"}, 2},
+		{"Semicolon", "Email;Type;Notes\na@example.com;INDIVIDUAL;x, y\n", 0, Format{"UTF-8", ';', "semicolon", "header"}, 2},
+		{"Tab", "email\ttype\na@example.com\tINDIVIDUAL\n", 0, Format{"UTF-8", '\t', "tab", "header"}, 2},
+		{"Pipe", "\"e-mail\"|type|notes, more\na@example.com|INDIVIDUAL|x\n", 0, Format{"UTF-8", '|', "pipe", "header"}, 2},
+		{"SepLine", "sep=;\r\nemail;type\r\na@example.com;INDIVIDUAL\r\n", 0, Format{"UTF-8", ';', "semicolon", "sep line"}, 3},
+		{"SepLineAfterBOM", "\xef\xbb\xbfSEP=|\nemail|type\na@example.com|INDIVIDUAL\n", 0, Format{"UTF-8 with BOM", '|', "pipe", "sep line"}, 3},
+		{"SepLineAsAsked", "sep=,\nemail,type\na@example.com,INDIVIDUAL\n", ',', Format{"UTF-8", ',', "comma", "sep line"}, 3},
+		{"Asked", "email;type;x,y\na@example.com;INDIVIDUAL;y\n", ';', Format{"UTF-8", ';', "semicolon", "config"}, 2},
+	}
+	for _, tt := range tests {
+		rr, err := newRowReader(strings.NewReader(tt.data), Config{SourceFile: "f.csv", Delimiter: tt.asked})
+		if err != nil {
+			t.Errorf("%s: newRowReader: %v", tt.name, err)
+			continue
+		}
+		if rr.Format() != tt.want {
+			t.Errorf("%s: Format() = %+v, want %+v", tt.name, rr.Format(), tt.want)
+		}
+		rec, err := rr.next()
+		if err != nil || rec.Err != nil || rec.Email != "a@example.com" || rec.Line != tt.firstLine {
+			t.Errorf("%s: next() = %+v, %v; want a@example.com at line %d", tt.name, rec, err, tt.firstLine)
+		}
+	}
+	_, err := newRowReader(strings.NewReader("sep=;\nemail;type\n"), Config{SourceFile: "f.csv", Delimiter: ','})
+	if err == nil || !strings.Contains(err.Error(), "sep=;") {
+		t.Errorf("newRowReader(sep=; with ',' asked) err = %v, want the contradiction named", err)
+	}
+	_, err = newRowReader(strings.NewReader("sep=;\nmail;kind\n"), Config{SourceFile: "f.csv"})
+	if err == nil || !strings.HasPrefix(err.Error(), "f.csv: line 2: header: ") {
+		t.Errorf("newRowReader(no email column after sep=;) err = %v, want it at line 2", err)
 	}
 }
