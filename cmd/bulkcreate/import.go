@@ -51,6 +51,7 @@ type importFlags struct {
 	maxErrors     string
 	retryRejected bool
 	delimiter     string
+	columns       map[string]string
 	dryRun        bool
 	quiet         bool
 	logFormat     string
@@ -72,6 +73,8 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
+	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
+		func(s string) error { return parseColumnMap(s, &f.columns) })
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -215,6 +218,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, err
 	}
 	cfg.Delimiter = d
+	cfg.Columns = f.columns
 	if s := strings.TrimSpace(f.maxErrors); s != "" {
 		if pct, ok := strings.CutSuffix(s, "%"); ok {
 			v, err := strconv.ParseFloat(pct, 64)
@@ -270,6 +274,41 @@ func parseDelimiter(s string) (rune, error) {
 		return 0, fmt.Errorf("--delimiter %q: want one character, or tab / semicolon", s)
 	}
 	return r[0], nil
+}
+
+// parseColumnMap adds the pairs of a --map value (our=theirs, comma
+// separated; a name may be in double quotes, and then hold commas) to m.
+func parseColumnMap(s string, m *map[string]string) error {
+	var pairs []string
+	inQuotes, from := false, 0
+	for i, c := range s {
+		switch {
+		case c == '"':
+			inQuotes = !inQuotes
+		case c == ',' && !inQuotes:
+			pairs, from = append(pairs, s[from:i]), i+1
+		}
+	}
+	pairs = append(pairs, s[from:])
+	for _, p := range pairs {
+		ours, theirs, ok := strings.Cut(p, "=")
+		ours = strings.ToLower(strings.TrimSpace(ours))
+		theirs = strings.TrimSpace(theirs)
+		if t, err := strconv.Unquote(theirs); err == nil && strings.HasPrefix(theirs, `"`) {
+			theirs = t
+		}
+		if ours == "customerid" || ours == "customer_id" {
+			ours = "customerId"
+		}
+		if !ok || theirs == "" || (ours != "email" && ours != "type" && ours != "customerId") {
+			return fmt.Errorf("%q: want our=theirs pairs, ours one of email, type, customerId; e.g. email=\"E-mail Address\",type=Kind", p)
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[ours] = theirs
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {

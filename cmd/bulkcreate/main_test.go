@@ -88,6 +88,7 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "ok.csv", "email,type\na@example.com,INDIVIDUAL\n")
+	writeFile(t, dir, "theirs.csv", "Kind;E-mail, Address;Email\nINDIVIDUAL;a@example.com;old@example.com\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -109,6 +110,9 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		{"BadRPS", []string{"import", "--rps", "-1", "ok.csv"}, nil, 2, "--rps -1"},
 		{"BadMaxErrors", []string{"import", "--max-errors", "lots", "ok.csv"}, nil, 2, `--max-errors "lots"`},
 		{"BadDelimiter", []string{"import", "--delimiter", "ab", "ok.csv"}, nil, 2, `--delimiter "ab"`},
+		{"BadMap", []string{"import", "--map", "mail=Correo", "ok.csv"}, nil, 2, `"mail=Correo": want our=theirs pairs`},
+		{"MapColumns", []string{"import", "--dry-run", "--map", `email="E-mail, Address",type=Kind`, "theirs.csv"}, nil, 0, "to send  1"},
+		{"MapMissingColumn", []string{"import", "--dry-run", "--map", "email=Correo", "theirs.csv"}, nil, 2, `no column "Correo" to take as email`},
 		{"BadLogFormat", []string{"import", "--log-format", "xml", "ok.csv"}, nil, 2, `--log-format "xml"`},
 		{"ClientIDMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox"}, 2, "RIPIO_CLIENT_ID is not"},
 		{"SecretMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox", "RIPIO_CLIENT_ID": "x"}, 2, "no client secret"},

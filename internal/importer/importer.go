@@ -39,6 +39,10 @@ type Config struct {
 	// line names, else the one of , ; tab | that splits the header into our
 	// columns (Summary.Input says which).
 	Delimiter rune
+	// Columns names the file's columns that are ours under another name:
+	// our column (email, type, customerId) -> the header as written (case,
+	// spaces, '-' and '_' do not count). Default: by name.
+	Columns map[string]string
 	// Concurrency is the most requests out at once. Default 16.
 	Concurrency int
 	// MaxAttempts bounds the requests for one row in one run, 429s not

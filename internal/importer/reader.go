@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -116,7 +117,7 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 		format.Delimiter, format.DelimiterFrom = d, "sep line"
 		lineOffset = 1
 	} else if cfg.Delimiter == 0 {
-		format.Delimiter, format.DelimiterFrom = detectDelimiter(first), "header"
+		format.Delimiter, format.DelimiterFrom = detectDelimiter(first, cfg.Columns), "header"
 	}
 	format.DelimiterName = delimiterName(format.Delimiter)
 	headerErr := func(reason string) error { return &HeaderError{File: file, Line: 1 + lineOffset, Reason: reason} }
@@ -142,31 +143,37 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 			return nil, headerErr(reason)
 		}
 	}
-	if err := um.RenormalizeHeaders(normalizeHeaders); err != nil {
+	raw := slices.Clone(um.Headers)
+	names, err := mapColumns(raw, cfg.Columns)
+	if err != nil {
+		return nil, headerErr(err.Error())
+	}
+	if err := um.RenormalizeHeaders(func([]string) []string { return names }); err != nil {
 		return nil, fmt.Errorf("%s: header: %w", file, err)
 	}
-	cols := map[string]bool{}
-	for _, h := range um.Headers {
-		if cols[h] && (h == "email" || h == "type" || h == "customerid") {
-			return nil, headerErr(fmt.Sprintf("column %q appears twice", h))
+	cols := map[string]int{}
+	for i, h := range names {
+		if j, twice := cols[h]; twice && (h == "email" || h == "type" || h == "customerid") {
+			return nil, headerErr(fmt.Sprintf("columns %s and %s are both the %s column", quote(raw[j]), quote(raw[i]), h))
 		}
-		cols[h] = true
+		cols[h] = i
 	}
 	var missing []string
 	for _, c := range []string{"email", "type"} {
-		if !cols[c] {
+		if _, ok := cols[c]; !ok {
 			missing = append(missing, c)
 		}
 	}
 	if len(missing) > 0 {
-		hint := ""
-		if len(um.Headers) == 1 {
+		hint := "; name them with --map, e.g. --map email=\"E-mail Address\",type=Kind"
+		if len(raw) == 1 {
 			hint = "; is --delimiter right?"
 		}
 		return nil, headerErr(fmt.Sprintf("no %s column (found %s; read as %s)%s",
-			strings.Join(missing, " or "), quoteList(um.Headers), format, hint))
+			strings.Join(missing, " or "), quoteList(raw), format, hint))
 	}
-	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset(),
+	_, hasCustomerID := cols["customerid"]
+	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: hasCustomerID, tap: tap, recordEnd: cr.InputOffset(),
 		text: text, format: format, lineOffset: lineOffset}, nil
 }
 
@@ -207,15 +214,19 @@ func validDelimiter(r rune) bool {
 // detectDelimiter picks, of the delimiters spreadsheets write, the one by
 // which header splits into the most of our columns, then into the most
 // columns; comma when none splits it.
-func detectDelimiter(header []byte) rune {
+func detectDelimiter(header []byte, columns map[string]string) rune {
 	best, bestOurs, bestFields := ',', -1, 0
 	for _, d := range []rune{',', ';', '\t', '|'} {
 		cr := csv.NewReader(bytes.NewReader(header))
 		cr.Comma = d
 		cr.LazyQuotes = true
 		fields, _ := cr.Read()
+		names, err := mapColumns(fields, columns)
+		if err != nil {
+			names = normalizeHeaders(fields)
+		}
 		ours := 0
-		for _, h := range normalizeHeaders(fields) {
+		for _, h := range names {
 			if h == "email" || h == "type" || h == "customerid" {
 				ours++
 			}
@@ -232,22 +243,85 @@ func detectDelimiter(header []byte) rune {
 func normalizeHeaders(h []string) []string {
 	out := make([]string, len(h))
 	for i, s := range h {
-		s = strings.ToLower(strings.TrimSpace(s))
-		s = strings.NewReplacer(" ", "", "_", "", "-", "").Replace(s)
-		if s == "customertype" {
-			s = "type"
-		}
-		out[i] = s
+		out[i] = normalizeHeader(s)
 	}
 	return out
 }
 
+var headerSeparators = strings.NewReplacer(" ", "", "_", "", "-", "")
+
+func normalizeHeader(s string) string {
+	s = headerSeparators.Replace(strings.ToLower(strings.TrimSpace(s)))
+	if s == "customertype" {
+		s = "type"
+	}
+	return s
+}
+
+// mapColumns names the file's columns (raw, as written) as csvRow's tags
+// name them: each of columns (our name -> the file's) first, then by
+// normalizeHeaders. A column that would be ours by its name but is not
+// the one mapped is left out: mapping email to "Work Email" ignores
+// "Email".
+func mapColumns(raw []string, columns map[string]string) ([]string, error) {
+	names := normalizeHeaders(raw)
+	mapped := make([]bool, len(raw))
+	for ours, theirs := range columns {
+		key := normalizeHeader(ours)
+		if key != "email" && key != "type" && key != "customerid" {
+			return nil, fmt.Errorf("cannot map %s: the columns are email, type and customerId", quote(ours))
+		}
+		found := false
+		for i, h := range raw {
+			if normalizeHeader(h) == normalizeHeader(theirs) {
+				names[i], mapped[i], found = key, true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no column %s to take as %s (found %s)", quote(theirs), key, quoteList(raw))
+		}
+	}
+	for i := range names {
+		if !mapped[i] && columns != nil {
+			for ours := range columns {
+				if names[i] == normalizeHeader(ours) {
+					names[i] = "\x00unmapped " + raw[i]
+				}
+			}
+		}
+	}
+	return names, nil
+}
+
+// quoteList quotes a header's names for a message, within about 1 KiB.
 func quoteList(h []string) string {
-	q := make([]string, len(h))
+	const most = 16
+	q := make([]string, 0, min(len(h), most)+1)
 	for i, s := range h {
-		q[i] = fmt.Sprintf("%q", s)
+		if i == most {
+			q = append(q, fmt.Sprintf("and %d more", len(h)-most))
+			break
+		}
+		q = append(q, quote(s))
 	}
 	return strings.Join(q, ", ")
+}
+
+// quote quotes s for a message, cut to at most 48 bytes of its text.
+func quote(s string) string { return fmt.Sprintf("%q", clip(s, 48)) }
+
+// clip cuts s to at most n bytes, on a character boundary, and says by
+// how much it was cut: messages quote what a file holds, and a file can
+// hold anything.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
 }
 
 // next returns the next non-blank record, or io.EOF. A line that cannot be

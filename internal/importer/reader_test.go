@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -142,5 +143,41 @@ func TestRowReader_TakesTheDelimiterFromASepLineOrTheHeader(t *testing.T) {
 	_, err = newRowReader(strings.NewReader("sep=;\nmail;kind\n"), Config{SourceFile: "f.csv"})
 	if err == nil || !strings.HasPrefix(err.Error(), "f.csv: line 2: header: ") {
 		t.Errorf("newRowReader(no email column after sep=;) err = %v, want it at line 2", err)
+	}
+}
+
+// TestRowReader_MapsColumnsOfOtherNames: Config.Columns takes a column of
+// another name as ours (and leaves out the one ours by name), and header
+// errors quote the header as written, within bounds.
+func TestRowReader_MapsColumnsOfOtherNames(t *testing.T) {
+	t.Parallel()
+	cfg := Config{SourceFile: "f.csv", Columns: map[string]string{"email": "E-mail Address", "type": "kind", "customerId": "Client No."}}
+	rr, err := newRowReader(strings.NewReader("Email,E-MAIL ADDRESS,Kind,Client No.\nold@example.com,a@example.com,BUSINESS,c-1\n"), cfg)
+	if err != nil {
+		t.Fatalf("newRowReader: %v", err)
+	}
+	rec, err := rr.next()
+	if err != nil || rec.Email != "a@example.com" || rec.Type != "BUSINESS" || rec.CustomerID != "c-1" || !rr.hasCustomerID {
+		t.Errorf("next() = %+v, %v; want a@example.com BUSINESS c-1 from the mapped columns", rec, err)
+	}
+
+	long := strings.Repeat("x", 50<<10)
+	tests := []struct {
+		name, header string
+		columns      map[string]string
+		want         string
+	}{
+		{"AsWritten", "Correo Electrónico;Tipo De Cliente\n", nil, `no email or type column (found "Correo Electrónico", "Tipo De Cliente"; read as UTF-8, semicolon-separated, detected from the header); name them with --map`},
+		{"MappedMissing", "Mail,Kind\n", map[string]string{"email": "Correo"}, `no column "Correo" to take as email (found "Mail", "Kind")`},
+		{"NotOurs", "Mail,Kind\n", map[string]string{"name": "Mail"}, `cannot map "name"`},
+		{"Twice", "Email,E-Mail,Type\n", nil, `columns "Email" and "E-Mail" are both the email column`},
+		{"Long", long + "," + strings.Repeat("y,", 5000) + "\n", nil, `found "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…(51200 bytes)", "y", `},
+	}
+	for _, tt := range tests {
+		_, err := newRowReader(strings.NewReader(tt.header), Config{SourceFile: "f.csv", Columns: tt.columns})
+		var he *HeaderError
+		if !errors.As(err, &he) || !strings.Contains(err.Error(), tt.want) || len(err.Error()) > 1024 {
+			t.Errorf("%s: newRowReader err = %v, want a HeaderError of at most 1 KiB containing %q", tt.name, err, tt.want)
+		}
 	}
 }
