@@ -52,6 +52,7 @@ type importFlags struct {
 	retryRejected bool
 	delimiter     string
 	columns       map[string]string
+	maxLineBytes  int
 	dryRun        bool
 	quiet         bool
 	logFormat     string
@@ -75,6 +76,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
 		func(s string) error { return parseColumnMap(s, &f.columns) })
+	fs.IntVar(&f.maxLineBytes, "max-line-bytes", importer.DefaultMaxLineBytes, "longest row (a line, and so the header and any field) in bytes; a longer one is skipped and reported invalid")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -208,7 +210,10 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-attempts %d: want 1 or more", f.maxAttempts)
 	case f.timeout <= 0:
 		return cfg, fmt.Errorf("--timeout %v: want more than 0", f.timeout)
+	case f.maxLineBytes < 64:
+		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	}
+	cfg.MaxLineBytes = f.maxLineBytes
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
 	}

@@ -113,6 +113,7 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		{"BadMap", []string{"import", "--map", "mail=Correo", "ok.csv"}, nil, 2, `"mail=Correo": want our=theirs pairs`},
 		{"MapColumns", []string{"import", "--dry-run", "--map", `email="E-mail, Address",type=Kind`, "theirs.csv"}, nil, 0, "to send  1"},
 		{"MapMissingColumn", []string{"import", "--dry-run", "--map", "email=Correo", "theirs.csv"}, nil, 2, `no column "Correo" to take as email`},
+		{"BadMaxLineBytes", []string{"import", "--max-line-bytes", "0", "ok.csv"}, nil, 2, "--max-line-bytes 0"},
 		{"BadLogFormat", []string{"import", "--log-format", "xml", "ok.csv"}, nil, 2, `--log-format "xml"`},
 		{"ClientIDMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox"}, 2, "RIPIO_CLIENT_ID is not"},
 		{"SecretMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox", "RIPIO_CLIENT_ID": "x"}, 2, "no client secret"},

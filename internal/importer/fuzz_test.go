@@ -26,6 +26,10 @@ func FuzzReadAndValidate(f *testing.F) {
 		"\xff\xfee\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e\x00\n\x00a\x00@\x00b\x00.\x00c\x00,\x00B\x00U\x00S\x00I\x00N\x00E\x00S\x00S\x00\n\x00",
 		"\xfe\xff\x00e\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e",
 		"email,type\njos\xe9@example.com,INDIVIDUAL\n",
+		"email,type\na@example.com," + strings.Repeat("T", 300) + "\nb@example.com,BUSINESS\n",
+		"email,type,notes\na@example.com,INDIVIDUAL,\"open\n" + strings.Repeat("b@example.com,BUSINESS,\n", 20),
+		"email,type," + strings.Repeat("h", 300) + "\n",
+		"email,type,customerId\na@example.com,INDIVIDUAL," + strings.Repeat("\x01", 200) + "\n",
 	}
 	for _, s := range seeds {
 		f.Add(s, ',')
@@ -41,9 +45,13 @@ func FuzzReadAndValidate(f *testing.F) {
 		if delim != 0 && (delim == '"' || delim == '\r' || delim == '\n' || delim == utf8.RuneError || !validDelim(delim)) {
 			t.Skip()
 		}
-		rr, err := newRowReader(strings.NewReader(data), Config{SourceFile: "fuzz.csv", Delimiter: delim})
+		// A small cap, so that fuzzed input reaches it.
+		rr, err := newRowReader(strings.NewReader(data), Config{SourceFile: "fuzz.csv", Delimiter: delim, MaxLineBytes: 256})
 		if err != nil {
 			var he *HeaderError
+			if len(err.Error()) > 1024 {
+				t.Fatalf("header error of %d bytes, want at most 1 KiB", len(err.Error()))
+			}
 			if errors.As(err, &he) && !strings.HasPrefix(err.Error(), "fuzz.csv: line 1: header: ") && !strings.HasPrefix(err.Error(), "fuzz.csv: line 2: header: ") {
 				t.Fatalf("header error %q does not name the file and line", err)
 			}
@@ -66,6 +74,9 @@ func FuzzReadAndValidate(f *testing.F) {
 			if rowErr != nil {
 				if rowErr.Line != rec.Line || !strings.HasPrefix(rowErr.Error(), "fuzz.csv:") {
 					t.Fatalf("row error %q does not name the file and line %d", rowErr, rec.Line)
+				}
+				if len(rowErr.Error()) > 1024 {
+					t.Fatalf("row error of %d bytes, want at most 1 KiB", len(rowErr.Error()))
 				}
 				continue
 			}

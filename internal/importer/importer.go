@@ -43,6 +43,11 @@ type Config struct {
 	// our column (email, type, customerId) -> the header as written (case,
 	// spaces, '-' and '_' do not count). Default: by name.
 	Columns map[string]string
+	// MaxLineBytes bounds a row (a line, or the lines of a row with a
+	// quoted line break), and so the header and every field: a longer row is
+	// skipped and recorded invalid with its size. Default
+	// DefaultMaxLineBytes (64 KiB).
+	MaxLineBytes int
 	// Concurrency is the most requests out at once. Default 16.
 	Concurrency int
 	// MaxAttempts bounds the requests for one row in one run, 429s not

@@ -95,6 +95,7 @@ type rowReader struct {
 	text          *textInput
 	format        Format
 	lineOffset    int // lines before the header that csv does not see (a sep= line)
+	limit         *lineLimiter
 }
 
 // Format is how the reader took the file.
@@ -122,14 +123,23 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 	format.DelimiterName = delimiterName(format.Delimiter)
 	headerErr := func(reason string) error { return &HeaderError{File: file, Line: 1 + lineOffset, Reason: reason} }
 
+	maxLine := cfg.MaxLineBytes
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLineBytes
+	}
+	limit := &lineLimiter{br: text.text, max: maxLine}
 	tap := &recordTap{}
-	cr := csv.NewReader(io.TeeReader(text.text, tap))
+	cr := csv.NewReader(io.TeeReader(limit, tap))
 	cr.Comma = format.Delimiter
 	cr.FieldsPerRecord = 0 // every row must have the header's field count
 	cr.ReuseRecord = true
 	um, err := gocsv.NewUnmarshaller(cr, csvRow{})
 	if errors.Is(err, io.EOF) {
 		return nil, headerErr("the file is empty; want a header line with email and type columns")
+	}
+	var tooLong *lineTooLongError
+	if errors.As(err, &tooLong) {
+		return nil, headerErr(tooLong.Error())
 	}
 	if err != nil {
 		var pe *csv.ParseError
@@ -138,6 +148,7 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 		}
 		return nil, fmt.Errorf("%s: header: %w", file, err)
 	}
+	limit.rowEnded()
 	for i, h := range um.Headers {
 		if reason := notUTF8(fmt.Sprintf("column %d of the header", i+1), h); reason != "" {
 			return nil, headerErr(reason)
@@ -174,7 +185,7 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 	}
 	_, hasCustomerID := cols["customerid"]
 	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: hasCustomerID, tap: tap, recordEnd: cr.InputOffset(),
-		text: text, format: format, lineOffset: lineOffset}, nil
+		text: text, format: format, lineOffset: lineOffset, limit: limit}, nil
 }
 
 // peekLine returns the input's first line, its line end included, without
@@ -329,8 +340,14 @@ func clip(s string, n int) string {
 func (r *rowReader) next() (record, error) {
 	for {
 		v, unmatched, err := r.um.ReadUnmatched()
+		r.limit.rowEnded()
 		if errors.Is(err, io.EOF) {
 			return record{}, io.EOF
+		}
+		if tooLong := (*lineTooLongError)(nil); errors.As(err, &tooLong) {
+			r.tap.take(r.recordEnd, r.csv.InputOffset())
+			r.recordEnd = r.csv.InputOffset()
+			return record{Line: tooLong.Line + r.lineOffset, Err: tooLong}, nil
 		}
 		if err != nil {
 			var pe *csv.ParseError

@@ -81,12 +81,12 @@ func validate(file string, rec record) (Row, *RowError) {
 	case "":
 		return fail("type", "is empty; want INDIVIDUAL or BUSINESS")
 	default:
-		return fail("type", "%q is not INDIVIDUAL or BUSINESS", strings.TrimSpace(rec.Type))
+		return fail("type", "%s is not INDIVIDUAL or BUSINESS", quote(strings.TrimSpace(rec.Type)))
 	}
 	row := Row{Line: rec.Line, Email: email, Type: typ}
 	if id := strings.TrimSpace(rec.CustomerID); id != "" {
 		if len(id) > 128 || !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return r < ' ' }) {
-			return fail("customerId", "%q is not a usable id (printable, at most 128 characters)", id)
+			return fail("customerId", "%s is not a usable id (printable, at most 128 characters)", quote(id))
 		}
 		row.CustomerID = id
 		row.Key = "id:" + id
