@@ -29,6 +29,7 @@ func FuzzReadAndValidate(f *testing.F) {
 		"email,type\na@example.com," + strings.Repeat("T", 300) + "\nb@example.com,BUSINESS\n",
 		"email,type,notes\na@example.com,INDIVIDUAL,\"open\n" + strings.Repeat("b@example.com,BUSINESS,\n", 20),
 		"email,type," + strings.Repeat("h", 300) + "\n",
+		"email,type\nalice\u200b@example.com,INDIVIDUAL\n\ufeffalice@example.com,BUSINESS\njose\u0301@M\u00dcNCHEN.de,INDIVIDUAL\nstra\u00dfe@xn--mnchen-3ya.de,BUSINESS\n",
 		"email,type,customerId\na@example.com,INDIVIDUAL," + strings.Repeat("\x01", 200) + "\n",
 	}
 	for _, s := range seeds {
@@ -80,7 +81,7 @@ func FuzzReadAndValidate(f *testing.F) {
 				}
 				continue
 			}
-			if row.Email == "" || len(row.Email) > maxEmailLen || strings.ContainsAny(row.Email, " <>\n") {
+			if row.Email == "" || len(row.Email) > maxEmailLen || strings.ContainsAny(row.Email, " <>\n") || invisibleIn(row.Email) != "" {
 				t.Fatalf("validate accepted email %q", row.Email)
 			}
 			if row.Type != "INDIVIDUAL" && row.Type != "BUSINESS" {

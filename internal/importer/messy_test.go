@@ -74,6 +74,18 @@ func TestImport_MessyExports(t *testing.T) {
 				14: {ledger.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
 			},
 		},
+		{
+			// One person each, however the email is spelt; invisible characters refused.
+			file:    "unicode-emails.csv",
+			created: []string{"alice@example.com", "ana@münchen.de", "josé@example.com"},
+			issues: map[int]wantIssue{
+				3: {ledger.Invalid, "U+200B", "alice\u200b@example.com"},
+				4: {ledger.Invalid, "U+FEFF", "\ufeffalice@example.com"},
+				5: {ledger.Duplicate, "repeats line 2 (same email)", ""},
+				7: {ledger.Duplicate, "repeats line 6 (same email)", ""},
+				9: {ledger.Duplicate, "repeats line 8 (same email)", ""},
+			},
+		},
 		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind";`},
 		{file: "empty.csv", headerErr: "the file is empty"},
 	}
