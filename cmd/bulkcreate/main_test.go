@@ -312,3 +312,49 @@ func TestMarkAheadAndConcurrencyFollowTheRate(t *testing.T) {
 		}
 	}
 }
+
+// TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack: cells that a
+// spreadsheet would run as formulas are written with a leading
+// apostrophe, and importing the failures file gets the original values.
+func TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type,customerId\n"+
+		"=1+1@example.com,@SUM(A1),-2+3\n"+
+		"-x@example.com,=TYPE,'=own\n")
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
+		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "failures")
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if r.code != 0 || err != nil || len(recs) != 3 {
+		t.Fatalf("failures: exit %d, %v, %q; want 2 rows", r.code, err, recs)
+	}
+	for _, rec := range recs[1:] {
+		for _, cell := range rec {
+			if cell != "" && strings.IndexByte("=+-@\t\r", cell[0]) >= 0 {
+				t.Errorf("failures cell %q begins like a formula", cell)
+			}
+		}
+	}
+	if got := strings.Join(recs[1][:3], " "); got != "'=1+1@example.com '@SUM(A1) '-2+3" {
+		t.Errorf("failures row = %q, want the formula-like cells behind an apostrophe", got)
+	}
+	if got := recs[2][2]; got != "''=own" {
+		t.Errorf("failures customerId = %q, want ''=own: the value's own apostrophe kept", got)
+	}
+	// The operator corrects the types and imports the file as it is.
+	fixed := strings.NewReplacer("'@SUM(A1)", "INDIVIDUAL", "'=TYPE", "BUSINESS").Replace(r.stdout)
+	writeFile(t, dir, "fix.csv", fixed)
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "fix.csv"); r.code != 0 {
+		t.Fatalf("import fix.csv: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	got := map[string]string{}
+	for _, c := range srv.Customers() {
+		got[c.Email] = c.CustomerID
+	}
+	if got["=1+1@example.com"] != "-2+3" || got["-x@example.com"] != "'=own" || len(got) != 2 {
+		t.Errorf("server customers = %v, want =1+1@example.com as -2+3 and -x@example.com as '=own", got)
+	}
+}

@@ -29,6 +29,7 @@ func FuzzReadAndValidate(f *testing.F) {
 		"email,type\na@example.com," + strings.Repeat("T", 300) + "\nb@example.com,BUSINESS\n",
 		"email,type,notes\na@example.com,INDIVIDUAL,\"open\n" + strings.Repeat("b@example.com,BUSINESS,\n", 20),
 		"email,type," + strings.Repeat("h", 300) + "\n",
+		"email,type,customerId,status,reason,line,file\n'=a@example.com,'@x,''-1,invalid,x,'+2,'=f.csv\n'+b@example.com,BUSINESS,,invalid,x,3\n",
 		"email,type\nalice\u200b@example.com,INDIVIDUAL\n\ufeffalice@example.com,BUSINESS\njose\u0301@M\u00dcNCHEN.de,INDIVIDUAL\nstra\u00dfe@xn--mnchen-3ya.de,BUSINESS\n",
 		"email,type,customerId\na@example.com,INDIVIDUAL," + strings.Repeat("\x01", 200) + "\n",
 	}

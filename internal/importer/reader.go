@@ -96,6 +96,10 @@ type rowReader struct {
 	format        Format
 	lineOffset    int // lines before the header that csv does not see (a sep= line)
 	limit         *lineLimiter
+	// failuresFile: the file has the origin columns (file, line) that
+	// bulkcreate failures writes, and its cells were written
+	// SpreadsheetSafe.
+	failuresFile bool
 }
 
 // Format is how the reader took the file.
@@ -184,8 +188,11 @@ func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
 			strings.Join(missing, " or "), quoteList(raw), format, hint))
 	}
 	_, hasCustomerID := cols["customerid"]
+	_, hasFile := cols["file"]
+	_, hasLine := cols["line"]
 	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: hasCustomerID, tap: tap, recordEnd: cr.InputOffset(),
-		text: text, format: format, lineOffset: lineOffset, limit: limit}, nil
+		text: text, format: format, lineOffset: lineOffset, limit: limit,
+		failuresFile: hasFile && hasLine}, nil
 }
 
 // peekLine returns the input's first line, its line end included, without
@@ -394,6 +401,11 @@ func (r *rowReader) next() (record, error) {
 		r.tap.forget(r.recordEnd)
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
+		if r.failuresFile {
+			for _, f := range []*string{&row.Email, &row.Type, &row.CustomerID, &row.OriginFile, &row.OriginLine} {
+				*f = fromSpreadsheetSafe(*f)
+			}
+		}
 		rec := record{Line: line + r.lineOffset, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
 		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
@@ -427,13 +439,17 @@ func (r *rowReader) fill(rec *record, fields []string) {
 		if i >= len(fields) {
 			break
 		}
+		v := fields[i]
+		if r.failuresFile {
+			v = fromSpreadsheetSafe(v)
+		}
 		switch h {
 		case "email":
-			rec.Email = fields[i]
+			rec.Email = v
 		case "type":
-			rec.Type = fields[i]
+			rec.Type = v
 		case "customerid":
-			rec.CustomerID = fields[i]
+			rec.CustomerID = v
 		}
 	}
 }
