@@ -52,6 +52,8 @@ type importFlags struct {
 	maxErrors     string
 	retryRejected bool
 	delimiter     string
+	columns       map[string]string
+	maxLineBytes  int
 	dryRun        bool
 	quiet         bool
 	logFormat     string
@@ -73,7 +75,10 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
 	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
-	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: one punctuation character such as ; or |, or tab")
+	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
+	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
+		func(s string) error { return parseColumnMap(s, &f.columns) })
+	fs.IntVar(&f.maxLineBytes, "max-line-bytes", importer.DefaultMaxLineBytes, "longest row (a line, and so the header and any field) in bytes; a longer one is skipped and reported invalid")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -226,7 +231,10 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--progress-every %v: want %v or more", f.progressEvery, minProgressEvery)
 	case strings.TrimSpace(f.ledger) == "":
 		return cfg, errors.New("--ledger: want a file name, such as bulkcreate.db")
+	case f.maxLineBytes < 64:
+		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	}
+	cfg.MaxLineBytes = f.maxLineBytes
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
 	}
@@ -236,6 +244,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, err
 	}
 	cfg.Delimiter = d
+	cfg.Columns = f.columns
 	if s := strings.TrimSpace(f.maxErrors); s != "" {
 		if pct, ok := strings.CutSuffix(s, "%"); ok {
 			v, err := strconv.ParseFloat(pct, 64)
@@ -275,6 +284,8 @@ func markAhead(rps float64) int {
 
 func parseDelimiter(s string) (rune, error) {
 	switch strings.ToLower(s) {
+	case "", "auto":
+		return 0, nil
 	case "tab", `\t`, "\t":
 		return '\t', nil
 	case "semicolon", ";":
@@ -311,6 +322,41 @@ func openInput(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s is a directory; want a CSV file", path)
 	}
 	return file, nil
+}
+
+// parseColumnMap adds the pairs of a --map value (our=theirs, comma
+// separated; a name may be in double quotes, and then hold commas) to m.
+func parseColumnMap(s string, m *map[string]string) error {
+	var pairs []string
+	inQuotes, from := false, 0
+	for i, c := range s {
+		switch {
+		case c == '"':
+			inQuotes = !inQuotes
+		case c == ',' && !inQuotes:
+			pairs, from = append(pairs, s[from:i]), i+1
+		}
+	}
+	pairs = append(pairs, s[from:])
+	for _, p := range pairs {
+		ours, theirs, ok := strings.Cut(p, "=")
+		ours = strings.ToLower(strings.TrimSpace(ours))
+		theirs = strings.TrimSpace(theirs)
+		if t, err := strconv.Unquote(theirs); err == nil && strings.HasPrefix(theirs, `"`) {
+			theirs = t
+		}
+		if ours == "customerid" || ours == "customer_id" {
+			ours = "customerId"
+		}
+		if !ok || theirs == "" || (ours != "email" && ours != "type" && ours != "customerId") {
+			return fmt.Errorf("%q: want our=theirs pairs, ours one of email, type, customerId; e.g. email=\"E-mail Address\",type=Kind", p)
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[ours] = theirs
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, error) {

@@ -91,6 +91,7 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	writeFile(t, dir, "theirs.csv", "Kind;E-mail, Address;Email\nINDIVIDUAL;a@example.com;old@example.com\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -112,6 +113,10 @@ func TestCLI_HelpAndUsageErrors(t *testing.T) {
 		{"BadRPS", []string{"import", "--rps", "-1", "ok.csv"}, nil, 2, "--rps -1"},
 		{"BadMaxErrors", []string{"import", "--max-errors", "lots", "ok.csv"}, nil, 2, `--max-errors "lots"`},
 		{"BadDelimiter", []string{"import", "--delimiter", "ab", "ok.csv"}, nil, 2, `--delimiter "ab"`},
+		{"BadMap", []string{"import", "--map", "mail=Correo", "ok.csv"}, nil, 2, `"mail=Correo": want our=theirs pairs`},
+		{"MapColumns", []string{"import", "--dry-run", "--map", `email="E-mail, Address",type=Kind`, "theirs.csv"}, nil, 0, "to send  1"},
+		{"MapMissingColumn", []string{"import", "--dry-run", "--map", "email=Correo", "theirs.csv"}, nil, 2, `no column "Correo" to take as email`},
+		{"BadMaxLineBytes", []string{"import", "--max-line-bytes", "0", "ok.csv"}, nil, 2, "--max-line-bytes 0"},
 		{"BadLogFormat", []string{"import", "--log-format", "xml", "ok.csv"}, nil, 2, `--log-format "xml"`},
 		{"ClientIDMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox"}, 2, "RIPIO_CLIENT_ID is not"},
 		{"SecretMissing", []string{"import", "ok.csv"}, map[string]string{"RIPIO_BASE_URL": "sandbox", "RIPIO_CLIENT_ID": "x"}, 2, "no client secret"},
@@ -331,5 +336,51 @@ func TestMarkAheadAndConcurrencyFollowTheRate(t *testing.T) {
 		if got := defaultConcurrency(tt.rps); got != tt.wantConcurrency {
 			t.Errorf("defaultConcurrency(%v) = %d, want %d", tt.rps, got, tt.wantConcurrency)
 		}
+	}
+}
+
+// TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack: cells that a
+// spreadsheet would run as formulas are written with a leading
+// apostrophe, and importing the failures file gets the original values.
+func TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type,customerId\n"+
+		"=1+1@example.com,@SUM(A1),-2+3\n"+
+		"-x@example.com,=TYPE,'=own\n")
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
+		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "failures")
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if r.code != 0 || err != nil || len(recs) != 3 {
+		t.Fatalf("failures: exit %d, %v, %q; want 2 rows", r.code, err, recs)
+	}
+	for _, rec := range recs[1:] {
+		for _, cell := range rec {
+			if cell != "" && strings.IndexByte("=+-@\t\r", cell[0]) >= 0 {
+				t.Errorf("failures cell %q begins like a formula", cell)
+			}
+		}
+	}
+	if got := strings.Join(recs[1][:3], " "); got != "'=1+1@example.com '@SUM(A1) '-2+3" {
+		t.Errorf("failures row = %q, want the formula-like cells behind an apostrophe", got)
+	}
+	if got := recs[2][2]; got != "''=own" {
+		t.Errorf("failures customerId = %q, want ''=own: the value's own apostrophe kept", got)
+	}
+	// The operator corrects the types and imports the file as it is.
+	fixed := strings.NewReplacer("'@SUM(A1)", "INDIVIDUAL", "'=TYPE", "BUSINESS").Replace(r.stdout)
+	writeFile(t, dir, "fix.csv", fixed)
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "fix.csv"); r.code != 0 {
+		t.Fatalf("import fix.csv: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	got := map[string]string{}
+	for _, c := range srv.Customers() {
+		got[c.Email] = c.CustomerID
+	}
+	if got["=1+1@example.com"] != "-2+3" || got["-x@example.com"] != "'=own" || len(got) != 2 {
+		t.Errorf("server customers = %v, want =1+1@example.com as -2+3 and -x@example.com as '=own", got)
 	}
 }

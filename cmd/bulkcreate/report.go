@@ -141,8 +141,10 @@ const failuresUsage = `Usage: bulkcreate failures [flags] > fix.csv
 Writes every row of the target the environment selects (as for import) or
 --target names that is not created or existing as CSV
 (email,type,customerId,status,reason,line,file), readable again by import:
-fix the rows, then import the file. Each fixed row imported replaces the
-issue recorded at its file and line, so report adds up afterwards. When that
+fix the rows, then import the file. A cell that a spreadsheet would take for
+a formula (it begins with = + - @) is written with a leading apostrophe,
+which import takes off again. Each fixed row imported replaces the issue
+recorded at its file and line, so report adds up afterwards. When that
 target has no rows, it names on stderr the targets the ledger holds.
 
 Examples:
@@ -204,7 +206,11 @@ func runFailures(ctx context.Context, e env, args []string) error {
 			// email gets its own id.
 			customerID = ""
 		}
-		return w.Write([]string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine), f.SourceFile})
+		row := []string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine), f.SourceFile}
+		for i := range row {
+			row[i] = importer.SpreadsheetSafe(row[i]) // import takes the apostrophe off again
+		}
+		return w.Write(row)
 	})
 	w.Flush()
 	if err == nil {

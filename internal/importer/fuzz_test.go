@@ -23,19 +23,38 @@ func FuzzReadAndValidate(f *testing.F) {
 		"type,email,notes\nINDIVIDUAL,Ana <a@example.com>,\"multi\nline\"\n",
 		"",
 		"email\n",
+		"\xff\xfee\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e\x00\n\x00a\x00@\x00b\x00.\x00c\x00,\x00B\x00U\x00S\x00I\x00N\x00E\x00S\x00S\x00\n\x00",
+		"\xfe\xff\x00e\x00m\x00a\x00i\x00l\x00,\x00t\x00y\x00p\x00e",
+		"email,type\njos\xe9@example.com,INDIVIDUAL\n",
+		"email,type\na@example.com," + strings.Repeat("T", 300) + "\nb@example.com,BUSINESS\n",
+		"email,type,notes\na@example.com,INDIVIDUAL,\"open\n" + strings.Repeat("b@example.com,BUSINESS,\n", 20),
+		"email,type," + strings.Repeat("h", 300) + "\n",
+		"email,type,customerId,status,reason,line,file\n'=a@example.com,'@x,''-1,invalid,x,'+2,'=f.csv\n'+b@example.com,BUSINESS,,invalid,x,3\n",
+		"email,type\nalice\u200b@example.com,INDIVIDUAL\n\ufeffalice@example.com,BUSINESS\njose\u0301@M\u00dcNCHEN.de,INDIVIDUAL\nstra\u00dfe@xn--mnchen-3ya.de,BUSINESS\n",
+		"email,type,customerId\na@example.com,INDIVIDUAL," + strings.Repeat("\x01", 200) + "\n",
 	}
 	for _, s := range seeds {
 		f.Add(s, ',')
 	}
 	f.Add("email;type\na@example.com;INDIVIDUAL\n", ';')
+	// Delimiter 0: a sep= line, else detected from the header.
+	f.Add("email;type\na@example.com;INDIVIDUAL\n", rune(0))
+	f.Add("sep=;\r\nemail;type\r\na@example.com;INDIVIDUAL\r\n", rune(0))
+	f.Add("SEP=|\nEmail|Type\na@example.com|BUSINESS\n", rune(0))
+	f.Add("sep=;\nemail,type\na@example.com,INDIVIDUAL\n", ',')
+	f.Add("Email Address\tCustomer Type\tNotes\na@example.com\tINDIVIDUAL\tx, y; z\n", rune(0))
 	f.Fuzz(func(t *testing.T, data string, delim rune) {
-		if delim == 0 || delim == '"' || delim == '\r' || delim == '\n' || delim == utf8.RuneError || !validDelim(delim) {
+		if delim != 0 && (delim == '"' || delim == '\r' || delim == '\n' || delim == utf8.RuneError || !validDelim(delim)) {
 			t.Skip()
 		}
-		rr, err := newRowReader(strings.NewReader(data), "fuzz.csv", delim)
+		// A small cap, so that fuzzed input reaches it.
+		rr, err := newRowReader(strings.NewReader(data), Config{SourceFile: "fuzz.csv", Delimiter: delim, MaxLineBytes: 256})
 		if err != nil {
 			var he *HeaderError
-			if errors.As(err, &he) && !strings.HasPrefix(err.Error(), "fuzz.csv: line 1: header: ") {
+			if len(err.Error()) > 1024 {
+				t.Fatalf("header error of %d bytes, want at most 1 KiB", len(err.Error()))
+			}
+			if errors.As(err, &he) && !strings.HasPrefix(err.Error(), "fuzz.csv: line 1: header: ") && !strings.HasPrefix(err.Error(), "fuzz.csv: line 2: header: ") {
 				t.Fatalf("header error %q does not name the file and line", err)
 			}
 			return
@@ -58,9 +77,12 @@ func FuzzReadAndValidate(f *testing.F) {
 				if rowErr.Line != rec.Line || !strings.HasPrefix(rowErr.Error(), "fuzz.csv:") {
 					t.Fatalf("row error %q does not name the file and line %d", rowErr, rec.Line)
 				}
+				if len(rowErr.Error()) > 1024 {
+					t.Fatalf("row error of %d bytes, want at most 1 KiB", len(rowErr.Error()))
+				}
 				continue
 			}
-			if row.Email == "" || len(row.Email) > maxEmailLen || strings.ContainsAny(row.Email, " <>\n") {
+			if row.Email == "" || len(row.Email) > maxEmailLen || strings.ContainsAny(row.Email, " <>\n") || invisibleIn(row.Email) != "" {
 				t.Fatalf("validate accepted email %q", row.Email)
 			}
 			if row.Type != "INDIVIDUAL" && row.Type != "BUSINESS" {

@@ -35,8 +35,19 @@ import (
 type Config struct {
 	// SourceFile names the input in the ledger and in messages.
 	SourceFile string
-	// Delimiter separates fields. Default ','.
+	// Delimiter separates fields. Default: the one Excel's "sep=;" first
+	// line names, else the one of , ; tab | that splits the header into our
+	// columns (Summary.Input says which).
 	Delimiter rune
+	// Columns names the file's columns that are ours under another name:
+	// our column (email, type, customerId) -> the header as written (case,
+	// spaces, '-' and '_' do not count). Default: by name.
+	Columns map[string]string
+	// MaxLineBytes bounds a row (a line, or the lines of a row with a
+	// quoted line break), and so the header and every field: a longer row is
+	// skipped and recorded invalid with its size. Default
+	// DefaultMaxLineBytes (64 KiB).
+	MaxLineBytes int
 	// Concurrency is the most requests out at once. Default 16.
 	Concurrency int
 	// MaxAttempts bounds the requests for one row in one run, 429s not
@@ -72,9 +83,6 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.SourceFile == "" {
 		c.SourceFile = "<input>"
-	}
-	if c.Delimiter == 0 {
-		c.Delimiter = ','
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 16
@@ -149,6 +157,8 @@ type Summary struct {
 	// Issues are, in a dry run, the reasons of the first rows it would not
 	// send (invalid or duplicate), at most 20, in the order found.
 	Issues []string `json:"issues,omitempty"`
+	// Input is how the file was read: encoding and delimiter.
+	Input Format `json:"input"`
 	// Consumed is how many bytes of the input the rows read so far took
 	// (for progress estimates; a read-ahead buffer is not counted).
 	Consumed int64 `json:"-"`
@@ -171,6 +181,7 @@ type Importer struct {
 	// planned to be sent so far; only the planning goroutine touches it.
 	dryPlan *dryRunPlan
 
+	input     Format // set before the run's goroutines start
 	counts    counters
 	requests  atomic.Int64
 	throttled atomic.Int64
@@ -214,10 +225,11 @@ func (im *Importer) Limiter() *ratelimit.Limiter { return im.limiter }
 // softly; Summary.Outcome is then "interrupted".
 func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	start := time.Now()
-	rr, err := newRowReader(in, im.cfg.SourceFile, im.cfg.Delimiter)
+	rr, err := newRowReader(in, im.cfg)
 	if err != nil {
 		return im.summary(start, "aborted"), err
 	}
+	im.input = rr.Format()
 	if im.cfg.DryRun && rr.hasCustomerID {
 		// Only a file with a customerId column can hold both kinds of key.
 		im.dryPlan = newDryRunPlan()
@@ -270,6 +282,7 @@ func (im *Importer) summary(start time.Time, outcome string) Summary {
 	s := im.Progress()
 	s.Elapsed = time.Since(start)
 	s.Outcome = outcome
+	s.Input = im.input
 	return s
 }
 
@@ -277,7 +290,7 @@ func (im *Importer) runOptions() map[string]any {
 	return map[string]any{
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,
 		"retryRejected": im.cfg.RetryRejected, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
-		"delimiter": string(im.cfg.Delimiter),
+		"delimiter": string(im.input.Delimiter),
 	}
 }
 
@@ -368,7 +381,7 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 			return false, err
 		}
 		im.counts.read.Add(1)
-		im.counts.consumed.Store(rr.csv.InputOffset())
+		im.counts.consumed.Store(rr.text.consumed())
 		if rec.OriginFile != "" && rec.OriginLine > 0 && !im.cfg.DryRun {
 			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine); err != nil {
 				return false, err

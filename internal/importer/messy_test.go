@@ -38,6 +38,20 @@ func TestImport_MessyExports(t *testing.T) {
 		{file: "header-spaces-order.csv", created: []string{"ana@example.com", "beto@example.com"}},
 		{file: "semicolon.csv", delimiter: ';', created: []string{"ana@example.com", "beto@example.com"}},
 		{file: "tab.csv", delimiter: '\t', created: []string{"ana@example.com", "beto@example.com"}},
+		// No delimiter given: Excel's sep= line, else detected from the header.
+		{file: "semicolon.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{file: "tab.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{file: "pipe.csv", created: []string{"ana@example.com", "beto@example.com"}},
+		{
+			file:    "excel-sep.csv",
+			created: []string{"ana@example.com"},
+			issues:  map[int]wantIssue{4: {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, "beto@example.com"}},
+		},
+		{
+			file:    "unicode-text.txt", // Excel's "Unicode Text": UTF-16LE with its BOM, tab-separated
+			created: []string{"anä@example.com", "beto@example.com"},
+			issues:  map[int]wantIssue{4: {ledger.Invalid, "email: is empty", ""}},
+		},
 		{
 			file:    "customer-id.csv",
 			created: []string{"ana@example.com", "beto@example.com", "carla@example.com"},
@@ -60,7 +74,19 @@ func TestImport_MessyExports(t *testing.T) {
 				14: {ledger.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
 			},
 		},
-		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind")`},
+		{
+			// One person each, however the email is spelt; invisible characters refused.
+			file:    "unicode-emails.csv",
+			created: []string{"alice@example.com", "ana@münchen.de", "josé@example.com"},
+			issues: map[int]wantIssue{
+				3: {ledger.Invalid, "U+200B", "alice\u200b@example.com"},
+				4: {ledger.Invalid, "U+FEFF", "\ufeffalice@example.com"},
+				5: {ledger.Duplicate, "repeats line 2 (same email)", ""},
+				7: {ledger.Duplicate, "repeats line 6 (same email)", ""},
+				9: {ledger.Duplicate, "repeats line 8 (same email)", ""},
+			},
+		},
+		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind";`},
 		{file: "empty.csv", headerErr: "the file is empty"},
 	}
 	for _, tt := range tests {

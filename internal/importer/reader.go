@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gocarina/gocsv"
 )
@@ -26,13 +28,16 @@ type csvRow struct {
 }
 
 // HeaderError is a file that cannot be imported at all: no header, or no
-// email or type column.
+// email or type column, or an encoding the reader does not take.
 type HeaderError struct {
 	File   string
+	Line   int // the header's line: 1, or 2 after Excel's "sep=" line; 0 reads as 1
 	Reason string
 }
 
-func (e *HeaderError) Error() string { return fmt.Sprintf("%s: line 1: header: %s", e.File, e.Reason) }
+func (e *HeaderError) Error() string {
+	return fmt.Sprintf("%s: line %d: header: %s", e.File, max(e.Line, 1), e.Reason)
+}
 
 // record is one data row as read, before validation. Err is set when the
 // line could not be read as a row (bad quoting, wrong field count).
@@ -46,6 +51,39 @@ type record struct {
 	Err        error
 }
 
+// Format is how the reader took a file: its encoding and delimiter, and
+// where the delimiter came from.
+type Format struct {
+	Encoding  string `json:"encoding"` // one of the Encoding constants
+	Delimiter rune   `json:"-"`
+	// DelimiterName is the delimiter as a person writes it: comma,
+	// semicolon, tab, pipe, or the character.
+	DelimiterName string `json:"delimiter"`
+	// DelimiterFrom says who chose it: "config" (the Delimiter field, the
+	// --delimiter flag), "sep line" (Excel's "sep=;" first line) or
+	// "header" (detected from the header line).
+	DelimiterFrom string `json:"delimiterFrom"`
+}
+
+func (f Format) String() string {
+	from := map[string]string{"config": "as configured", "sep line": "from its sep= line", "header": "detected from the header"}[f.DelimiterFrom]
+	return fmt.Sprintf("%s, %s-separated, %s", f.Encoding, f.DelimiterName, from)
+}
+
+func delimiterName(d rune) string {
+	switch d {
+	case ',':
+		return "comma"
+	case ';':
+		return "semicolon"
+	case '\t':
+		return "tab"
+	case '|':
+		return "pipe"
+	}
+	return string(d)
+}
+
 // rowReader streams records out of a CSV file through gocsv.
 type rowReader struct {
 	file          string
@@ -54,52 +92,168 @@ type rowReader struct {
 	hasCustomerID bool
 	tap           *recordTap
 	recordEnd     int64 // the input offset where the last record ended
+	text          *textInput
+	format        Format
+	lineOffset    int // lines before the header that csv does not see (a sep= line)
+	limit         *lineLimiter
+	// failuresFile: the file has the origin columns (file, line) that
+	// bulkcreate failures writes, and its cells were written
+	// SpreadsheetSafe.
+	failuresFile bool
 }
 
-var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+// Format is how the reader took the file.
+func (r *rowReader) Format() Format { return r.format }
 
-func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error) {
-	br := bufio.NewReaderSize(in, 64<<10)
-	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == string(utf8BOM) {
-		br.Discard(len(utf8BOM))
+func newRowReader(in io.Reader, cfg Config) (*rowReader, error) {
+	file := cfg.SourceFile
+	text, err := decodeInput(in, file)
+	if err != nil {
+		return nil, err
 	}
+	format := Format{Encoding: text.encoding, Delimiter: cfg.Delimiter, DelimiterFrom: "config"}
+	lineOffset := 0
+	first := peekLine(text.text)
+	if d, ok := sepLine(first); ok {
+		if cfg.Delimiter != 0 && cfg.Delimiter != d {
+			return nil, &HeaderError{File: file, Reason: fmt.Sprintf("the file's first line says sep=%c, but the delimiter asked for is %q; drop --delimiter", d, cfg.Delimiter)}
+		}
+		text.text.Discard(len(first))
+		format.Delimiter, format.DelimiterFrom = d, "sep line"
+		lineOffset = 1
+	} else if cfg.Delimiter == 0 {
+		format.Delimiter, format.DelimiterFrom = detectDelimiter(first, cfg.Columns), "header"
+	}
+	format.DelimiterName = delimiterName(format.Delimiter)
+	headerErr := func(reason string) error { return &HeaderError{File: file, Line: 1 + lineOffset, Reason: reason} }
+
+	maxLine := cfg.MaxLineBytes
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLineBytes
+	}
+	limit := &lineLimiter{br: text.text, max: maxLine}
 	tap := &recordTap{}
-	cr := csv.NewReader(io.TeeReader(br, tap))
-	cr.Comma = delimiter
+	cr := csv.NewReader(io.TeeReader(limit, tap))
+	cr.Comma = format.Delimiter
 	cr.FieldsPerRecord = 0 // every row must have the header's field count
 	cr.ReuseRecord = true
 	um, err := gocsv.NewUnmarshaller(cr, csvRow{})
 	if errors.Is(err, io.EOF) {
-		return nil, &HeaderError{File: file, Reason: "the file is empty; want a header line with email and type columns"}
+		return nil, headerErr("the file is empty; want a header line with email and type columns")
+	}
+	var tooLong *lineTooLongError
+	if errors.As(err, &tooLong) {
+		return nil, headerErr(tooLong.Error())
 	}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return nil, &HeaderError{File: file, Reason: pe.Err.Error()}
+			return nil, headerErr(pe.Err.Error())
 		}
 		return nil, fmt.Errorf("%s: header: %w", file, err)
 	}
-	if err := um.RenormalizeHeaders(normalizeHeaders); err != nil {
+	limit.rowEnded()
+	for i, h := range um.Headers {
+		if reason := notUTF8(fmt.Sprintf("column %d of the header", i+1), h); reason != "" {
+			return nil, headerErr(reason)
+		}
+	}
+	raw := slices.Clone(um.Headers)
+	names, err := mapColumns(raw, cfg.Columns)
+	if err != nil {
+		return nil, headerErr(err.Error())
+	}
+	if err := um.RenormalizeHeaders(func([]string) []string { return names }); err != nil {
 		return nil, fmt.Errorf("%s: header: %w", file, err)
 	}
-	cols := map[string]bool{}
-	for _, h := range um.Headers {
-		if cols[h] && (h == "email" || h == "type" || h == "customerid") {
-			return nil, &HeaderError{File: file, Reason: fmt.Sprintf("column %q appears twice", h)}
+	cols := map[string]int{}
+	for i, h := range names {
+		if j, twice := cols[h]; twice && (h == "email" || h == "type" || h == "customerid") {
+			return nil, headerErr(fmt.Sprintf("columns %s and %s are both the %s column", quote(raw[j]), quote(raw[i]), h))
 		}
-		cols[h] = true
+		cols[h] = i
 	}
 	var missing []string
 	for _, c := range []string{"email", "type"} {
-		if !cols[c] {
+		if _, ok := cols[c]; !ok {
 			missing = append(missing, c)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, &HeaderError{File: file, Reason: fmt.Sprintf("no %s column (found %s); is --delimiter right?",
-			strings.Join(missing, " or "), quoteList(um.Headers))}
+		hint := "; name them with --map, e.g. --map email=\"E-mail Address\",type=Kind"
+		if len(raw) == 1 {
+			hint = "; is --delimiter right?"
+		}
+		return nil, headerErr(fmt.Sprintf("no %s column (found %s; read as %s)%s",
+			strings.Join(missing, " or "), quoteList(raw), format, hint))
 	}
-	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: cols["customerid"], tap: tap, recordEnd: cr.InputOffset()}, nil
+	_, hasCustomerID := cols["customerid"]
+	_, hasFile := cols["file"]
+	_, hasLine := cols["line"]
+	return &rowReader{file: file, csv: cr, um: um, hasCustomerID: hasCustomerID, tap: tap, recordEnd: cr.InputOffset(),
+		text: text, format: format, lineOffset: lineOffset, limit: limit,
+		failuresFile: hasFile && hasLine}, nil
+}
+
+// peekLine returns the input's first line, its line end included, without
+// taking it; at most the reader's buffer of it.
+func peekLine(br *bufio.Reader) []byte {
+	for n, from := 1, 0; ; {
+		b, err := br.Peek(n)
+		if i := bytes.IndexByte(b[from:], '\n'); i >= 0 {
+			return b[:from+i+1]
+		}
+		if err != nil || len(b) == br.Size() {
+			return b
+		}
+		from = len(b)
+		n = min(max(br.Buffered(), len(b)+1), br.Size())
+	}
+}
+
+// sepLine reads Excel's "sep=;" first line, which names the delimiter.
+func sepLine(line []byte) (rune, bool) {
+	s := strings.TrimRight(string(line), "\r\n")
+	if len(s) < 5 || !strings.EqualFold(s[:4], "sep=") {
+		return 0, false
+	}
+	d, size := utf8.DecodeRuneInString(s[4:])
+	if 4+size != len(s) || d == utf8.RuneError || d == '"' || !validDelimiter(d) {
+		return 0, false
+	}
+	return d, true
+}
+
+// validDelimiter is a delimiter encoding/csv takes.
+func validDelimiter(r rune) bool {
+	return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
+}
+
+// detectDelimiter picks, of the delimiters spreadsheets write, the one by
+// which header splits into the most of our columns, then into the most
+// columns; comma when none splits it.
+func detectDelimiter(header []byte, columns map[string]string) rune {
+	best, bestOurs, bestFields := ',', -1, 0
+	for _, d := range []rune{',', ';', '\t', '|'} {
+		cr := csv.NewReader(bytes.NewReader(header))
+		cr.Comma = d
+		cr.LazyQuotes = true
+		fields, _ := cr.Read()
+		names, err := mapColumns(fields, columns)
+		if err != nil {
+			names = normalizeHeaders(fields)
+		}
+		ours := 0
+		for _, h := range names {
+			if h == "email" || h == "type" || h == "customerid" {
+				ours++
+			}
+		}
+		if ours > bestOurs || ours == bestOurs && len(fields) > bestFields {
+			best, bestOurs, bestFields = d, ours, len(fields)
+		}
+	}
+	return best
 }
 
 // normalizeHeaders matches header names loosely: case, spaces, '-' and '_'
@@ -107,22 +261,85 @@ func newRowReader(in io.Reader, file string, delimiter rune) (*rowReader, error)
 func normalizeHeaders(h []string) []string {
 	out := make([]string, len(h))
 	for i, s := range h {
-		s = strings.ToLower(strings.TrimSpace(s))
-		s = strings.NewReplacer(" ", "", "_", "", "-", "").Replace(s)
-		if s == "customertype" {
-			s = "type"
-		}
-		out[i] = s
+		out[i] = normalizeHeader(s)
 	}
 	return out
 }
 
+var headerSeparators = strings.NewReplacer(" ", "", "_", "", "-", "")
+
+func normalizeHeader(s string) string {
+	s = headerSeparators.Replace(strings.ToLower(strings.TrimSpace(s)))
+	if s == "customertype" {
+		s = "type"
+	}
+	return s
+}
+
+// mapColumns names the file's columns (raw, as written) as csvRow's tags
+// name them: each of columns (our name -> the file's) first, then by
+// normalizeHeaders. A column that would be ours by its name but is not
+// the one mapped is left out: mapping email to "Work Email" ignores
+// "Email".
+func mapColumns(raw []string, columns map[string]string) ([]string, error) {
+	names := normalizeHeaders(raw)
+	mapped := make([]bool, len(raw))
+	for ours, theirs := range columns {
+		key := normalizeHeader(ours)
+		if key != "email" && key != "type" && key != "customerid" {
+			return nil, fmt.Errorf("cannot map %s: the columns are email, type and customerId", quote(ours))
+		}
+		found := false
+		for i, h := range raw {
+			if normalizeHeader(h) == normalizeHeader(theirs) {
+				names[i], mapped[i], found = key, true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no column %s to take as %s (found %s)", quote(theirs), key, quoteList(raw))
+		}
+	}
+	for i := range names {
+		if !mapped[i] && columns != nil {
+			for ours := range columns {
+				if names[i] == normalizeHeader(ours) {
+					names[i] = "\x00unmapped " + raw[i]
+				}
+			}
+		}
+	}
+	return names, nil
+}
+
+// quoteList quotes a header's names for a message, within about 1 KiB.
 func quoteList(h []string) string {
-	q := make([]string, len(h))
+	const most = 16
+	q := make([]string, 0, min(len(h), most)+1)
 	for i, s := range h {
-		q[i] = fmt.Sprintf("%q", s)
+		if i == most {
+			q = append(q, fmt.Sprintf("and %d more", len(h)-most))
+			break
+		}
+		q = append(q, quote(s))
 	}
 	return strings.Join(q, ", ")
+}
+
+// quote quotes s for a message, cut to at most 48 bytes of its text.
+func quote(s string) string { return fmt.Sprintf("%q", clip(s, 48)) }
+
+// clip cuts s to at most n bytes, on a character boundary, and says by
+// how much it was cut: messages quote what a file holds, and a file can
+// hold anything.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
 }
 
 // next returns the next non-blank record, or io.EOF. A line that cannot be
@@ -130,8 +347,14 @@ func quoteList(h []string) string {
 func (r *rowReader) next() (record, error) {
 	for {
 		v, unmatched, err := r.um.ReadUnmatched()
+		r.limit.rowEnded()
 		if errors.Is(err, io.EOF) {
 			return record{}, io.EOF
+		}
+		if tooLong := (*lineTooLongError)(nil); errors.As(err, &tooLong) {
+			r.tap.take(r.recordEnd, r.csv.InputOffset())
+			r.recordEnd = r.csv.InputOffset()
+			return record{Line: tooLong.Line + r.lineOffset, Err: tooLong}, nil
 		}
 		if err != nil {
 			var pe *csv.ParseError
@@ -140,7 +363,7 @@ func (r *rowReader) next() (record, error) {
 				if line == 0 {
 					line = pe.Line
 				}
-				rec := record{Line: line, Err: pe.Err}
+				rec := record{Line: line + r.lineOffset, Err: pe.Err}
 				switch {
 				case errors.Is(pe.Err, csv.ErrBareQuote):
 					rec.Err = errors.New(`has a quote (") inside a field that is not in quotes: remove it, or put the field in quotes and write the quote twice ("")`)
@@ -178,10 +401,23 @@ func (r *rowReader) next() (record, error) {
 		r.tap.forget(r.recordEnd)
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
-		rec := record{Line: line, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
+		if r.failuresFile {
+			for _, f := range []*string{&row.Email, &row.Type, &row.CustomerID, &row.OriginFile, &row.OriginLine} {
+				*f = fromSpreadsheetSafe(*f)
+			}
+		}
+		rec := record{Line: line + r.lineOffset, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
 		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
 			continue // spreadsheets export empty rows as ",,"
+		}
+		for _, f := range []struct{ name, value string }{
+			{"the email", rec.Email}, {"the type", rec.Type}, {"the customerId", rec.CustomerID}, {"the file column", rec.OriginFile},
+		} {
+			if reason := notUTF8(f.name, f.value); reason != "" {
+				rec.Err = errors.New(reason)
+				break
+			}
 		}
 		return rec, nil
 	}
@@ -203,13 +439,17 @@ func (r *rowReader) fill(rec *record, fields []string) {
 		if i >= len(fields) {
 			break
 		}
+		v := fields[i]
+		if r.failuresFile {
+			v = fromSpreadsheetSafe(v)
+		}
 		switch h {
 		case "email":
-			rec.Email = fields[i]
+			rec.Email = v
 		case "type":
-			rec.Type = fields[i]
+			rec.Type = v
 		case "customerid":
-			rec.CustomerID = fields[i]
+			rec.CustomerID = v
 		}
 	}
 }

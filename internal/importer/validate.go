@@ -44,9 +44,10 @@ type Row struct {
 var customerNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://bulkcreate.dev/customer"))
 
 // CustomerIDFor is the customerId bulkcreate sends for an email when the
-// CSV has no customerId column.
+// CSV has no customerId column: one per person, as foldEmail compares
+// emails. It never changes for a plain-ASCII email.
 func CustomerIDFor(email string) string {
-	return uuid.NewSHA1(customerNamespace, []byte(strings.ToLower(strings.TrimSpace(email)))).String()
+	return uuid.NewSHA1(customerNamespace, []byte(foldEmail(email))).String()
 }
 
 const maxEmailLen = 254
@@ -68,6 +69,9 @@ func validate(file string, rec record) (Row, *RowError) {
 	case len(email) > maxEmailLen:
 		return fail("email", "is %d characters long; at most %d", len(email), maxEmailLen)
 	}
+	if problem := invisibleIn(email); problem != "" {
+		return fail("email", "%s", problem)
+	}
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Name != "" || addr.Address != email {
 		return fail("email", "%q is not a bare email address", email)
@@ -75,18 +79,21 @@ func validate(file string, rec record) (Row, *RowError) {
 	if at := strings.LastIndexByte(email, '@'); at < 1 || !strings.Contains(email[at+1:], ".") {
 		return fail("email", "%q has no domain with a dot", email)
 	}
+	if problem := domainProblem(email); problem != "" {
+		return fail("email", "%q %s", email, problem)
+	}
 	typ := ripio.CustomerType(strings.ToUpper(strings.TrimSpace(rec.Type)))
 	switch typ {
 	case ripio.Individual, ripio.Business:
 	case "":
 		return fail("type", "is empty; want INDIVIDUAL or BUSINESS")
 	default:
-		return fail("type", "%q is not INDIVIDUAL or BUSINESS", strings.TrimSpace(rec.Type))
+		return fail("type", "%s is not INDIVIDUAL or BUSINESS", quote(strings.TrimSpace(rec.Type)))
 	}
 	row := Row{Line: rec.Line, Email: email, Type: typ}
 	if id := strings.TrimSpace(rec.CustomerID); id != "" {
 		if len(id) > 128 || !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return r < ' ' }) {
-			return fail("customerId", "%q is not a usable id (printable, at most 128 characters)", id)
+			return fail("customerId", "%s is not a usable id (printable, at most 128 characters)", quote(id))
 		}
 		row.CustomerID = id
 		row.Key = "id:" + id
@@ -98,8 +105,9 @@ func validate(file string, rec record) (Row, *RowError) {
 	return row, nil
 }
 
-// emailKey is the ledger's key of a row without a customerId column.
-func emailKey(email string) string { return "email:" + strings.ToLower(email) }
+// emailKey is the ledger's key of a row without a customerId column: its
+// email as foldEmail compares emails.
+func emailKey(email string) string { return "email:" + foldEmail(email) }
 
 // fingerprint identifies a row's content, so that a rejected row is sent
 // again only once it has changed.
