@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -173,10 +174,12 @@ type Customer struct {
 	CreatedAt  time.Time    `json:"createdAt"`
 }
 
-// CreateCustomer creates one customer. Any 2xx is a success; the returned
-// CustomerID is the server's (the one sent when the answer has none).
-// Failures are *APIError, *TokenError or *TransportError; pass them to
-// [Classify].
+// CreateCustomer creates one customer. A 2xx is a success only when its body
+// is the create answer: a JSON object whose customerId and email, those of
+// them it carries, are the ones sent (emails compared trimmed and ignoring
+// case). The returned Customer is what the answer says, completed with what
+// was sent. Failures are *APIError, *AnswerError (a 2xx that is not the create
+// answer), *TokenError or *TransportError; pass them to [Classify].
 //
 // A 401/403 answer drops the shared token and the call is made once more
 // with a fresh one: a server that refuses the fresh token too is a
@@ -224,10 +227,10 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	}
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := readAnswer(resp.Body)
 	if err != nil && !ok {
 		// The server answered, so it saw the request; only the answer is
-		// lost. (A 2xx whose body breaks off still created the customer.)
+		// lost.
 		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubURLError(err)}
 	}
 	if !ok {
@@ -235,22 +238,148 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 		e.tok = tok
 		return Customer{}, e
 	}
-	var cust Customer
-	if len(bytes.TrimSpace(data)) > 0 {
-		// A 2xx with an unreadable or cut body still created the customer: keep
-		// what can be read and fall back to what was sent.
-		_ = json.Unmarshal(data, &cust)
+	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
+	if err != nil {
+		// A 2xx whose body broke off cannot be checked.
+		return Customer{}, newAnswerError(resp, "the answer broke off: "+cleanText(scrubURLError(err).Error(), maxSnippet, hide), nil, nil)
 	}
-	if cust.CustomerID == "" {
-		cust.CustomerID = req.CustomerID
+	return checkCreated(req, resp, data, hide)
+}
+
+// maxAnswerBytes bounds what is read of any answer: a create or token answer
+// is a few hundred bytes and an error envelope a few KiB, while a proxy's
+// page or a hostile server may send without end.
+const maxAnswerBytes = 64 << 10
+
+// errAnswerTooLong is the read error of an answer longer than maxAnswerBytes.
+var errAnswerTooLong = fmt.Errorf("answer longer than %d KiB", maxAnswerBytes>>10)
+
+// readAnswer reads a body of at most maxAnswerBytes. A longer one returns
+// its first maxAnswerBytes and errAnswerTooLong.
+func readAnswer(body io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(body, maxAnswerBytes+1))
+	if err == nil && len(data) > maxAnswerBytes {
+		return data[:maxAnswerBytes], errAnswerTooLong
 	}
-	if cust.Email == "" {
-		cust.Email = req.Email
+	return data, err
+}
+
+// checkCreated believes a 2xx only when its body is the create answer: a
+// JSON object that names the customer sent, by customerId or email or both,
+// and names no other. A proxy's maintenance page, an empty or cut body, JSON
+// of another shape and another person's answer are returned as an
+// *AnswerError: the customer may or may not exist, and recording "created"
+// would make every later run skip a row the server may never have seen.
+func checkCreated(req CreateCustomerRequest, resp *http.Response, data []byte, hide []string) (Customer, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return Customer{}, newAnswerError(resp, "the answer is empty", nil, hide)
 	}
-	if cust.Type == "" {
-		cust.Type = req.Type
+	var fields map[string]json.RawMessage
+	if trimmed[0] != '{' || json.Unmarshal(trimmed, &fields) != nil {
+		why := "the answer is not JSON"
+		if json.Valid(trimmed) {
+			why = "the answer is JSON but not an object"
+		}
+		return Customer{}, newAnswerError(resp, why, data, hide)
 	}
+	id, idOK := jsonID(fields["customerId"])
+	email, emailOK := jsonString(fields["email"])
+	switch {
+	case !idOK || !emailOK:
+		return Customer{}, newAnswerError(resp, "the answer's customerId or email is not a string", data, hide)
+	case id == "" && email == "":
+		return Customer{}, newAnswerError(resp, "the answer has neither customerId nor email", data, hide)
+	case email != "" && !sameEmail(email, req.Email):
+		// Another person's email is not quoted: it is not ours to log.
+		return Customer{}, newAnswerError(resp, "the answer is for another email", nil, nil)
+	case id != "" && id != req.CustomerID:
+		return Customer{}, newAnswerError(resp, "the answer is for another customerId", nil, nil)
+	}
+
+	cust := Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}
+	if email != "" {
+		cust.Email = email
+	}
+	if t, ok := jsonString(fields["type"]); ok && t != "" {
+		cust.Type = CustomerType(t)
+	}
+	// The rest is informative: a field of an unexpected type stays zero.
+	_ = json.Unmarshal(fields["isActive"], &cust.IsActive)
+	_ = json.Unmarshal(fields["createdAt"], &cust.CreatedAt)
 	return cust, nil
+}
+
+// jsonString reads an optional JSON string: absent and null read as "", ok;
+// any other type is not ok.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonID reads an optional id, a string or a number, as text.
+func jsonID(raw json.RawMessage) (string, bool) {
+	if s, ok := jsonString(raw); ok {
+		return s, true
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+// sameEmail compares emails as the server may have normalised them: trimmed,
+// ignoring case.
+func sameEmail(a, b string) bool {
+	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+}
+
+// AnswerError is a 2xx answer to Create Customer that is not the create
+// answer (see [Client.CreateCustomer]). The server may or may not have
+// created the customer: [Classify] says [InDoubt].
+type AnswerError struct {
+	Status      int
+	ContentType string // the answer's media type, cleaned; "" when absent
+	Problem     string // what is wrong with it, in the client's words
+	Start       string // the body's first bytes, one line, secrets redacted; "" when not quoted
+}
+
+func newAnswerError(resp *http.Response, problem string, body []byte, hide []string) *AnswerError {
+	e := &AnswerError{Status: resp.StatusCode, Problem: problem}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil {
+		e.ContentType = cleanText(mt, maxContentType, hide)
+	}
+	if len(body) > 0 {
+		e.Start = cleanText(string(body), maxAnswerStart, hide)
+	}
+	return e
+}
+
+// Limits, in bytes, of what an AnswerError quotes, so that its text stays
+// about 200 bytes.
+const (
+	maxContentType = 40
+	maxAnswerStart = 60
+)
+
+func (e *AnswerError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ripio: create customer: HTTP %d", e.Status)
+	if e.ContentType != "" {
+		fmt.Fprintf(&b, " %s", e.ContentType)
+	}
+	fmt.Fprintf(&b, " is not the create answer, outcome unknown: %s", e.Problem)
+	if e.Start != "" {
+		fmt.Fprintf(&b, ": %q", e.Start)
+	}
+	return b.String()
 }
 
 // scrubURLError drops the *url.Error wrapper, whose text repeats the URL;

@@ -286,10 +286,13 @@ func Classify(err error) Verdict {
 	}
 	var (
 		apiErr   *APIError
+		ansErr   *AnswerError
 		tokErr   *TokenError
 		transErr *TransportError
 	)
 	switch {
+	case errors.As(err, &ansErr):
+		return Verdict{Outcome: InDoubt, HTTPStatus: ansErr.Status, Reason: ansErr.Error()}
 	case errors.As(err, &apiErr):
 		v := Verdict{HTTPStatus: apiErr.Status, Code: apiErr.Code, RetryAfter: apiErr.RetryAfter, Reason: apiErr.Error()}
 		switch s := apiErr.Status; {

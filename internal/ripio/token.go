@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -72,7 +71,7 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 		return nil, &TokenError{Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := readAnswer(resp.Body)
 	if err != nil {
 		return nil, &TokenError{Err: scrubURLError(err)}
 	}
