@@ -120,6 +120,8 @@ type Client struct {
 	userAgent string
 	tokens    *tokenCache
 	hide      []string // the secret's forms; the token is added per call
+
+	assignsIDs atomic.Bool // an answer carried an id the server assigned
 }
 
 // New returns a client for cfg. It makes no request: the first token is
@@ -155,6 +157,12 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// AssignsIDs reports whether an answer of this client's target has shown
+// that it assigns its own customer ids (see [Customer.AssignedID]). It never
+// turns false again: a target that numbered one customer itself will not be
+// trusted to refuse a re-sent one.
+func (c *Client) AssignsIDs() bool { return c.assignsIDs.Load() }
+
 // BaseURL is the API root the client talks to, without a trailing slash.
 func (c *Client) BaseURL() string { return c.base }
 
@@ -167,11 +175,23 @@ type CreateCustomerRequest struct {
 
 // Customer is the server's answer to a create.
 type Customer struct {
+	// CustomerID is the server's id for the customer: the one sent, or the
+	// server's own when AssignedID is set.
 	CustomerID string       `json:"customerId"`
 	Email      string       `json:"email"`
 	Type       CustomerType `json:"type"`
 	IsActive   bool         `json:"isActive"`
 	CreatedAt  time.Time    `json:"createdAt"`
+
+	// AssignedID is set when the answer was for the email sent but carried
+	// a customerId other than the one sent: the target assigns its own ids
+	// and ignores the partner's, and this is the id it gave the new
+	// customer. The customer was created (Classify(nil) is Created), but
+	// such a target does not refuse a second create of the same person, so
+	// a row whose outcome is unknown must not be re-sent to it
+	// automatically. [Client.AssignsIDs] remembers it for the client's
+	// target. Empty when the server kept the id sent or did not say.
+	AssignedID string `json:"-"`
 }
 
 // CreateCustomer creates one customer. A 2xx is a success only when its body
@@ -243,7 +263,11 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 		// A 2xx whose body broke off cannot be checked.
 		return Customer{}, newAnswerError(resp, "the answer broke off: "+cleanText(scrubURLError(err).Error(), maxSnippet, hide), nil, nil)
 	}
-	return checkCreated(req, resp, data, hide)
+	cust, err := checkCreated(req, resp, data, hide)
+	if cust.AssignedID != "" {
+		c.assignsIDs.Store(true)
+	}
+	return cust, err
 }
 
 // maxAnswerBytes bounds what is read of any answer: a create or token answer
@@ -293,11 +317,17 @@ func checkCreated(req CreateCustomerRequest, resp *http.Response, data []byte, h
 	case email != "" && !sameEmail(email, req.Email):
 		// Another person's email is not quoted: it is not ours to log.
 		return Customer{}, newAnswerError(resp, "the answer is for another email", nil, nil)
-	case id != "" && id != req.CustomerID:
+	case id != "" && id != req.CustomerID && email == "":
+		// Without the email nothing says the answer is this customer's.
 		return Customer{}, newAnswerError(resp, "the answer is for another customerId", nil, nil)
 	}
 
 	cust := Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}
+	if id != "" && id != req.CustomerID {
+		// The right email under another id: the server made the customer
+		// and numbered it itself.
+		cust.CustomerID, cust.AssignedID = id, id
+	}
 	if email != "" {
 		cust.Email = email
 	}

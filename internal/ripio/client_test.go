@@ -1,6 +1,7 @@
 package ripio_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -481,6 +482,46 @@ func TestCreateCustomer_UnbelievableAnswersAreInDoubt(t *testing.T) {
 			}
 			if strings.Contains(v.Reason, "bob@") {
 				t.Errorf("Classify(...).Reason = %q quotes another person's email", v.Reason)
+			}
+		})
+	}
+}
+
+// TestCreateCustomer_ServerAssignedID: an answer for the email sent under
+// another id is a customer created by a server that numbers its own; the
+// client says so, on the customer and for the target.
+func TestCreateCustomer_ServerAssignedID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		want string // AssignedID
+	}{
+		{"StringID", `{"customerId": "9b1d-srv", "email": "Ana@Example.com", "isActive": true}`, "9b1d-srv"},
+		{"NumberID", `{"customerId": 123456, "email": "ana@example.com"}`, "123456"},
+		{"SameID", created201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI(t, nil, answer(201, jsonHeader, tt.body))
+			c := newClient(t, f.URL)
+			if c.AssignsIDs() {
+				t.Fatalf("AssignsIDs() before any call = true, want false")
+			}
+			cust, err := c.CreateCustomer(t.Context(), ana)
+			if v := ripio.Classify(err); v.Outcome != ripio.Created {
+				t.Fatalf("Classify(CreateCustomer answered %s) = %+v, want created", tt.body, v)
+			}
+			if cust.AssignedID != tt.want {
+				t.Errorf("CreateCustomer answered %s: AssignedID = %q, want %q", tt.body, cust.AssignedID, tt.want)
+			}
+			wantID := cmp.Or(tt.want, ana.CustomerID)
+			if cust.CustomerID != wantID {
+				t.Errorf("CreateCustomer answered %s: CustomerID = %q, want %q", tt.body, cust.CustomerID, wantID)
+			}
+			if got := c.AssignsIDs(); got != (tt.want != "") {
+				t.Errorf("AssignsIDs() after an answer %s = %v, want %v", tt.body, got, tt.want != "")
 			}
 		})
 	}
