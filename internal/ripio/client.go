@@ -241,9 +241,10 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	hreq.Header.Set("User-Agent", c.userAgent)
 	tok.SetAuthHeader(hreq)
 
+	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
-		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubURLError(err)}
+		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide)}
 	}
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
@@ -251,14 +252,13 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	if err != nil && !ok {
 		// The server answered, so it saw the request; only the answer is
 		// lost.
-		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubURLError(err)}
+		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubError(err, hide)}
 	}
 	if !ok {
-		e := parseAPIError(resp, data, append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)...)
+		e := parseAPIError(resp, data, hide...)
 		e.tok = tok
 		return Customer{}, e
 	}
-	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
 	if err != nil {
 		// A 2xx whose body broke off cannot be checked.
 		return Customer{}, newAnswerError(resp, "the answer broke off: "+cleanText(scrubURLError(err).Error(), maxSnippet, hide), nil, nil)
@@ -410,16 +410,6 @@ func (e *AnswerError) Error() string {
 		fmt.Fprintf(&b, ": %q", e.Start)
 	}
 	return b.String()
-}
-
-// scrubURLError drops the *url.Error wrapper, whose text repeats the URL;
-// the URL holds no secret, but the operation is already named by our wrapper.
-func scrubURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // TransportError is a call that got no HTTP answer. Sent reports whether the

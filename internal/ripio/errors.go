@@ -153,21 +153,47 @@ func bodySnippet(body []byte, hide []string) string {
 
 // cleanText makes server text safe to print on one line: valid UTF-8, no
 // control or format characters, white space collapsed, every hide value
-// redacted, and at most limit bytes (plus an ellipsis), cut on a rune
+// redacted (and the whole text withheld when it still holds one in another
+// encoding), and at most limit bytes (plus an ellipsis), cut on a rune
 // boundary. Redaction comes after collapsing, so that white space cannot
 // disguise a secret, and before cutting, so that a cut cannot leave part of
 // one.
 func cleanText(s string, limit int, hide []string) string {
 	s = oneLine(s)
+	// Only the start can be printed; a credential that an encoding makes up
+	// to 12 times longer still fits in the slack, so the checks below see
+	// every part of the text that is printed.
+	if slack := limit + 12*maxLen(hide) + 64; len(s) > slack {
+		s = cutRunes(s, slack)
+	}
 	s = redact(s, hide)
+	if echoes(s, hide) {
+		return withheld
+	}
 	if len(s) <= limit {
 		return s
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return strings.TrimRight(cutRunes(s, limit), " ") + "…"
+}
+
+// cutRunes returns the longest prefix of s of at most n bytes that ends on a
+// rune boundary.
+func cutRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strings.TrimRight(s[:cut], " ") + "…"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func maxLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n = max(n, len(s))
+	}
+	return n
 }
 
 func oneLine(s string) string {
@@ -184,28 +210,6 @@ func oneLine(s string) string {
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-const redacted = "[redacted]"
-
-// redact replaces every hide value, as sent and as oneLine would print it,
-// longest first so that a value containing another is replaced whole.
-func redact(s string, hide []string) string {
-	var vals []string
-	for _, h := range hide {
-		if h == "" {
-			continue
-		}
-		vals = append(vals, h)
-		if o := oneLine(h); o != "" && o != h {
-			vals = append(vals, o)
-		}
-	}
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	for _, v := range vals {
-		s = strings.ReplaceAll(s, v, redacted)
-	}
-	return s
 }
 
 // maxRetryAfter caps a server's requested wait: a day is already "stop for

@@ -2,7 +2,6 @@ package ripio
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,11 +17,17 @@ import (
 )
 
 // TokenError is a failed token fetch. Status is 0 when no answer came.
+//
+// The token endpoint was sent the client secret, and one that echoes it can
+// do so in more encodings than a list of redactions foresees. So nothing it
+// says is quoted: only its status and an OAuth error code of the standard's
+// vocabulary.
 type TokenError struct {
 	Status     int
-	Message    string
+	Code       string // the answer's OAuth "error" code (RFC 6749, 5.2) when it is a known one, e.g. "invalid_client"
+	Message    string // what was wrong with a 2xx answer, in the client's words; never the server's text
 	RetryAfter time.Duration
-	Err        error // the transport error, when there was no answer
+	Err        error // the transport error, when there was no answer; its text holds no credential
 }
 
 func (e *TokenError) Error() string {
@@ -30,6 +35,9 @@ func (e *TokenError) Error() string {
 		return fmt.Sprintf("ripio: token: no answer: %v", e.Err)
 	}
 	msg := "HTTP " + fmt.Sprint(e.Status)
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
 	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest {
 		msg += " (check RIPIO_CLIENT_ID and the client secret for this target)"
 	}
@@ -40,6 +48,33 @@ func (e *TokenError) Error() string {
 }
 
 func (e *TokenError) Unwrap() error { return e.Err }
+
+// oauthCodes are the error codes a token endpoint may answer: RFC 6749's,
+// RFC 6750's and RFC 8628's. Only these are quoted, so that a code cannot
+// carry the secret.
+var oauthCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true,
+	"unauthorized_client": true, "unsupported_grant_type": true, "invalid_scope": true,
+	"access_denied": true, "server_error": true, "temporarily_unavailable": true,
+	"invalid_token": true, "insufficient_scope": true, "slow_down": true,
+}
+
+// tokenRefusal is the error of a non-2xx token answer.
+func tokenRefusal(resp *http.Response, body []byte) *TokenError {
+	e := &TokenError{Status: resp.StatusCode}
+	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		e.RetryAfter = d
+	}
+	var ans struct {
+		Error any `json:"error"`
+	}
+	if json.Unmarshal(body, &ans) == nil {
+		if code, ok := ans.Error.(string); ok && oauthCodes[code] {
+			e.Code = code
+		}
+	}
+	return e
+}
 
 // tokenFetcher gets a token from POST /oauth2/token/. Ripio answers in
 // camelCase, which x/oauth2's own clientcredentials package does not read,
@@ -68,30 +103,18 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	issued := time.Now()
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, &TokenError{Err: scrubURLError(err)}
+		return nil, &TokenError{Err: scrubError(err, f.hide)}
 	}
 	defer resp.Body.Close()
 	body, err := readAnswer(resp.Body)
-	if err != nil {
-		return nil, &TokenError{Err: scrubURLError(err)}
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseAPIError(resp, body, f.hide...)
-		return nil, &TokenError{Status: resp.StatusCode, Message: e.Message, RetryAfter: e.RetryAfter}
+		// The status is the answer; a body cut short only loses the code.
+		return nil, tokenRefusal(resp, body)
 	}
-	return parseToken(body, issued, f.hide)
-}
-
-// secretForms is the client secret as a server could echo it back: as is,
-// inside the Basic credentials, form-encoded and JSON-escaped.
-func secretForms(id, secret string) []string {
-	quoted, _ := json.Marshal(secret)
-	return []string{
-		secret,
-		base64.StdEncoding.EncodeToString([]byte(id + ":" + secret)),
-		url.QueryEscape(secret),
-		strings.Trim(string(quoted), `"`),
+	if err != nil {
+		return nil, &TokenError{Err: scrubError(err, f.hide)}
 	}
+	return parseToken(body, issued)
 }
 
 // maxTokenLife caps expiresIn, so that an absurd value cannot overflow a
@@ -99,8 +122,8 @@ func secretForms(id, secret string) []string {
 const maxTokenLife = 10 * 365 * 24 * time.Hour
 
 // parseToken reads the token answer in Ripio's camelCase or the older
-// snake_case spelling. hide is redacted from any error text.
-func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, error) {
+// snake_case spelling. Its errors quote nothing of the answer.
+func parseToken(body []byte, issued time.Time) (*oauth2.Token, error) {
 	var ans struct {
 		AccessToken      string      `json:"accessToken"`
 		AccessTokenSnake string      `json:"access_token"`
@@ -110,19 +133,14 @@ func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, er
 		TokenTypeSnake   string      `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		msg := "answer is not JSON"
-		if s := bodySnippet([]byte(scrubBody(body)), hide); s != "" {
-			msg += ": " + s
-		}
-		return nil, &TokenError{Status: http.StatusOK, Message: msg}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer is not a JSON token"}
 	}
 	tok := &oauth2.Token{AccessToken: firstNonEmpty(ans.AccessToken, ans.AccessTokenSnake), TokenType: "Bearer"}
 	if tok.AccessToken == "" {
-		return nil, &TokenError{Status: http.StatusOK, Message: "answer has no accessToken"}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer has no accessToken"}
 	}
 	if t := firstNonEmpty(ans.TokenType, ans.TokenTypeSnake); t != "" && !strings.EqualFold(t, "bearer") {
-		t = cleanText(t, maxType, append(hide[:len(hide):len(hide)], tok.AccessToken))
-		return nil, &TokenError{Status: http.StatusOK, Message: fmt.Sprintf("token type %q is not Bearer", t)}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the token type is not Bearer"}
 	}
 	secs, err := json.Number(firstNonEmpty(string(ans.ExpiresIn), string(ans.ExpiresInSnake))).Float64()
 	if errors.Is(err, strconv.ErrRange) && secs > 0 {
@@ -145,14 +163,6 @@ func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, er
 // dies in flight, and a 2-second token is not refetched on every call.
 func refreshMargin(ttl time.Duration) time.Duration {
 	return min(ttl/10, time.Minute)
-}
-
-// scrubBody keeps a body's text out of an error when it might hold a token.
-func scrubBody(body []byte) string {
-	if strings.Contains(strings.ToLower(string(body)), "token") {
-		return "(body withheld)"
-	}
-	return string(body)
 }
 
 func firstNonEmpty(s ...string) string {
