@@ -330,7 +330,7 @@ func TestClassify(t *testing.T) {
 				_, err := c.CreateCustomer(t.Context(), ana)
 				return err
 			},
-			want: ripio.Verdict{Outcome: ripio.NotSent},
+			want: ripio.Verdict{Outcome: ripio.NotSent, Unreachable: true},
 		},
 		{
 			name: "ClosedWithoutAnswer",
@@ -351,7 +351,7 @@ func TestClassify(t *testing.T) {
 				io.Copy(io.Discard, c) // until the client gives up and closes
 				c.Close()
 			}),
-			want: ripio.Verdict{Outcome: ripio.InDoubt},
+			want: ripio.Verdict{Outcome: ripio.InDoubt, Unreachable: true},
 		},
 		{
 			name: "ContextCancelledInFlight",
@@ -399,7 +399,7 @@ func TestClassify(t *testing.T) {
 		{
 			name: "Token200WithoutToken",
 			call: tokenAnswered(200, jsonHeader, `{"expiresIn": 3600}`),
-			want: ripio.Verdict{Outcome: ripio.NotSent, HTTPStatus: 200},
+			want: ripio.Verdict{Outcome: ripio.Unauthorized, HTTPStatus: 200, WrongURL: true},
 		},
 		{
 			name: "TokenUnreachable",
@@ -407,7 +407,7 @@ func TestClassify(t *testing.T) {
 				_, err := newClient(t, closedPort(t)).CreateCustomer(t.Context(), ana)
 				return err
 			},
-			want: ripio.Verdict{Outcome: ripio.NotSent},
+			want: ripio.Verdict{Outcome: ripio.NotSent, Unreachable: true},
 		},
 	}
 	for _, tt := range tests {

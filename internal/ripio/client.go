@@ -225,6 +225,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	if err != nil {
 		return Customer{}, err
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -244,7 +245,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
-		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide)}
+		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide), byCaller: caller.Err() != nil}
 	}
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
@@ -252,7 +253,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	if err != nil && !ok {
 		// The server answered, so it saw the request; only the answer is
 		// lost.
-		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubError(err, hide)}
+		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubError(err, hide), byCaller: caller.Err() != nil}
 	}
 	if !ok {
 		e := parseAPIError(resp, data, hide...)
@@ -419,6 +420,8 @@ type TransportError struct {
 	Op   string
 	Sent bool
 	Err  error
+
+	byCaller bool // the caller's context ended the call
 }
 
 func (e *TransportError) Error() string {

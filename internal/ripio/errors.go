@@ -1,13 +1,18 @@
 package ripio
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -265,7 +270,8 @@ const (
 	// TokenThrottled: the token endpoint asked us to wait (429); the create
 	// was never sent. Creates are not what is limited: wait, do not slow.
 	TokenThrottled Outcome = "token_throttled"
-	// Unauthorized: the credentials or the token were refused.
+	// Unauthorized: the credentials or the token were refused, or the token
+	// endpoint is not where the base URL says (Verdict.WrongURL).
 	Unauthorized Outcome = "unauthorized"
 	// NotSent: the request never reached the server; safe to send again.
 	NotSent Outcome = "not_sent"
@@ -280,6 +286,15 @@ type Verdict struct {
 	Code       int           // the envelope code, when there was one
 	RetryAfter time.Duration // the server's requested wait, when it gave one
 	Reason     string        // one line for the ledger and the operator; no secrets
+
+	// WrongURL: the token endpoint's answer says the base URL is probably
+	// wrong (see [ErrWrongBaseURL]); Outcome is Unauthorized, as nothing can
+	// be sent until the configuration changes.
+	WrongURL bool
+	// Unreachable: no answer came because the API could not be reached
+	// (see [Unreachable]). Outcome stays NotSent, or InDoubt when the request
+	// was sent before it timed out.
+	Unreachable bool
 }
 
 // Classify decides what a CreateCustomer result means. It is the only
@@ -318,8 +333,11 @@ func Classify(err error) Verdict {
 		}
 		return v
 	case errors.As(err, &tokErr):
-		v := Verdict{HTTPStatus: tokErr.Status, Reason: tokErr.Error()}
+		v := Verdict{HTTPStatus: tokErr.Status, Reason: tokErr.Error(), WrongURL: tokErr.WrongURL, Unreachable: Unreachable(err)}
 		switch s := tokErr.Status; {
+		case tokErr.WrongURL:
+			// Whatever the status: no token will come from there.
+			v.Outcome = Unauthorized
 		case s == http.StatusTooManyRequests:
 			v.Outcome = TokenThrottled
 			v.RetryAfter = tokErr.RetryAfter
@@ -333,7 +351,7 @@ func Classify(err error) Verdict {
 		}
 		return v
 	case errors.As(err, &transErr):
-		v := Verdict{Outcome: NotSent, Reason: transErr.Error()}
+		v := Verdict{Outcome: NotSent, Reason: transErr.Error(), Unreachable: Unreachable(err)}
 		if transErr.Sent {
 			v.Outcome = InDoubt
 		}
@@ -341,4 +359,73 @@ func Classify(err error) Verdict {
 	}
 	// Anything else is a failure we did not foresee: assume the worst.
 	return Verdict{Outcome: InDoubt, Reason: err.Error()}
+}
+
+// Unreachable reports whether err is a call that got no answer because the
+// API could not be reached: the host name did not resolve, the connection
+// was refused or the network or host was unreachable, the TLS handshake
+// failed, or the call timed out (connecting, or waiting for an answer that
+// never came). It is false for any answer, for a connection the server
+// closed or reset, and for a call whose caller's context ended.
+func Unreachable(err error) bool {
+	var (
+		tokErr   *TokenError
+		transErr *TransportError
+		cause    error
+	)
+	switch {
+	case errors.As(err, &tokErr):
+		if tokErr.Status != 0 || tokErr.byCaller {
+			return false
+		}
+		cause = tokErr.Err
+	case errors.As(err, &transErr):
+		if transErr.byCaller {
+			return false
+		}
+		cause = transErr.Err
+	default:
+		return false
+	}
+	return unreachableCause(cause)
+}
+
+// unreachableCause reports whether the transport error cause says the API
+// could not be reached.
+func unreachableCause(cause error) bool {
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return false
+	}
+	var scrubbed *scrubbedError
+	if errors.As(cause, &scrubbed) {
+		return scrubbed.unreachable
+	}
+	var (
+		dnsErr    *net.DNSError
+		netErr    net.Error
+		certErr   *tls.CertificateVerificationError
+		recordErr tls.RecordHeaderError
+		alertErr  tls.AlertError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(cause, &dnsErr),
+		errors.Is(cause, syscall.ECONNREFUSED),
+		errors.Is(cause, syscall.EHOSTUNREACH),
+		errors.Is(cause, syscall.ENETUNREACH),
+		errors.Is(cause, syscall.EHOSTDOWN),
+		errors.As(cause, &certErr),
+		errors.As(cause, &recordErr),
+		errors.Is(cause, http.ErrSchemeMismatch),
+		errors.As(cause, &alertErr),
+		errors.As(cause, &authErr),
+		errors.As(cause, &hostErr),
+		errors.As(cause, &invalid),
+		errors.Is(cause, context.DeadlineExceeded),
+		errors.As(cause, &netErr) && netErr.Timeout():
+		return true
+	}
+	return false
 }

@@ -270,9 +270,16 @@ func base64Holds(s string, vals []string) bool {
 // that a text holding less says little of the credential.
 const pieceLen = 8
 
+// minEchoLen is the shortest value holdsPiece looks for: a shorter one
+// would match any text. redact still replaces it where it stands as sent.
+const minEchoLen = 6
+
 // holdsPiece reports whether s holds one of vals, or pieceLen bytes of one.
 func holdsPiece(s string, vals []string) bool {
 	for _, v := range vals {
+		if len(v) < minEchoLen {
+			continue
+		}
 		if len(v) <= pieceLen {
 			if strings.Contains(s, v) {
 				return true
@@ -289,8 +296,12 @@ func holdsPiece(s string, vals []string) bool {
 }
 
 // scrubbedError is a transport error whose text held a credential. It has
-// no Unwrap, so that the text cannot be reached through the chain either.
-type scrubbedError struct{ text string }
+// no Unwrap, so that the text cannot be reached through the chain either;
+// what Unreachable needs of the cause is kept.
+type scrubbedError struct {
+	text        string
+	unreachable bool
+}
 
 func (e *scrubbedError) Error() string { return e.text }
 
@@ -304,7 +315,7 @@ func scrubError(err error, hide []string) error {
 	}
 	text := err.Error()
 	if clean := cleanText(text, len(text), hide); clean != oneLine(text) {
-		return &scrubbedError{text: clean}
+		return &scrubbedError{text: clean, unreachable: unreachableCause(err)}
 	}
 	return err
 }

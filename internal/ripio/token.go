@@ -1,10 +1,12 @@
 package ripio
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -25,26 +27,57 @@ import (
 type TokenError struct {
 	Status     int
 	Code       string // the answer's OAuth "error" code (RFC 6749, 5.2) when it is a known one, e.g. "invalid_client"
-	Message    string // what was wrong with a 2xx answer, in the client's words; never the server's text
+	Message    string // what was wrong with the answer, in the client's words; never the server's text
 	RetryAfter time.Duration
 	Err        error // the transport error, when there was no answer; its text holds no credential
+
+	// URL is the token endpoint asked: the base URL and /oauth2/token/.
+	URL string
+	// WrongURL: the answer says that URL is no token endpoint (404 or 405,
+	// a redirect, an HTML page, a 2xx that is not a token), so the base URL
+	// is probably wrong, not the credentials. errors.Is(err,
+	// ErrWrongBaseURL) reports it too.
+	WrongURL bool
+
+	byCaller bool // Err is the waiting caller's context ending, not the fetch failing
 }
+
+// ErrWrongBaseURL matches, with errors.Is, a *TokenError whose answer says
+// the base URL is probably wrong: it must be the API's root, such as
+// https://skala-sandbox.ripio.com, without /api/v1.
+var ErrWrongBaseURL = errors.New("ripio: the base URL is probably wrong")
+
+func (e *TokenError) Is(target error) bool { return target == ErrWrongBaseURL && e.WrongURL }
 
 func (e *TokenError) Error() string {
 	if e.Status == 0 {
-		return fmt.Sprintf("ripio: token: no answer: %v", e.Err)
+		return fmt.Sprintf("ripio: token: no answer%s: %v", e.from(), e.Err)
 	}
 	msg := "HTTP " + fmt.Sprint(e.Status)
 	if e.Code != "" {
 		msg += " " + e.Code
 	}
-	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest {
+	msg += e.from()
+	switch {
+	case e.WrongURL:
+		msg += ": RIPIO_BASE_URL is probably wrong; it is the API's root, such as https://skala-sandbox.ripio.com"
+		if strings.Contains(e.URL, "/api/") {
+			msg += ", without /api/v1"
+		}
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest:
 		msg += " (check RIPIO_CLIENT_ID and the client secret for this target)"
 	}
 	if e.Message != "" {
 		msg += ": " + e.Message
 	}
 	return "ripio: token: " + msg
+}
+
+func (e *TokenError) from() string {
+	if e.URL == "" {
+		return ""
+	}
+	return " from " + e.URL
 }
 
 func (e *TokenError) Unwrap() error { return e.Err }
@@ -62,6 +95,14 @@ var oauthCodes = map[string]bool{
 // tokenRefusal is the error of a non-2xx token answer.
 func tokenRefusal(resp *http.Response, body []byte) *TokenError {
 	e := &TokenError{Status: resp.StatusCode}
+	switch s := resp.StatusCode; {
+	case s == http.StatusNotFound, s == http.StatusMethodNotAllowed, s >= 300 && s < 400:
+		e.WrongURL = true
+	case s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden &&
+		s != http.StatusRequestTimeout && s != http.StatusTooManyRequests:
+		// A web site's error page, where the API would answer JSON.
+		e.WrongURL = isHTML(resp, body)
+	}
 	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 		e.RetryAfter = d
 	}
@@ -74,6 +115,16 @@ func tokenRefusal(resp *http.Response, body []byte) *TokenError {
 		}
 	}
 	return e
+}
+
+// isHTML reports whether an answer is a web page.
+func isHTML(resp *http.Response, body []byte) bool {
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil &&
+		(mt == "text/html" || mt == "application/xhtml+xml") {
+		return true
+	}
+	start := strings.ToLower(string(bytes.TrimSpace(body[:min(len(body), 64)])))
+	return strings.HasPrefix(start, "<!doctype html") || strings.HasPrefix(start, "<html")
 }
 
 // tokenFetcher gets a token from POST /oauth2/token/. Ripio answers in
@@ -94,7 +145,7 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, &TokenError{Err: err}
+		return nil, &TokenError{URL: f.url, Err: err}
 	}
 	req.SetBasicAuth(f.id, f.secret)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -103,18 +154,26 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	issued := time.Now()
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, &TokenError{Err: scrubError(err, f.hide)}
+		return nil, &TokenError{URL: f.url, Err: scrubError(err, f.hide)}
 	}
 	defer resp.Body.Close()
 	body, err := readAnswer(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// The status is the answer; a body cut short only loses the code.
-		return nil, tokenRefusal(resp, body)
+		e := tokenRefusal(resp, body)
+		e.URL = f.url
+		return nil, e
 	}
 	if err != nil {
-		return nil, &TokenError{Err: scrubError(err, f.hide)}
+		return nil, &TokenError{URL: f.url, Err: scrubError(err, f.hide)}
 	}
-	return parseToken(body, issued)
+	tok, err := parseToken(body, issued)
+	if e, ok := err.(*TokenError); ok {
+		e.URL = f.url
+		e.Status = resp.StatusCode
+		e.WrongURL = e.WrongURL || isHTML(resp, body)
+	}
+	return tok, err
 }
 
 // maxTokenLife caps expiresIn, so that an absurd value cannot overflow a
@@ -133,11 +192,11 @@ func parseToken(body []byte, issued time.Time) (*oauth2.Token, error) {
 		TokenTypeSnake   string      `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return nil, &TokenError{Status: http.StatusOK, Message: "the answer is not a JSON token"}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer is not a JSON token", WrongURL: true}
 	}
 	tok := &oauth2.Token{AccessToken: firstNonEmpty(ans.AccessToken, ans.AccessTokenSnake), TokenType: "Bearer"}
 	if tok.AccessToken == "" {
-		return nil, &TokenError{Status: http.StatusOK, Message: "the answer has no accessToken"}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer has no accessToken", WrongURL: true}
 	}
 	if t := firstNonEmpty(ans.TokenType, ans.TokenTypeSnake); t != "" && !strings.EqualFold(t, "bearer") {
 		return nil, &TokenError{Status: http.StatusOK, Message: "the token type is not Bearer"}
@@ -229,7 +288,7 @@ func (c *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 		}
 		return r.Val.(*oauth2.Token), nil
 	case <-ctx.Done():
-		return nil, &TokenError{Err: ctx.Err()}
+		return nil, &TokenError{Err: ctx.Err(), byCaller: true}
 	}
 }
 
