@@ -466,19 +466,23 @@ func TestParseRetryAfter(t *testing.T) {
 		{" 120 ", 2 * time.Minute, true},
 		{"007", 7 * time.Second, true},
 		{"86400", 24 * time.Hour, true},
-		{"86401", 24 * time.Hour, true},
-		{"99999999999999999999999", 24 * time.Hour, true}, // overflows int64: still a long wait
+		{"86401", 24*time.Hour + time.Second, true},
+		{"31536000", 365 * 24 * time.Hour, true},                   // a year is not cut short
+		{"3153600000", ripio.LongestRetryAfter, true},              // a century
+		{"9223372036", ripio.LongestRetryAfter, true},              // overflows a Duration
+		{"99999999999999999999999", ripio.LongestRetryAfter, true}, // overflows int64: still a long wait
 		{"-1", 0, false},
 		{"+5", 0, false},
 		{"1.5", 0, false},
 		{"5s", 0, false},
 		{"soon", 0, false},
-		{"Wed, 21 Oct 2015 07:28:30 GMT", 30 * time.Second, true}, // RFC 1123
-		{"Wednesday, 21-Oct-15 07:29:00 GMT", time.Minute, true},  // RFC 850
-		{"Wed Oct 21 07:28:05 2015", 5 * time.Second, true},       // ANSI C asctime
-		{"Wed, 21 Oct 2015 07:27:00 GMT", 0, true},                // past
-		{"Fri, 21 Oct 2016 07:28:00 GMT", 24 * time.Hour, true},   // capped
-		{"Wed, 21 Oct 2015 07:28:30 +0000", 0, false},             // not an HTTP date
+		{"Wed, 21 Oct 2015 07:28:30 GMT", 30 * time.Second, true},     // RFC 1123
+		{"Wednesday, 21-Oct-15 07:29:00 GMT", time.Minute, true},      // RFC 850
+		{"Wed Oct 21 07:28:05 2015", 5 * time.Second, true},           // ANSI C asctime
+		{"Wed, 21 Oct 2015 07:27:00 GMT", 0, true},                    // past
+		{"Fri, 21 Oct 2016 07:28:00 GMT", 366 * 24 * time.Hour, true}, // a (leap) year later
+		{"Fri, 31 Dec 9999 23:59:59 GMT", ripio.LongestRetryAfter, true},
+		{"Wed, 21 Oct 2015 07:28:30 +0000", 0, false}, // not an HTTP date
 		{"Wed, 32 Oct 2015 07:28:30 GMT", 0, false},
 	}
 	for _, tt := range tests {
@@ -486,5 +490,26 @@ func TestParseRetryAfter(t *testing.T) {
 		if got != tt.want || ok != tt.wantOK {
 			t.Errorf("ParseRetryAfter(%q) = %v, %v, want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
 		}
+	}
+}
+
+// TestClassify_RetryAfterOfAYear: the server's wait reaches the caller
+// whole, so that the caller can stop on a cap of its own instead of waiting.
+func TestClassify_RetryAfterOfAYear(t *testing.T) {
+	t.Parallel()
+	const year = 365 * 24 * time.Hour
+	for name, call := range map[string]func(*testing.T) error{
+		"Create429": createAnswered(429, map[string]string{"Retry-After": "31536000"}, ""),
+		"Create503": createAnswered(503, map[string]string{"Retry-After": "31536000"}, ""),
+		"Token429":  tokenAnswered(429, map[string]string{"Retry-After": "31536000"}, ""),
+		"Token503":  tokenAnswered(503, map[string]string{"Retry-After": "31536000"}, ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			err := call(t)
+			if v := ripio.Classify(err); v.RetryAfter != year {
+				t.Errorf("Classify(%v).RetryAfter = %v, want %v", err, v.RetryAfter, year)
+			}
+		})
 	}
 }

@@ -217,13 +217,17 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// maxRetryAfter caps a server's requested wait: a day is already "stop for
-// now".
-const maxRetryAfter = 24 * time.Hour
+// LongestRetryAfter is the longest wait ParseRetryAfter returns: a longer
+// one, up to values that overflow a Duration, reads as this, so that adding
+// it to a time cannot overflow. Anything near it means "not before the run
+// is long over": a caller compares waits with its own cap.
+const LongestRetryAfter = 100 * 365 * 24 * time.Hour
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
 // HTTP date, measured from now. ok is false for an empty or unreadable
-// value; a date in the past gives 0, and any wait is capped at 24 hours.
+// value; a date in the past gives 0. The wait is the server's, however long
+// (a year is a year), up to LongestRetryAfter: it is for the caller to
+// decide that a wait is too long and stop.
 func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -233,8 +237,8 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		// delay-seconds is 1*DIGIT: too many digits for an int64 is still
 		// a (very long) wait, not an unreadable value.
 		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
+		if err != nil || secs > int64(LongestRetryAfter/time.Second) {
+			return LongestRetryAfter, true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
@@ -242,7 +246,10 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	return min(max(t.Sub(now), 0), maxRetryAfter), true
+	if t.After(now.Add(LongestRetryAfter)) {
+		return LongestRetryAfter, true
+	}
+	return max(t.Sub(now), 0), true
 }
 
 func isDigits(s string) bool {
