@@ -18,6 +18,8 @@ Its knobs inject the failures a real API has, for trials and rehearsals.
 Examples:
   bulkcreate sandbox --addr 127.0.0.1:8080
   bulkcreate sandbox --rate-limit 100 --latency 20ms --jitter 60ms --fail-after 0.02
+  bulkcreate sandbox --assign-ids        # a server that numbers customers itself
+  bulkcreate sandbox --fail-before 1     # 503 to every create
 
 Flags:
 `
@@ -40,12 +42,16 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&opts.HangAfterCommit, "hang-after", 0, "share of creates stored, then never answered")
 	fs.BoolVar(&opts.UniqueEmail, "unique-email", false, "also refuse a second customer with the same email")
 	fs.Int64Var(&opts.Seed, "seed", 0, "seed of the fault and jitter draws (0: random)")
+	addMisbehaviourFlags(fs, &opts)
 	posArgs, helped, err := parseArgs(e, fs, sandboxUsage, args)
 	if helped || err != nil {
 		return err
 	}
 	if len(posArgs) != 0 {
 		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", posArgs[0])
+	}
+	if err := checkLoopback(opts.Addr); err != nil {
+		return err
 	}
 	opts.RetryAfter = !*noRetryAfter
 	if opts.RateBurst == 0 {
