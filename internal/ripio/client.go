@@ -5,7 +5,22 @@
 // place that decides what the importer does next. A [Client] is safe for
 // concurrent use; all workers share its token.
 //
-// The client secret and access tokens never appear in an error text.
+// Answers are checked before they are believed. A 2xx is a created customer
+// only when its body is the create answer for the customer sent; anything
+// else (a proxy's page, another person's answer) is an [*AnswerError], in
+// doubt. An answer for the email sent under another customerId is created,
+// but by a target that assigns its own ids: [Customer.AssignedID] and
+// [Client.AssignsIDs] say so, because such a target does not refuse a
+// re-sent row. A token endpoint that is not one matches [ErrWrongBaseURL];
+// an API that cannot be reached is reported by [Unreachable]. Every answer
+// is read to at most 64 KiB.
+//
+// The client secret and access tokens never appear in an error text, in any
+// encoding a server may echo them in: nothing a token endpoint says is
+// quoted beyond its status and OAuth error code, and other server texts are
+// redacted, or withheld whole when they still hold a piece of a credential
+// after decoding. Retry-After waits reach the caller whole (up to
+// [LongestRetryAfter]); deciding that a wait is too long is the caller's.
 package ripio
 
 import (
