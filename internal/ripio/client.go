@@ -134,7 +134,7 @@ type Client struct {
 	timeout   time.Duration
 	userAgent string
 	tokens    *tokenCache
-	hide      []string // the secret's forms; the token is added per call
+	hide      []string // the secret and the Basic credentials; the token is added per call
 
 	assignsIDs atomic.Bool // an answer carried an id the server assigned
 }
@@ -157,7 +157,7 @@ func New(cfg Config) (*Client, error) {
 		http:      &hc,
 		timeout:   cfg.Timeout,
 		userAgent: cfg.UserAgent,
-		hide:      secretForms(cfg.ClientID, cfg.ClientSecret),
+		hide:      []string{cfg.ClientSecret, basicCredentials(cfg.ClientID, cfg.ClientSecret)},
 	}
 	fetcher := &tokenFetcher{
 		url:       c.base + "/oauth2/token/",

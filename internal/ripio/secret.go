@@ -23,28 +23,45 @@ const (
 	withheld = "[text withheld: the answer echoed a credential]"
 )
 
-// secretForms is the client secret as a server could echo it back: as is,
-// inside the Basic credentials, form-encoded, JSON-escaped and as HTML.
-func secretForms(id, secret string) []string {
-	quoted, _ := json.Marshal(secret)
+// basicCredentials is what an Authorization: Basic header carries, hidden
+// whole so that a redacted echo does not leave the part that names the
+// client.
+func basicCredentials(id, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))
+}
+
+// forms is a credential as a server could echo it back: as is,
+// form-encoded, JSON-escaped (with and without `\/`), as HTML and as base64.
+func forms(v string) []string {
+	quoted, _ := json.Marshal(v)
 	jsonForm := strings.Trim(string(quoted), `"`)
 	return []string{
-		secret,
-		base64.StdEncoding.EncodeToString([]byte(id + ":" + secret)),
-		base64.StdEncoding.EncodeToString([]byte(secret)),
-		base64.URLEncoding.EncodeToString([]byte(secret)),
-		url.QueryEscape(secret),
-		url.PathEscape(secret),
+		v,
+		base64.StdEncoding.EncodeToString([]byte(v)),
+		base64.URLEncoding.EncodeToString([]byte(v)),
+		url.QueryEscape(v),
+		url.PathEscape(v),
 		jsonForm,
 		strings.ReplaceAll(jsonForm, "/", `\/`),
-		html.EscapeString(secret),
+		html.EscapeString(v),
 	}
 }
 
-// redact replaces every hide value, as sent and as oneLine would print it,
-// longest first so that a value containing another is replaced whole.
+// redact replaces every form of every hide value, and the one-line form of
+// each, longest first so that a value containing another is replaced whole.
 func redact(s string, hide []string) string {
-	vals := targets(hide)
+	var vals []string
+	for _, h := range hide {
+		if h == "" {
+			continue
+		}
+		for _, f := range forms(h) {
+			vals = append(vals, f)
+			if o := oneLine(f); o != "" && o != f {
+				vals = append(vals, o)
+			}
+		}
+	}
 	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
 	for _, v := range vals {
 		s = strings.ReplaceAll(s, v, redacted)
@@ -52,7 +69,8 @@ func redact(s string, hide []string) string {
 	return s
 }
 
-// targets is the non-empty hide values and their one-line forms.
+// targets is what echoes looks for: the non-empty hide values and their
+// one-line forms.
 func targets(hide []string) []string {
 	var vals []string
 	for _, h := range hide {
@@ -96,8 +114,8 @@ func echoes(s string, hide []string) bool {
 				continue
 			}
 			for _, decode := range []func(string) string{jsonUnescape, percentUnescape, html.UnescapeString} {
-				if d := oneLine(decode(v)); d != v {
-					next = append(next, d)
+				if d := decode(v); d != v {
+					next = append(next, oneLine(d))
 				}
 			}
 		}
@@ -218,8 +236,8 @@ func percentUnescape(s string) string {
 }
 
 // minBase64Run is the shortest run of base64 characters worth decoding: a
-// shorter one cannot hold a credential.
-const minBase64Run = 8
+// shorter one cannot hold a piece of a credential wherever it is aligned.
+const minBase64Run = (pieceLen+2)/3*4 + 3
 
 // base64Holds reports whether a run of base64 characters in s decodes, at
 // one of the four alignments, to text holding one of vals.

@@ -134,7 +134,7 @@ type tokenFetcher struct {
 	url, id, secret, userAgent string
 	http                       *http.Client
 	timeout                    time.Duration
-	hide                       []string // the secret in every form an answer may echo
+	hide                       []string // the secret, kept out of error texts
 }
 
 // Token fetches a new token. It has its own timeout and ignores the
