@@ -220,6 +220,11 @@ func TestClassify(t *testing.T) {
 			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
 		},
 		{
+			name: "400HugePage",
+			call: createAnswered(400, map[string]string{"Content-Type": "text/html"}, "<html>"+strings.Repeat("x", 200<<10)+"</html>"),
+			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
+		},
+		{
 			name: "400EmptyBody",
 			call: createAnswered(400, nil, ""),
 			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
@@ -251,6 +256,11 @@ func TestClassify(t *testing.T) {
 				return err
 			},
 			want: ripio.Verdict{Outcome: ripio.Throttled, HTTPStatus: 429, Code: 42900, RetryAfter: 30 * time.Second}, waitMin: 25 * time.Second,
+		},
+		{
+			name: "429HugeBody",
+			call: createAnswered(429, map[string]string{"Retry-After": "3"}, strings.Repeat("slow down ", 20<<10)),
+			want: ripio.Verdict{Outcome: ripio.Throttled, HTTPStatus: 429, RetryAfter: 3 * time.Second},
 		},
 		{
 			name: "429NoRetryAfterNotJSON",

@@ -265,6 +265,9 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
 	data, err := readAnswer(resp.Body)
+	if errors.Is(err, errAnswerTooLong) && !ok {
+		err = nil // the status is the answer, and the start says enough
+	}
 	if err != nil && !ok {
 		// The server answered, so it saw the request; only the answer is
 		// lost.
@@ -275,7 +278,10 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 		e.tok = tok
 		return Customer{}, e
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errAnswerTooLong):
+		return Customer{}, newAnswerError(resp, "the answer is "+err.Error(), data, hide)
+	case err != nil:
 		// A 2xx whose body broke off cannot be checked.
 		return Customer{}, newAnswerError(resp, "the answer broke off: "+cleanText(scrubURLError(err).Error(), maxSnippet, hide), nil, nil)
 	}
@@ -292,7 +298,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 const maxAnswerBytes = 64 << 10
 
 // errAnswerTooLong is the read error of an answer longer than maxAnswerBytes.
-var errAnswerTooLong = fmt.Errorf("answer longer than %d KiB", maxAnswerBytes>>10)
+var errAnswerTooLong = fmt.Errorf("longer than %d KiB", maxAnswerBytes>>10)
 
 // readAnswer reads a body of at most maxAnswerBytes. A longer one returns
 // its first maxAnswerBytes and errAnswerTooLong.

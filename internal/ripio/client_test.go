@@ -471,7 +471,7 @@ func TestCreateCustomer_UnbelievableAnswersAreInDoubt(t *testing.T) {
 		{"201OtherEmailOnly", 201, jsonHeader, `{"email": "bob@example.com"}`, "for another email"},
 		{"201OtherIDNoEmail", 201, jsonHeader, `{"customerId": "c-0002"}`, "for another customerId"},
 		{"201TrailingGarbage", 201, jsonHeader, created201 + `<html>`, "not JSON"},
-		{"200TooLong", 200, jsonHeader, `{"customerId": "c-0001", "email": "ana@example.com", "pad": "` + strings.Repeat("x", 1<<20) + `"}`, "broke off: answer longer than 64 KiB"},
+		{"200TooLong", 200, jsonHeader, `{"customerId": "c-0001", "email": "ana@example.com", "pad": "` + strings.Repeat("x", 1<<20) + `"}`, "the answer is longer than 64 KiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,7 @@ func TestToken_WrongBaseURL(t *testing.T) {
 		{"200HTML", answer(200, htmlHeader, "<!doctype html><html><title>Ripio</title></html>"), true},
 		{"200JSONNotAToken", answer(200, jsonHeader, `{"status": "ok"}`), true},
 		{"200NotJSON", answer(200, nil, "OK"), true},
+		{"200Huge", answer(200, jsonHeader, `{"accessToken": "a", "pad": "`+strings.Repeat("x", 100<<10)+`"}`), true},
 
 		{"401JSON", answer(401, jsonHeader, `{"error": "invalid_client"}`), false},
 		{"401HTML", answer(401, htmlHeader, "<html>Unauthorized</html>"), false},

@@ -164,7 +164,11 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 		e.URL = f.url
 		return nil, e
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errAnswerTooLong):
+		// A token is a few hundred bytes; this is a page of some web site.
+		return nil, &TokenError{URL: f.url, Status: resp.StatusCode, Message: "the answer is " + err.Error() + ", not a token", WrongURL: true}
+	case err != nil:
 		return nil, &TokenError{URL: f.url, Err: scrubError(err, f.hide)}
 	}
 	tok, err := parseToken(body, issued)
