@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
@@ -20,6 +18,8 @@ Its knobs inject the failures a real API has, for trials and rehearsals.
 Examples:
   bulkcreate sandbox --addr 127.0.0.1:8080
   bulkcreate sandbox --rate-limit 100 --latency 20ms --jitter 60ms --fail-after 0.02
+  bulkcreate sandbox --assign-ids        # a server that numbers customers itself
+  bulkcreate sandbox --fail-before 1     # 503 to every create
 
 Flags:
 `
@@ -42,6 +42,7 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&opts.HangAfterCommit, "hang-after", 0, "share of creates stored, then never answered")
 	fs.BoolVar(&opts.UniqueEmail, "unique-email", false, "also refuse a second customer with the same email")
 	fs.Int64Var(&opts.Seed, "seed", 0, "seed of the fault and jitter draws (0: random)")
+	addMisbehaviourFlags(fs, &opts)
 	posArgs, helped, err := parseArgs(e, fs, sandboxUsage, args)
 	if helped || err != nil {
 		return err
@@ -50,7 +51,7 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 		return usageError("sandbox: unexpected argument %q; try: bulkcreate sandbox --addr 127.0.0.1:8080", posArgs[0])
 	}
 	if err := checkLoopback(opts.Addr); err != nil {
-		return usageError("sandbox: --addr %q: %v; try: bulkcreate sandbox --addr 127.0.0.1:8080", opts.Addr, err)
+		return err
 	}
 	opts.RetryAfter = !*noRetryAfter
 	if opts.RateBurst == 0 {
@@ -69,21 +70,4 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "\nserved %d creates: %d created, %d duplicates refused, %d throttled, %d rejected\n",
 		st.Requests, st.Created, st.Duplicates, st.Throttled, st.Rejected)
 	return err
-}
-
-// checkLoopback refuses a listen address off this machine: the sandbox's
-// credentials are printed for anyone to use, and import refuses plain http
-// to any other host anyway.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return errors.New("want a loopback address such as 127.0.0.1:8080")
-	}
-	return nil
 }

@@ -140,11 +140,14 @@ func TestClassify(t *testing.T) {
 		// 2xx
 		{name: "201", call: createAnswered(201, jsonHeader, created201), want: ripio.Verdict{Outcome: ripio.Created}},
 		{name: "200", call: createAnswered(200, jsonHeader, created201), want: ripio.Verdict{Outcome: ripio.Created}},
-		{name: "204", call: createAnswered(204, nil, ""), want: ripio.Verdict{Outcome: ripio.Created}},
+		// A 2xx that cannot be checked may come from anything on the way.
+		{name: "204", call: createAnswered(204, nil, ""), want: ripio.Verdict{Outcome: ripio.InDoubt, HTTPStatus: 204}},
 		{name: "201BodyCutOff", call: rawCreate(5*time.Second, func(c net.Conn) {
-			io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"customerId\": \"srv-")
+			io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n{\"customerId\": \"c-0")
 			c.Close()
-		}), want: ripio.Verdict{Outcome: ripio.Created}},
+		}), want: ripio.Verdict{Outcome: ripio.InDoubt, HTTPStatus: 201}},
+		{name: "200HTML", call: createAnswered(200, map[string]string{"Content-Type": "text/html"}, "<html>Maintenance</html>"),
+			want: ripio.Verdict{Outcome: ripio.InDoubt, HTTPStatus: 200}},
 
 		// Already there.
 		{
@@ -217,6 +220,11 @@ func TestClassify(t *testing.T) {
 			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
 		},
 		{
+			name: "400HugePage",
+			call: createAnswered(400, map[string]string{"Content-Type": "text/html"}, "<html>"+strings.Repeat("x", 200<<10)+"</html>"),
+			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
+		},
+		{
 			name: "400EmptyBody",
 			call: createAnswered(400, nil, ""),
 			want: ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400},
@@ -248,6 +256,11 @@ func TestClassify(t *testing.T) {
 				return err
 			},
 			want: ripio.Verdict{Outcome: ripio.Throttled, HTTPStatus: 429, Code: 42900, RetryAfter: 30 * time.Second}, waitMin: 25 * time.Second,
+		},
+		{
+			name: "429HugeBody",
+			call: createAnswered(429, map[string]string{"Retry-After": "3"}, strings.Repeat("slow down ", 20<<10)),
+			want: ripio.Verdict{Outcome: ripio.Throttled, HTTPStatus: 429, RetryAfter: 3 * time.Second},
 		},
 		{
 			name: "429NoRetryAfterNotJSON",
@@ -317,7 +330,7 @@ func TestClassify(t *testing.T) {
 						answer(200, jsonHeader, `{"accessToken": "t", "expiresIn": 3600}`)(w, r)
 						return
 					}
-					answer(201, jsonHeader, created201)(w, r)
+					echoCreated(w, r)
 				}))
 				c := newClient(t, srv.URL)
 				if _, err := c.CreateCustomer(t.Context(), ana); err != nil {
@@ -327,7 +340,7 @@ func TestClassify(t *testing.T) {
 				_, err := c.CreateCustomer(t.Context(), ana)
 				return err
 			},
-			want: ripio.Verdict{Outcome: ripio.NotSent},
+			want: ripio.Verdict{Outcome: ripio.NotSent, Unreachable: true},
 		},
 		{
 			name: "ClosedWithoutAnswer",
@@ -348,7 +361,7 @@ func TestClassify(t *testing.T) {
 				io.Copy(io.Discard, c) // until the client gives up and closes
 				c.Close()
 			}),
-			want: ripio.Verdict{Outcome: ripio.InDoubt},
+			want: ripio.Verdict{Outcome: ripio.InDoubt, Unreachable: true},
 		},
 		{
 			name: "ContextCancelledInFlight",
@@ -396,7 +409,7 @@ func TestClassify(t *testing.T) {
 		{
 			name: "Token200WithoutToken",
 			call: tokenAnswered(200, jsonHeader, `{"expiresIn": 3600}`),
-			want: ripio.Verdict{Outcome: ripio.NotSent, HTTPStatus: 200},
+			want: ripio.Verdict{Outcome: ripio.Unauthorized, HTTPStatus: 200, WrongURL: true},
 		},
 		{
 			name: "TokenUnreachable",
@@ -404,7 +417,7 @@ func TestClassify(t *testing.T) {
 				_, err := newClient(t, closedPort(t)).CreateCustomer(t.Context(), ana)
 				return err
 			},
-			want: ripio.Verdict{Outcome: ripio.NotSent},
+			want: ripio.Verdict{Outcome: ripio.NotSent, Unreachable: true},
 		},
 	}
 	for _, tt := range tests {
@@ -463,19 +476,23 @@ func TestParseRetryAfter(t *testing.T) {
 		{" 120 ", 2 * time.Minute, true},
 		{"007", 7 * time.Second, true},
 		{"86400", 24 * time.Hour, true},
-		{"86401", 24 * time.Hour, true},
-		{"99999999999999999999999", 24 * time.Hour, true}, // overflows int64: still a long wait
+		{"86401", 24*time.Hour + time.Second, true},
+		{"31536000", 365 * 24 * time.Hour, true},                   // a year is not cut short
+		{"3153600000", ripio.LongestRetryAfter, true},              // a century
+		{"9223372036", ripio.LongestRetryAfter, true},              // overflows a Duration
+		{"99999999999999999999999", ripio.LongestRetryAfter, true}, // overflows int64: still a long wait
 		{"-1", 0, false},
 		{"+5", 0, false},
 		{"1.5", 0, false},
 		{"5s", 0, false},
 		{"soon", 0, false},
-		{"Wed, 21 Oct 2015 07:28:30 GMT", 30 * time.Second, true}, // RFC 1123
-		{"Wednesday, 21-Oct-15 07:29:00 GMT", time.Minute, true},  // RFC 850
-		{"Wed Oct 21 07:28:05 2015", 5 * time.Second, true},       // ANSI C asctime
-		{"Wed, 21 Oct 2015 07:27:00 GMT", 0, true},                // past
-		{"Fri, 21 Oct 2016 07:28:00 GMT", 24 * time.Hour, true},   // capped
-		{"Wed, 21 Oct 2015 07:28:30 +0000", 0, false},             // not an HTTP date
+		{"Wed, 21 Oct 2015 07:28:30 GMT", 30 * time.Second, true},     // RFC 1123
+		{"Wednesday, 21-Oct-15 07:29:00 GMT", time.Minute, true},      // RFC 850
+		{"Wed Oct 21 07:28:05 2015", 5 * time.Second, true},           // ANSI C asctime
+		{"Wed, 21 Oct 2015 07:27:00 GMT", 0, true},                    // past
+		{"Fri, 21 Oct 2016 07:28:00 GMT", 366 * 24 * time.Hour, true}, // a (leap) year later
+		{"Fri, 31 Dec 9999 23:59:59 GMT", ripio.LongestRetryAfter, true},
+		{"Wed, 21 Oct 2015 07:28:30 +0000", 0, false}, // not an HTTP date
 		{"Wed, 32 Oct 2015 07:28:30 GMT", 0, false},
 	}
 	for _, tt := range tests {
@@ -483,5 +500,26 @@ func TestParseRetryAfter(t *testing.T) {
 		if got != tt.want || ok != tt.wantOK {
 			t.Errorf("ParseRetryAfter(%q) = %v, %v, want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
 		}
+	}
+}
+
+// TestClassify_RetryAfterOfAYear: the server's wait reaches the caller
+// whole, so that the caller can stop on a cap of its own instead of waiting.
+func TestClassify_RetryAfterOfAYear(t *testing.T) {
+	t.Parallel()
+	const year = 365 * 24 * time.Hour
+	for name, call := range map[string]func(*testing.T) error{
+		"Create429": createAnswered(429, map[string]string{"Retry-After": "31536000"}, ""),
+		"Create503": createAnswered(503, map[string]string{"Retry-After": "31536000"}, ""),
+		"Token429":  tokenAnswered(429, map[string]string{"Retry-After": "31536000"}, ""),
+		"Token503":  tokenAnswered(503, map[string]string{"Retry-After": "31536000"}, ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			err := call(t)
+			if v := ripio.Classify(err); v.RetryAfter != year {
+				t.Errorf("Classify(%v).RetryAfter = %v, want %v", err, v.RetryAfter, year)
+			}
+		})
 	}
 }

@@ -5,7 +5,22 @@
 // place that decides what the importer does next. A [Client] is safe for
 // concurrent use; all workers share its token.
 //
-// The client secret and access tokens never appear in an error text.
+// Answers are checked before they are believed. A 2xx is a created customer
+// only when its body is the create answer for the customer sent; anything
+// else (a proxy's page, another person's answer) is an [*AnswerError], in
+// doubt. An answer for the email sent under another customerId is created,
+// but by a target that assigns its own ids: [Customer.AssignedID] and
+// [Client.AssignsIDs] say so, because such a target does not refuse a
+// re-sent row. A token endpoint that is not one matches [ErrWrongBaseURL];
+// an API that cannot be reached is reported by [Unreachable]. Every answer
+// is read to at most 64 KiB.
+//
+// The client secret and access tokens never appear in an error text, in any
+// encoding a server may echo them in: nothing a token endpoint says is
+// quoted beyond its status and OAuth error code, and other server texts are
+// redacted, or withheld whole when they still hold a piece of a credential
+// after decoding. Retry-After waits reach the caller whole (up to
+// [LongestRetryAfter]); deciding that a wait is too long is the caller's.
 package ripio
 
 import (
@@ -15,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -118,7 +134,9 @@ type Client struct {
 	timeout   time.Duration
 	userAgent string
 	tokens    *tokenCache
-	hide      []string // the secret's forms; the token is added per call
+	hide      []string // the secret and the Basic credentials; the token is added per call
+
+	assignsIDs atomic.Bool // an answer carried an id the server assigned
 }
 
 // New returns a client for cfg. It makes no request: the first token is
@@ -139,7 +157,7 @@ func New(cfg Config) (*Client, error) {
 		http:      &hc,
 		timeout:   cfg.Timeout,
 		userAgent: cfg.UserAgent,
-		hide:      secretForms(cfg.ClientID, cfg.ClientSecret),
+		hide:      []string{cfg.ClientSecret, basicCredentials(cfg.ClientID, cfg.ClientSecret)},
 	}
 	fetcher := &tokenFetcher{
 		url:       c.base + "/oauth2/token/",
@@ -154,6 +172,12 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// AssignsIDs reports whether an answer of this client's target has shown
+// that it assigns its own customer ids (see [Customer.AssignedID]). It never
+// turns false again: a target that numbered one customer itself will not be
+// trusted to refuse a re-sent one.
+func (c *Client) AssignsIDs() bool { return c.assignsIDs.Load() }
+
 // BaseURL is the API root the client talks to, without a trailing slash.
 func (c *Client) BaseURL() string { return c.base }
 
@@ -166,17 +190,31 @@ type CreateCustomerRequest struct {
 
 // Customer is the server's answer to a create.
 type Customer struct {
+	// CustomerID is the server's id for the customer: the one sent, or the
+	// server's own when AssignedID is set.
 	CustomerID string       `json:"customerId"`
 	Email      string       `json:"email"`
 	Type       CustomerType `json:"type"`
 	IsActive   bool         `json:"isActive"`
 	CreatedAt  time.Time    `json:"createdAt"`
+
+	// AssignedID is set when the answer was for the email sent but carried
+	// a customerId other than the one sent: the target assigns its own ids
+	// and ignores the partner's, and this is the id it gave the new
+	// customer. The customer was created (Classify(nil) is Created), but
+	// such a target does not refuse a second create of the same person, so
+	// a row whose outcome is unknown must not be re-sent to it
+	// automatically. [Client.AssignsIDs] remembers it for the client's
+	// target. Empty when the server kept the id sent or did not say.
+	AssignedID string `json:"-"`
 }
 
-// CreateCustomer creates one customer. Any 2xx is a success; the returned
-// CustomerID is the server's (the one sent when the answer has none).
-// Failures are *APIError, *TokenError or *TransportError; pass them to
-// [Classify].
+// CreateCustomer creates one customer. A 2xx is a success only when its body
+// is the create answer: a JSON object whose customerId and email, those of
+// them it carries, are the ones sent (emails compared trimmed and ignoring
+// case). The returned Customer is what the answer says, completed with what
+// was sent. Failures are *APIError, *AnswerError (a 2xx that is not the create
+// answer), *TokenError or *TransportError; pass them to [Classify].
 //
 // A 401/403 answer drops the shared token and the call is made once more
 // with a fresh one: a server that refuses the fresh token too is a
@@ -202,6 +240,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	if err != nil {
 		return Customer{}, err
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -218,49 +257,181 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	hreq.Header.Set("User-Agent", c.userAgent)
 	tok.SetAuthHeader(hreq)
 
+	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
-		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubURLError(err)}
+		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide), byCaller: caller.Err() != nil}
 	}
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := readAnswer(resp.Body)
+	if errors.Is(err, errAnswerTooLong) && !ok {
+		err = nil // the status is the answer, and the start says enough
+	}
 	if err != nil && !ok {
 		// The server answered, so it saw the request; only the answer is
-		// lost. (A 2xx whose body breaks off still created the customer.)
-		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubURLError(err)}
+		// lost.
+		return Customer{}, &TransportError{Op: "create customer: read answer", Sent: true, Err: scrubError(err, hide), byCaller: caller.Err() != nil}
 	}
 	if !ok {
-		e := parseAPIError(resp, data, append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)...)
+		e := parseAPIError(resp, data, hide...)
 		e.tok = tok
 		return Customer{}, e
 	}
-	var cust Customer
-	if len(bytes.TrimSpace(data)) > 0 {
-		// A 2xx with an unreadable or cut body still created the customer: keep
-		// what can be read and fall back to what was sent.
-		_ = json.Unmarshal(data, &cust)
+	switch {
+	case errors.Is(err, errAnswerTooLong):
+		return Customer{}, newAnswerError(resp, "the answer is "+err.Error(), data, hide)
+	case err != nil:
+		// A 2xx whose body broke off cannot be checked.
+		return Customer{}, newAnswerError(resp, "the answer broke off: "+cleanText(scrubURLError(err).Error(), maxSnippet, hide), nil, nil)
 	}
-	if cust.CustomerID == "" {
-		cust.CustomerID = req.CustomerID
+	cust, err := checkCreated(req, resp, data, hide)
+	if cust.AssignedID != "" {
+		c.assignsIDs.Store(true)
 	}
-	if cust.Email == "" {
-		cust.Email = req.Email
+	return cust, err
+}
+
+// maxAnswerBytes bounds what is read of any answer: a create or token answer
+// is a few hundred bytes and an error envelope a few KiB, while a proxy's
+// page or a hostile server may send without end.
+const maxAnswerBytes = 64 << 10
+
+// errAnswerTooLong is the read error of an answer longer than maxAnswerBytes.
+var errAnswerTooLong = fmt.Errorf("longer than %d KiB", maxAnswerBytes>>10)
+
+// readAnswer reads a body of at most maxAnswerBytes. A longer one returns
+// its first maxAnswerBytes and errAnswerTooLong.
+func readAnswer(body io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(body, maxAnswerBytes+1))
+	if err == nil && len(data) > maxAnswerBytes {
+		return data[:maxAnswerBytes], errAnswerTooLong
 	}
-	if cust.Type == "" {
-		cust.Type = req.Type
+	return data, err
+}
+
+// checkCreated believes a 2xx only when its body is the create answer: a
+// JSON object that names the customer sent, by customerId or email or both,
+// and names no other. A proxy's maintenance page, an empty or cut body, JSON
+// of another shape and another person's answer are returned as an
+// *AnswerError: the customer may or may not exist, and recording "created"
+// would make every later run skip a row the server may never have seen.
+func checkCreated(req CreateCustomerRequest, resp *http.Response, data []byte, hide []string) (Customer, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return Customer{}, newAnswerError(resp, "the answer is empty", nil, hide)
 	}
+	var fields map[string]json.RawMessage
+	if trimmed[0] != '{' || json.Unmarshal(trimmed, &fields) != nil {
+		why := "the answer is not JSON"
+		if json.Valid(trimmed) {
+			why = "the answer is JSON but not an object"
+		}
+		return Customer{}, newAnswerError(resp, why, data, hide)
+	}
+	id, idOK := jsonID(fields["customerId"])
+	email, emailOK := jsonString(fields["email"])
+	switch {
+	case !idOK || !emailOK:
+		return Customer{}, newAnswerError(resp, "the answer's customerId or email is not a string", data, hide)
+	case id == "" && email == "":
+		return Customer{}, newAnswerError(resp, "the answer has neither customerId nor email", data, hide)
+	case email != "" && !sameEmail(email, req.Email):
+		// Another person's email is not quoted: it is not ours to log.
+		return Customer{}, newAnswerError(resp, "the answer is for another email", nil, nil)
+	case id != "" && id != req.CustomerID && email == "":
+		// Without the email nothing says the answer is this customer's.
+		return Customer{}, newAnswerError(resp, "the answer is for another customerId", nil, nil)
+	}
+
+	cust := Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}
+	if id != "" && id != req.CustomerID {
+		// The right email under another id: the server made the customer
+		// and numbered it itself.
+		cust.CustomerID, cust.AssignedID = id, id
+	}
+	if email != "" {
+		cust.Email = email
+	}
+	if t, ok := jsonString(fields["type"]); ok && t != "" {
+		cust.Type = CustomerType(t)
+	}
+	// The rest is informative: a field of an unexpected type stays zero.
+	_ = json.Unmarshal(fields["isActive"], &cust.IsActive)
+	_ = json.Unmarshal(fields["createdAt"], &cust.CreatedAt)
 	return cust, nil
 }
 
-// scrubURLError drops the *url.Error wrapper, whose text repeats the URL;
-// the URL holds no secret, but the operation is already named by our wrapper.
-func scrubURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
+// jsonString reads an optional JSON string: absent and null read as "", ok;
+// any other type is not ok.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
 	}
-	return err
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonID reads an optional id, a string or a number, as text.
+func jsonID(raw json.RawMessage) (string, bool) {
+	if s, ok := jsonString(raw); ok {
+		return s, true
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+// sameEmail compares emails as the server may have normalised them: trimmed,
+// ignoring case.
+func sameEmail(a, b string) bool {
+	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+}
+
+// AnswerError is a 2xx answer to Create Customer that is not the create
+// answer (see [Client.CreateCustomer]). The server may or may not have
+// created the customer: [Classify] says [InDoubt].
+type AnswerError struct {
+	Status      int
+	ContentType string // the answer's media type, cleaned; "" when absent
+	Problem     string // what is wrong with it, in the client's words
+	Start       string // the body's first bytes, one line, secrets redacted; "" when not quoted
+}
+
+func newAnswerError(resp *http.Response, problem string, body []byte, hide []string) *AnswerError {
+	e := &AnswerError{Status: resp.StatusCode, Problem: problem}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil {
+		e.ContentType = cleanText(mt, maxContentType, hide)
+	}
+	if len(body) > 0 {
+		e.Start = cleanText(string(body), maxAnswerStart, hide)
+	}
+	return e
+}
+
+// Limits, in bytes, of what an AnswerError quotes, so that its text stays
+// about 200 bytes.
+const (
+	maxContentType = 40
+	maxAnswerStart = 60
+)
+
+func (e *AnswerError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ripio: create customer: HTTP %d", e.Status)
+	if e.ContentType != "" {
+		fmt.Fprintf(&b, " %s", e.ContentType)
+	}
+	fmt.Fprintf(&b, " is not the create answer, outcome unknown: %s", e.Problem)
+	if e.Start != "" {
+		fmt.Fprintf(&b, ": %q", e.Start)
+	}
+	return b.String()
 }
 
 // TransportError is a call that got no HTTP answer. Sent reports whether the
@@ -270,6 +441,8 @@ type TransportError struct {
 	Op   string
 	Sent bool
 	Err  error
+
+	byCaller bool // the caller's context ended the call
 }
 
 func (e *TransportError) Error() string {

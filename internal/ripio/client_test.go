@@ -1,6 +1,7 @@
 package ripio_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -98,7 +99,19 @@ func answer(status int, header map[string]string, body string) http.HandlerFunc 
 	}
 }
 
-const created201 = `{"customerId": "srv-0001", "email": "ana@example.com", "isActive": true, "createdAt": "2024-04-10T18:17:07.702533Z"}`
+// created201 is the create answer for ana.
+const created201 = `{"customerId": "c-0001", "email": "ana@example.com", "isActive": true, "createdAt": "2024-04-10T18:17:07.702533Z"}`
+
+// echoCreated answers 201 with the create answer for the customer the
+// request names, as a server that honours the partner's ids does.
+func echoCreated(w http.ResponseWriter, r *http.Request) {
+	var req struct{ CustomerID, Email, Type string }
+	json.NewDecoder(r.Body).Decode(&req)
+	data, _ := json.Marshal(map[string]any{"customerId": req.CustomerID, "email": req.Email, "type": req.Type, "isActive": true, "createdAt": "2024-04-10T18:17:07Z"})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(data)
+}
 
 var jsonHeader = map[string]string{"Content-Type": "application/json"}
 
@@ -191,7 +204,8 @@ func recorder(t *testing.T) (baseURL string, requests func() []seen) {
 				t.Errorf("create body %q is not a JSON object: %v", data, err)
 			}
 			w.WriteHeader(http.StatusCreated)
-			io.WriteString(w, `{"customerId": "srv-77", "email": "ana@example.com", "isActive": true, "createdAt": "2024-04-10T18:17:07Z"}`)
+			data, _ := json.Marshal(map[string]any{"customerId": s.body["customerId"], "email": s.body["email"], "isActive": true})
+			w.Write(data)
 		}
 		mu.Lock()
 		all = append(all, s)
@@ -256,16 +270,16 @@ func TestCreateCustomer_ReturnsServerCustomer(t *testing.T) {
 		body   string
 		want   ripio.Customer
 	}{
-		{"201OtherID", 201, created201,
-			ripio.Customer{CustomerID: "srv-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true, CreatedAt: createdAt}},
-		{"200OtherID", 200, `{"customerId": "srv-0002", "email": "ANA@example.com", "type": "INDIVIDUAL", "isActive": true}`,
-			ripio.Customer{CustomerID: "srv-0002", Email: "ANA@example.com", Type: ripio.Individual, IsActive: true}},
-		{"204NoBody", 204, "",
+		{"201", 201, created201,
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true, CreatedAt: createdAt}},
+		{"200EmailOtherCase", 200, `{"customerId": "c-0001", "email": " ANA@example.com ", "type": "INDIVIDUAL", "isActive": true}`,
+			ripio.Customer{CustomerID: "c-0001", Email: " ANA@example.com ", Type: ripio.Individual, IsActive: true}},
+		{"201OnlyID", 201, `{"customerId": "c-0001"}`,
 			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
-		{"201NotJSON", 201, "Created",
+		{"201OnlyEmail", 201, `{"email": "ana@example.com", "isActive": "yes"}`,
 			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
-		{"201NoID", 201, `{"isActive": true}`,
-			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true}},
+		{"201NullID", 201, `{"customerId": null, "email": "ana@example.com"}`,
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,7 +335,7 @@ func TestCreateCustomer_NeverLeaksCredentials(t *testing.T) {
 			t.Parallel()
 			create := tt.create
 			if create == nil {
-				create = answer(201, jsonHeader, created201)
+				create = echoCreated
 			}
 			f := newFakeAPI(t, tt.token, create)
 			_, err := newClient(t, f.URL).CreateCustomer(t.Context(), ana)
@@ -369,7 +383,7 @@ func TestCreateCustomer_DoesNotFollowRedirects(t *testing.T) {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/elsewhere/", func(w http.ResponseWriter, r *http.Request) {
 				elsewhere.Add(1)
-				answer(201, jsonHeader, created201)(w, r)
+				echoCreated(w, r)
 			})
 			mux.HandleFunc("/oauth2/token/", answer(200, jsonHeader, `{"accessToken": "t", "expiresIn": 3600}`))
 			mux.HandleFunc("/api/v1/customers/", func(w http.ResponseWriter, r *http.Request) {
@@ -394,8 +408,13 @@ func TestCreateCustomer_DoesNotFollowRedirects(t *testing.T) {
 func TestCreateCustomer_ContextEnds(t *testing.T) {
 	t.Parallel()
 	hold := make(chan struct{})
+	arrived := make(chan struct{}, 1)
 	f := newFakeAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // the server notices a client gone only after the body
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-hold:
 		case <-r.Context().Done():
@@ -411,10 +430,110 @@ func TestCreateCustomer_ContextEnds(t *testing.T) {
 		t.Errorf("Classify(CreateCustomer with a cancelled context) = %+v, want not_sent", v)
 	}
 
-	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+	// Cancelled once the server holds the request, however long the token
+	// took on a busy machine.
+	ctx, cancel = context.WithCancel(t.Context())
 	defer cancel()
+	go func() {
+		<-arrived
+		cancel()
+	}()
 	_, err = c.CreateCustomer(ctx, ana)
 	if v := ripio.Classify(err); v.Outcome != ripio.InDoubt {
 		t.Errorf("Classify(CreateCustomer cancelled in flight) = %+v, want in_doubt", v)
+	}
+}
+
+// TestCreateCustomer_UnbelievableAnswersAreInDoubt: a 2xx counts as created
+// only when it is the create answer for the customer sent; anything else may
+// come from a proxy or another person's request, and the row's outcome is
+// unknown.
+func TestCreateCustomer_UnbelievableAnswersAreInDoubt(t *testing.T) {
+	t.Parallel()
+	html := map[string]string{"Content-Type": "text/html; charset=utf-8"}
+	tests := []struct {
+		name   string
+		status int
+		header map[string]string
+		body   string
+		reason string // a part of the verdict's reason
+	}{
+		{"200HTMLMaintenancePage", 200, html, "<!DOCTYPE html><html><head><title>Down for maintenance</title></head></html>", `200 text/html is not the create answer, outcome unknown: the answer is not JSON: "<!DOCTYPE html><html><head><title>Down for maintenance`},
+		{"201NotJSON", 201, nil, "Created", `the answer is not JSON: "Created"`},
+		{"204Empty", 204, nil, "", "the answer is empty"},
+		{"201Array", 201, jsonHeader, `[{"customerId": "c-0001", "email": "ana@example.com"}]`, "JSON but not an object"},
+		{"201String", 201, jsonHeader, `"ok"`, "JSON but not an object"},
+		{"201Null", 201, jsonHeader, `null`, "JSON but not an object"},
+		{"201OtherObject", 201, jsonHeader, `{"status": "ok"}`, "neither customerId nor email"},
+		{"201WrappedAnswer", 201, jsonHeader, `{"data": {"customerId": "c-0001", "email": "ana@example.com"}}`, "neither customerId nor email"},
+		{"201EmailNotString", 201, jsonHeader, `{"customerId": "c-0001", "email": ["ana@example.com"]}`, "not a string"},
+		{"201OtherEmail", 201, jsonHeader, `{"customerId": "c-0001", "email": "bob@example.com"}`, "for another email"},
+		{"201OtherEmailOnly", 201, jsonHeader, `{"email": "bob@example.com"}`, "for another email"},
+		{"201OtherIDNoEmail", 201, jsonHeader, `{"customerId": "c-0002"}`, "for another customerId"},
+		{"201TrailingGarbage", 201, jsonHeader, created201 + `<html>`, "not JSON"},
+		{"200TooLong", 200, jsonHeader, `{"customerId": "c-0001", "email": "ana@example.com", "pad": "` + strings.Repeat("x", 1<<20) + `"}`, "the answer is longer than 64 KiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI(t, nil, answer(tt.status, tt.header, tt.body))
+			cust, err := newClient(t, f.URL).CreateCustomer(t.Context(), ana)
+			v := ripio.Classify(err)
+			if v.Outcome != ripio.InDoubt || v.HTTPStatus != tt.status {
+				t.Fatalf("Classify(CreateCustomer answered %d %.40q) = %+v (customer %+v), want in_doubt with status %d", tt.status, tt.body, v, cust, tt.status)
+			}
+			if _, ok := errors.AsType[*ripio.AnswerError](err); !ok {
+				t.Errorf("CreateCustomer answered %d %.40q = %T, want a *ripio.AnswerError", tt.status, tt.body, err)
+			}
+			if !strings.Contains(v.Reason, tt.reason) {
+				t.Errorf("Classify(...).Reason = %q, want it to contain %q", v.Reason, tt.reason)
+			}
+			if len(v.Reason) > 220 || strings.ContainsAny(v.Reason, "\n\r") {
+				t.Errorf("Classify(...).Reason = %q (%d bytes), want one line of at most about 200 bytes", v.Reason, len(v.Reason))
+			}
+			if strings.Contains(v.Reason, "bob@") {
+				t.Errorf("Classify(...).Reason = %q quotes another person's email", v.Reason)
+			}
+		})
+	}
+}
+
+// TestCreateCustomer_ServerAssignedID: an answer for the email sent under
+// another id is a customer created by a server that numbers its own; the
+// client says so, on the customer and for the target.
+func TestCreateCustomer_ServerAssignedID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		want string // AssignedID
+	}{
+		{"StringID", `{"customerId": "9b1d-srv", "email": "Ana@Example.com", "isActive": true}`, "9b1d-srv"},
+		{"NumberID", `{"customerId": 123456, "email": "ana@example.com"}`, "123456"},
+		{"SameID", created201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI(t, nil, answer(201, jsonHeader, tt.body))
+			c := newClient(t, f.URL)
+			if c.AssignsIDs() {
+				t.Fatalf("AssignsIDs() before any call = true, want false")
+			}
+			cust, err := c.CreateCustomer(t.Context(), ana)
+			if v := ripio.Classify(err); v.Outcome != ripio.Created {
+				t.Fatalf("Classify(CreateCustomer answered %s) = %+v, want created", tt.body, v)
+			}
+			if cust.AssignedID != tt.want {
+				t.Errorf("CreateCustomer answered %s: AssignedID = %q, want %q", tt.body, cust.AssignedID, tt.want)
+			}
+			wantID := cmp.Or(tt.want, ana.CustomerID)
+			if cust.CustomerID != wantID {
+				t.Errorf("CreateCustomer answered %s: CustomerID = %q, want %q", tt.body, cust.CustomerID, wantID)
+			}
+			if got := c.AssignsIDs(); got != (tt.want != "") {
+				t.Errorf("AssignsIDs() after an answer %s = %v, want %v", tt.body, got, tt.want != "")
+			}
+		})
 	}
 }

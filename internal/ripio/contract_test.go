@@ -17,26 +17,34 @@ import (
 
 const rampSpec = "testdata/ramp-subset.openapi.yaml"
 
-// prismCustomerID is the customerId of the 201 example in rampSpec: Prism
-// answers it to every create, whatever was sent.
-const prismCustomerID = "7142b065-79c4-4f48-9e33-11b23bg689e2"
+// prismCustomerID and prismEmail are those of the 201 example in rampSpec:
+// Prism answers it to every create, whatever was sent.
+const (
+	prismCustomerID = "7142b065-79c4-4f48-9e33-11b23bg689e2"
+	prismEmail      = "individual@mail.com"
+)
 
 func TestContract_CreateCustomer(t *testing.T) {
 	t.Parallel()
 	m := prismtest.Start(t, rampSpec)
 	c := newClient(t, m.URL)
 	for _, req := range []ripio.CreateCustomerRequest{
-		{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual},
+		{CustomerID: "c-0001", Email: prismEmail, Type: ripio.Individual},
 		{CustomerID: "b-0002", Email: "ops@acme.example", Type: ripio.Business},
 		{CustomerID: "c-0003", Email: "bruno.silva+ripio@example.com.ar", Type: ripio.Individual},
 	} {
 		got, err := c.CreateCustomer(t.Context(), req)
-		if err != nil {
-			t.Errorf("CreateCustomer(%+v) = %v, want no error", req, err)
+		if req.Email == prismEmail {
+			// The example is this person's answer, under an id of the
+			// server's own.
+			if err != nil || got.CustomerID != prismCustomerID || got.AssignedID != prismCustomerID {
+				t.Errorf("CreateCustomer(%+v) = %+v, %v, want created with the server's id %q assigned", req, got, err, prismCustomerID)
+			}
 			continue
 		}
-		if got.CustomerID != prismCustomerID {
-			t.Errorf("CreateCustomer(%+v).CustomerID = %q, want the server's %q", req, got.CustomerID, prismCustomerID)
+		// For anyone else the example is another person's answer.
+		if v := ripio.Classify(err); v.Outcome != ripio.InDoubt {
+			t.Errorf("Classify(CreateCustomer(%+v)) = %+v, want in_doubt: the answer names %s", req, v, prismEmail)
 		}
 	}
 	if v := m.Violations(); len(v) > 0 {

@@ -1,13 +1,18 @@
 package ripio
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -153,21 +158,47 @@ func bodySnippet(body []byte, hide []string) string {
 
 // cleanText makes server text safe to print on one line: valid UTF-8, no
 // control or format characters, white space collapsed, every hide value
-// redacted, and at most limit bytes (plus an ellipsis), cut on a rune
+// redacted (and the whole text withheld when it still holds one in another
+// encoding), and at most limit bytes (plus an ellipsis), cut on a rune
 // boundary. Redaction comes after collapsing, so that white space cannot
 // disguise a secret, and before cutting, so that a cut cannot leave part of
 // one.
 func cleanText(s string, limit int, hide []string) string {
 	s = oneLine(s)
+	// Only the start can be printed; a credential that an encoding makes up
+	// to 12 times longer still fits in the slack, so the checks below see
+	// every part of the text that is printed.
+	if slack := limit + 12*maxLen(hide) + 64; len(s) > slack {
+		s = cutRunes(s, slack)
+	}
 	s = redact(s, hide)
+	if echoes(s, hide) {
+		return withheld
+	}
 	if len(s) <= limit {
 		return s
 	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return strings.TrimRight(cutRunes(s, limit), " ") + "…"
+}
+
+// cutRunes returns the longest prefix of s of at most n bytes that ends on a
+// rune boundary.
+func cutRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strings.TrimRight(s[:cut], " ") + "…"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func maxLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n = max(n, len(s))
+	}
+	return n
 }
 
 func oneLine(s string) string {
@@ -186,35 +217,17 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-const redacted = "[redacted]"
-
-// redact replaces every hide value, as sent and as oneLine would print it,
-// longest first so that a value containing another is replaced whole.
-func redact(s string, hide []string) string {
-	var vals []string
-	for _, h := range hide {
-		if h == "" {
-			continue
-		}
-		vals = append(vals, h)
-		if o := oneLine(h); o != "" && o != h {
-			vals = append(vals, o)
-		}
-	}
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	for _, v := range vals {
-		s = strings.ReplaceAll(s, v, redacted)
-	}
-	return s
-}
-
-// maxRetryAfter caps a server's requested wait: a day is already "stop for
-// now".
-const maxRetryAfter = 24 * time.Hour
+// LongestRetryAfter is the longest wait ParseRetryAfter returns: a longer
+// one, up to values that overflow a Duration, reads as this, so that adding
+// it to a time cannot overflow. Anything near it means "not before the run
+// is long over": a caller compares waits with its own cap.
+const LongestRetryAfter = 100 * 365 * 24 * time.Hour
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
 // HTTP date, measured from now. ok is false for an empty or unreadable
-// value; a date in the past gives 0, and any wait is capped at 24 hours.
+// value; a date in the past gives 0. The wait is the server's, however long
+// (a year is a year), up to LongestRetryAfter: it is for the caller to
+// decide that a wait is too long and stop.
 func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -224,8 +237,8 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 		// delay-seconds is 1*DIGIT: too many digits for an int64 is still
 		// a (very long) wait, not an unreadable value.
 		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
+		if err != nil || secs > int64(LongestRetryAfter/time.Second) {
+			return LongestRetryAfter, true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
@@ -233,7 +246,10 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	return min(max(t.Sub(now), 0), maxRetryAfter), true
+	if t.After(now.Add(LongestRetryAfter)) {
+		return LongestRetryAfter, true
+	}
+	return max(t.Sub(now), 0), true
 }
 
 func isDigits(s string) bool {
@@ -261,7 +277,8 @@ const (
 	// TokenThrottled: the token endpoint asked us to wait (429); the create
 	// was never sent. Creates are not what is limited: wait, do not slow.
 	TokenThrottled Outcome = "token_throttled"
-	// Unauthorized: the credentials or the token were refused.
+	// Unauthorized: the credentials or the token were refused, or the token
+	// endpoint is not where the base URL says (Verdict.WrongURL).
 	Unauthorized Outcome = "unauthorized"
 	// NotSent: the request never reached the server; safe to send again.
 	NotSent Outcome = "not_sent"
@@ -276,6 +293,15 @@ type Verdict struct {
 	Code       int           // the envelope code, when there was one
 	RetryAfter time.Duration // the server's requested wait, when it gave one
 	Reason     string        // one line for the ledger and the operator; no secrets
+
+	// WrongURL: the token endpoint's answer says the base URL is probably
+	// wrong (see [ErrWrongBaseURL]); Outcome is Unauthorized, as nothing can
+	// be sent until the configuration changes.
+	WrongURL bool
+	// Unreachable: no answer came because the API could not be reached
+	// (see [Unreachable]). Outcome stays NotSent, or InDoubt when the request
+	// was sent before it timed out.
+	Unreachable bool
 }
 
 // Classify decides what a CreateCustomer result means. It is the only
@@ -286,10 +312,13 @@ func Classify(err error) Verdict {
 	}
 	var (
 		apiErr   *APIError
+		ansErr   *AnswerError
 		tokErr   *TokenError
 		transErr *TransportError
 	)
 	switch {
+	case errors.As(err, &ansErr):
+		return Verdict{Outcome: InDoubt, HTTPStatus: ansErr.Status, Reason: ansErr.Error()}
 	case errors.As(err, &apiErr):
 		v := Verdict{HTTPStatus: apiErr.Status, Code: apiErr.Code, RetryAfter: apiErr.RetryAfter, Reason: apiErr.Error()}
 		switch s := apiErr.Status; {
@@ -311,8 +340,11 @@ func Classify(err error) Verdict {
 		}
 		return v
 	case errors.As(err, &tokErr):
-		v := Verdict{HTTPStatus: tokErr.Status, Reason: tokErr.Error()}
+		v := Verdict{HTTPStatus: tokErr.Status, Reason: tokErr.Error(), WrongURL: tokErr.WrongURL, Unreachable: Unreachable(err)}
 		switch s := tokErr.Status; {
+		case tokErr.WrongURL:
+			// Whatever the status: no token will come from there.
+			v.Outcome = Unauthorized
 		case s == http.StatusTooManyRequests:
 			v.Outcome = TokenThrottled
 			v.RetryAfter = tokErr.RetryAfter
@@ -326,7 +358,7 @@ func Classify(err error) Verdict {
 		}
 		return v
 	case errors.As(err, &transErr):
-		v := Verdict{Outcome: NotSent, Reason: transErr.Error()}
+		v := Verdict{Outcome: NotSent, Reason: transErr.Error(), Unreachable: Unreachable(err)}
 		if transErr.Sent {
 			v.Outcome = InDoubt
 		}
@@ -334,4 +366,73 @@ func Classify(err error) Verdict {
 	}
 	// Anything else is a failure we did not foresee: assume the worst.
 	return Verdict{Outcome: InDoubt, Reason: err.Error()}
+}
+
+// Unreachable reports whether err is a call that got no answer because the
+// API could not be reached: the host name did not resolve, the connection
+// was refused or the network or host was unreachable, the TLS handshake
+// failed, or the call timed out (connecting, or waiting for an answer that
+// never came). It is false for any answer, for a connection the server
+// closed or reset, and for a call whose caller's context ended.
+func Unreachable(err error) bool {
+	var (
+		tokErr   *TokenError
+		transErr *TransportError
+		cause    error
+	)
+	switch {
+	case errors.As(err, &tokErr):
+		if tokErr.Status != 0 || tokErr.byCaller {
+			return false
+		}
+		cause = tokErr.Err
+	case errors.As(err, &transErr):
+		if transErr.byCaller {
+			return false
+		}
+		cause = transErr.Err
+	default:
+		return false
+	}
+	return unreachableCause(cause)
+}
+
+// unreachableCause reports whether the transport error cause says the API
+// could not be reached.
+func unreachableCause(cause error) bool {
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		return false
+	}
+	var scrubbed *scrubbedError
+	if errors.As(cause, &scrubbed) {
+		return scrubbed.unreachable
+	}
+	var (
+		dnsErr    *net.DNSError
+		netErr    net.Error
+		certErr   *tls.CertificateVerificationError
+		recordErr tls.RecordHeaderError
+		alertErr  tls.AlertError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(cause, &dnsErr),
+		errors.Is(cause, syscall.ECONNREFUSED),
+		errors.Is(cause, syscall.EHOSTUNREACH),
+		errors.Is(cause, syscall.ENETUNREACH),
+		errors.Is(cause, syscall.EHOSTDOWN),
+		errors.As(cause, &certErr),
+		errors.As(cause, &recordErr),
+		errors.Is(cause, http.ErrSchemeMismatch),
+		errors.As(cause, &alertErr),
+		errors.As(cause, &authErr),
+		errors.As(cause, &hostErr),
+		errors.As(cause, &invalid),
+		errors.Is(cause, context.DeadlineExceeded),
+		errors.As(cause, &netErr) && netErr.Timeout():
+		return true
+	}
+	return false
 }

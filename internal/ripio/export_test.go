@@ -18,10 +18,9 @@ func ParseAPIError(status int, retryAfter string, body []byte, hide ...string) *
 	return parseAPIError(resp, body, hide...)
 }
 
-// ParseToken decodes a 200 token answer as the client does, with hide
-// redacted from any error.
-func ParseToken(body []byte, issued time.Time, hide ...string) (accessToken string, expiry time.Time, err error) {
-	tok, err := parseToken(body, issued, hide)
+// ParseToken decodes a 200 token answer as the client does.
+func ParseToken(body []byte, issued time.Time) (accessToken string, expiry time.Time, err error) {
+	tok, err := parseToken(body, issued)
 	if err != nil {
 		return "", time.Time{}, err
 	}

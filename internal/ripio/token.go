@@ -1,12 +1,12 @@
 package ripio
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,19 +19,52 @@ import (
 )
 
 // TokenError is a failed token fetch. Status is 0 when no answer came.
+//
+// The token endpoint was sent the client secret, and one that echoes it can
+// do so in more encodings than a list of redactions foresees. So nothing it
+// says is quoted: only its status and an OAuth error code of the standard's
+// vocabulary.
 type TokenError struct {
 	Status     int
-	Message    string
+	Code       string // the answer's OAuth "error" code (RFC 6749, 5.2) when it is a known one, e.g. "invalid_client"
+	Message    string // what was wrong with the answer, in the client's words; never the server's text
 	RetryAfter time.Duration
-	Err        error // the transport error, when there was no answer
+	Err        error // the transport error, when there was no answer; its text holds no credential
+
+	// URL is the token endpoint asked: the base URL and /oauth2/token/.
+	URL string
+	// WrongURL: the answer says that URL is no token endpoint (404 or 405,
+	// a redirect, an HTML page, a 2xx that is not a token), so the base URL
+	// is probably wrong, not the credentials. errors.Is(err,
+	// ErrWrongBaseURL) reports it too.
+	WrongURL bool
+
+	byCaller bool // Err is the waiting caller's context ending, not the fetch failing
 }
+
+// ErrWrongBaseURL matches, with errors.Is, a *TokenError whose answer says
+// the base URL is probably wrong: it must be the API's root, such as
+// https://skala-sandbox.ripio.com, without /api/v1.
+var ErrWrongBaseURL = errors.New("ripio: the base URL is probably wrong")
+
+func (e *TokenError) Is(target error) bool { return target == ErrWrongBaseURL && e.WrongURL }
 
 func (e *TokenError) Error() string {
 	if e.Status == 0 {
-		return fmt.Sprintf("ripio: token: no answer: %v", e.Err)
+		return fmt.Sprintf("ripio: token: no answer%s: %v", e.from(), e.Err)
 	}
 	msg := "HTTP " + fmt.Sprint(e.Status)
-	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest {
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	msg += e.from()
+	switch {
+	case e.WrongURL:
+		msg += ": RIPIO_BASE_URL is probably wrong; it is the API's root, such as https://skala-sandbox.ripio.com"
+		if strings.Contains(e.URL, "/api/") {
+			msg += ", without /api/v1"
+		}
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest:
 		msg += " (check RIPIO_CLIENT_ID and the client secret for this target)"
 	}
 	if e.Message != "" {
@@ -40,7 +73,59 @@ func (e *TokenError) Error() string {
 	return "ripio: token: " + msg
 }
 
+func (e *TokenError) from() string {
+	if e.URL == "" {
+		return ""
+	}
+	return " from " + e.URL
+}
+
 func (e *TokenError) Unwrap() error { return e.Err }
+
+// oauthCodes are the error codes a token endpoint may answer: RFC 6749's,
+// RFC 6750's and RFC 8628's. Only these are quoted, so that a code cannot
+// carry the secret.
+var oauthCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true,
+	"unauthorized_client": true, "unsupported_grant_type": true, "invalid_scope": true,
+	"access_denied": true, "server_error": true, "temporarily_unavailable": true,
+	"invalid_token": true, "insufficient_scope": true, "slow_down": true,
+}
+
+// tokenRefusal is the error of a non-2xx token answer.
+func tokenRefusal(resp *http.Response, body []byte) *TokenError {
+	e := &TokenError{Status: resp.StatusCode}
+	switch s := resp.StatusCode; {
+	case s == http.StatusNotFound, s == http.StatusMethodNotAllowed, s >= 300 && s < 400:
+		e.WrongURL = true
+	case s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden &&
+		s != http.StatusRequestTimeout && s != http.StatusTooManyRequests:
+		// A web site's error page, where the API would answer JSON.
+		e.WrongURL = isHTML(resp, body)
+	}
+	if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		e.RetryAfter = d
+	}
+	var ans struct {
+		Error any `json:"error"`
+	}
+	if json.Unmarshal(body, &ans) == nil {
+		if code, ok := ans.Error.(string); ok && oauthCodes[code] {
+			e.Code = code
+		}
+	}
+	return e
+}
+
+// isHTML reports whether an answer is a web page.
+func isHTML(resp *http.Response, body []byte) bool {
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil &&
+		(mt == "text/html" || mt == "application/xhtml+xml") {
+		return true
+	}
+	start := strings.ToLower(string(bytes.TrimSpace(body[:min(len(body), 64)])))
+	return strings.HasPrefix(start, "<!doctype html") || strings.HasPrefix(start, "<html")
+}
 
 // tokenFetcher gets a token from POST /oauth2/token/. Ripio answers in
 // camelCase, which x/oauth2's own clientcredentials package does not read,
@@ -49,7 +134,7 @@ type tokenFetcher struct {
 	url, id, secret, userAgent string
 	http                       *http.Client
 	timeout                    time.Duration
-	hide                       []string // the secret in every form an answer may echo
+	hide                       []string // the secret, kept out of error texts
 }
 
 // Token fetches a new token. It has its own timeout and ignores the
@@ -60,7 +145,7 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, &TokenError{Err: err}
+		return nil, &TokenError{URL: f.url, Err: err}
 	}
 	req.SetBasicAuth(f.id, f.secret)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -69,30 +154,30 @@ func (f *tokenFetcher) Token() (*oauth2.Token, error) {
 	issued := time.Now()
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, &TokenError{Err: scrubURLError(err)}
+		return nil, &TokenError{URL: f.url, Err: scrubError(err, f.hide)}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, &TokenError{Err: scrubURLError(err)}
-	}
+	body, err := readAnswer(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseAPIError(resp, body, f.hide...)
-		return nil, &TokenError{Status: resp.StatusCode, Message: e.Message, RetryAfter: e.RetryAfter}
+		// The status is the answer; a body cut short only loses the code.
+		e := tokenRefusal(resp, body)
+		e.URL = f.url
+		return nil, e
 	}
-	return parseToken(body, issued, f.hide)
-}
-
-// secretForms is the client secret as a server could echo it back: as is,
-// inside the Basic credentials, form-encoded and JSON-escaped.
-func secretForms(id, secret string) []string {
-	quoted, _ := json.Marshal(secret)
-	return []string{
-		secret,
-		base64.StdEncoding.EncodeToString([]byte(id + ":" + secret)),
-		url.QueryEscape(secret),
-		strings.Trim(string(quoted), `"`),
+	switch {
+	case errors.Is(err, errAnswerTooLong):
+		// A token is a few hundred bytes; this is a page of some web site.
+		return nil, &TokenError{URL: f.url, Status: resp.StatusCode, Message: "the answer is " + err.Error() + ", not a token", WrongURL: true}
+	case err != nil:
+		return nil, &TokenError{URL: f.url, Err: scrubError(err, f.hide)}
 	}
+	tok, err := parseToken(body, issued)
+	if e, ok := err.(*TokenError); ok {
+		e.URL = f.url
+		e.Status = resp.StatusCode
+		e.WrongURL = e.WrongURL || isHTML(resp, body)
+	}
+	return tok, err
 }
 
 // maxTokenLife caps expiresIn, so that an absurd value cannot overflow a
@@ -100,8 +185,8 @@ func secretForms(id, secret string) []string {
 const maxTokenLife = 10 * 365 * 24 * time.Hour
 
 // parseToken reads the token answer in Ripio's camelCase or the older
-// snake_case spelling. hide is redacted from any error text.
-func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, error) {
+// snake_case spelling. Its errors quote nothing of the answer.
+func parseToken(body []byte, issued time.Time) (*oauth2.Token, error) {
 	var ans struct {
 		AccessToken      string      `json:"accessToken"`
 		AccessTokenSnake string      `json:"access_token"`
@@ -111,19 +196,14 @@ func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, er
 		TokenTypeSnake   string      `json:"token_type"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		msg := "answer is not JSON"
-		if s := bodySnippet([]byte(scrubBody(body)), hide); s != "" {
-			msg += ": " + s
-		}
-		return nil, &TokenError{Status: http.StatusOK, Message: msg}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer is not a JSON token", WrongURL: true}
 	}
 	tok := &oauth2.Token{AccessToken: firstNonEmpty(ans.AccessToken, ans.AccessTokenSnake), TokenType: "Bearer"}
 	if tok.AccessToken == "" {
-		return nil, &TokenError{Status: http.StatusOK, Message: "answer has no accessToken"}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the answer has no accessToken", WrongURL: true}
 	}
 	if t := firstNonEmpty(ans.TokenType, ans.TokenTypeSnake); t != "" && !strings.EqualFold(t, "bearer") {
-		t = cleanText(t, maxType, append(hide[:len(hide):len(hide)], tok.AccessToken))
-		return nil, &TokenError{Status: http.StatusOK, Message: fmt.Sprintf("token type %q is not Bearer", t)}
+		return nil, &TokenError{Status: http.StatusOK, Message: "the token type is not Bearer"}
 	}
 	secs, err := json.Number(firstNonEmpty(string(ans.ExpiresIn), string(ans.ExpiresInSnake))).Float64()
 	if errors.Is(err, strconv.ErrRange) && secs > 0 {
@@ -146,14 +226,6 @@ func parseToken(body []byte, issued time.Time, hide []string) (*oauth2.Token, er
 // dies in flight, and a 2-second token is not refetched on every call.
 func refreshMargin(ttl time.Duration) time.Duration {
 	return min(ttl/10, time.Minute)
-}
-
-// scrubBody keeps a body's text out of an error when it might hold a token.
-func scrubBody(body []byte) string {
-	if strings.Contains(strings.ToLower(string(body)), "token") {
-		return "(body withheld)"
-	}
-	return string(body)
 }
 
 func firstNonEmpty(s ...string) string {
@@ -220,7 +292,7 @@ func (c *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 		}
 		return r.Val.(*oauth2.Token), nil
 	case <-ctx.Done():
-		return nil, &TokenError{Err: ctx.Err()}
+		return nil, &TokenError{Err: ctx.Err(), byCaller: true}
 	}
 }
 

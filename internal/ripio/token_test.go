@@ -1,6 +1,7 @@
 package ripio_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ func TestToken_AnswerSpellings(t *testing.T) {
 			var auth atomic.Value
 			f := newFakeAPI(t, answer(200, jsonHeader, tt.body), func(w http.ResponseWriter, r *http.Request) {
 				auth.Store(r.Header.Get("Authorization"))
-				answer(201, jsonHeader, created201)(w, r)
+				echoCreated(w, r)
 			})
 			_, err := newClient(t, f.URL).CreateCustomer(t.Context(), ana)
 			if tt.want == "" {
@@ -175,7 +176,7 @@ func TestToken_ConcurrentFirstUseFetchesOnce(t *testing.T) {
 		started.wait()
 		time.Sleep(50 * time.Millisecond) // let the workers reach the cache
 		tokenAnswer(w, r)
-	}, answer(201, jsonHeader, created201))
+	}, echoCreated)
 
 	errs := runWorkers(t.Context(), newClient(t, f.URL), workers, started.arrive)
 	for i, err := range errs {
@@ -273,7 +274,7 @@ func TestToken_Concurrent401sRefetchOnce(t *testing.T) {
 					answer(401, jsonHeader, envelope(401, 40001, "NotAuthenticated", `{"message": "Token revoked."}`))(w, r)
 					return
 				}
-				answer(201, jsonHeader, created201)(w, r)
+				echoCreated(w, r)
 			})
 
 			errs := runWorkers(t.Context(), newClient(t, f.URL), workers, nil)
@@ -309,7 +310,8 @@ type memAPI struct {
 
 func (m *memAPI) RoundTrip(r *http.Request) (*http.Response, error) {
 	defer r.Body.Close()
-	io.Copy(io.Discard, r.Body)
+	data, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(data))
 	rec := httptest.NewRecorder()
 	rec.Header().Set("Content-Type", "application/json")
 	if r.URL.Path == "/oauth2/token/" {
@@ -370,8 +372,7 @@ func (m *memAPI) create(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, envelope(401, 40001, "NotAuthenticated", `{"message": "Token expired."}`))
 		return
 	}
-	w.WriteHeader(http.StatusCreated)
-	io.WriteString(w, created201)
+	echoCreated(w, r)
 }
 
 func (m *memAPI) counts() (tokens, creates, expiredUses int) {

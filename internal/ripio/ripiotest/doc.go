@@ -32,6 +32,12 @@
 // know it. Stats counts every outcome so tests can check what the client
 // believes against what the server did.
 //
+// The misbehaviours at the end of Options play servers that answer as the
+// real API never should: a proxy's 200 HTML page, a server that assigns its
+// own ids or answers another person's email, a token endpoint that echoes
+// the client secret or is not there at all (404 HTML), and one that
+// throttles every create. They act before the steps above.
+//
 // Customers live in memory, or in a SQLite file (Options.DBPath) that a later
 // server can reopen to play a server that survived the client's crash. The
 // fake has no deactivate endpoint, so every customer is active. Randomness

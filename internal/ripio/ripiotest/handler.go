@@ -47,6 +47,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 
+	if s.misbehave(rec, r) {
+		return
+	}
 	switch r.URL.Path {
 	case tokenPath:
 		if r.Method != http.MethodPost {
@@ -220,6 +223,7 @@ func (s *Server) handleCreate(w *recorder, r *http.Request) {
 		return
 	}
 
+	s.assignID(&c)
 	c.IsActive = true
 	c.CreatedAt = s.opts.Now().UTC()
 	switch err := s.store.insert(c, s.opts.UniqueEmail); {
@@ -263,7 +267,7 @@ func (s *Server) handleCreate(w *recorder, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusCreated, map[string]any{
 			"customerId": c.CustomerID,
-			"email":      c.Email,
+			"email":      s.answerEmail(c.Email),
 			"type":       c.Type,
 			"isActive":   c.IsActive,
 			"createdAt":  c.CreatedAt.Format(time.RFC3339Nano),

@@ -79,6 +79,37 @@ type Options struct {
 	// Logf, if set, receives one line per request and the HTTP server's
 	// errors. It never receives credentials, tokens or request bodies.
 	Logf func(format string, args ...any)
+
+	// Misbehaviours: answers the real API should never give, from it or from
+	// what stands in front of it, to rehearse what the client makes of them.
+	// All are off in the zero value; misbehave.go plays them. A create
+	// endpoint that fails every time is FailBeforeCommit: 1.
+
+	// CreateHTML200 answers every authorised create 200 with a text/html
+	// maintenance page, as a proxy in front of the API does; nothing is
+	// stored.
+	CreateHTML200 bool
+	// AssignIDs stores each customer under an id of the server's own,
+	// ignoring the one sent, and answers that id, as the Create Customer of
+	// Ripio's public pages does. Sending a person twice makes two customers
+	// unless UniqueEmail is set.
+	AssignIDs bool
+	// OtherEmail answers each stored create with another person's email.
+	OtherEmail bool
+	// TokenEcho, when set, makes the token endpoint refuse every request
+	// with TokenEchoStatus and an answer that echoes the client secret, in
+	// one of the EchoEncodings: a hostile or careless server.
+	TokenEcho string
+	// TokenEchoStatus is the status of TokenEcho's answers. Default 401.
+	TokenEchoStatus int
+	// TokenNotFound answers the token endpoint 404 with an HTML page, as a
+	// web server does at a path it does not have: the client was given a
+	// wrong base URL.
+	TokenNotFound bool
+	// ThrottleAll, when positive, answers every authorised create 429 with
+	// this Retry-After, in whole seconds rounded up: a server that never
+	// lets up.
+	ThrottleAll time.Duration
 }
 
 // DefaultOptions returns the options the sandbox command and the embedded
@@ -115,6 +146,9 @@ func defaultBurst(perSecond float64) int {
 }
 
 func (o Options) validate() error {
+	if err := o.validateMisbehaviour(); err != nil {
+		return err
+	}
 	if o.TokenTTL < 0 {
 		return fmt.Errorf("ripiotest: TokenTTL %v is negative", o.TokenTTL)
 	}
