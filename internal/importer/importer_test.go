@@ -98,7 +98,7 @@ func (fx *fixture) importCSV(t *testing.T, data string, ro runOpts) (importer.Su
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Millisecond
 	}
-	im := importer.New(cfg, client, ratelimit.New(lc), l, fx.target)
+	im := importer.New(cfg, client, ratelimit.New(lc), importer.Ledger(l), fx.target)
 	return im.Import(ctx, strings.NewReader(data))
 }
 
