@@ -465,10 +465,11 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// run die.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
 				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?,
-				last_run = CASE WHEN ?11 > 0 THEN ?11 ELSE last_run END, updated_at = ?
+				last_run = CASE WHEN ? > 0 THEN ? ELSE last_run END, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
-			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, now(), r.targetID, key, InFlight)
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, prior.LastRun, now(),
+			r.targetID, key, InFlight)
 		return err
 	}, false)
 }
