@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // The rules of resume and conflict, in one pure function: what to do with a
@@ -68,32 +70,32 @@ const refusedMark = " | refused: "
 // decide applies the rules of resume and conflict to row. planned is the
 // first row of this batch planned to be sent with row's email, if any. It
 // reads nothing and writes nothing.
-func decide(row Row, k known, planned *plannedRow, r rules) decision {
-	idKeyed := keyKind(row.Key) == "customerId"
+func decide(r Row, k known, planned *plannedRow, opt rules) decision {
+	idKeyed := keyKind(r.Key) == "customerId"
 	own := k.own
 	if own != nil && own.Status.Done() {
-		if own.Type != string(row.Type) || (idKeyed && !strings.EqualFold(own.Email, row.Email)) {
+		if own.Type != string(r.Type) || (idKeyed && !strings.EqualFold(own.Email, r.Email)) {
 			return decision{action: actRefuse, reason: fmt.Sprintf("%s:%d: conflict: already %s as %s %s (from %s:%d); not sent",
-				r.sourceFile, row.Line, own.Status, own.Type, own.Email, own.SourceFile, own.SourceLine)}
+				opt.sourceFile, r.Line, own.Status, own.Type, own.Email, own.SourceFile, own.SourceLine)}
 		}
 		return decision{action: actSkip}
 	}
-	csvCustomerID := row.CustomerID
-	if row.CustomerID == "" {
-		row.CustomerID = CustomerIDFor(row.Email)
+	csvCustomerID := r.CustomerID
+	if r.CustomerID == "" {
+		r.CustomerID = CustomerIDFor(r.Email)
 	}
-	if own != nil && own.Status == ledger.Rejected && !r.retryRejected && own.Fingerprint == row.fingerprint() {
+	if own != nil && own.Status == row.Rejected && !opt.retryRejected && own.Fingerprint == r.fingerprint() {
 		return decision{action: actSkipRejected}
 	}
 	// Rows keyed by a customerId column and rows keyed by email meet by
 	// email: a row whose person a row of the other kind created, may have
 	// created, or is about to, under another customerId is not sent, or the
 	// same person could get two customers.
-	o, found := otherHolder(k.other, planned, idKeyed, r.sourceFile)
-	if !found || o.customerID == row.CustomerID {
-		return decision{action: actSend, customerID: row.CustomerID}
+	o, found := otherHolder(k.other, planned, idKeyed, opt.sourceFile)
+	if !found || o.customerID == r.CustomerID {
+		return decision{action: actSend, customerID: r.CustomerID}
 	}
-	reason := conflictReason(row, csvCustomerID, o, r.sourceFile)
+	reason := conflictReason(r, csvCustomerID, o, opt.sourceFile)
 	switch {
 	case own == nil:
 		return decision{action: actRefuse, reason: reason}
@@ -120,7 +122,7 @@ type holder struct {
 func otherHolder(stored *ledger.Prior, planned *plannedRow, idKeyed bool, sourceFile string) (holder, bool) {
 	if stored != nil && stored.Status.MayExist() {
 		what := "already " + string(stored.Status)
-		if stored.Status == ledger.InFlight {
+		if stored.Status == row.InFlight {
 			what = "to be sent in this run"
 		}
 		return holder{what: what, email: stored.Email, customerID: stored.CustomerIDSent, file: stored.SourceFile, line: stored.SourceLine}, true
@@ -131,12 +133,12 @@ func otherHolder(stored *ledger.Prior, planned *plannedRow, idKeyed bool, source
 	return holder{}, false
 }
 
-func conflictReason(row Row, csvCustomerID string, o holder, sourceFile string) string {
+func conflictReason(r Row, csvCustomerID string, o holder, sourceFile string) string {
 	what := o.what
 	if o.customerID != "" {
 		what += " with customerId " + o.customerID
 	}
-	reason := fmt.Sprintf("%s:%d: conflict: %s %s (from %s:%d); not sent", sourceFile, row.Line, o.email, what, o.file, o.line)
+	reason := fmt.Sprintf("%s:%d: conflict: %s %s (from %s:%d); not sent", sourceFile, r.Line, o.email, what, o.file, o.line)
 	if csvCustomerID != "" {
 		reason += " under customerId " + csvCustomerID
 	}

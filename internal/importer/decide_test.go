@@ -6,6 +6,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // TestDecide covers the rules of resume and conflict without a store or a
@@ -21,7 +23,7 @@ func TestDecide(t *testing.T) {
 		}
 		return r.fingerprint()
 	}
-	prior := func(st ledger.Status, mod func(*ledger.Prior)) *ledger.Prior {
+	prior := func(st row.Status, mod func(*ledger.Prior)) *ledger.Prior {
 		p := &ledger.Prior{Status: st, Email: "ana@example.com", Type: string(ripio.Individual), SourceFile: "old.csv", SourceLine: 3}
 		if mod != nil {
 			mod(p)
@@ -41,31 +43,31 @@ func TestDecide(t *testing.T) {
 	}{
 		{name: "NewRowIsSentUnderTheIdOfItsEmail", row: byEmail, want: actSend, wantID: derived},
 		{name: "NewRowKeyedByIdIsSentUnderItsId", row: byID, want: actSend, wantID: "p1"},
-		{name: "CreatedBeforeIsSkipped", row: byEmail, known: known{own: prior(ledger.Created, nil)}, want: actSkip},
-		{name: "ExistingBeforeIsSkipped", row: byEmail, known: known{own: prior(ledger.Exists, nil)}, want: actSkip},
+		{name: "CreatedBeforeIsSkipped", row: byEmail, known: known{own: prior(row.Created, nil)}, want: actSkip},
+		{name: "ExistingBeforeIsSkipped", row: byEmail, known: known{own: prior(row.Exists, nil)}, want: actSkip},
 		{name: "DoneWithAnotherTypeIsRefused", row: byEmail,
-			known: known{own: prior(ledger.Created, func(p *ledger.Prior) { p.Type = string(ripio.Business) })},
+			known: known{own: prior(row.Created, func(p *ledger.Prior) { p.Type = string(ripio.Business) })},
 			want:  actRefuse, reason: "f.csv:7: conflict: already created as BUSINESS ana@example.com (from old.csv:3); not sent"},
 		{name: "DoneUnderTheIdWithAnotherEmailIsRefused", row: byID,
-			known: known{own: prior(ledger.Created, func(p *ledger.Prior) { p.Email = "bob@example.com" })},
+			known: known{own: prior(row.Created, func(p *ledger.Prior) { p.Email = "bob@example.com" })},
 			want:  actRefuse, reason: "already created as INDIVIDUAL bob@example.com"},
-		{name: "FailedIsSentAgain", row: byEmail, known: known{own: prior(ledger.Failed, nil)}, want: actSend, wantID: derived},
-		{name: "InDoubtIsSentAgain", row: byEmail, known: known{own: prior(ledger.InDoubt, nil)}, want: actSend, wantID: derived},
+		{name: "FailedIsSentAgain", row: byEmail, known: known{own: prior(row.Failed, nil)}, want: actSend, wantID: derived},
+		{name: "InDoubtIsSentAgain", row: byEmail, known: known{own: prior(row.InDoubt, nil)}, want: actSend, wantID: derived},
 		{name: "RejectedUnchangedIsNotSent", row: byEmail,
-			known: known{own: prior(ledger.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSkipRejected},
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSkipRejected},
 		{name: "RejectedChangedIsSent", row: byEmail,
-			known: known{own: prior(ledger.Rejected, func(p *ledger.Prior) { p.Fingerprint = "other" })}, want: actSend, wantID: derived},
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = "other" })}, want: actSend, wantID: derived},
 		{name: "RejectedUnchangedIsSentWhenForced", row: byEmail, retry: true,
-			known: known{own: prior(ledger.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSend, wantID: derived},
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSend, wantID: derived},
 		{name: "OtherKindCreatedUnderAnotherIdRefusesANewRow", row: byEmail,
-			known: known{other: prior(ledger.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			known: known{other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
 			want:  actRefuse, reason: "conflict: ana@example.com already created with customerId p1 (from old.csv:3); not sent (the same person: to send this row as that customer, give it customerId p1, or drop it)"},
 		{name: "OtherKindUnderTheSameIdIsNoConflict", row: byID,
-			known: known{other: prior(ledger.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: "p1"},
+			known: known{other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: "p1"},
 		{name: "OtherKindThatCreatedNothingIsNoConflict", row: byEmail,
-			known: known{other: prior(ledger.Failed, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: derived},
+			known: known{other: prior(row.Failed, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: derived},
 		{name: "OtherKindInFlightIsToBeSentInThisRun", row: byID,
-			known: known{other: prior(ledger.InFlight, func(p *ledger.Prior) { p.CustomerIDSent = derived })},
+			known: known{other: prior(row.InFlight, func(p *ledger.Prior) { p.CustomerIDSent = derived })},
 			want:  actRefuse, reason: "to be sent in this run with customerId " + derived},
 		{name: "OtherKindPlannedInThisBatchRefuses", row: byID,
 			planned: &plannedRow{email: "ana@example.com", customerID: derived, line: 2},
@@ -73,11 +75,11 @@ func TestDecide(t *testing.T) {
 		{name: "SameKindPlannedInThisBatchIsNoConflict", row: byID,
 			planned: &plannedRow{idKeyed: true, email: "ana@example.com", customerID: "p2", line: 2}, want: actSend, wantID: "p1"},
 		{name: "ConflictOfARowInDoubtKeepsItWithTheReasonInItsMessage", row: byEmail,
-			known: known{own: prior(ledger.InDoubt, func(p *ledger.Prior) { p.Message = "timeout" + refusedMark + "an older conflict" }),
-				other: prior(ledger.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			known: known{own: prior(row.InDoubt, func(p *ledger.Prior) { p.Message = "timeout" + refusedMark + "an older conflict" }),
+				other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
 			want: actRefuseInDoubt, reason: "already created with customerId p1"},
 		{name: "ConflictOfAFailedRowReplacesIt", row: byEmail,
-			known: known{own: prior(ledger.Failed, nil), other: prior(ledger.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			known: known{own: prior(row.Failed, nil), other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
 			want:  actRefuseReplace, reason: "already created with customerId p1"},
 	}
 	for _, tt := range tests {

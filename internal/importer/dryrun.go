@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // memoryStore is the dry run's store. It reads what earlier runs did
@@ -148,6 +150,6 @@ func (p *memoryPlan) find(email string, idKeyed bool) (ledger.Prior, bool) {
 	off := uint32(v)
 	n, w := binary.Uvarint(p.ids[off:])
 	id := string(p.ids[int(off)+w : int(off)+w+int(n)])
-	return ledger.Prior{Status: ledger.InFlight, Email: email, CustomerIDSent: id,
+	return ledger.Prior{Status: row.InFlight, Email: email, CustomerIDSent: id,
 		SourceFile: p.file, SourceLine: int(v >> 32)}, true
 }

@@ -25,6 +25,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Config configures an import. Zero fields take the documented defaults.
@@ -105,32 +107,7 @@ var (
 )
 
 // Counts are the rows of one run by what happened to them.
-type Counts struct {
-	Read      int64 `json:"read"`      // data rows read (blank lines not counted)
-	Created   int64 `json:"created"`   // created by this run
-	Exists    int64 `json:"exists"`    // the server already had them
-	Skipped   int64 `json:"skipped"`   // done in an earlier run; nothing sent
-	Invalid   int64 `json:"invalid"`   // failed validation (or conflicts with the ledger)
-	Duplicate int64 `json:"duplicate"` // repeat an earlier row of the file
-	Rejected  int64 `json:"rejected"`  // refused by the server (now or before, unchanged)
-	Failed    int64 `json:"failed"`    // nothing reached the server after every attempt
-	InDoubt   int64 `json:"inDoubt"`   // the server may have them; the next run finds out
-	Pending   int64 `json:"pending"`   // planned but not finished when the run stopped
-}
-
-// NotStarted is the rows read that a stopped run never took to an
-// outcome: the next run takes them as if new.
-func (c Counts) NotStarted() int64 {
-	return c.Read - c.Done() - c.NotDone()
-}
-
-// Done is every row that needs nothing more.
-func (c Counts) Done() int64 { return c.Created + c.Exists + c.Skipped }
-
-// NotDone is every row that is not created or existing.
-func (c Counts) NotDone() int64 {
-	return c.Invalid + c.Duplicate + c.Rejected + c.Failed + c.InDoubt + c.Pending
-}
+type Counts = row.Counts
 
 // Summary is what a run did.
 type Summary struct {
@@ -251,7 +228,7 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ferr := im.run.Finish(fctx, ledger.RunEnd{
-		Outcome: outcome, Counts: countsMap(sum.Counts),
+		Outcome: outcome, Counts: sum.Counts,
 		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
 	})
 	if runErr == nil {
@@ -272,14 +249,5 @@ func (im *Importer) runOptions() map[string]any {
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,
 		"retryRejected": im.cfg.RetryRejected, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
 		"delimiter": string(im.cfg.Delimiter),
-	}
-}
-
-func countsMap(c Counts) map[string]int {
-	return map[string]int{
-		"read": int(c.Read), "created": int(c.Created), "exists": int(c.Exists), "skipped": int(c.Skipped),
-		"invalid": int(c.Invalid), "duplicate": int(c.Duplicate), "rejected": int(c.Rejected),
-		"failed": int(c.Failed), "in_doubt": int(c.InDoubt),
-		"pending": int(c.Pending), "not_started": int(c.NotStarted()),
 	}
 }

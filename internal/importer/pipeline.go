@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // batchSize is how many rows are planned with one store lookup.
@@ -107,21 +109,21 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 				return false, err
 			}
 		}
-		row, rowErr := validate(im.cfg.SourceFile, rec)
+		r, rowErr := validate(im.cfg.SourceFile, rec)
 		if rowErr != nil {
-			if err := im.lineIssue(ctx, ledger.Invalid, rec.Line, rec.Email, rec.Type, rec.CustomerID, rowErr.Error()); err != nil {
+			if err := im.lineIssue(ctx, row.Invalid, rec.Line, rec.Email, rec.Type, rec.CustomerID, rowErr.Error()); err != nil {
 				return false, err
 			}
 			continue
 		}
-		if first, dup := seen.add(row.Key, row.Line); dup {
-			if err := im.lineIssue(ctx, ledger.Duplicate, row.Line, row.Email, string(row.Type), row.CustomerID,
-				fmt.Sprintf("%s:%d: repeats line %d (same %s)", im.cfg.SourceFile, row.Line, first, keyKind(row.Key))); err != nil {
+		if first, dup := seen.add(r.Key, r.Line); dup {
+			if err := im.lineIssue(ctx, row.Duplicate, r.Line, r.Email, string(r.Type), r.CustomerID,
+				fmt.Sprintf("%s:%d: repeats line %d (same %s)", im.cfg.SourceFile, r.Line, first, keyKind(r.Key))); err != nil {
 				return false, err
 			}
 			continue
 		}
-		batch = append(batch, row)
+		batch = append(batch, r)
 		if len(batch) == batchSize && !send() {
 			return false, nil
 		}
@@ -137,7 +139,7 @@ func keyKind(key string) string {
 
 // lineIssue counts and records a row that is not sent and has no key of its
 // own in the store: invalid or duplicate.
-func (im *Importer) lineIssue(ctx context.Context, st ledger.Status, line int, email, typ, customerID, reason string) error {
+func (im *Importer) lineIssue(ctx context.Context, st row.Status, line int, email, typ, customerID, reason string) error {
 	im.countNotSent(st, reason)
 	return im.run.RecordLineIssue(ctx, ledger.LineIssue{
 		SourceFile: im.cfg.SourceFile, SourceLine: line, Status: st,
@@ -147,11 +149,11 @@ func (im *Importer) lineIssue(ctx context.Context, st ledger.Status, line int, e
 
 // countNotSent counts a row refused locally, and keeps its reason for a dry
 // run's summary.
-func (im *Importer) countNotSent(st ledger.Status, reason string) {
+func (im *Importer) countNotSent(st row.Status, reason string) {
 	switch st {
-	case ledger.Invalid:
+	case row.Invalid:
 		im.counts.invalid.Add(1)
-	case ledger.Duplicate:
+	case row.Duplicate:
 		im.counts.duplicate.Add(1)
 	}
 	im.issues.note(reason)

@@ -7,6 +7,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // planner decides each batch of rows against the store and marks the rows
@@ -31,30 +33,30 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 	if err != nil {
 		return err
 	}
-	r := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected}
+	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected}
 	batch := map[string]plannedRow{} // rows of this batch to be sent, by folded email
 	var sends []planned
-	for _, row := range rows {
-		k := knownOf(row, byKey, byEmail)
+	for _, r := range rows {
+		k := knownOf(r, byKey, byEmail)
 		var first *plannedRow
-		if b, ok := batch[foldedEmail(row)]; ok {
+		if b, ok := batch[foldedEmail(r)]; ok {
 			first = &b
 		}
-		d := decide(row, k, first, r)
+		d := decide(r, k, first, opt)
 		switch d.action {
 		case actSend:
 			im.counts.toSend.Add(1)
-			row.CustomerID = d.customerID
+			r.CustomerID = d.customerID
 			if first == nil {
-				batch[foldedEmail(row)] = plannedRow{idKeyed: keyKind(row.Key) == "customerId", email: row.Email, customerID: row.CustomerID, line: row.Line}
+				batch[foldedEmail(r)] = plannedRow{idKeyed: keyKind(r.Key) == "customerId", email: r.Email, customerID: r.CustomerID, line: r.Line}
 			}
-			sends = append(sends, planned{row: row, prior: k.own})
+			sends = append(sends, planned{row: r, prior: k.own})
 		case actSkip:
 			im.counts.skipped.Add(1)
 		case actSkipRejected:
 			im.counts.rejected.Add(1) // unchanged since the server refused it
 		default:
-			if err := p.refuse(ctx, row, d); err != nil {
+			if err := p.refuse(ctx, r, d); err != nil {
 				return err
 			}
 		}
@@ -93,17 +95,17 @@ func (p *planner) lookup(ctx context.Context, rows []Row) (byKey, byEmail map[st
 }
 
 // knownOf is what the lookups found of row's keys.
-func knownOf(row Row, byKey, byEmail map[string]ledger.Prior) known {
+func knownOf(r Row, byKey, byEmail map[string]ledger.Prior) known {
 	var k known
-	if own, ok := byKey[row.Key]; ok {
+	if own, ok := byKey[r.Key]; ok {
 		k.own = &own
 	}
 	var other ledger.Prior
 	var ok bool
-	if keyKind(row.Key) == "customerId" {
-		other, ok = byKey[emailKey(row.Email)]
+	if keyKind(r.Key) == "customerId" {
+		other, ok = byKey[emailKey(r.Email)]
 	} else {
-		other, ok = byEmail[foldedEmail(row)]
+		other, ok = byEmail[foldedEmail(r)]
 	}
 	if ok {
 		k.other = &other
@@ -115,25 +117,25 @@ func knownOf(row Row, byKey, byEmail map[string]ledger.Prior) known {
 // invalid. A row the store holds under its own key keeps one record: in
 // doubt still, with the reason in its message, if it may have created its
 // customer; otherwise replaced by the line issue.
-func (p *planner) refuse(ctx context.Context, row Row, d decision) error {
+func (p *planner) refuse(ctx context.Context, r Row, d decision) error {
 	im := p.im
 	li := ledger.LineIssue{
-		SourceFile: im.cfg.SourceFile, SourceLine: row.Line, Status: ledger.Invalid,
-		Email: row.Email, Type: string(row.Type), CustomerID: row.CustomerID, Reason: d.reason,
+		SourceFile: im.cfg.SourceFile, SourceLine: r.Line, Status: row.Invalid,
+		Email: r.Email, Type: string(r.Type), CustomerID: r.CustomerID, Reason: d.reason,
 	}
 	switch d.action {
 	case actRefuseInDoubt:
-		im.countNotSent(ledger.Invalid, d.reason)
-		return im.run.SetMessage(ctx, row.Key, d.message)
+		im.countNotSent(row.Invalid, d.reason)
+		return im.run.SetMessage(ctx, r.Key, d.message)
 	case actRefuseReplace:
-		im.countNotSent(ledger.Invalid, d.reason)
-		return im.run.ReplaceWithLineIssue(ctx, row.Key, li)
+		im.countNotSent(row.Invalid, d.reason)
+		return im.run.ReplaceWithLineIssue(ctx, r.Key, li)
 	}
 	return im.lineIssue(ctx, li.Status, li.SourceLine, li.Email, li.Type, li.CustomerID, li.Reason)
 }
 
 // foldedEmail is row's email as keys hold it: lower-cased.
-func foldedEmail(row Row) string { return strings.TrimPrefix(emailKey(row.Email), "email:") }
+func foldedEmail(r Row) string { return strings.TrimPrefix(emailKey(r.Email), "email:") }
 
 // mark marks rows in flight, MarkAhead at a time in one store write, and
 // hands them on to start once the marks are committed: lookups of the next
@@ -193,13 +195,13 @@ func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan 
 
 // markOf is the mark of row. A row keyed by customerId is indexed by its
 // folded email too, so that rows keyed by email find it.
-func (im *Importer) markOf(row Row) ledger.Send {
+func (im *Importer) markOf(r Row) ledger.Send {
 	s := ledger.Send{
-		Key: row.Key, Email: row.Email, Type: string(row.Type), CustomerID: row.CustomerID,
-		Fingerprint: row.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: row.Line,
+		Key: r.Key, Email: r.Email, Type: string(r.Type), CustomerID: r.CustomerID,
+		Fingerprint: r.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: r.Line,
 	}
-	if keyKind(row.Key) == "customerId" {
-		s.FoldedEmail = foldedEmail(row)
+	if keyKind(r.Key) == "customerId" {
+		s.FoldedEmail = foldedEmail(r)
 	}
 	return s
 }

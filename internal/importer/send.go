@@ -9,6 +9,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // maxThrottlesPerRow ends a row's run when the server keeps throttling it
@@ -32,20 +34,20 @@ type sending struct {
 // send takes one row, marked in flight by mark, through its attempts and
 // records how it ended. It returns an error only to stop the whole run.
 // What a call's result means is ripio.Classify's alone.
-func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) error {
-	s := &sending{row: row, prior: prior,
-		maybeSent: prior != nil && (prior.Status == ledger.InDoubt || prior.Status == ledger.InFlight)}
+func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error {
+	s := &sending{row: r, prior: prior,
+		maybeSent: prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight)}
 	for attempt, throttles := 0, 0; ; {
 		if err := im.pacer.Wait(ctx); err != nil {
 			return im.releaseOrDoubt(ctx, s)
 		}
 		if attempt+throttles > 0 {
 			// Marked again, counting the attempt, before the retry leaves.
-			if err := im.run.MarkInFlight(context.WithoutCancel(ctx), im.markOf(row)); err != nil {
+			if err := im.run.MarkInFlight(context.WithoutCancel(ctx), im.markOf(r)); err != nil {
 				return err
 			}
 		}
-		cust, v := im.call(ctx, row)
+		cust, v := im.call(ctx, r)
 		s.last = v
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
@@ -53,7 +55,7 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 			return im.record(ctx, s, statusOf(v.Outcome), cust.CustomerID)
 		case ripio.Rejected:
 			im.pacer.Accepted()
-			return im.recordError(ctx, s, ledger.Rejected)
+			return im.recordError(ctx, s, row.Rejected)
 		case ripio.Unauthorized:
 			if err := im.releaseOrDoubt(ctx, s); err != nil {
 				return err
@@ -79,8 +81,8 @@ func (im *Importer) send(ctx context.Context, row Row, prior *ledger.Prior) erro
 
 // call sends one create. A request that is out is never cancelled by a
 // soft stop; the sender's timeout bounds it.
-func (im *Importer) call(ctx context.Context, row Row) (ripio.Customer, ripio.Verdict) {
-	req := ripio.CreateCustomerRequest{CustomerID: row.CustomerID, Email: row.Email, Type: row.Type}
+func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verdict) {
+	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type}
 	cust, err := im.sender.CreateCustomer(context.WithoutCancel(ctx), req)
 	if !errors.As(err, new(*ripio.TokenError)) {
 		im.requests.Add(1) // a create went out, not only a token request
@@ -99,11 +101,11 @@ func (im *Importer) throttle(v ripio.Verdict) {
 	im.pacer.Pause(v.RetryAfter)
 }
 
-func statusOf(o ripio.Outcome) ledger.Status {
+func statusOf(o ripio.Outcome) row.Status {
 	if o == ripio.Exists {
-		return ledger.Exists
+		return row.Exists
 	}
-	return ledger.Created
+	return row.Created
 }
 
 // giveUp ends a row whose attempts ran out: in_doubt if a request may have
@@ -114,9 +116,9 @@ func (im *Importer) giveUp(ctx context.Context, s *sending) error {
 	case ctx.Err() != nil:
 		return im.releaseOrDoubt(ctx, s)
 	case s.maybeSent:
-		return im.record(ctx, s, ledger.InDoubt, "")
+		return im.record(ctx, s, row.InDoubt, "")
 	}
-	return im.recordError(ctx, s, ledger.Failed)
+	return im.recordError(ctx, s, row.Failed)
 }
 
 // releaseOrDoubt ends a row that is not finished: in_doubt if a request of
@@ -124,14 +126,14 @@ func (im *Importer) giveUp(ctx context.Context, s *sending) error {
 // this run (a row in_doubt from an earlier run stays so, its reason kept).
 func (im *Importer) releaseOrDoubt(ctx context.Context, s *sending) error {
 	if s.reached {
-		return im.record(ctx, s, ledger.InDoubt, "")
+		return im.record(ctx, s, row.InDoubt, "")
 	}
 	return im.run.Release(context.WithoutCancel(ctx), s.row.Key, s.prior)
 }
 
 // recordError records a row rejected or failed, and stops the run when the
 // error limit is reached.
-func (im *Importer) recordError(ctx context.Context, s *sending, st ledger.Status) error {
+func (im *Importer) recordError(ctx context.Context, s *sending, st row.Status) error {
 	if err := im.record(ctx, s, st, ""); err != nil {
 		return err
 	}
@@ -139,10 +141,10 @@ func (im *Importer) recordError(ctx context.Context, s *sending, st ledger.Statu
 }
 
 // record counts a row's outcome and writes it.
-func (im *Importer) record(ctx context.Context, s *sending, st ledger.Status, customerID string) error {
+func (im *Importer) record(ctx context.Context, s *sending, st row.Status, customerID string) error {
 	im.counts.of(st).Add(1)
 	msg := s.last.Reason
-	if st == ledger.Created || st == ledger.Exists {
+	if st == row.Created || st == row.Exists {
 		msg = ""
 	}
 	im.cfg.Logger.Debug("row", "line", s.row.Line, "email", s.row.Email, "status", st, "http", s.last.HTTPStatus, "reason", msg)
@@ -183,15 +185,15 @@ func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration
 }
 
 // of is the counter of rows that ended in st.
-func (c *counters) of(st ledger.Status) *atomic.Int64 {
+func (c *counters) of(st row.Status) *atomic.Int64 {
 	switch st {
-	case ledger.Created:
+	case row.Created:
 		return &c.created
-	case ledger.Exists:
+	case row.Exists:
 		return &c.exists
-	case ledger.Rejected:
+	case row.Rejected:
 		return &c.rejected
-	case ledger.Failed:
+	case row.Failed:
 		return &c.failed
 	}
 	return &c.inDoubt

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // RunInfo describes an import run as it starts.
@@ -62,7 +64,7 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 	err = l.w.submit(ctx, func(tx *wtx) error {
 		res, err := tx.exec(`UPDATE rows SET status = ?, error_message = ?, updated_at = ?
 			WHERE target_id = ? AND status = ?`,
-			InDoubt, "the run sending it ended before an answer came", now(), tid, InFlight)
+			row.InDoubt, "the run sending it ended before an answer came", now(), tid, row.InFlight)
 		if err != nil {
 			return err
 		}
@@ -127,7 +129,7 @@ func (r *Run) unlock() {
 
 // Prior is what the ledger knows of a key before this run touches it.
 type Prior struct {
-	Status         Status
+	Status         row.Status
 	Email          string
 	Type           string
 	CustomerIDSent string
@@ -214,7 +216,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by l
 					return err
 				}
 				k := text(dest[0])
-				st := Status(text(dest[1]))
+				st := row.Status(text(dest[1]))
 				if p, ok := out[k]; ok && existence(p.Status) >= existence(st) {
 					continue // by email, several rows: the one most surely existing wins
 				}
@@ -262,7 +264,7 @@ var priorFields = []struct {
 	column string
 	set    func(p *Prior, v driver.Value)
 }{
-	{"status", func(p *Prior, v driver.Value) { p.Status = Status(text(v)) }},
+	{"status", func(p *Prior, v driver.Value) { p.Status = row.Status(text(v)) }},
 	{"email", func(p *Prior, v driver.Value) { p.Email = text(v) }},
 	{"type", func(p *Prior, v driver.Value) { p.Type = text(v) }},
 	{"customer_id_sent", func(p *Prior, v driver.Value) { p.CustomerIDSent = text(v) }},
@@ -362,7 +364,7 @@ func (r *Run) MarkInFlightCommitted(ctx context.Context, sends []Send) (p *Pendi
 	return r.l.w.submitCommitted(ctx, func(tx *wtx) error {
 		t := now()
 		for _, s := range sends {
-			args := []any{r.targetID, s.Key, s.Email, s.Type, s.CustomerID, InFlight,
+			args := []any{r.targetID, s.Key, s.Email, s.Type, s.CustomerID, row.InFlight,
 				s.SourceFile, s.SourceLine, s.Fingerprint, r.ID, r.ID, t, t, s.FoldedEmail}
 			// Most rows are new: a plain insert, whose id SQLite gives
 			// for free. Only a row the ledger holds already takes the
@@ -408,8 +410,8 @@ const markInFlightSQL = markSQL + `
 // Outcome is the end of one row's sending in this run.
 type Outcome struct {
 	Key        string
-	Status     Status // Created, Exists, Rejected, Failed or InDoubt
-	CustomerID string // the id the server returned, for Created
+	Status     row.Status // Created, Exists, Rejected, Failed or InDoubt
+	CustomerID string     // the id the server returned, for Created
 	HTTPStatus int
 	ErrorCode  int
 	Message    string
@@ -454,7 +456,7 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
 		delete(r.inFlight, key)
 		if prior == nil {
-			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
+			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, row.InFlight)
 			return err
 		}
 		// MarkInFlight wrote this run's row over the prior one; all of it
@@ -469,7 +471,7 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
 			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, prior.LastRun, now(),
-			r.targetID, key, InFlight)
+			r.targetID, key, row.InFlight)
 		return err
 	}, false)
 }
@@ -478,7 +480,7 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 type LineIssue struct {
 	SourceFile string
 	SourceLine int
-	Status     Status // Invalid or Duplicate
+	Status     row.Status // Invalid or Duplicate
 	Email      string
 	Type       string
 	CustomerID string
@@ -540,8 +542,8 @@ func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
 
 // RunEnd is how a run ended.
 type RunEnd struct {
-	Outcome string         // completed, interrupted, aborted, failed
-	Counts  map[string]int // per status, this run
+	Outcome string     // completed, interrupted, aborted, failed
+	Counts  row.Counts // this run's
 	// ReadWholeFile: the run read its file to the end, so line issues of
 	// that file left from earlier runs are stale and go.
 	ReadWholeFile bool
@@ -552,7 +554,7 @@ type RunEnd struct {
 // the target's lock. It releases the lock even when it fails.
 func (r *Run) Finish(ctx context.Context, end RunEnd) error {
 	defer r.unlock()
-	counts, err := json.Marshal(end.Counts)
+	counts, err := json.Marshal(end.Counts.Record())
 	if err != nil {
 		return fmt.Errorf("ledger: finish run: %w", err)
 	}
