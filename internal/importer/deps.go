@@ -11,7 +11,7 @@ import (
 // Store is where the importer finds what earlier runs did and records what
 // this one does. It stores only: what to do with a row is decide's. The
 // SQLite ledger (through Ledger) and the dry run's memory store implement
-// it.
+// it; every store's behaviour is the suite of package ledger/storetest.
 type Store interface {
 	// Lookup returns what the store holds on target for each of keys it
 	// knows.

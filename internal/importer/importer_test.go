@@ -24,7 +24,6 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
