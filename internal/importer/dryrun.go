@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
