@@ -183,7 +183,7 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
 	}
 
-	im := importer.New(cfg, client, limiter, l, tgt.Name())
+	im := importer.New(cfg, client, limiter, importer.Ledger(l), tgt.Name())
 	smp := startSampler(ctx, e, l, im, tgt.Name(), logger) // the run report's time series; nil in a dry run
 	var prog *progress
 	if !f.quiet {

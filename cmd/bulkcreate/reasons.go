@@ -14,6 +14,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the driver the ledger registers; named here for the read-only queries below
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // reason is one cause of rows not done, and how many rows it holds.
@@ -153,8 +154,8 @@ func runReasons(ctx context.Context, db *sql.DB, runID int64) ([]reason, error) 
 		if err := rows.Scan(&r.Status, &r.Reason, &r.Count); err != nil {
 			return nil, err
 		}
-		if r.Status == string(ledger.InFlight) {
-			r.Status = string(ledger.InDoubt)
+		if r.Status == string(row.InFlight) {
+			r.Status = string(row.InDoubt)
 		}
 		rs = append(rs, r)
 	}

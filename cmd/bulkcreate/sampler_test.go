@@ -31,7 +31,8 @@ func TestImport_RecordsTheRunsTimeSeries(t *testing.T) {
 		t.Fatalf("import = exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	var sum struct {
-		Requests, Throttled, Created, Read int64
+		Requests, Throttled int64
+		Counts              struct{ Created, Read int64 }
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "sum.json"))
 	if err != nil {
@@ -63,9 +64,9 @@ func TestImport_RecordsTheRunsTimeSeries(t *testing.T) {
 		got.Created += s.Created
 		got.Rows += s.Rows
 	}
-	if got.Requests != sum.Requests || got.Throttled != sum.Throttled || got.Created != sum.Created || got.Rows != sum.Read {
+	if got.Requests != sum.Requests || got.Throttled != sum.Throttled || got.Created != sum.Counts.Created || got.Rows != sum.Counts.Read {
 		t.Errorf("samples add up to %d requests, %d throttled, %d created, %d rows; summary says %d, %d, %d, %d read",
-			got.Requests, got.Throttled, got.Created, got.Rows, sum.Requests, sum.Throttled, sum.Created, sum.Read)
+			got.Requests, got.Throttled, got.Created, got.Rows, sum.Requests, sum.Throttled, sum.Counts.Created, sum.Counts.Read)
 	}
 
 	r := runBin(t, dir, env, "", "report", "--format", "html", "--run", "1")

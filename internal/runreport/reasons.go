@@ -7,11 +7,12 @@ import (
 	"strings"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Reason is one kind of failure and how many rows have it.
 type Reason struct {
-	Status ledger.Status
+	Status row.Status
 	Reason string // with values and line numbers taken out
 	Rows   int
 }

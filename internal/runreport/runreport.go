@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Page is what the report shows.
@@ -100,7 +101,7 @@ func newView(p Page) view {
 		{"failed", int64(c["failed"]), "bad"}, {"in doubt", int64(c["in_doubt"]), "bad"},
 		{"not finished", int64(c["pending"] + c["not_started"]), "bad"}, {"rows read", int64(c["read"]), ""},
 	}
-	for _, s := range ledger.Statuses {
+	for _, s := range row.Statuses {
 		class := "bad"
 		if s.Done() {
 			class = "good"

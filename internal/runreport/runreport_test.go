@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 func testPage(n int) Page {
@@ -20,10 +21,10 @@ func testPage(n int) Page {
 	}
 	var reasons Reasons
 	for i := range 3 {
-		reasons.Add(ledger.Failure{Status: ledger.Invalid, SourceFile: "/data/in.csv", SourceLine: 10 + i,
+		reasons.Add(ledger.Failure{Status: row.Invalid, SourceFile: "/data/in.csv", SourceLine: 10 + i,
 			Reason: `/data/in.csv:` + strconv.Itoa(10+i) + `: email: "ana` + strconv.Itoa(i) + `@example" has no domain with a dot`})
 	}
-	reasons.Add(ledger.Failure{Status: ledger.Rejected, Reason: "ripio: 400: invalid type"})
+	reasons.Add(ledger.Failure{Status: row.Rejected, Reason: "ripio: 400: invalid type"})
 	p := Page{
 		Ledger: "bulkcreate.db", Version: "test", Generated: t0.Add(time.Hour),
 		Run: ledger.RunRecord{ID: 7, SourceFile: "/data/in.csv", StartedAt: t0.Format(time.RFC3339Nano),
@@ -31,7 +32,7 @@ func testPage(n int) Page {
 			Counts: map[string]int{"read": 100, "created": 90, "exists": 5, "invalid": 3, "rejected": 1}},
 		Samples: samples,
 		Target: ledger.Report{Target: "https://api.ripio.example client=acme", Rows: 100,
-			Counts: map[ledger.Status]int{ledger.Created: 90, ledger.Exists: 5, ledger.Invalid: 3, ledger.Rejected: 1}},
+			Counts: map[row.Status]int{row.Created: 90, row.Exists: 5, row.Invalid: 3, row.Rejected: 1}},
 	}
 	p.Target.Runs = []ledger.RunRecord{p.Run, {ID: 6, SourceFile: "/data/old.csv", StartedAt: t0.Add(-time.Hour).Format(time.RFC3339Nano), Outcome: "crashed"}}
 	p.Reasons, p.OtherReasons = reasons.Top(10)
@@ -135,8 +136,8 @@ func TestReasons_TopGroupsAlikeRows(t *testing.T) {
 	t.Parallel()
 	p := testPage(1)
 	want := []Reason{
-		{Status: ledger.Invalid, Reason: `email: "…" has no domain with a dot`, Rows: 3},
-		{Status: ledger.Rejected, Reason: "ripio: 400: invalid type", Rows: 1},
+		{Status: row.Invalid, Reason: `email: "…" has no domain with a dot`, Rows: 3},
+		{Status: row.Rejected, Reason: "ripio: 400: invalid type", Rows: 1},
 	}
 	if len(p.Reasons) != len(want) || p.OtherReasons != 0 {
 		t.Fatalf("Top(10) = %+v, %d others; want %+v", p.Reasons, p.OtherReasons, want)
@@ -148,7 +149,7 @@ func TestReasons_TopGroupsAlikeRows(t *testing.T) {
 	}
 	var r Reasons
 	for i := range 5 {
-		r.Add(ledger.Failure{Status: ledger.Failed, Reason: strconv.Itoa(i)})
+		r.Add(ledger.Failure{Status: row.Failed, Reason: strconv.Itoa(i)})
 	}
 	if top, others := r.Top(2); len(top) != 2 || others != 3 {
 		t.Errorf("Top(2) of 5 kinds = %d kinds, %d others; want 2, 3", len(top), others)
