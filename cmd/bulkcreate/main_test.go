@@ -384,3 +384,44 @@ func TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack(t *testing.T) {
 		t.Errorf("server customers = %v, want =1+1@example.com as -2+3 and -x@example.com as '=own", got)
 	}
 }
+
+// TestCLI_StaleFixFileLeavesANewIssueAtItsLine: the original file is edited
+// between runs, so that the line a failures file named now holds another bad
+// row, recorded as a new issue. Importing the old fix file must not clear
+// that new issue: a fixed row replaces only the issue the failures file
+// named, by content, not merely the one at its file and line.
+func TestCLI_StaleFixFileLeavesANewIssueAtItsLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, ripiotest.Options{})
+	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example,BUSINESS\n")
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
+		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "failures")
+	if r.code != 0 {
+		t.Fatalf("failures: exit %d\n%s", r.code, r.stderr)
+	}
+	fixed := strings.Replace(r.stdout, "beto@example,", "beto@example.com,", 1)
+	writeFile(t, dir, "fix.csv", fixed)
+
+	// Line 3 of in.csv now holds another, unrelated bad row.
+	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nzoe@example.com,PERSON\n")
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
+		t.Fatalf("import edited in.csv: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runBin(t, dir, env, "", "import", "--rps", "0", "fix.csv"); r.code != 0 {
+		t.Fatalf("import fix.csv: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(srv.Customers()); n != 2 {
+		t.Errorf("server customers = %d, want 2 (ana, beto)", n)
+	}
+	r = runBin(t, dir, env, "", "failures")
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if r.code != 0 || err != nil {
+		t.Fatalf("failures: exit %d, %v\n%s", r.code, err, r.stderr)
+	}
+	if len(recs) != 2 || recs[1][0] != "zoe@example.com" || recs[1][5] != "3" {
+		t.Errorf("failures after the stale fix file = %q, want zoe@example.com's new issue at line 3 kept", recs)
+	}
+}

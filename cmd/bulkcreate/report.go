@@ -140,12 +140,14 @@ const failuresUsage = `Usage: bulkcreate failures [flags] > fix.csv
 
 Writes every row of the target the environment selects (as for import) or
 --target names that is not created or existing as CSV
-(email,type,customerId,status,reason,line,file), readable again by import:
-fix the rows, then import the file. A cell that a spreadsheet would take for
-a formula (it begins with = + - @) is written with a leading apostrophe,
-which import takes off again. Each fixed row imported replaces the issue
-recorded at its file and line, so report adds up afterwards. When that
-target has no rows, it names on stderr the targets the ledger holds.
+(email,type,customerId,status,reason,line,file,issue), readable again by
+import: fix the rows, then import the file. A cell that a spreadsheet would
+take for a formula (it begins with = + - @) is written with a leading
+apostrophe, which import takes off again. Each fixed row imported replaces
+the issue recorded at its file and line, so report adds up afterwards, but
+only while that issue is the one written (issue is a digest of it): a line
+re-imported with other content since keeps its new issue. When that target
+has no rows, it names on stderr the targets the ledger holds.
 
 Examples:
   bulkcreate failures > fix.csv
@@ -197,7 +199,7 @@ func runFailures(ctx context.Context, e env, args []string) error {
 		warnOtherTargets(e.stderr, name, otherTargets(ctx, *path, name, rep.Rows, len(rep.Runs)))
 	}
 	w := csv.NewWriter(e.stdout)
-	w.Write([]string{"email", "type", "customerId", "status", "reason", "line", "file"})
+	w.Write([]string{"email", "type", "customerId", "status", "reason", "line", "file", "issue"})
 	err = l.Failures(ctx, name, statuses, func(f ledger.Failure) error {
 		customerID := f.CustomerID
 		if customerID == importer.CustomerIDFor(f.Email) {
@@ -206,7 +208,7 @@ func runFailures(ctx context.Context, e env, args []string) error {
 			// email gets its own id.
 			customerID = ""
 		}
-		row := []string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine), f.SourceFile}
+		row := []string{f.Email, f.Type, customerID, string(f.Status), f.Reason, strconv.Itoa(f.SourceLine), f.SourceFile, f.Digest()}
 		for i := range row {
 			row[i] = importer.SpreadsheetSafe(row[i]) // import takes the apostrophe off again
 		}

@@ -50,3 +50,20 @@ func TestRowReader_RestoresCellsOfAFailuresFile(t *testing.T) {
 		t.Errorf("records of a file that is not a failures file = %+v, want the apostrophe kept", recs)
 	}
 }
+
+// TestRowReader_ReadsTheIssueDigestOfAFailuresFile: the issue column comes
+// back beside the origin file and line, its spreadsheet apostrophe taken
+// off; a failures file written before the column reads as no digest.
+func TestRowReader_ReadsTheIssueDigestOfAFailuresFile(t *testing.T) {
+	t.Parallel()
+	_, recs := readRecords(t, "email,type,customerId,status,reason,line,file,issue\n"+
+		"a@example.com,INDIVIDUAL,,invalid,x,7,in.csv, 0a1b2c3d4e5f6a7b \n"+
+		"b@example.com,INDIVIDUAL,,invalid,x,8,in.csv,'=ab\n")
+	if len(recs) != 2 || recs[0].OriginIssue != "0a1b2c3d4e5f6a7b" || recs[1].OriginIssue != "=ab" {
+		t.Errorf("records = %+v, want issues 0a1b2c3d4e5f6a7b and =ab", recs)
+	}
+	_, recs = readRecords(t, "email,type,customerId,status,reason,line,file\na@example.com,INDIVIDUAL,,invalid,x,7,in.csv\n")
+	if len(recs) != 1 || recs[0].OriginLine != 7 || recs[0].OriginIssue != "" {
+		t.Errorf("records of a failures file without the issue column = %+v, want line 7 and no issue", recs)
+	}
+}

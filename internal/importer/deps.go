@@ -38,8 +38,9 @@ type Run interface {
 	Release(ctx context.Context, key string, prior *ledger.Prior) error
 	// RecordLineIssue writes a row kept by its file and line.
 	RecordLineIssue(ctx context.Context, li ledger.LineIssue) error
-	// ClearLineIssue forgets the line issue at file:line.
-	ClearLineIssue(ctx context.Context, file string, line int) error
+	// ClearLineIssue forgets the line issue at file:line if its
+	// ledger.LineIssue.Digest is digest; any issue there when digest is "".
+	ClearLineIssue(ctx context.Context, file string, line int, digest string) error
 	// SetMessage sets the message of the row under key, whose state stays.
 	SetMessage(ctx context.Context, key, message string) error
 	// ReplaceWithLineIssue removes the row under key and writes li instead.

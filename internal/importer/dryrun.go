@@ -90,7 +90,7 @@ func (memoryRun) MarkInFlight(context.Context, ledger.Send) error               
 func (memoryRun) Record(context.Context, ledger.Outcome) error                         { return nil }
 func (memoryRun) Release(context.Context, string, *ledger.Prior) error                 { return nil }
 func (memoryRun) RecordLineIssue(context.Context, ledger.LineIssue) error              { return nil }
-func (memoryRun) ClearLineIssue(context.Context, string, int) error                    { return nil }
+func (memoryRun) ClearLineIssue(context.Context, string, int, string) error            { return nil }
 func (memoryRun) SetMessage(context.Context, string, string) error                     { return nil }
 func (memoryRun) ReplaceWithLineIssue(context.Context, string, ledger.LineIssue) error { return nil }
 func (memoryRun) Finish(context.Context, ledger.RunEnd) error                          { return nil }

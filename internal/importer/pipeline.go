@@ -103,8 +103,9 @@ func (im *Importer) read(ctx context.Context, rr *rowReader, out chan<- []Row) (
 		im.counts.read.Add(1)
 		im.counts.consumed.Store(rr.text.consumed())
 		if rec.OriginFile != "" && rec.OriginLine > 0 {
-			// A row of a failures file, fixed: it supersedes its issue.
-			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine); err != nil {
+			// A row of a failures file, fixed: it supersedes its issue,
+			// if that is still the one the failures file named.
+			if err := im.run.ClearLineIssue(ctx, rec.OriginFile, rec.OriginLine, rec.OriginIssue); err != nil {
 				return false, err
 			}
 		}

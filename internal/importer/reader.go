@@ -22,9 +22,12 @@ type csvRow struct {
 	Type       string `csv:"type"`
 	CustomerID string `csv:"customerid"`
 	// Where a row of a failures file came from (bulkcreate failures writes
-	// them): importing the row supersedes the issue recorded there.
-	OriginFile string `csv:"file"`
-	OriginLine string `csv:"line"`
+	// them): importing the row supersedes the issue recorded there, if that
+	// issue's digest (ledger.IssueDigest) is still OriginIssue. A failures
+	// file written before the issue column has none: then any issue there.
+	OriginFile  string `csv:"file"`
+	OriginLine  string `csv:"line"`
+	OriginIssue string `csv:"issue"`
 }
 
 // HeaderError is a file that cannot be imported at all: no header, or no
@@ -42,13 +45,14 @@ func (e *HeaderError) Error() string {
 // record is one data row as read, before validation. Err is set when the
 // line could not be read as a row (bad quoting, wrong field count).
 type record struct {
-	Line       int
-	Email      string
-	Type       string
-	CustomerID string
-	OriginFile string
-	OriginLine int
-	Err        error
+	Line        int
+	Email       string
+	Type        string
+	CustomerID  string
+	OriginFile  string
+	OriginLine  int
+	OriginIssue string // the digest of the issue at OriginFile:OriginLine it fixes
+	Err         error
 }
 
 // Format is how the reader took a file: its encoding and delimiter, and
@@ -402,11 +406,12 @@ func (r *rowReader) next() (record, error) {
 		line, _ := r.csv.FieldPos(0)
 		row := v.(csvRow)
 		if r.failuresFile {
-			for _, f := range []*string{&row.Email, &row.Type, &row.CustomerID, &row.OriginFile, &row.OriginLine} {
+			for _, f := range []*string{&row.Email, &row.Type, &row.CustomerID, &row.OriginFile, &row.OriginLine, &row.OriginIssue} {
 				*f = fromSpreadsheetSafe(*f)
 			}
 		}
-		rec := record{Line: line + r.lineOffset, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID, OriginFile: strings.TrimSpace(row.OriginFile)}
+		rec := record{Line: line + r.lineOffset, Email: row.Email, Type: row.Type, CustomerID: row.CustomerID,
+			OriginFile: strings.TrimSpace(row.OriginFile), OriginIssue: strings.TrimSpace(row.OriginIssue)}
 		rec.OriginLine, _ = strconv.Atoi(strings.TrimSpace(row.OriginLine))
 		if blank(rec, unmatched) {
 			continue // spreadsheets export empty rows as ",,"

@@ -100,6 +100,12 @@ type Failure struct {
 	SourceLine int
 }
 
+// Digest names f's content as LineIssue.Digest does; for a line issue,
+// the two agree.
+func (f Failure) Digest() string {
+	return IssueDigest(f.Status, f.Email, f.Type, f.CustomerID, f.Reason)
+}
+
 // Failures calls fn for every row of target whose status is in statuses
 // (all not-done statuses when empty), ordered by file and line.
 func (l *Ledger) Failures(ctx context.Context, target string, statuses []row.Status, fn func(Failure) error) error {

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -300,6 +302,26 @@ type LineIssue struct {
 	Reason     string
 }
 
+// Digest names li's content (IssueDigest): a failures file carries it, so
+// that a fixed row replaces this issue only while it is the one there.
+func (li LineIssue) Digest() string {
+	return IssueDigest(li.Status, li.Email, li.Type, li.CustomerID, li.Reason)
+}
+
+// IssueDigest is a short digest of what a failures file shows of a row:
+// its status, email, type, customerId and reason. The failures command
+// writes it, and a store compares it with the issue at a file and line
+// before ClearLineIssue clears that issue; both compute it here, so they
+// cannot disagree on it.
+func IssueDigest(st row.Status, email, typ, customerID, reason string) string {
+	h := sha256.New()
+	for _, f := range []string{string(st), email, typ, customerID, reason} {
+		// Each field length first: ("ab", "c") and ("a", "bc") differ.
+		fmt.Fprintf(h, "%d:%s", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
 // RecordLineIssue writes li, replacing what the ledger held for its line.
 // Like Record, it does not wait for the commit.
 func (r *Run) RecordLineIssue(ctx context.Context, li LineIssue) error {
@@ -339,13 +361,23 @@ func (r *Run) ReplaceWithLineIssue(ctx context.Context, key string, li LineIssue
 	}, false)
 }
 
-// ClearLineIssue forgets the line issue at file:line: a row of a failures
-// file, fixed and imported, supersedes the issue it came from. Like Record,
-// it does not wait for the commit.
-func (r *Run) ClearLineIssue(ctx context.Context, file string, line int) error {
+// ClearLineIssue forgets the line issue at file:line when its Digest is
+// digest: a row of a failures file, fixed and imported, supersedes the
+// issue it came from, but not another one recorded at that line since (the
+// file was edited and imported again). An empty digest (a failures file
+// written before failures wrote one) clears whatever issue is there. Like
+// Record, it does not wait for the commit.
+func (r *Run) ClearLineIssue(ctx context.Context, file string, line int, digest string) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
-		_, err := tx.exec(`DELETE FROM line_issues WHERE target_id = ? AND source_file = ? AND source_line = ?`,
-			r.targetID, file, line)
+		const where = ` WHERE target_id = ? AND source_file = ? AND source_line = ?`
+		if digest != "" {
+			li, ok, err := tx.lineIssue(`SELECT status, email, type, customer_id, reason FROM line_issues`+where,
+				r.targetID, file, line)
+			if err != nil || !ok || li.Digest() != digest {
+				return err
+			}
+		}
+		_, err := tx.exec(`DELETE FROM line_issues`+where, r.targetID, file, line)
 		return err
 	}, false)
 }

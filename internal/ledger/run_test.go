@@ -393,12 +393,13 @@ func TestRun_ClearLineIssue(t *testing.T) {
 	}
 	finish(t, r1, RunEnd{ReadWholeFile: true, SourceFile: "a.csv"})
 
-	// A failures file's fixed row, imported, supersedes a.csv:3.
+	// A failures file's fixed row, imported, supersedes a.csv:3 (a file
+	// without the issue column names no digest).
 	r2 := startRun(t, l, targetA, "failures.csv")
-	if err := r2.ClearLineIssue(t.Context(), "a.csv", 3); err != nil {
+	if err := r2.ClearLineIssue(t.Context(), "a.csv", 3, ""); err != nil {
 		t.Fatalf("ClearLineIssue(a.csv, 3) = %v", err)
 	}
-	if err := r2.ClearLineIssue(t.Context(), "a.csv", 99); err != nil { // nothing there
+	if err := r2.ClearLineIssue(t.Context(), "a.csv", 99, ""); err != nil { // nothing there
 		t.Fatalf("ClearLineIssue(a.csv, 99) = %v", err)
 	}
 	finish(t, r2, RunEnd{ReadWholeFile: true, SourceFile: "failures.csv"})

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -115,6 +116,39 @@ func (tx *wtx) queryInt(query string, args ...any) (int64, error) {
 		return 0, fmt.Errorf("%s: got %T, want an integer", query, dest[0])
 	}
 	return n, nil
+}
+
+// lineIssue runs query, which returns at most one row of status, email,
+// type, customer_id and reason, with args as exec takes them; ok is false
+// when it returns none.
+func (tx *wtx) lineIssue(query string, args ...any) (li LineIssue, ok bool, err error) {
+	if err := tx.bind(args); err != nil {
+		return li, false, err
+	}
+	rows, err := tx.c.QueryContext(tx.ctx, query, tx.args)
+	if err != nil {
+		return li, false, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 5)
+	if err := rows.Next(dest); errors.Is(err, io.EOF) {
+		return li, false, nil
+	} else if err != nil {
+		return li, false, err
+	}
+	var st string
+	for i, f := range []*string{&st, &li.Email, &li.Type, &li.CustomerID, &li.Reason} {
+		switch v := dest[i].(type) {
+		case string:
+			*f = v
+		case []byte:
+			*f = string(v)
+		default:
+			return li, false, fmt.Errorf("%s: column %d: got %T, want text", query, i+1, dest[i])
+		}
+	}
+	li.Status = row.Status(st)
+	return li, true, nil
 }
 
 // bind puts args in tx.args as the driver takes them.

@@ -95,11 +95,15 @@ func (r *Run) putLineIssue(li ledger.LineIssue) {
 	r.t.issues[lineKey{li.SourceFile, li.SourceLine}] = &issue{LineIssue: li, runID: r.ID}
 }
 
-// ClearLineIssue forgets the line issue at file:line.
-func (r *Run) ClearLineIssue(_ context.Context, file string, line int) error {
+// ClearLineIssue forgets the line issue at file:line when its Digest is
+// digest, or whatever issue is there when digest is "".
+func (r *Run) ClearLineIssue(_ context.Context, file string, line int, digest string) error {
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
-	delete(r.t.issues, lineKey{file, line})
+	lk := lineKey{file, line}
+	if i, ok := r.t.issues[lk]; ok && (digest == "" || i.Digest() == digest) {
+		delete(r.t.issues, lk)
+	}
 	return nil
 }
 

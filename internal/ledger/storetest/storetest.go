@@ -30,7 +30,7 @@ type Run interface {
 	Record(ctx context.Context, o ledger.Outcome) error
 	Release(ctx context.Context, key string, prior *ledger.Prior) error
 	RecordLineIssue(ctx context.Context, li ledger.LineIssue) error
-	ClearLineIssue(ctx context.Context, file string, line int) error
+	ClearLineIssue(ctx context.Context, file string, line int, digest string) error
 	SetMessage(ctx context.Context, key, message string) error
 	ReplaceWithLineIssue(ctx context.Context, key string, li ledger.LineIssue) error
 	Flush(ctx context.Context) error
@@ -69,6 +69,7 @@ func Test[R Run, S Store[R]](t *testing.T, h Harness[R, S]) {
 		"ADeadRunsRowsAreInDoubtNextRun":          testCrashRecovery[R, S],
 		"OneRunATarget":                           testLocks[R, S],
 		"LineIssuesAreKeptByFileAndLine":          testLineIssues[R, S],
+		"AFixReplacesOnlyTheIssueItNamed":         testClearLineIssueByDigest[R, S],
 		"ConflictsAreRecordedAsTold":              testConflicts[R, S],
 		"ReportListsRunsNewestFirst":              testReportRuns[R, S],
 		"FailuresInFileOrder":                     testFailures[R, S],
@@ -289,7 +290,7 @@ func testLineIssues[R Run, S Store[R]](t *testing.T, x *suite[R, S]) {
 	}
 
 	r = x.start(t, targetA, "f.csv")
-	must(t, "ClearLineIssue", r.ClearLineIssue(t.Context(), "f.csv", 3))
+	must(t, "ClearLineIssue", r.ClearLineIssue(t.Context(), "f.csv", 3, ""))
 	must(t, "RecordLineIssue", r.RecordLineIssue(t.Context(), issue("f.csv", 9, row.Invalid, "new")))
 	must(t, "Finish", r.Finish(t.Context(), ledger.RunEnd{Outcome: "completed", ReadWholeFile: true, SourceFile: "f.csv"}))
 	var got []string
@@ -299,6 +300,48 @@ func testLineIssues[R Run, S Store[R]](t *testing.T, x *suite[R, S]) {
 	}))
 	if len(got) != 2 || got[0] != "new" || got[1] != "bad type" {
 		t.Errorf("Failures after a run read f.csv whole = %q; want this run's f.csv:9 and g.csv:3 (f.csv's older issues gone)", got)
+	}
+}
+
+// testClearLineIssueByDigest: a row fixed through a failures file replaces
+// the issue at its file and line only while that issue has the content the
+// failures file showed; a failures file without digests clears any.
+func testClearLineIssueByDigest[R Run, S Store[R]](t *testing.T, x *suite[R, S]) {
+	named := ledger.LineIssue{SourceFile: "f.csv", SourceLine: 7, Status: row.Invalid, Email: "beto@example", Type: "BUSINESS", Reason: "f.csv:7: email: no domain"}
+	since := ledger.LineIssue{SourceFile: "f.csv", SourceLine: 7, Status: row.Invalid, Email: "zoe@example.com", Type: "PERSON", Reason: "f.csv:7: type: unknown"}
+	if named.Digest() == since.Digest() || named.Digest() == "" {
+		t.Fatalf("Digest() = %q for both issues, want two different digests", named.Digest())
+	}
+	r := x.start(t, targetA, "f.csv")
+	must(t, "RecordLineIssue", r.RecordLineIssue(t.Context(), since))
+	must(t, "RecordLineIssue", r.RecordLineIssue(t.Context(), ledger.LineIssue{SourceFile: "f.csv", SourceLine: 8, Status: row.Duplicate, Reason: "repeats line 2"}))
+	must(t, "Finish", r.Finish(t.Context(), ledger.RunEnd{Outcome: "completed"}))
+	lines := func() []int {
+		t.Helper()
+		var got []int
+		must(t, "Failures", x.s.Failures(t.Context(), targetA, nil, func(f ledger.Failure) error {
+			if f.SourceLine == 7 && f.Digest() != since.Digest() {
+				t.Errorf("Failure at f.csv:7 has Digest %s, want the recorded issue's %s", f.Digest(), since.Digest())
+			}
+			got = append(got, f.SourceLine)
+			return nil
+		}))
+		return got
+	}
+
+	r = x.start(t, targetA, "fix.csv")
+	must(t, "ClearLineIssue", r.ClearLineIssue(t.Context(), "f.csv", 7, named.Digest()))
+	must(t, "Finish", r.Finish(t.Context(), ledger.RunEnd{Outcome: "completed"}))
+	if got := lines(); !slices.Equal(got, []int{7, 8}) {
+		t.Errorf("lines after ClearLineIssue(f.csv, 7, the digest of an issue replaced since) = %v, want [7 8]", got)
+	}
+
+	r = x.start(t, targetA, "fix.csv")
+	must(t, "ClearLineIssue", r.ClearLineIssue(t.Context(), "f.csv", 7, since.Digest()))
+	must(t, "ClearLineIssue", r.ClearLineIssue(t.Context(), "f.csv", 8, ""))
+	must(t, "Finish", r.Finish(t.Context(), ledger.RunEnd{Outcome: "completed"}))
+	if got := lines(); len(got) != 0 {
+		t.Errorf("lines after ClearLineIssue with the issue's digest, and with none = %v, want none", got)
 	}
 }
 
