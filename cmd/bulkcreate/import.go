@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -130,6 +129,7 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	path := posArgs[0]
 	var in io.Reader = e.stdin
 	size := int64(-1)
+	var input *inputFile // nil for stdin
 	cfg.SourceFile = "<stdin>"
 	if path != "-" {
 		file, err := openInput(path)
@@ -137,10 +137,7 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 			return usageError("import: %v", err)
 		}
 		defer file.Close()
-		in = file
-		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
-		}
+		in, size, input = file, file.Size(), file
 		if abs, err := filepath.Abs(path); err == nil {
 			cfg.SourceFile = abs
 		}
@@ -197,6 +194,9 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	}
 
 	rec.sum = &sum
+	if input != nil {
+		rec.inputChanged = input.Changed()
+	}
 	if !f.dryRun {
 		rec.run = lastRun(ctx, l, tgt.Name(), cfg.SourceFile, rec.started)
 	}
@@ -204,9 +204,14 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
 		printSummary(e.stdout, sum, f.rps, tgt, f.ledger, err)
+		printInputChanged(e.stdout, rec.inputChanged)
 		printReasons(e.stdout, rec.run.Reasons)
 	}
-	return importExit(ctx, sum, err)
+	exit := importExit(ctx, sum, err)
+	if exit == nil && rec.inputChanged != "" {
+		exit = withCode(exitNotDone, errQuiet)
+	}
+	return exit
 }
 
 func (f *importFlags) importerConfig() (importer.Config, error) {
@@ -309,20 +314,6 @@ func parseDelimiter(s string) (rune, error) {
 // minProgressEvery keeps --progress-every from flooding the log: a
 // non-positive one made the ticker panic, a tiny one logs without pause.
 const minProgressEvery = 100 * time.Millisecond
-
-// openInput opens the CSV to import, refusing what cannot be one: a
-// directory would open, then fail at the first read as if the run had begun.
-func openInput(path string) (*os.File, error) {
-	file, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi, err := file.Stat(); err == nil && fi.IsDir() {
-		file.Close()
-		return nil, fmt.Errorf("%s is a directory; want a CSV file", path)
-	}
-	return file, nil
-}
 
 // parseColumnMap adds the pairs of a --map value (our=theirs, comma
 // separated; a name may be in double quotes, and then hold commas) to m.

@@ -89,6 +89,15 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	}
 }
 
+// printInputChanged tells the operator that the file was still being
+// written while it was read (inputFile): what was imported may not be all
+// of it, or may hold a row cut short.
+func printInputChanged(w io.Writer, changed string) {
+	if changed != "" {
+		fmt.Fprintf(w, "warning: %s: it was still being written; once it is complete, run the same import again (safe: no customer is created twice)\n", changed)
+	}
+}
+
 func plural(n int64, word string) string {
 	if n == 1 {
 		return "1 " + word

@@ -42,6 +42,9 @@ type summaryJSON struct {
 	ElapsedSeconds    float64  `json:"elapsedSeconds"`
 	RequestsPerSecond float64  `json:"requestsPerSecond"`
 	Reasons           []reason `json:"reasons"` // rows not done, grouped; most rows first
+	// InputChanged says how the file changed while it was read (it was
+	// still being written); the run then exits 1.
+	InputChanged string `json:"inputChanged,omitempty"`
 }
 
 // countsJSON names the counts as the ledger's run records do.
@@ -82,6 +85,8 @@ type summaryRecorder struct {
 	ledger  string
 	sum     *importer.Summary // nil until the import ran
 	run     finishedRun
+	// inputChanged: the file changed while it was read (inputFile).
+	inputChanged string
 }
 
 // start records where the summary goes, refusing a path it could not be
@@ -157,8 +162,9 @@ func (r *summaryRecorder) write(runErr error) error {
 			StartedAt: timeJSON(r.started), EndedAt: timeJSON(time.Now()),
 			Outcome: "aborted", Counts: countsJSON(importer.Counts{}),
 		},
-		Ledger:  r.ledger,
-		Reasons: r.run.Reasons,
+		Ledger:       r.ledger,
+		Reasons:      r.run.Reasons,
+		InputChanged: r.inputChanged,
 	}
 	if runErr != nil && !errors.Is(runErr, errQuiet) {
 		out.Error = runErr.Error()
