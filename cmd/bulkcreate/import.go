@@ -62,10 +62,9 @@ type importFlags struct {
 	target        targetFlags
 }
 
-func runImport(ctx context.Context, e env, args []string) (err error) {
-	rec := &summaryRecorder{stderr: e.stderr, started: time.Now()}
-	var f importFlags
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+// register adds import's flags to fs, one statement a flag; checks that
+// need more than one flag go to importerConfig.
+func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
 	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
 	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
@@ -85,6 +84,16 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
 	f.target.register(fs)
+}
+
+// runImport parses the command line, wires the import's parts (input,
+// ledger, client), runs it and maps its end to an exit code. The summary
+// JSON, when asked for, is written however it ends.
+func runImport(ctx context.Context, e env, args []string) (err error) {
+	rec := &summaryRecorder{stderr: e.stderr, started: time.Now()}
+	var f importFlags
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	f.register(fs)
 	posArgs, helped, err := parseArgs(e, fs, importUsage, args)
 	if helped {
 		return nil
@@ -99,111 +108,178 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	if err != nil { // a bad flag after --summary-json still gets its summary
 		return err
 	}
+	job, err := f.job(e, posArgs, rec)
+	if err != nil {
+		return err
+	}
+	defer job.close()
+	if err := job.wire(ctx, e); err != nil {
+		return err
+	}
+	return job.run(ctx, e, rec)
+}
+
+// importJob is one import, wired: what runImport's steps build and the
+// run uses. close releases what the wiring opened, last opened first.
+type importJob struct {
+	f      *importFlags
+	cfg    importer.Config
+	logger *slog.Logger
+	tgt    target
+	path   string // the FILE argument; "-" for stdin
+
+	in      io.Reader
+	input   *inputFile // nil for stdin
+	ledger  *ledger.Ledger
+	client  *ripio.Client
+	limiter *ratelimit.Limiter
+	closers []func() error
+}
+
+// job checks the command line beyond its flags' syntax and resolves the
+// target: a usage error here means nothing was opened.
+func (f *importFlags) job(e env, posArgs []string, rec *summaryRecorder) (*importJob, error) {
 	if len(posArgs) != 1 {
-		return usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
+		return nil, usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
 	}
 	cfg, err := f.importerConfig()
 	if err != nil {
-		return usageError("import: %v", err)
+		return nil, usageError("import: %v", err)
 	}
 	logger, err := newLogger(e.stderr, f.logFormat, f.verbose, f.quiet)
 	if err != nil {
-		return usageError("import: %v", err)
+		return nil, usageError("import: %v", err)
 	}
 	cfg.Logger = logger
 	rec.file = posArgs[0]
 	tgt, err := f.target.resolve(e, !f.dryRun)
 	if err != nil {
-		return usageError("import: %v", err)
+		return nil, usageError("import: %v", err)
 	}
 	rec.target = tgt.Name()
+	return &importJob{f: f, cfg: cfg, logger: logger, tgt: tgt, path: posArgs[0]}, nil
+}
 
+func (j *importJob) close() {
+	for i := len(j.closers) - 1; i >= 0; i-- {
+		j.closers[i]()
+	}
+}
+
+// wire opens the input and the ledger and connects the client, in that
+// order: a file that cannot be read creates no ledger.
+func (j *importJob) wire(ctx context.Context, e env) error {
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
 		// the collector need not scan: collecting at 1.5x the live heap
-		// instead of 2x keeps a million-row import near 53 MiB, and costs
-		// less CPU than 1.25x did (resume over a million rows: 2.3 s
-		// against 2.6 s; BENCHMARKS.md, figures 4 and 5).
+		// instead of 2x keeps a million-row import's memory low, and costs
+		// less CPU than a lower setting (BENCHMARKS.md, figures 4 and 5).
 		debug.SetGCPercent(50)
 	}
-	path := posArgs[0]
-	var in io.Reader = e.stdin
-	size := int64(-1)
-	var input *inputFile // nil for stdin
-	cfg.SourceFile = "<stdin>"
-	if path != "-" {
-		file, err := openInput(path)
-		if err != nil {
-			return usageError("import: %v", err)
-		}
-		defer file.Close()
-		in, size, input = file, file.Size(), file
-		if abs, err := filepath.Abs(path); err == nil {
-			cfg.SourceFile = abs
-		}
+	if err := j.openInput(e); err != nil {
+		return err
 	}
+	if err := j.openLedger(ctx); err != nil {
+		return err
+	}
+	if j.f.dryRun {
+		return nil
+	}
+	return j.connect(e)
+}
 
-	// A dry run writes nothing, not even a new ledger file.
-	l, err := ledger.Open(ctx, f.ledger, ledger.Options{MustExist: f.dryRun})
+// openInput opens FILE, or takes stdin for "-", and names it as the ledger
+// will: an absolute path, or <stdin>.
+func (j *importJob) openInput(e env) error {
+	j.in, j.cfg.SourceFile = e.stdin, "<stdin>"
+	if j.path == "-" {
+		return nil
+	}
+	file, err := openInput(j.path)
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	j.closers = append(j.closers, file.Close)
+	j.in, j.input = file, file
+	if abs, err := filepath.Abs(j.path); err == nil {
+		j.cfg.SourceFile = abs
+	}
+	return nil
+}
+
+// openLedger opens the ledger; a dry run writes nothing, not even a new
+// ledger file, and plans against nothing when there is none.
+func (j *importJob) openLedger(ctx context.Context) error {
+	l, err := ledger.Open(ctx, j.f.ledger, ledger.Options{MustExist: j.f.dryRun})
 	switch {
-	case f.dryRun && errors.Is(err, ledger.ErrNotFound):
-		l = nil
+	case j.f.dryRun && errors.Is(err, ledger.ErrNotFound):
+		return nil
 	case err != nil:
 		return withCode(exitUsage, err)
-	default:
-		defer l.Close()
 	}
+	j.ledger = l
+	j.closers = append(j.closers, l.Close)
+	return nil
+}
 
-	var (
-		client  *ripio.Client
-		limiter *ratelimit.Limiter
-	)
-	if !f.dryRun {
-		if tgt.Embedded {
-			srv, err := startEmbedded(f.ledger)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			defer srv.Close()
-			tgt.BaseURL, tgt.ClientID, tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
-			fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
-		} else if tgt.Production() {
-			fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", tgt.BaseURL, tgt.ClientID)
-		}
-		client, err = ripio.New(ripio.Config{
-			BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
-			Timeout: f.timeout, UserAgent: "bulkcreate/" + version,
-		})
+// connect starts the embedded sandbox when no target is set, says where
+// customers go when that is production, and builds the client and the
+// rate limiter.
+func (j *importJob) connect(e env) error {
+	if j.tgt.Embedded {
+		srv, err := startEmbedded(j.f.ledger)
 		if err != nil {
-			return usageError("import: %v", err)
+			return withCode(exitUsage, err)
 		}
-		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
+		j.closers = append(j.closers, srv.Close)
+		j.tgt.BaseURL, j.tgt.ClientID, j.tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
+		fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
+	} else if j.tgt.Production() {
+		fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", j.tgt.BaseURL, j.tgt.ClientID)
 	}
+	client, err := ripio.New(ripio.Config{
+		BaseURL: j.tgt.BaseURL, ClientID: j.tgt.ClientID, ClientSecret: j.tgt.ClientSecret,
+		Timeout: j.f.timeout, UserAgent: "bulkcreate/" + version,
+	})
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	j.client = client
+	j.limiter = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
+	return nil
+}
 
-	im := importer.New(cfg, client, limiter, importer.Ledger(l), tgt.Name())
-	smp := startSampler(ctx, e, l, im, tgt.Name(), logger) // the run report's time series; nil in a dry run
+// run imports, with the run report's sampler and the progress display
+// beside it, prints the summary and returns the run's exit code.
+func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error {
+	name := j.tgt.Name()
+	im := importer.New(j.cfg, j.client, j.limiter, importer.Ledger(j.ledger), name)
+	smp := startSampler(ctx, e, j.ledger, im, name, j.logger) // nil in a dry run
 	var prog *progress
-	if !f.quiet {
-		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
+	if !j.f.quiet {
+		size := int64(-1)
+		if j.input != nil {
+			size = j.input.Size()
+		}
+		prog = &progress{im: im, size: size, logger: j.logger, w: e.stderr, tty: isTerminal(e.stderr), interval: j.f.progressEvery}
 		prog.start()
 	}
-	sum, err := im.Import(ctx, in)
+	sum, err := im.Import(ctx, j.in)
 	smp.stop()
 	if prog != nil {
 		prog.stop()
 	}
 
 	rec.sum = &sum
-	if input != nil {
-		rec.inputChanged = input.Changed()
+	if j.input != nil {
+		rec.inputChanged = j.input.Changed()
 	}
-	if !f.dryRun {
-		rec.run = lastRun(ctx, l, tgt.Name(), cfg.SourceFile, rec.started)
+	if !j.f.dryRun {
+		rec.run = lastRun(ctx, j.ledger, name, j.cfg.SourceFile, rec.started)
 	}
-
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, f.rps, tgt, f.ledger, err)
+		printSummary(e.stdout, sum, j.f.rps, j.tgt, j.f.ledger, err)
 		printInputChanged(e.stdout, rec.inputChanged)
 		printReasons(e.stdout, rec.run.Reasons)
 	}
