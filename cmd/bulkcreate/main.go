@@ -22,7 +22,7 @@ var version = "dev"
 // Exit codes, documented in usage and the README.
 const (
 	exitOK          = 0   // every row created or already existing
-	exitNotDone     = 1   // some rows not created (invalid, duplicate, rejected, failed, in doubt)
+	exitNotDone     = 1   // some rows not created (invalid, duplicate, rejected, failed, in doubt), or FILE changed while read
 	exitUsage       = 2   // usage or configuration error; nothing was sent
 	exitAborted     = 3   // run aborted: credentials refused, error limit reached, ledger failure
 	exitInterrupted = 130 // stopped by a signal
@@ -151,8 +151,9 @@ Target (environment):
 
 Exit codes:
   0    every row created or already existing
-  1    some rows not created (invalid, duplicate, rejected, failed, in doubt);
-       a dry run: some rows invalid or duplicate
+  1    some rows not created (invalid, duplicate, rejected, failed, in doubt),
+       or FILE changed while it was read; a dry run: some rows invalid or
+       duplicate
   2    usage or configuration error; nothing was sent
   3    run aborted (credentials refused, --max-errors reached, ledger failure)
   130  interrupted
