@@ -53,9 +53,13 @@ type Config struct {
 	// RetryRejected sends rows the server rejected before even when they
 	// have not changed.
 	RetryRejected bool
-	// MaxErrors aborts the run once this many rows ended rejected or
-	// failed (0: no limit). MaxErrorRate does the same for a fraction of the
-	// rows finished so far, once at least 20 have finished (0: no limit).
+	// Stop holds the rules that end a run the server cannot serve:
+	// unreachable, failing every request, throttling without end.
+	Stop StopConfig
+	// MaxErrors aborts the run once this many rows ended rejected, failed
+	// or in doubt (0: no limit). MaxErrorRate does the same for a fraction
+	// of the rows finished so far, once at least 20 have finished (0: no
+	// limit).
 	MaxErrors    int
 	MaxErrorRate float64
 	// Backoff is the base of the exponential backoff, with full jitter,
@@ -109,6 +113,9 @@ func (c Config) withDefaults() Config {
 var (
 	// ErrUnauthorized: the server refused the credentials, even freshly fetched.
 	ErrUnauthorized = errors.New("import aborted: the server refused the credentials")
+	// ErrWrongBaseURL: the token endpoint is not where the base URL says:
+	// it answered 404, 405, a web page or something that is not a token.
+	ErrWrongBaseURL = errors.New("import aborted: RIPIO_BASE_URL is probably wrong (it is the API's root, without /api/v1)")
 	// ErrTooManyErrors: the --max-errors limit was reached.
 	ErrTooManyErrors = errors.New("import aborted: error limit reached")
 )
@@ -146,6 +153,7 @@ type Importer struct {
 
 	run    Run
 	issues issueLog
+	stop   *stopRules
 
 	input Format // set before the run's goroutines start
 
@@ -158,7 +166,8 @@ type Importer struct {
 // sender's base URL and client id). sender and pacer are not used in a dry
 // run, and store may be nil there: it then plans against nothing.
 func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Importer {
-	return &Importer{cfg: cfg.withDefaults(), sender: sender, pacer: pacer, store: store, target: target}
+	cfg = cfg.withDefaults()
+	return &Importer{cfg: cfg, sender: sender, pacer: pacer, store: store, target: target, stop: newStopRules(cfg.Stop)}
 }
 
 type counters struct {

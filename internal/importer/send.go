@@ -36,11 +36,13 @@ type sending struct {
 func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error {
 	s := &sending{row: r, prior: prior,
 		maybeSent: prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight)}
-	for attempt, throttles := 0, 0; ; {
+	// tries counts every request but 429s, for the backoff; attempt only
+	// those that spend one of the row's attempts.
+	for attempt, tries, throttles := 0, 0, 0; ; {
 		if err := im.pacer.Wait(ctx); err != nil {
 			return im.releaseOrDoubt(ctx, s)
 		}
-		if attempt+throttles > 0 {
+		if tries+throttles > 0 {
 			// Marked again, counting the attempt, before the retry leaves.
 			if err := im.run.MarkInFlight(context.WithoutCancel(ctx), im.markOf(r)); err != nil {
 				return err
@@ -48,6 +50,12 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		}
 		cust, v := im.call(ctx, r)
 		s.last = v
+		if v.Outcome == ripio.InDoubt {
+			s.maybeSent, s.reached = true, true
+		}
+		if err := im.stop.observe(v); err != nil {
+			return im.abort(ctx, s, err)
+		}
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
 			im.pacer.Accepted()
@@ -56,32 +64,43 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			im.pacer.Accepted()
 			return im.recordError(ctx, s, row.Rejected)
 		case ripio.Unauthorized:
-			if err := im.releaseOrDoubt(ctx, s); err != nil {
-				return err
+			if v.WrongURL {
+				return im.abort(ctx, s, fmt.Errorf("%w: %s", ErrWrongBaseURL, v.Reason))
 			}
-			return fmt.Errorf("%w: %s", ErrUnauthorized, v.Reason)
+			return im.abort(ctx, s, fmt.Errorf("%w: %s", ErrUnauthorized, v.Reason))
 		case ripio.Throttled, ripio.TokenThrottled:
 			im.throttle(v)
 			if throttles++; throttles >= maxThrottlesPerRow {
 				return im.giveUp(ctx, s) // the server keeps refusing: next run
 			}
 			continue // a 429 does not spend an attempt
-		case ripio.InDoubt:
-			s.maybeSent, s.reached = true, true
 		}
-		if attempt++; attempt >= im.cfg.MaxAttempts {
-			return im.giveUp(ctx, s)
+		tries++
+		if v.Outcome != ripio.NotSent || !im.stop.waitForAnswer() {
+			if attempt++; attempt >= im.cfg.MaxAttempts {
+				return im.giveUp(ctx, s)
+			}
 		}
-		if ctx.Err() != nil || im.backoff(ctx, attempt, v.RetryAfter) != nil {
+		if ctx.Err() != nil || im.backoff(ctx, tries, v.RetryAfter) != nil {
 			return im.releaseOrDoubt(ctx, s)
 		}
 	}
+}
+
+// abort ends row s as a stopping run leaves it, and returns err, the
+// reason the whole run stops.
+func (im *Importer) abort(ctx context.Context, s *sending, err error) error {
+	if rerr := im.releaseOrDoubt(ctx, s); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 // call sends one create. A request that is out is never cancelled by a
 // soft stop; the sender's timeout bounds it.
 func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verdict) {
 	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type}
+	im.stop.sending()
 	cust, err := im.sender.CreateCustomer(context.WithoutCancel(ctx), req)
 	if !errors.As(err, new(*ripio.TokenError)) {
 		im.requests.Add(1) // a create went out, not only a token request
@@ -115,7 +134,7 @@ func (im *Importer) giveUp(ctx context.Context, s *sending) error {
 	case ctx.Err() != nil:
 		return im.releaseOrDoubt(ctx, s)
 	case s.maybeSent:
-		return im.record(ctx, s, row.InDoubt, "")
+		return im.recordError(ctx, s, row.InDoubt)
 	}
 	return im.recordError(ctx, s, row.Failed)
 }
@@ -130,8 +149,8 @@ func (im *Importer) releaseOrDoubt(ctx context.Context, s *sending) error {
 	return im.run.Release(context.WithoutCancel(ctx), s.row.Key, s.prior)
 }
 
-// recordError records a row rejected or failed, and stops the run when the
-// error limit is reached.
+// recordError records a row rejected, failed or in doubt, and stops the
+// run when the error limit is reached.
 func (im *Importer) recordError(ctx context.Context, s *sending, st row.Status) error {
 	if err := im.record(ctx, s, st, ""); err != nil {
 		return err
@@ -154,14 +173,14 @@ func (im *Importer) record(ctx context.Context, s *sending, st row.Status, custo
 }
 
 func (im *Importer) checkErrorLimit() error {
-	errs := im.counts.rejected.Load() + im.counts.failed.Load()
+	errs := im.counts.rejected.Load() + im.counts.failed.Load() + im.counts.inDoubt.Load()
 	if im.cfg.MaxErrors > 0 && errs >= int64(im.cfg.MaxErrors) {
-		return fmt.Errorf("%w: %d rows rejected or failed (--max-errors %d)", ErrTooManyErrors, errs, im.cfg.MaxErrors)
+		return fmt.Errorf("%w: %d rows rejected, failed or in doubt (--max-errors %d)", ErrTooManyErrors, errs, im.cfg.MaxErrors)
 	}
 	if im.cfg.MaxErrorRate > 0 {
-		finished := errs + im.counts.created.Load() + im.counts.exists.Load() + im.counts.inDoubt.Load()
+		finished := errs + im.counts.created.Load() + im.counts.exists.Load()
 		if finished >= 20 && float64(errs)/float64(finished) >= im.cfg.MaxErrorRate {
-			return fmt.Errorf("%w: %d of %d rows sent were rejected or failed (--max-errors %g%%)",
+			return fmt.Errorf("%w: %d of %d rows sent were rejected, failed or in doubt (--max-errors %g%%)",
 				ErrTooManyErrors, errs, finished, im.cfg.MaxErrorRate*100)
 		}
 	}

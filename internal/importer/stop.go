@@ -32,8 +32,8 @@ var (
 // its rule off.
 type StopConfig struct {
 	// UnreachableAfter: a run none of whose requests has had an answer from
-	// the API aborts once requests have failed to reach it for this long.
-	// Default 30s.
+	// the API aborts once requests have failed to reach it for this long
+	// since the first one left. Default 30s.
 	UnreachableAfter time.Duration
 	// BreakerWindow and BreakerRequests: once at least BreakerRequests
 	// requests in a row, or every request for BreakerWindow (at least
@@ -78,10 +78,9 @@ func (c StopConfig) withDefaults() StopConfig {
 type stopRules struct {
 	cfg StopConfig
 
-	mu       sync.Mutex
-	answered bool // some request of the run got an answer from the API
-
-	unreachSince time.Time // first request that did not reach the API, while none was answered
+	mu        sync.Mutex
+	answered  bool      // some request of the run got an answer from the API
+	firstSend time.Time // when the run's first request left
 
 	failSince time.Time      // first of the current run of failed requests
 	failCount int            // its length
@@ -92,6 +91,16 @@ type stopRules struct {
 
 func newStopRules(cfg StopConfig) *stopRules {
 	return &stopRules{cfg: cfg.withDefaults(), causes: map[string]int{}}
+}
+
+// sending notes that a request is about to leave: the unreachable rule
+// counts from the first.
+func (s *stopRules) sending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.firstSend.IsZero() {
+		s.firstSend = s.cfg.Now()
+	}
 }
 
 // maxCauses bounds the distinct causes kept for the breaker's message.
@@ -121,7 +130,7 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 	s.throttleSince = time.Time{}
 	if !serverFailure(v) {
 		s.answered = true
-		s.unreachSince, s.failSince, s.failCount = time.Time{}, time.Time{}, 0
+		s.failSince, s.failCount = time.Time{}, 0
 		clear(s.causes)
 		return nil
 	}
@@ -133,12 +142,12 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 	if _, ok := s.causes[cause]; ok || len(s.causes) < maxCauses {
 		s.causes[cause]++
 	}
-	if !s.answered && v.HTTPStatus == 0 {
-		if s.unreachSince.IsZero() {
-			s.unreachSince = now
+	if !s.answered && v.HTTPStatus == 0 && s.cfg.UnreachableAfter > 0 {
+		if s.firstSend.IsZero() {
+			s.firstSend = now
 		}
-		if s.cfg.UnreachableAfter > 0 && now.Sub(s.unreachSince) >= s.cfg.UnreachableAfter {
-			return fmt.Errorf("%w: %s", ErrUnreachable, cause)
+		if now.Sub(s.firstSend) >= s.cfg.UnreachableAfter {
+			return fmt.Errorf("%w for %s: %s", ErrUnreachable, now.Sub(s.firstSend).Round(time.Second), cause)
 		}
 	}
 	stretch := now.Sub(s.failSince)
@@ -150,14 +159,14 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 	return nil
 }
 
-// reachedNothing reports whether no request of the run has had an answer
-// from the API yet: a row that could not be sent then waits for the
-// unreachable rule rather than ending failed, so that an abort leaves it as
-// it was and the next run simply starts it.
-func (s *stopRules) reachedNothing() bool {
+// waitForAnswer reports whether a row that could not be sent should wait
+// for the unreachable rule rather than spend an attempt: while no request
+// of the run has had an answer, its end is the run's abort, which leaves
+// the row as it was, so that the next run simply starts it.
+func (s *stopRules) waitForAnswer() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.answered
+	return !s.answered && s.cfg.UnreachableAfter > 0
 }
 
 // serverFailure reports whether v says the server, or the way to it, is

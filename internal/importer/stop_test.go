@@ -45,15 +45,17 @@ func TestStopRules_UnreachableAbortsAfterTheWindowNamingTheCause(t *testing.T) {
 	t.Parallel()
 	c := newFakeClock()
 	s := c.rules(StopConfig{BreakerRequests: -1, BreakerWindow: -1})
-	if !s.reachedNothing() {
-		t.Fatal("reachedNothing() = false before any request, want true")
+	if !s.waitForAnswer() {
+		t.Fatal("waitForAnswer() = false before any request, want true")
 	}
+	s.sending()
+	c.add(5 * time.Second) // the first request takes 5 s to fail
 	at, err := feed(s, c, refused, 1000, time.Second)
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("observe(connection refused) for 1000 s = %v, want ErrUnreachable", err)
 	}
-	if at != 30 {
-		t.Errorf("aborted at second %d, want 30", at)
+	if at != 25 {
+		t.Errorf("aborted at second %d after the first failure, want 25 (30 after the first request left)", at)
 	}
 	if !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "127.0.0.1:9") {
 		t.Errorf("error %q does not name the cause and the address", err)
@@ -70,8 +72,8 @@ func TestStopRules_UnreachableNeverFiresOnceTheServerAnswered(t *testing.T) {
 	if _, err := feed(s, c, refused, 120, time.Second); err != nil {
 		t.Errorf("observe(connection refused) after an answer = %v, want nil (the breaker's job, off here)", err)
 	}
-	if s.reachedNothing() {
-		t.Error("reachedNothing() = true after a 400 answer, want false")
+	if s.waitForAnswer() {
+		t.Error("waitForAnswer() = true after a 400 answer, want false")
 	}
 }
 
@@ -178,6 +180,9 @@ func TestStopRules_NegativeTurnsARuleOff(t *testing.T) {
 	t.Parallel()
 	c := newFakeClock()
 	s := c.rules(StopConfig{UnreachableAfter: -1, BreakerRequests: -1, BreakerWindow: -1, MaxRetryAfter: -1})
+	if s.waitForAnswer() {
+		t.Error("waitForAnswer() = true with the unreachable rule off, want false: rows would retry forever")
+	}
 	for _, v := range []ripio.Verdict{refused, unavailable, throttled} {
 		if _, err := feed(s, c, v, 5000, time.Second); err != nil {
 			t.Errorf("observe(%s) with every rule off = %v, want nil", v.Outcome, err)
