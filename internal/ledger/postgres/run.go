@@ -1,0 +1,301 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+)
+
+// Run is one import on one target. Its writes go through the ledger's
+// group-committing writer. Safe for concurrent use.
+type Run struct {
+	l        *Ledger
+	ID       int64
+	targetID int64
+	// Recovered counts rows a dead run left in flight, now in_doubt.
+	Recovered int64
+
+	mu   sync.Mutex
+	lock *pgx.Conn // the session holding the target's lock; nil once released
+}
+
+// StartRun takes the lock for info.Target (ledger.ErrBusy when another
+// import holds it), turns rows a dead run left in flight into in_doubt,
+// marks such runs crashed, and records the new run.
+func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error) {
+	tid, _, err := l.targetID(ctx, info.Target, true)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: start run: %w", err)
+	}
+	lock, err := l.lockTarget(ctx, tid)
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{l: l, targetID: tid, lock: lock}
+	l.addRun(r)
+	opts, err := json.Marshal(info.Options)
+	if err != nil {
+		r.unlock()
+		return nil, fmt.Errorf("ledger: start run: options: %w", err)
+	}
+	host, _ := os.Hostname()
+	// Holding the lock, this run is the target's only one: whatever is in
+	// flight there was left by a run that died.
+	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE rows SET status = 'in_doubt', error_message = $2, updated_at = now()
+			WHERE target_id = $1 AND status = 'in_flight'`, tid, "the run sending it ended before an answer came")
+		if err != nil {
+			return err
+		}
+		r.Recovered = tag.RowsAffected()
+		// A dead run wrote no counts: its rows tell what it did, while
+		// they still name it as the run that wrote them last.
+		if _, err := tx.Exec(ctx, `UPDATE runs SET outcome = 'crashed', counts = COALESCE((
+				SELECT jsonb_object_agg(status, n) FROM (
+					SELECT status, SUM(n) AS n FROM (
+						SELECT status, COUNT(*) AS n FROM rows WHERE target_id = runs.target_id AND last_run = runs.id GROUP BY status
+						UNION ALL
+						SELECT status, COUNT(*) AS n FROM line_issues WHERE target_id = runs.target_id AND run_id = runs.id GROUP BY status
+					) AS each GROUP BY status) AS total), '{}')
+			WHERE target_id = $1 AND outcome = 'running'`, tid); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO runs (target_id, source_file, options, pid, host)
+			VALUES ($1, $2, $3, $4, $5) RETURNING id`, tid, info.SourceFile, string(opts), os.Getpid(), host).Scan(&r.ID)
+	})
+	if err != nil {
+		r.unlock()
+		return nil, fmt.Errorf("ledger: start run: %w", err)
+	}
+	return r, nil
+}
+
+// lockTarget takes the target's lock on a session of its own, taken out of
+// the pool: a session-level advisory lock, which PostgreSQL releases when
+// the session ends, however the process holding it ended. Its keys are the
+// schema's oid and the target's id, unique in the database.
+func (l *Ledger) lockTarget(ctx context.Context, targetID int64) (*pgx.Conn, error) {
+	pc, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lock target: %w", err)
+	}
+	conn := pc.Hijack()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(l.schemaOID), int32(targetID)).Scan(&got); err != nil {
+		closeConn(conn)
+		return nil, fmt.Errorf("ledger: lock target: %w", err)
+	}
+	if !got {
+		closeConn(conn)
+		return nil, fmt.Errorf("%w (schema %s); wait for it to finish, or use another --ledger", ledger.ErrBusy, l.schema)
+	}
+	return conn, nil
+}
+
+// closeConn ends a session, and with it the locks it holds. It unlocks
+// first: the server ends a closed session's backend, and drops its locks,
+// a moment after the socket closes, when a next StartRun may already ask.
+// If the server does not answer, closing the socket ends the session all
+// the same.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+	c.Close(ctx)
+}
+
+// unlock releases the target's lock; it may be called more than once.
+func (r *Run) unlock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lock != nil {
+		closeConn(r.lock)
+		r.lock = nil
+	}
+	r.l.removeRun(r)
+}
+
+// Lookup returns what the ledger holds on target for each of keys that it
+// knows. It only reads: a dry run uses it without starting a run.
+func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[string]ledger.Prior, error) {
+	out, err := l.lookup(ctx, target, keys, `SELECT row_key, `+priorColumns+` FROM rows
+		WHERE target_id = $1 AND row_key = ANY($2::text[])`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup: %w", err)
+	}
+	return out, nil
+}
+
+// LookupByEmail returns, for each of emails that a row holds as its
+// Send.FoldedEmail on target, that row; of several, the likeliest to have
+// created its customer (done, then in doubt). It only reads.
+func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error) {
+	// The <> '' term is the partial index's own.
+	out, err := l.lookup(ctx, target, emails, `SELECT folded_email, `+priorColumns+` FROM rows
+		WHERE target_id = $1 AND folded_email <> '' AND folded_email = ANY($2::text[])`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup by email: %w", err)
+	}
+	return out, nil
+}
+
+const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run`
+
+// lookupChunk is the most keys one statement asks for, so that a resume's
+// million keys do not make one array of a million.
+const lookupChunk = 10000
+
+func (l *Ledger) lookup(ctx context.Context, target string, keys []string, query string) (map[string]ledger.Prior, error) {
+	out := make(map[string]ledger.Prior, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil || !ok {
+		return out, err
+	}
+	for start := 0; start < len(keys); start += lookupChunk {
+		part := keys[start:min(start+lookupChunk, len(keys))]
+		rows, err := l.pool.Query(ctx, query, tid, part)
+		if err != nil {
+			return nil, err
+		}
+		var k string
+		var p ledger.Prior
+		_, err = pgx.ForEachRow(rows, []any{&k, &p.Status, &p.Email, &p.Type, &p.CustomerIDSent, &p.CustomerID,
+			&p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts, &p.FoldedEmail, &p.LastRun}, func() error {
+			if have, ok := out[k]; ok && existence(have.Status) >= existence(p.Status) {
+				return nil // by email, several rows: the likeliest to exist wins
+			}
+			out[k] = p
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// existence ranks states by how surely their customer exists, as package
+// ledger does.
+func existence(s ledger.Status) int {
+	switch {
+	case s.Done():
+		return 2
+	case s.MayExist():
+		return 1
+	}
+	return 0
+}
+
+// Pending is a committed write. In PostgreSQL a commit is on disk when it
+// returns, so it is durable already.
+type Pending struct{}
+
+// Durable returns nil: the write is on disk.
+func (*Pending) Durable() error { return nil }
+
+// MarkInFlight durably records that a request for s is about to leave, and
+// counts the attempt. It returns once the mark is committed.
+func (r *Run) MarkInFlight(ctx context.Context, s ledger.Send) error {
+	return r.MarkInFlightBatch(ctx, []ledger.Send{s})
+}
+
+// MarkInFlightBatch marks every row of sends in flight, as MarkInFlight
+// does, in one write; sends may be reused once it returns.
+func (r *Run) MarkInFlightBatch(ctx context.Context, sends []ledger.Send) error {
+	_, err := r.MarkInFlightCommitted(ctx, sends)
+	return err
+}
+
+// MarkInFlightCommitted marks sends in flight as MarkInFlightBatch does.
+// It returns once the marks are committed, which is on disk; the Pending
+// is for callers written for stores where the two differ.
+func (r *Run) MarkInFlightCommitted(ctx context.Context, sends []ledger.Send) (*Pending, error) {
+	if len(sends) == 0 {
+		return &Pending{}, nil
+	}
+	if err := r.l.w.submit(ctx, writeOp{kind: opMark, targetID: r.targetID, runID: r.ID, sends: sends}, true); err != nil {
+		return nil, err
+	}
+	return &Pending{}, nil
+}
+
+// Record writes o. It does not wait for the commit: Flush or Finish does,
+// and a failed commit fails every later write of the ledger.
+func (r *Run) Record(ctx context.Context, o ledger.Outcome) error {
+	return r.l.w.submit(ctx, writeOp{kind: opRecord, targetID: r.targetID, runID: r.ID, outcome: o}, false)
+}
+
+// Release undoes MarkInFlight for a request that never reached the server:
+// the row goes back to prior, as Lookup returned it, attempts included, or
+// away when the ledger did not know it before. A row no longer in flight
+// (recorded since) stays as it is.
+func (r *Run) Release(ctx context.Context, key string, prior *ledger.Prior) error {
+	if prior != nil {
+		p := *prior // the write happens later; the caller may reuse *prior
+		prior = &p
+	}
+	return r.l.w.submit(ctx, writeOp{kind: opRelease, targetID: r.targetID, runID: r.ID, key: key, prior: prior}, false)
+}
+
+// RecordLineIssue writes li, replacing what the ledger held for its line.
+// Like Record, it does not wait for the commit.
+func (r *Run) RecordLineIssue(ctx context.Context, li ledger.LineIssue) error {
+	return r.l.w.submit(ctx, writeOp{kind: opLineIssue, targetID: r.targetID, runID: r.ID, issue: li}, false)
+}
+
+// RecordConflict refuses the row under key, which the ledger holds from an
+// earlier run but not as done, for a conflict with another row, as
+// ledger.Run.RecordConflict does. Like Record, it does not wait for the
+// commit.
+func (r *Run) RecordConflict(ctx context.Context, key string, li ledger.LineIssue) error {
+	return r.l.w.submit(ctx, writeOp{kind: opConflict, targetID: r.targetID, runID: r.ID, key: key, issue: li}, false)
+}
+
+// SetMessage sets the message of the row under key, which stays as it is
+// otherwise, and makes r the run that wrote it last. Like Record, it does
+// not wait for the commit.
+func (r *Run) SetMessage(ctx context.Context, key, message string) error {
+	return r.l.w.submit(ctx, writeOp{kind: opSetMessage, targetID: r.targetID, runID: r.ID, key: key, message: message}, false)
+}
+
+// ReplaceWithLineIssue removes the row under key and writes li, in one
+// commit: the row is kept by its file and line from now on. Like Record, it
+// does not wait for the commit.
+func (r *Run) ReplaceWithLineIssue(ctx context.Context, key string, li ledger.LineIssue) error {
+	return r.l.w.submit(ctx, writeOp{kind: opReplace, targetID: r.targetID, runID: r.ID, key: key, issue: li}, false)
+}
+
+// ClearLineIssue forgets the line issue at file:line. Like Record, it does
+// not wait for the commit.
+func (r *Run) ClearLineIssue(ctx context.Context, file string, line int) error {
+	return r.l.w.submit(ctx, writeOp{kind: opClearLineIssue, targetID: r.targetID, runID: r.ID,
+		issue: ledger.LineIssue{SourceFile: file, SourceLine: line}}, false)
+}
+
+// Flush waits until every write queued so far is committed.
+func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
+
+// Finish commits what is pending, records how the run ended and releases
+// the target's lock. It releases the lock even when it fails.
+func (r *Run) Finish(ctx context.Context, end ledger.RunEnd) error {
+	defer r.unlock()
+	counts, err := json.Marshal(end.Counts)
+	if err != nil {
+		return fmt.Errorf("ledger: finish run: %w", err)
+	}
+	err = r.l.w.submit(ctx, writeOp{kind: opFinish, targetID: r.targetID, runID: r.ID, end: end, endCounts: counts}, true)
+	if err != nil {
+		return fmt.Errorf("ledger: finish run: %w", err)
+	}
+	return nil
+}
