@@ -436,3 +436,22 @@ func TestBuildBatch_OneStatementPerRunOfAKind(t *testing.T) {
 		t.Errorf("buildBatch() statements = %v, want %v", got, want)
 	}
 }
+
+// TestWriter_CommitIsAllOrNothing: a commit whose second statement fails
+// (a file name that is not UTF-8, which PostgreSQL's text refuses) leaves
+// nothing of its first.
+func TestWriter_CommitIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "f.csv")
+	err := l.w.commit([]writeOp{
+		{kind: opMark, targetID: r.targetID, runID: r.ID, sends: []Send{sendFor("a", "f.csv", 2)}},
+		{kind: opLineIssue, targetID: r.targetID, runID: r.ID, issue: LineIssue{SourceFile: "\xff.csv", SourceLine: 3, Status: Invalid}},
+	})
+	if err == nil {
+		t.Fatalf("commit(a mark, a line issue of file %q) = nil, want an error", "\xff.csv")
+	}
+	if got := lookup(t, l, targetA, "a"); len(got) != 0 {
+		t.Errorf("Lookup(a) after the failed commit = %+v, want nothing", got)
+	}
+}

@@ -200,7 +200,10 @@ func (w *writer) loop() {
 	}
 }
 
-// commit applies batch in one transaction.
+// commit applies batch in one transaction, in one round trip: pgx sends a
+// batch as one pipeline ending in one Sync, which PostgreSQL runs as one
+// implicit transaction, committed at the Sync or rolled back whole at the
+// first error (no BEGIN and COMMIT, each a round trip of its own).
 func (w *writer) commit(batch []writeOp) error {
 	// The batch is committed even when the caller that queued it gave up:
 	// those writes describe requests that may already be out.
@@ -210,25 +213,9 @@ func (w *writer) commit(batch []writeOp) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	tx, err := w.conn.Begin(ctx)
+	err := w.conn.SendBatch(ctx, &b).Close()
 	if err != nil {
-		return fmt.Errorf("ledger: write: begin: %w", err)
-	}
-	br := tx.SendBatch(ctx, &b)
-	for range b.Len() {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		tx.Rollback(ctx)
 		return fmt.Errorf("ledger: write: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("ledger: write: commit: %w", err)
 	}
 	return nil
 }
