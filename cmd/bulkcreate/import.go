@@ -164,7 +164,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
 	}
 
-	im := importer.New(cfg, client, limiter, l, tgt.Name())
+	im := importer.New(cfg, client, limiter, importer.Ledger(l), tgt.Name())
 	var prog *progress
 	if !f.quiet {
 		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}

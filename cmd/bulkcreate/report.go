@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 const reportUsage = `Usage: bulkcreate report [flags]
@@ -62,7 +63,7 @@ func runReport(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, *path)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	for _, s := range ledger.Statuses {
+	for _, s := range row.Statuses {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
 	}
 	fmt.Fprintf(tw, "rows\t%d\t\n", rep.Rows)
@@ -72,10 +73,9 @@ func runReport(ctx context.Context, e env, args []string) error {
 		tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "run\tstarted\toutcome\tcreated\texists\tskipped\tnot done\tfile")
 		for _, r := range rep.Runs {
-			notDone := r.Counts["invalid"] + r.Counts["duplicate"] + r.Counts["rejected"] + r.Counts["failed"] + r.Counts["in_doubt"] +
-				r.Counts["pending"] + r.Counts["not_started"]
+			c := row.CountsOf(r.Counts)
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.ID, shortTime(r.StartedAt), r.Outcome,
-				r.Counts["created"], r.Counts["exists"], r.Counts["skipped"], notDone, r.SourceFile)
+				c.Created, c.Exists, c.Skipped, c.NotDone()+c.NotStarted(), r.SourceFile)
 		}
 		tw.Flush()
 	}
@@ -115,11 +115,11 @@ func runFailures(ctx context.Context, e env, args []string) error {
 	if len(posArgs) != 0 {
 		return usageError("failures: unexpected argument %q; try: bulkcreate failures > fix.csv", posArgs[0])
 	}
-	var statuses []ledger.Status
+	var statuses []row.Status
 	if *statusList != "" {
-		valid := map[ledger.Status]bool{ledger.Invalid: true, ledger.Duplicate: true, ledger.Rejected: true, ledger.Failed: true, ledger.InDoubt: true}
+		valid := map[row.Status]bool{row.Invalid: true, row.Duplicate: true, row.Rejected: true, row.Failed: true, row.InDoubt: true}
 		for _, s := range strings.Split(*statusList, ",") {
-			st := ledger.Status(strings.ReplaceAll(strings.TrimSpace(strings.ToLower(s)), "-", "_"))
+			st := row.Status(strings.ReplaceAll(strings.TrimSpace(strings.ToLower(s)), "-", "_"))
 			if !valid[st] {
 				return usageError("failures: --status %q: want some of invalid,duplicate,rejected,failed,in_doubt", s)
 			}

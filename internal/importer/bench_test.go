@@ -88,7 +88,7 @@ func benchImport(tb testing.TB, srv *ripiotest.Server, data string, rps float64,
 		}
 		defer l.Close()
 		im := importer.New(importer.Config{SourceFile: "bench.csv", Concurrency: concurrency},
-			client, limiter, l, "bench-target")
+			client, limiter, importer.Ledger(l), "bench-target")
 		start := time.Now()
 		sum, err = im.Import(ctx, strings.NewReader(data))
 		elapsed = time.Since(start)

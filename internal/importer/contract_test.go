@@ -31,7 +31,7 @@ func TestContract_ImportThroughPrism(t *testing.T) {
 	}
 	defer l.Close()
 	data := "Email,Type,customerId\nana@example.com,individual,\nops@acme.example.com,BUSINESS,acme-ops\n\"bruno+ripio@example.com.ar\",Individual,\n"
-	im := importer.New(importer.Config{SourceFile: "contract.csv", Concurrency: 2}, client, ratelimit.New(ratelimit.Config{}), l, "prism")
+	im := importer.New(importer.Config{SourceFile: "contract.csv", Concurrency: 2}, client, ratelimit.New(ratelimit.Config{}), importer.Ledger(l), "prism")
 	sum, err := im.Import(t.Context(), strings.NewReader(data))
 	if err != nil {
 		t.Fatalf("Import through Prism: %v", err)

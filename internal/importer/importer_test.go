@@ -24,6 +24,7 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // fixture is a fake Ripio server and a real ledger file.
@@ -98,7 +99,7 @@ func (fx *fixture) importCSV(t *testing.T, data string, ro runOpts) (importer.Su
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Millisecond
 	}
-	im := importer.New(cfg, client, ratelimit.New(lc), l, fx.target)
+	im := importer.New(cfg, client, ratelimit.New(lc), importer.Ledger(l), fx.target)
 	return im.Import(ctx, strings.NewReader(data))
 }
 
@@ -275,7 +276,7 @@ func TestImport_FaultsEndWithServerAndLedgerAgreeing(t *testing.T) {
 	}
 	assertServerMatchesLedger(t, fx, emails)
 	rep := fx.report(t)
-	if rep.Counts[ledger.Created]+rep.Counts[ledger.Exists] != len(emails) || rep.Rows != len(emails) {
+	if rep.Counts[row.Created]+rep.Counts[row.Exists] != len(emails) || rep.Rows != len(emails) {
 		t.Errorf("report counts %v (rows %d), want all %d created or exists", rep.Counts, rep.Rows, len(emails))
 	}
 }
@@ -640,7 +641,7 @@ func TestImport_ConflictReplacesTheRowsRejectedRecord(t *testing.T) {
 		t.Fatalf("a.csv with RetryRejected: %+v, %v; want a conflict", sum.Counts, err)
 	}
 	rep := fx.report(t)
-	if rep.Rows != 2 || rep.Counts[ledger.Created] != 1 || rep.Counts[ledger.Invalid] != 1 || rep.Counts[ledger.Rejected] != 0 {
+	if rep.Rows != 2 || rep.Counts[row.Created] != 1 || rep.Counts[row.Invalid] != 1 || rep.Counts[row.Rejected] != 0 {
 		t.Errorf("report: %d rows, %v; want 2 (b.csv's created, a.csv's conflict)", rep.Rows, rep.Counts)
 	}
 	if n := len(fx.srv.Customers()); n != 1 {

@@ -12,10 +12,11 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 type wantIssue struct {
-	status ledger.Status
+	status row.Status
 	reason string // a part of the reason
 	email  string // when set, the email the failure keeps
 }
@@ -41,23 +42,23 @@ func TestImport_MessyExports(t *testing.T) {
 		{
 			file:    "customer-id.csv",
 			created: []string{"ana@example.com", "beto@example.com", "carla@example.com"},
-			issues:  map[int]wantIssue{5: {ledger.Duplicate, "repeats line 2 (same customerId)", ""}},
+			issues:  map[int]wantIssue{5: {row.Duplicate, "repeats line 2 (same customerId)", ""}},
 		},
 		{
 			file:    "invalid-rows.csv",
 			created: []string{"ana@example.com", "hugo@example.com"},
 			issues: map[int]wantIssue{
-				3:  {ledger.Invalid, "has 1 field where the header has 2", "beto@example.com"},
-				4:  {ledger.Invalid, `has a quote (") inside a field that is not in quotes`, `dani@exa"mple.com`},
-				5:  {ledger.Invalid, "email: \"Ana Perez <ana2@example.com>\" is not a bare email address", ""},
-				6:  {ledger.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, ""},
-				7:  {ledger.Invalid, "email: is empty", ""},
-				8:  {ledger.Invalid, "email: is 255 characters long; at most 254", ""},
-				9:  {ledger.Duplicate, "repeats line 2 (same email)", ""},
-				10: {ledger.Invalid, "type: is empty", ""},
-				11: {ledger.Invalid, "has no domain with a dot", ""},
-				13: {ledger.Duplicate, "repeats line 12", ""},
-				14: {ledger.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
+				3:  {row.Invalid, "has 1 field where the header has 2", "beto@example.com"},
+				4:  {row.Invalid, `has a quote (") inside a field that is not in quotes`, `dani@exa"mple.com`},
+				5:  {row.Invalid, "email: \"Ana Perez <ana2@example.com>\" is not a bare email address", ""},
+				6:  {row.Invalid, `type: "COMPANY" is not INDIVIDUAL or BUSINESS`, ""},
+				7:  {row.Invalid, "email: is empty", ""},
+				8:  {row.Invalid, "email: is 255 characters long; at most 254", ""},
+				9:  {row.Duplicate, "repeats line 2 (same email)", ""},
+				10: {row.Invalid, "type: is empty", ""},
+				11: {row.Invalid, "has no domain with a dot", ""},
+				13: {row.Duplicate, "repeats line 12", ""},
+				14: {row.Invalid, "has 3 fields where the header has 2", "ivan@example.com"},
 			},
 		},
 		{file: "no-email-column.csv", headerErr: `no email or type column (found "mail", "kind")`},

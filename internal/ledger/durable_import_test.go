@@ -97,7 +97,7 @@ func (d *durableImport) run(t *testing.T, rows int, syncLog func(sync func() err
 		fmt.Fprintf(&b, "d%05d@example.com,INDIVIDUAL\n", i)
 	}
 	im := importer.New(importer.Config{SourceFile: "c.csv", MarkAhead: 16, Concurrency: 4, Backoff: time.Millisecond},
-		client, ratelimit.New(ratelimit.Config{}), l, "t")
+		client, ratelimit.New(ratelimit.Config{}), importer.Ledger(l), "t")
 	return im.Import(t.Context(), &armingReader{header: "email,type\n", rows: b.String(), arm: func() { armed.Store(true) }})
 }
 

@@ -49,42 +49,19 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Status is a row's state in the ledger.
-type Status string
-
-// The row states; see the package doc for how they move.
-const (
-	Created   Status = "created"   // the server made the customer
-	Exists    Status = "exists"    // the server already had it
-	Invalid   Status = "invalid"   // failed local validation; never sent
-	Duplicate Status = "duplicate" // repeats an earlier row of the same file; never sent
-	Rejected  Status = "rejected"  // the server refused the row: permanent
-	Failed    Status = "failed"    // retries ran out and nothing reached the server
-	InDoubt   Status = "in_doubt"  // the server may have seen it; outcome unknown
-	InFlight  Status = "in_flight" // a request is out (reported as in_doubt)
-)
-
-// Statuses lists the reported statuses in display order.
-var Statuses = []Status{Created, Exists, Invalid, Duplicate, Rejected, Failed, InDoubt}
-
-// Done reports whether a row in this state needs nothing more.
-func (s Status) Done() bool { return s == Created || s == Exists }
-
-// MayExist reports whether a row in this state created its customer or may
-// have: done, or sent without an answer.
-func (s Status) MayExist() bool { return existence(s) > 0 }
-
 // existence ranks states by how surely their customer exists.
-func existence(s Status) int {
+func existence(s row.Status) int {
 	switch {
 	case s.Done():
 		return 2
-	case s == InDoubt || s == InFlight:
+	case s.MayExist():
 		return 1
 	}
 	return 0

@@ -96,7 +96,7 @@ func TestOpen_UpgradesFromVersion1(t *testing.T) {
 	got := lookup(t, l, targetA, "k-created", "k-rejected", "k-flight")
 	want := map[string]Prior{
 		"k-created":  {Status: Created, Email: "c@example.com", Type: "individual", CustomerIDSent: "cid-c", CustomerID: "srv-c", Fingerprint: "fp-c", SourceFile: "old.csv", SourceLine: 2, Attempts: 1, LastRun: 1},
-		"k-rejected": {Status: Rejected, Email: "r@example.com", Type: "business", CustomerIDSent: "cid-r", Fingerprint: "fp-r", SourceFile: "old.csv", SourceLine: 3, Attempts: 2, LastRun: 1},
+		"k-rejected": {Status: Rejected, Email: "r@example.com", Type: "business", CustomerIDSent: "cid-r", Fingerprint: "fp-r", SourceFile: "old.csv", SourceLine: 3, Attempts: 2, LastRun: 1, Message: "bad tax id"},
 		"k-flight":   {Status: InFlight, Email: "f@example.com", Type: "individual", CustomerIDSent: "cid-f", Fingerprint: "fp-f", SourceFile: "old.csv", SourceLine: 4, Attempts: 1, LastRun: 2},
 	}
 	for k, w := range want {

@@ -5,14 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Report is the state of one target.
 type Report struct {
-	Target string         `json:"target"`
-	Rows   int            `json:"rows"`
-	Counts map[Status]int `json:"counts"` // every reported status, zeros included
-	Runs   []RunRecord    `json:"runs"`   // newest first
+	Target string             `json:"target"`
+	Rows   int                `json:"rows"`
+	Counts map[row.Status]int `json:"counts"` // every reported status, zeros included
+	Runs   []RunRecord        `json:"runs"`   // newest first
 }
 
 // RunRecord is one recorded run.
@@ -30,8 +32,8 @@ type RunRecord struct {
 // in_doubt) and lists its last maxRuns runs. A target the ledger has never
 // seen reports zeros.
 func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report, error) {
-	rep := Report{Target: target, Counts: make(map[Status]int, len(Statuses)), Runs: []RunRecord{}}
-	for _, s := range Statuses {
+	rep := Report{Target: target, Counts: make(map[row.Status]int, len(row.Statuses)), Runs: []RunRecord{}}
+	for _, s := range row.Statuses {
 		rep.Counts[s] = 0
 	}
 	tid, ok, err := l.targetID(ctx, target, false)
@@ -49,14 +51,14 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report
 		return rep, fmt.Errorf("ledger: report: %w", classifySQLite(err))
 	}
 	for rows.Next() {
-		var s Status
+		var s row.Status
 		var n int
 		if err := rows.Scan(&s, &n); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("ledger: report: %w", err)
 		}
-		if s == InFlight {
-			s = InDoubt
+		if s == row.InFlight {
+			s = row.InDoubt
 		}
 		rep.Counts[s] += n
 		rep.Rows += n
@@ -92,7 +94,7 @@ type Failure struct {
 	Email      string
 	Type       string
 	CustomerID string
-	Status     Status
+	Status     row.Status
 	Reason     string
 	SourceFile string
 	SourceLine int
@@ -100,15 +102,15 @@ type Failure struct {
 
 // Failures calls fn for every row of target whose status is in statuses
 // (all not-done statuses when empty), ordered by file and line.
-func (l *Ledger) Failures(ctx context.Context, target string, statuses []Status, fn func(Failure) error) error {
+func (l *Ledger) Failures(ctx context.Context, target string, statuses []row.Status, fn func(Failure) error) error {
 	if len(statuses) == 0 {
-		statuses = []Status{Invalid, Duplicate, Rejected, Failed, InDoubt}
+		statuses = []row.Status{row.Invalid, row.Duplicate, row.Rejected, row.Failed, row.InDoubt}
 	}
-	want := map[Status]bool{}
+	want := map[row.Status]bool{}
 	for _, s := range statuses {
 		want[s] = true
-		if s == InDoubt {
-			want[InFlight] = true
+		if s == row.InDoubt {
+			want[row.InFlight] = true
 		}
 	}
 	tid, ok, err := l.targetID(ctx, target, false)
@@ -143,8 +145,8 @@ func (l *Ledger) Failures(ctx context.Context, target string, statuses []Status,
 		if err := rows.Scan(&f.Email, &f.Type, &f.CustomerID, &f.Status, &f.Reason, &f.SourceFile, &f.SourceLine); err != nil {
 			return fmt.Errorf("ledger: failures: %w", err)
 		}
-		if f.Status == InFlight {
-			f.Status = InDoubt
+		if f.Status == row.InFlight {
+			f.Status = row.InDoubt
 		}
 		if err := fn(f); err != nil {
 			return err

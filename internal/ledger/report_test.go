@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 func TestReport_JSONShape(t *testing.T) {
@@ -82,7 +84,7 @@ func TestReport_ListsRunsNewestFirst(t *testing.T) {
 	for i := range 3 {
 		r := startRun(t, l, targetA, fmt.Sprintf("f%d.csv", i))
 		ids = append(ids, r.ID)
-		finish(t, r, RunEnd{Outcome: "completed", Counts: map[string]int{"created": i}})
+		finish(t, r, RunEnd{Outcome: "completed", Counts: row.Counts{Created: int64(i)}})
 	}
 	rep, err := l.Report(t.Context(), targetA, 2)
 	if err != nil {
@@ -195,7 +197,7 @@ func TestReport_DeadRunCountsItsRows(t *testing.T) {
 	next := startRun(t, l, targetA, "f.csv")
 	mark(t, next, sendFor("c", "f.csv", 4)) // in doubt: sent again
 	record(t, next, Outcome{Key: "c", Status: Exists})
-	finish(t, next, RunEnd{Outcome: "completed", Counts: map[string]int{"skipped": 2, "exists": 1}})
+	finish(t, next, RunEnd{Outcome: "completed", Counts: row.Counts{Skipped: 2, Exists: 1}})
 	rep := report(t, l, targetA)
 	for _, rr := range rep.Runs {
 		if rr.ID != dead {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // RunInfo describes an import run as it starts.
@@ -62,7 +64,7 @@ func (l *Ledger) StartRun(ctx context.Context, info RunInfo) (*Run, error) {
 	err = l.w.submit(ctx, func(tx *wtx) error {
 		res, err := tx.exec(`UPDATE rows SET status = ?, error_message = ?, updated_at = ?
 			WHERE target_id = ? AND status = ?`,
-			InDoubt, "the run sending it ended before an answer came", now(), tid, InFlight)
+			row.InDoubt, "the run sending it ended before an answer came", now(), tid, row.InFlight)
 		if err != nil {
 			return err
 		}
@@ -127,7 +129,7 @@ func (r *Run) unlock() {
 
 // Prior is what the ledger knows of a key before this run touches it.
 type Prior struct {
-	Status         Status
+	Status         row.Status
 	Email          string
 	Type           string
 	CustomerIDSent string
@@ -138,6 +140,7 @@ type Prior struct {
 	Attempts       int
 	FoldedEmail    string // as Send.FoldedEmail
 	LastRun        int64  // the run that wrote the row last; 0 (not known): Release keeps the row's
+	Message        string // the row's error message
 }
 
 // Lookup returns what the ledger holds on target for each of keys that it
@@ -154,8 +157,8 @@ func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[
 }
 
 // LookupByEmail returns, for each of emails that a row holds as its
-// Send.FoldedEmail on target, that row; of several, the likeliest to have
-// created its customer (done, then in doubt). It only reads.
+// Send.FoldedEmail on target, that row; of several, the one whose customer
+// most surely exists (done, then in doubt or in flight). It only reads.
 func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]Prior, error) {
 	tid, ok, err := l.targetID(ctx, target, false)
 	if err != nil {
@@ -190,7 +193,7 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by l
 			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
 		args := make([]driver.NamedValue, 0, min(len(keys), lookupChunk)+1)
-		dest := make([]driver.Value, 12)
+		dest := make([]driver.Value, 1+len(priorFields))
 		for start := 0; start < len(keys); start += lookupChunk {
 			part := keys[start:min(start+lookupChunk, len(keys))]
 			args = append(args[:0], driver.NamedValue{Ordinal: 1, Value: targetID})
@@ -213,16 +216,15 @@ func (l *Ledger) lookup(ctx context.Context, targetID int64, keys []string, by l
 					return err
 				}
 				k := text(dest[0])
-				st := Status(text(dest[1]))
+				st := row.Status(text(dest[1]))
 				if p, ok := out[k]; ok && existence(p.Status) >= existence(st) {
-					continue // by email, several rows: the likeliest to exist wins
+					continue // by email, several rows: the one most surely existing wins
 				}
-				out[k] = Prior{
-					Status: st, Email: text(dest[2]), Type: text(dest[3]),
-					CustomerIDSent: text(dest[4]), CustomerID: text(dest[5]), Fingerprint: text(dest[6]),
-					SourceFile: text(dest[7]), SourceLine: int(integer(dest[8])), Attempts: int(integer(dest[9])),
-					FoldedEmail: text(dest[10]), LastRun: integer(dest[11]),
+				var p Prior
+				for i, f := range priorFields {
+					f.set(&p, dest[i+1])
 				}
+				out[k] = p
 			}
 			if err := rows.Close(); err != nil {
 				return err
@@ -256,7 +258,33 @@ func (b lookupBy) query(n int) string {
 	return fmt.Sprintf(b.sql, "?"+strings.Repeat(",?", n-1))
 }
 
-const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run`
+// priorFields are the columns lookup reads into a Prior, after the column
+// it keys the result by; a column and where its value goes, side by side.
+var priorFields = []struct {
+	column string
+	set    func(p *Prior, v driver.Value)
+}{
+	{"status", func(p *Prior, v driver.Value) { p.Status = row.Status(text(v)) }},
+	{"email", func(p *Prior, v driver.Value) { p.Email = text(v) }},
+	{"type", func(p *Prior, v driver.Value) { p.Type = text(v) }},
+	{"customer_id_sent", func(p *Prior, v driver.Value) { p.CustomerIDSent = text(v) }},
+	{"customer_id", func(p *Prior, v driver.Value) { p.CustomerID = text(v) }},
+	{"fingerprint", func(p *Prior, v driver.Value) { p.Fingerprint = text(v) }},
+	{"source_file", func(p *Prior, v driver.Value) { p.SourceFile = text(v) }},
+	{"source_line", func(p *Prior, v driver.Value) { p.SourceLine = int(integer(v)) }},
+	{"attempts", func(p *Prior, v driver.Value) { p.Attempts = int(integer(v)) }},
+	{"folded_email", func(p *Prior, v driver.Value) { p.FoldedEmail = text(v) }},
+	{"last_run", func(p *Prior, v driver.Value) { p.LastRun = integer(v) }},
+	{"error_message", func(p *Prior, v driver.Value) { p.Message = text(v) }},
+}
+
+var priorColumns = func() string {
+	cols := make([]string, len(priorFields))
+	for i, f := range priorFields {
+		cols[i] = f.column
+	}
+	return strings.Join(cols, ", ")
+}()
 
 var (
 	byKey = newLookupBy(`SELECT row_key, ` + priorColumns + ` FROM rows WHERE target_id = ? AND row_key IN (%s)`)
@@ -301,9 +329,7 @@ type Send struct {
 	Fingerprint string
 	SourceFile  string
 	SourceLine  int
-	// FoldedEmail is the lower-cased email of a row keyed otherwise than by
-	// its email (a customerId column), by which LookupByEmail finds it; ""
-	// for a row keyed by its email.
+	// FoldedEmail, when not "", is what LookupByEmail finds the row by.
 	FoldedEmail string
 }
 
@@ -338,7 +364,7 @@ func (r *Run) MarkInFlightCommitted(ctx context.Context, sends []Send) (p *Pendi
 	return r.l.w.submitCommitted(ctx, func(tx *wtx) error {
 		t := now()
 		for _, s := range sends {
-			args := []any{r.targetID, s.Key, s.Email, s.Type, s.CustomerID, InFlight,
+			args := []any{r.targetID, s.Key, s.Email, s.Type, s.CustomerID, row.InFlight,
 				s.SourceFile, s.SourceLine, s.Fingerprint, r.ID, r.ID, t, t, s.FoldedEmail}
 			// Most rows are new: a plain insert, whose id SQLite gives
 			// for free. Only a row the ledger holds already takes the
@@ -384,8 +410,8 @@ const markInFlightSQL = markSQL + `
 // Outcome is the end of one row's sending in this run.
 type Outcome struct {
 	Key        string
-	Status     Status // Created, Exists, Rejected, Failed or InDoubt
-	CustomerID string // the id the server returned, for Created
+	Status     row.Status // Created, Exists, Rejected, Failed or InDoubt
+	CustomerID string     // the id the server returned, for Created
 	HTTPStatus int
 	ErrorCode  int
 	Message    string
@@ -430,7 +456,7 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
 		delete(r.inFlight, key)
 		if prior == nil {
-			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, InFlight)
+			_, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status = ?`, r.targetID, key, row.InFlight)
 			return err
 		}
 		// MarkInFlight wrote this run's row over the prior one; all of it
@@ -441,23 +467,20 @@ func (r *Run) Release(ctx context.Context, key string, prior *Prior) error {
 		// run die.
 		_, err := tx.exec(`UPDATE rows SET status = ?, email = ?, type = ?, customer_id_sent = ?, customer_id = ?,
 				fingerprint = ?, source_file = ?, source_line = ?, attempts = ?, folded_email = ?,
-				last_run = CASE WHEN ?11 > 0 THEN ?11 ELSE last_run END, updated_at = ?
+				last_run = CASE WHEN ? > 0 THEN ? ELSE last_run END, updated_at = ?
 			WHERE target_id = ? AND row_key = ? AND status = ?`,
 			prior.Status, prior.Email, prior.Type, prior.CustomerIDSent, prior.CustomerID,
-			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, now(), r.targetID, key, InFlight)
+			prior.Fingerprint, prior.SourceFile, prior.SourceLine, prior.Attempts, prior.FoldedEmail, prior.LastRun, prior.LastRun, now(),
+			r.targetID, key, row.InFlight)
 		return err
 	}, false)
 }
-
-// refusedMark separates a row's own message from the conflict that refused
-// it last.
-const refusedMark = " | refused: "
 
 // LineIssue is a row kept by its place in the file: invalid or duplicate.
 type LineIssue struct {
 	SourceFile string
 	SourceLine int
-	Status     Status // Invalid or Duplicate
+	Status     row.Status // Invalid or Duplicate
 	Email      string
 	Type       string
 	CustomerID string
@@ -480,28 +503,23 @@ func (r *Run) putLineIssue(tx *wtx, li LineIssue) error {
 	return err
 }
 
-// RecordConflict refuses the row under key, which the ledger holds from an
-// earlier run but not as done, for a conflict with another row: one record
-// of the row stays. A row that may have created its customer (in_doubt)
-// keeps its state and its message, to which li.Reason is added (replacing
-// the one an earlier refusal added); a failed or rejected one, which
-// created nothing, gives way to li. Like Record, it does not wait for the
-// commit.
-func (r *Run) RecordConflict(ctx context.Context, key string, li LineIssue) error {
+// SetMessage sets the message of the row under key, which stays as it is
+// otherwise, and makes r the run that wrote it last. Like Record, it does
+// not wait for the commit.
+func (r *Run) SetMessage(ctx context.Context, key, message string) error {
 	return r.l.w.submit(ctx, func(tx *wtx) error {
-		res, err := tx.exec(`UPDATE rows SET last_run = ?3, updated_at = ?4,
-				error_message = CASE WHEN instr(error_message, ?1) > 0
-					THEN substr(error_message, 1, instr(error_message, ?1) - 1) ELSE error_message END || ?1 || ?2
-			WHERE target_id = ?5 AND row_key = ?6 AND status IN (?7, ?8)`,
-			refusedMark, li.Reason, r.ID, now(), r.targetID, key, InDoubt, InFlight)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
-		}
-		if _, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ? AND status IN (?, ?)`,
-			r.targetID, key, Failed, Rejected); err != nil {
+		_, err := tx.exec(`UPDATE rows SET error_message = ?, last_run = ?, updated_at = ? WHERE target_id = ? AND row_key = ?`,
+			message, r.ID, now(), r.targetID, key)
+		return err
+	}, false)
+}
+
+// ReplaceWithLineIssue removes the row under key and writes li, in one
+// write: the row is kept by its file and line from now on. Like Record, it
+// does not wait for the commit.
+func (r *Run) ReplaceWithLineIssue(ctx context.Context, key string, li LineIssue) error {
+	return r.l.w.submit(ctx, func(tx *wtx) error {
+		if _, err := tx.exec(`DELETE FROM rows WHERE target_id = ? AND row_key = ?`, r.targetID, key); err != nil {
 			return err
 		}
 		return r.putLineIssue(tx, li)
@@ -524,8 +542,8 @@ func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
 
 // RunEnd is how a run ended.
 type RunEnd struct {
-	Outcome string         // completed, interrupted, aborted, failed
-	Counts  map[string]int // per status, this run
+	Outcome string     // completed, interrupted, aborted, failed
+	Counts  row.Counts // this run's
 	// ReadWholeFile: the run read its file to the end, so line issues of
 	// that file left from earlier runs are stale and go.
 	ReadWholeFile bool
@@ -536,7 +554,7 @@ type RunEnd struct {
 // the target's lock. It releases the lock even when it fails.
 func (r *Run) Finish(ctx context.Context, end RunEnd) error {
 	defer r.unlock()
-	counts, err := json.Marshal(end.Counts)
+	counts, err := json.Marshal(end.Counts.Record())
 	if err != nil {
 		return fmt.Errorf("ledger: finish run: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // writer is the ledger's one writer. Callers hand it operations; it commits
@@ -123,7 +125,7 @@ func (tx *wtx) bind(args []any) error {
 		switch a := a.(type) {
 		case string:
 			v = a
-		case Status:
+		case row.Status:
 			v = string(a)
 		case int:
 			v = int64(a)

@@ -34,39 +34,3 @@ func TestRun_LineIssueKeepsTheFileBytes(t *testing.T) {
 		t.Errorf("Failures()[1].Reason = %q, want %q", got, want)
 	}
 }
-
-// TestRun_SetMessageAndReplaceWithLineIssue: the two writes a refused row
-// takes. SetMessage keeps the row's state and makes the run its last;
-// ReplaceWithLineIssue moves the row to its line, in one commit.
-func TestRun_SetMessageAndReplaceWithLineIssue(t *testing.T) {
-	t.Parallel()
-	l := newLedger(t)
-	r := startRun(t, l, targetA, "f.csv")
-	mark(t, r, sendFor("doubt", "f.csv", 2))
-	mark(t, r, sendFor("failed", "f.csv", 3))
-	record(t, r, Outcome{Key: "doubt", Status: InDoubt, Message: "timeout"})
-	record(t, r, Outcome{Key: "failed", Status: Failed, Message: "503"})
-	finish(t, r, RunEnd{})
-
-	r = startRun(t, l, targetA, "f.csv")
-	if err := r.SetMessage(t.Context(), "doubt", "timeout | refused: conflict"); err != nil {
-		t.Fatalf("SetMessage() = %v", err)
-	}
-	li := LineIssue{SourceFile: "f.csv", SourceLine: 3, Status: Invalid, Email: "failed@example.com", Type: "individual", Reason: "conflict"}
-	if err := r.ReplaceWithLineIssue(t.Context(), "failed", li); err != nil {
-		t.Fatalf("ReplaceWithLineIssue() = %v", err)
-	}
-	finish(t, r, RunEnd{})
-
-	got := lookup(t, l, targetA, "doubt", "failed")
-	if _, ok := got["failed"]; ok {
-		t.Errorf("Lookup(failed) after ReplaceWithLineIssue = %+v, want no row", got["failed"])
-	}
-	if d := got["doubt"]; d.Status != InDoubt || d.LastRun != r.ID {
-		t.Errorf("Lookup(doubt) after SetMessage = %+v, want in doubt, last run %d", d, r.ID)
-	}
-	fs := failures(t, l, targetA)
-	if len(fs) != 2 || fs[0].Reason != "timeout | refused: conflict" || fs[1].Status != Invalid || fs[1].Reason != "conflict" {
-		t.Errorf("Failures() = %+v, want doubt with its new message, then f.csv:3 invalid", fs)
-	}
-}

@@ -13,10 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
-// The ledger's types under their names in package ledger, so that these
-// tests read as that package's, which they mirror.
+// The ledger's types and the row states under their names in package
+// ledger's tests, so that these tests read as those, which they mirror.
 type (
 	Prior     = ledger.Prior
 	Send      = ledger.Send
@@ -26,18 +27,18 @@ type (
 	RunEnd    = ledger.RunEnd
 	Report    = ledger.Report
 	Failure   = ledger.Failure
-	Status    = ledger.Status
+	Status    = row.Status
 )
 
 const (
-	Created   = ledger.Created
-	Exists    = ledger.Exists
-	Invalid   = ledger.Invalid
-	Duplicate = ledger.Duplicate
-	Rejected  = ledger.Rejected
-	Failed    = ledger.Failed
-	InDoubt   = ledger.InDoubt
-	InFlight  = ledger.InFlight
+	Created   = row.Created
+	Exists    = row.Exists
+	Invalid   = row.Invalid
+	Duplicate = row.Duplicate
+	Rejected  = row.Rejected
+	Failed    = row.Failed
+	InDoubt   = row.InDoubt
+	InFlight  = row.InFlight
 )
 
 const (

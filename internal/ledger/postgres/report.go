@@ -9,14 +9,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Report counts the target's rows per status (rows in flight count as
 // in_doubt) and lists its last maxRuns runs, newest first. A target the
 // ledger has never seen reports zeros.
 func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger.Report, error) {
-	rep := ledger.Report{Target: target, Counts: make(map[ledger.Status]int, len(ledger.Statuses)), Runs: []ledger.RunRecord{}}
-	for _, s := range ledger.Statuses {
+	rep := ledger.Report{Target: target, Counts: make(map[row.Status]int, len(row.Statuses)), Runs: []ledger.RunRecord{}}
+	for _, s := range row.Statuses {
 		rep.Counts[s] = 0
 	}
 	tid, ok, err := l.targetID(ctx, target, false)
@@ -33,11 +34,11 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 	if err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
 	}
-	var s ledger.Status
+	var s row.Status
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&s, &n}, func() error {
-		if s == ledger.InFlight {
-			s = ledger.InDoubt
+		if s == row.InFlight {
+			s = row.InDoubt
 		}
 		rep.Counts[s] += n
 		rep.Rows += n
@@ -78,15 +79,15 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // Failures calls fn for every row of target whose status is in statuses
 // (all not-done statuses when empty), ordered by file and line. It streams:
 // rows are read as fn takes them.
-func (l *Ledger) Failures(ctx context.Context, target string, statuses []ledger.Status, fn func(ledger.Failure) error) error {
+func (l *Ledger) Failures(ctx context.Context, target string, statuses []row.Status, fn func(ledger.Failure) error) error {
 	if len(statuses) == 0 {
-		statuses = []ledger.Status{ledger.Invalid, ledger.Duplicate, ledger.Rejected, ledger.Failed, ledger.InDoubt}
+		statuses = []row.Status{row.Invalid, row.Duplicate, row.Rejected, row.Failed, row.InDoubt}
 	}
 	var want []string
 	for _, s := range statuses {
 		want = append(want, string(s))
-		if s == ledger.InDoubt {
-			want = append(want, string(ledger.InFlight))
+		if s == row.InDoubt {
+			want = append(want, string(row.InFlight))
 		}
 	}
 	tid, ok, err := l.targetID(ctx, target, false)
@@ -118,8 +119,8 @@ func (l *Ledger) Failures(ctx context.Context, target string, statuses []ledger.
 			return fmt.Errorf("ledger: failures: %w", err)
 		}
 		f.Email, f.Type, f.CustomerID = string(email), string(typ), string(cid)
-		if f.Status == ledger.InFlight {
-			f.Status = ledger.InDoubt
+		if f.Status == row.InFlight {
+			f.Status = row.InDoubt
 		}
 		if err := fn(f); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // Run is one import on one target. Its writes go through the ledger's
@@ -134,8 +135,8 @@ func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[
 }
 
 // LookupByEmail returns, for each of emails that a row holds as its
-// Send.FoldedEmail on target, that row; of several, the likeliest to have
-// created its customer (done, then in doubt). It only reads.
+// Send.FoldedEmail on target, that row; of several, the one whose customer
+// most surely exists (done, then in doubt or in flight). It only reads.
 func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error) {
 	// The <> '' term is the partial index's own.
 	out, err := l.lookup(ctx, target, emails, `SELECT folded_email, `+priorColumns+` FROM rows
@@ -146,7 +147,7 @@ func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []stri
 	return out, nil
 }
 
-const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run`
+const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
 
 // lookupChunk is the most keys one statement asks for, so that a resume's
 // million keys do not make one array of a million.
@@ -170,9 +171,9 @@ func (l *Ledger) lookup(ctx context.Context, target string, keys []string, query
 		var k string
 		var p ledger.Prior
 		_, err = pgx.ForEachRow(rows, []any{&k, &p.Status, &p.Email, &p.Type, &p.CustomerIDSent, &p.CustomerID,
-			&p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts, &p.FoldedEmail, &p.LastRun}, func() error {
+			&p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts, &p.FoldedEmail, &p.LastRun, &p.Message}, func() error {
 			if have, ok := out[k]; ok && existence(have.Status) >= existence(p.Status) {
-				return nil // by email, several rows: the likeliest to exist wins
+				return nil // by email, several rows: the one most surely existing wins
 			}
 			out[k] = p
 			return nil
@@ -186,7 +187,7 @@ func (l *Ledger) lookup(ctx context.Context, target string, keys []string, query
 
 // existence ranks states by how surely their customer exists, as package
 // ledger does.
-func existence(s ledger.Status) int {
+func existence(s row.Status) int {
 	switch {
 	case s.Done():
 		return 2
@@ -253,14 +254,6 @@ func (r *Run) RecordLineIssue(ctx context.Context, li ledger.LineIssue) error {
 	return r.l.w.submit(ctx, writeOp{kind: opLineIssue, targetID: r.targetID, runID: r.ID, issue: li}, false)
 }
 
-// RecordConflict refuses the row under key, which the ledger holds from an
-// earlier run but not as done, for a conflict with another row, as
-// ledger.Run.RecordConflict does. Like Record, it does not wait for the
-// commit.
-func (r *Run) RecordConflict(ctx context.Context, key string, li ledger.LineIssue) error {
-	return r.l.w.submit(ctx, writeOp{kind: opConflict, targetID: r.targetID, runID: r.ID, key: key, issue: li}, false)
-}
-
 // SetMessage sets the message of the row under key, which stays as it is
 // otherwise, and makes r the run that wrote it last. Like Record, it does
 // not wait for the commit.
@@ -289,7 +282,7 @@ func (r *Run) Flush(ctx context.Context) error { return r.l.w.flush(ctx) }
 // the target's lock. It releases the lock even when it fails.
 func (r *Run) Finish(ctx context.Context, end ledger.RunEnd) error {
 	defer r.unlock()
-	counts, err := json.Marshal(end.Counts)
+	counts, err := json.Marshal(end.Counts.Record())
 	if err != nil {
 		return fmt.Errorf("ledger: finish run: %w", err)
 	}

@@ -42,7 +42,7 @@ func TestRun_MarkInFlightThenRecord(t *testing.T) {
 			o.Key = "k1"
 			record(t, r, o)
 			flush(t, r)
-			want.Status, want.CustomerID = tt.outcome.Status, tt.wantID
+			want.Status, want.CustomerID, want.Message = tt.outcome.Status, tt.wantID, tt.outcome.Message
 			if got := lookup(t, l, targetA, "k1")["k1"]; got != want {
 				t.Errorf("Lookup(k1) after Record = %+v, want %+v", got, want)
 			}
@@ -450,9 +450,10 @@ func TestLedger_LookupByEmailFindsRowsByTheirFoldedEmail(t *testing.T) {
 	}
 }
 
-// TestRun_RecordConflict keeps one record of a refused row: in place when
-// it may have created its customer, as a line issue when it created none.
-func TestRun_RecordConflict(t *testing.T) {
+// TestRun_SetMessageAndReplaceWithLineIssue: a refused row keeps one
+// record, as the importer tells: in place with a new message, or as a line
+// issue instead of its keyed row.
+func TestRun_SetMessageAndReplaceWithLineIssue(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	r := startRun(t, l, targetA, "f.csv")
@@ -463,11 +464,12 @@ func TestRun_RecordConflict(t *testing.T) {
 	finish(t, r, RunEnd{})
 
 	r = startRun(t, l, targetA, "f.csv")
-	for i, key := range []string{"doubt", "failed"} {
-		li := LineIssue{SourceFile: "f.csv", SourceLine: i + 2, Status: Invalid, Email: key + "@example.com", Type: "individual", Reason: "conflict " + key}
-		if err := r.RecordConflict(t.Context(), key, li); err != nil {
-			t.Fatalf("RecordConflict(%s) = %v", key, err)
-		}
+	if err := r.SetMessage(t.Context(), "doubt", "timeout | refused: conflict"); err != nil {
+		t.Fatalf("SetMessage(doubt) = %v", err)
+	}
+	li := LineIssue{SourceFile: "f.csv", SourceLine: 3, Status: Invalid, Email: "failed@example.com", Type: "individual", Reason: "conflict failed"}
+	if err := r.ReplaceWithLineIssue(t.Context(), "failed", li); err != nil {
+		t.Fatalf("ReplaceWithLineIssue(failed) = %v", err)
 	}
 	finish(t, r, RunEnd{})
 	rep := report(t, l, targetA)
@@ -475,22 +477,11 @@ func TestRun_RecordConflict(t *testing.T) {
 		t.Errorf("report after the conflicts: %d rows, %v; want 2: 1 in_doubt, 1 invalid", rep.Rows, rep.Counts)
 	}
 	got := lookup(t, l, targetA, "doubt", "failed")
-	if _, ok := got["failed"]; ok || got["doubt"].Status != InDoubt {
-		t.Errorf("Lookup after the conflicts = %+v; want doubt in doubt, failed gone to its line issue", got)
+	if _, ok := got["failed"]; ok {
+		t.Errorf("Lookup(failed) after ReplaceWithLineIssue = %+v; want it gone to its line issue", got["failed"])
 	}
-
-	// Refused again: the row keeps its own message and the last refusal.
-	r = startRun(t, l, targetA, "f.csv")
-	if err := r.RecordConflict(t.Context(), "doubt", LineIssue{SourceFile: "f.csv", SourceLine: 2, Status: Invalid, Reason: "conflict again"}); err != nil {
-		t.Fatalf("RecordConflict(doubt) again = %v", err)
-	}
-	finish(t, r, RunEnd{})
-	var msg string
-	if err := l.pool.QueryRow(t.Context(), `SELECT error_message FROM rows WHERE row_key = 'doubt'`).Scan(&msg); err != nil {
-		t.Fatal(err)
-	}
-	if want := "timeout" + refusedMark + "conflict again"; msg != want {
-		t.Errorf("message of the row refused twice = %q, want %q", msg, want)
+	if d := got["doubt"]; d.Status != InDoubt || d.Message != "timeout | refused: conflict" || d.LastRun != r.ID {
+		t.Errorf("Lookup(doubt) after SetMessage = %+v; want in_doubt, the new message, last run %d", d, r.ID)
 	}
 }
 

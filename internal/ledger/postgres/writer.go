@@ -46,7 +46,6 @@ const (
 	opRelease
 	opLineIssue
 	opClearLineIssue
-	opConflict
 	opSetMessage
 	opReplace
 	opFinish
@@ -60,7 +59,7 @@ type writeOp struct {
 	runID     int64
 	sends     []ledger.Send  // opMark
 	outcome   ledger.Outcome // opRecord
-	key       string         // opRelease, opConflict, opSetMessage, opReplace
+	key       string         // opRelease, opSetMessage, opReplace
 	prior     *ledger.Prior  // opRelease; nil: the row was new
 	issue     ledger.LineIssue
 	message   string // opSetMessage
@@ -399,10 +398,6 @@ const clearLineIssueSQL = `DELETE FROM line_issues AS li
 	USING unnest($1::bigint[], $2::text[], $3::integer[]) AS u (t, f, l)
 	WHERE li.target_id = u.t AND li.source_file = u.f AND li.source_line = u.l`
 
-// refusedMark separates a row's own message from the conflict that refused
-// it last; as package ledger's.
-const refusedMark = " | refused: "
-
 // queueSingle queues the statements of an op without an array form: rare
 // writes, one statement or two each, in the same round trip as the rest.
 func queueSingle(b *pgx.Batch, op *writeOp) {
@@ -421,29 +416,6 @@ func queueSingle(b *pgx.Batch, op *writeOp) {
 			WHERE target_id = $12 AND row_key = $13 AND status = 'in_flight'`,
 			string(p.Status), p.Email, p.Type, p.CustomerIDSent, p.CustomerID, p.Fingerprint, p.SourceFile,
 			int32(p.SourceLine), int32(p.Attempts), p.FoldedEmail, p.LastRun, op.targetID, op.key)
-	case opConflict:
-		// A row that may have created its customer keeps its state, its
-		// message gets the refusal (in place of an earlier one); a failed or
-		// rejected row gives way to the line issue; with no row, the line
-		// issue alone. The CTEs see one snapshot, so each branch asks the
-		// update's result, not the table.
-		li := op.issue
-		b.Queue(`WITH refused AS (
-				UPDATE rows SET last_run = $3, updated_at = now(),
-					error_message = CASE WHEN strpos(error_message, $1) > 0
-						THEN substr(error_message, 1, strpos(error_message, $1) - 1) ELSE error_message END || $1 || $2
-				WHERE target_id = $4 AND row_key = $5 AND status IN ('in_doubt', 'in_flight')
-				RETURNING 1),
-			gone AS (
-				DELETE FROM rows WHERE target_id = $4 AND row_key = $5 AND status IN ('failed', 'rejected')
-					AND NOT EXISTS (SELECT FROM refused))
-			INSERT INTO line_issues (target_id, source_file, source_line, status, email, type, customer_id, reason, run_id, updated_at)
-			SELECT $4, $6, $7::integer, $8::text, $9::bytea, $10::bytea, $11::bytea, $2, $3, now() WHERE NOT EXISTS (SELECT FROM refused)
-			ON CONFLICT (target_id, source_file, source_line) DO UPDATE SET
-				status = excluded.status, email = excluded.email, type = excluded.type, customer_id = excluded.customer_id,
-				reason = excluded.reason, run_id = excluded.run_id, updated_at = excluded.updated_at`,
-			refusedMark, clean(li.Reason), op.runID, op.targetID, op.key,
-			li.SourceFile, int32(li.SourceLine), string(li.Status), []byte(li.Email), []byte(li.Type), []byte(li.CustomerID))
 	case opSetMessage:
 		b.Queue(`UPDATE rows SET error_message = $1, last_run = $2, updated_at = now() WHERE target_id = $3 AND row_key = $4`,
 			clean(op.message), op.runID, op.targetID, op.key)

@@ -1,0 +1,105 @@
+package importer
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// TestDecide covers the rules of resume and conflict without a store or a
+// server: a row, what the store holds of its keys, what this batch plans.
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	byEmail := Row{Line: 7, Email: "Ana@Example.com", Type: ripio.Individual, Key: "email:ana@example.com"}
+	byID := Row{Line: 8, Email: "Ana@Example.com", Type: ripio.Individual, CustomerID: "p1", Key: "id:p1"}
+	derived := CustomerIDFor(byEmail.Email)
+	fp := func(r Row) string {
+		if r.CustomerID == "" {
+			r.CustomerID = CustomerIDFor(r.Email)
+		}
+		return r.fingerprint()
+	}
+	prior := func(st row.Status, mod func(*ledger.Prior)) *ledger.Prior {
+		p := &ledger.Prior{Status: st, Email: "ana@example.com", Type: string(ripio.Individual), SourceFile: "old.csv", SourceLine: 3}
+		if mod != nil {
+			mod(p)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		row     Row
+		known   known
+		planned *plannedRow
+		retry   bool
+		want    action
+		wantID  string // for actSend
+		reason  string // a part of the reason
+		message string // for actRefuseInDoubt
+	}{
+		{name: "NewRowIsSentUnderTheIdOfItsEmail", row: byEmail, want: actSend, wantID: derived},
+		{name: "NewRowKeyedByIdIsSentUnderItsId", row: byID, want: actSend, wantID: "p1"},
+		{name: "CreatedBeforeIsSkipped", row: byEmail, known: known{own: prior(row.Created, nil)}, want: actSkip},
+		{name: "ExistingBeforeIsSkipped", row: byEmail, known: known{own: prior(row.Exists, nil)}, want: actSkip},
+		{name: "DoneWithAnotherTypeIsRefused", row: byEmail,
+			known: known{own: prior(row.Created, func(p *ledger.Prior) { p.Type = string(ripio.Business) })},
+			want:  actRefuse, reason: "f.csv:7: conflict: already created as BUSINESS ana@example.com (from old.csv:3); not sent"},
+		{name: "DoneUnderTheIdWithAnotherEmailIsRefused", row: byID,
+			known: known{own: prior(row.Created, func(p *ledger.Prior) { p.Email = "bob@example.com" })},
+			want:  actRefuse, reason: "already created as INDIVIDUAL bob@example.com"},
+		{name: "FailedIsSentAgain", row: byEmail, known: known{own: prior(row.Failed, nil)}, want: actSend, wantID: derived},
+		{name: "InDoubtIsSentAgain", row: byEmail, known: known{own: prior(row.InDoubt, nil)}, want: actSend, wantID: derived},
+		{name: "RejectedUnchangedIsNotSent", row: byEmail,
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSkipRejected},
+		{name: "RejectedChangedIsSent", row: byEmail,
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = "other" })}, want: actSend, wantID: derived},
+		{name: "RejectedUnchangedIsSentWhenForced", row: byEmail, retry: true,
+			known: known{own: prior(row.Rejected, func(p *ledger.Prior) { p.Fingerprint = fp(byEmail) })}, want: actSend, wantID: derived},
+		{name: "OtherKindCreatedUnderAnotherIdRefusesANewRow", row: byEmail,
+			known: known{other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			want:  actRefuse, reason: "conflict: ana@example.com already created with customerId p1 (from old.csv:3); not sent (the same person: to send this row as that customer, give it customerId p1, or drop it)"},
+		{name: "OtherKindUnderTheSameIdIsNoConflict", row: byID,
+			known: known{other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: "p1"},
+		{name: "OtherKindThatCreatedNothingIsNoConflict", row: byEmail,
+			known: known{other: prior(row.Failed, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })}, want: actSend, wantID: derived},
+		{name: "OtherKindInFlightIsToBeSentInThisRun", row: byID,
+			known: known{other: prior(row.InFlight, func(p *ledger.Prior) { p.CustomerIDSent = derived })},
+			want:  actRefuse, reason: "to be sent in this run with customerId " + derived},
+		{name: "OtherKindPlannedInThisBatchRefuses", row: byID,
+			planned: &plannedRow{email: "ana@example.com", customerID: derived, line: 2},
+			want:    actRefuse, reason: "f.csv:8: conflict: ana@example.com to be sent in this run with customerId " + derived + " (from f.csv:2); not sent under customerId p1"},
+		{name: "SameKindPlannedInThisBatchIsNoConflict", row: byID,
+			planned: &plannedRow{idKeyed: true, email: "ana@example.com", customerID: "p2", line: 2}, want: actSend, wantID: "p1"},
+		{name: "ConflictOfARowInDoubtKeepsItWithTheReasonInItsMessage", row: byEmail,
+			known: known{own: prior(row.InDoubt, func(p *ledger.Prior) { p.Message = "timeout" + refusedMark + "an older conflict" }),
+				other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			want: actRefuseInDoubt, reason: "already created with customerId p1"},
+		{name: "ConflictOfAFailedRowReplacesIt", row: byEmail,
+			known: known{own: prior(row.Failed, nil), other: prior(row.Created, func(p *ledger.Prior) { p.CustomerIDSent = "p1" })},
+			want:  actRefuseReplace, reason: "already created with customerId p1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := decide(tt.row, tt.known, tt.planned, rules{sourceFile: "f.csv", retryRejected: tt.retry})
+			if d.action != tt.want {
+				t.Fatalf("decide(%s) action = %d (%q), want %d", tt.row.Key, d.action, d.reason, tt.want)
+			}
+			if tt.want == actSend && d.customerID != tt.wantID {
+				t.Errorf("decide(%s) customerID = %q, want %q", tt.row.Key, d.customerID, tt.wantID)
+			}
+			if !strings.Contains(d.reason, tt.reason) {
+				t.Errorf("decide(%s) reason = %q, want it to contain %q", tt.row.Key, d.reason, tt.reason)
+			}
+			if tt.want == actRefuseInDoubt {
+				if want := "timeout" + refusedMark + d.reason; d.message != want {
+					t.Errorf("decide(%s) message = %q, want %q (the row's own message, the last refusal replaced)", tt.row.Key, d.message, want)
+				}
+			}
+		})
+	}
+}

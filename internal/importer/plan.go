@@ -1,0 +1,207 @@
+package importer
+
+import (
+	"context"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// planner decides each batch of rows against the store and marks the rows
+// to send. Only the planning goroutine uses it.
+type planner struct {
+	im     *Importer
+	store  Store
+	marked chan<- markedChunk // nil: the rows marked are not sent (a dry run)
+}
+
+// planned is a row to send and what the store knew of it.
+type planned struct {
+	row   Row
+	prior *ledger.Prior
+}
+
+// plan decides each row of a batch by the rules of decide, records the
+// rows refused and marks the rows to send.
+func (p *planner) plan(ctx context.Context, rows []Row) error {
+	im := p.im
+	byKey, byEmail, err := p.lookup(ctx, rows)
+	if err != nil {
+		return err
+	}
+	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected}
+	batch := map[string]plannedRow{} // rows of this batch to be sent, by folded email
+	var sends []planned
+	for _, r := range rows {
+		k := knownOf(r, byKey, byEmail)
+		var first *plannedRow
+		if b, ok := batch[foldedEmail(r)]; ok {
+			first = &b
+		}
+		d := decide(r, k, first, opt)
+		switch d.action {
+		case actSend:
+			im.counts.toSend.Add(1)
+			r.CustomerID = d.customerID
+			if first == nil {
+				batch[foldedEmail(r)] = plannedRow{idKeyed: keyKind(r.Key) == "customerId", email: r.Email, customerID: r.CustomerID, line: r.Line}
+			}
+			sends = append(sends, planned{row: r, prior: k.own})
+		case actSkip:
+			im.counts.skipped.Add(1)
+		case actSkipRejected:
+			im.counts.rejected.Add(1) // unchanged since the server refused it
+		default:
+			if err := p.refuse(ctx, r, d); err != nil {
+				return err
+			}
+		}
+	}
+	return p.mark(ctx, sends)
+}
+
+// lookup reads what the store holds of rows' keys: byKey by row key (and,
+// for rows keyed by customerId, by the email key too), byEmail the rows
+// keyed by customerId that hold the email of a row keyed by email that may
+// be sent.
+func (p *planner) lookup(ctx context.Context, rows []Row) (byKey, byEmail map[string]ledger.Prior, err error) {
+	keys := make([]string, 0, len(rows))
+	for _, r := range rows {
+		keys = append(keys, r.Key)
+		if keyKind(r.Key) == "customerId" {
+			keys = append(keys, emailKey(r.Email))
+		}
+	}
+	if byKey, err = p.store.Lookup(ctx, p.im.target, keys); err != nil {
+		return nil, nil, err
+	}
+	var emails []string
+	for _, r := range rows {
+		if prior, ok := byKey[r.Key]; keyKind(r.Key) == "email" && !(ok && prior.Status.Done()) {
+			emails = append(emails, strings.TrimPrefix(r.Key, "email:"))
+		}
+	}
+	byEmail = map[string]ledger.Prior{}
+	if len(emails) > 0 {
+		if byEmail, err = p.store.LookupByEmail(ctx, p.im.target, emails); err != nil {
+			return nil, nil, err
+		}
+	}
+	return byKey, byEmail, nil
+}
+
+// knownOf is what the lookups found of row's keys.
+func knownOf(r Row, byKey, byEmail map[string]ledger.Prior) known {
+	var k known
+	if own, ok := byKey[r.Key]; ok {
+		k.own = &own
+	}
+	var other ledger.Prior
+	var ok bool
+	if keyKind(r.Key) == "customerId" {
+		other, ok = byKey[emailKey(r.Email)]
+	} else {
+		other, ok = byEmail[foldedEmail(r)]
+	}
+	if ok {
+		k.other = &other
+	}
+	return k
+}
+
+// refuse records a row decide refused for a conflict; the run counts it
+// invalid. A row the store holds under its own key keeps one record: in
+// doubt still, with the reason in its message, if it may have created its
+// customer; otherwise replaced by the line issue.
+func (p *planner) refuse(ctx context.Context, r Row, d decision) error {
+	im := p.im
+	li := ledger.LineIssue{
+		SourceFile: im.cfg.SourceFile, SourceLine: r.Line, Status: row.Invalid,
+		Email: r.Email, Type: string(r.Type), CustomerID: r.CustomerID, Reason: d.reason,
+	}
+	switch d.action {
+	case actRefuseInDoubt:
+		im.countNotSent(row.Invalid, d.reason)
+		return im.run.SetMessage(ctx, r.Key, d.message)
+	case actRefuseReplace:
+		im.countNotSent(row.Invalid, d.reason)
+		return im.run.ReplaceWithLineIssue(ctx, r.Key, li)
+	}
+	return im.lineIssue(ctx, li.Status, li.SourceLine, li.Email, li.Type, li.CustomerID, li.Reason)
+}
+
+// foldedEmail is row's email as keys hold it: lower-cased.
+func foldedEmail(r Row) string { return strings.TrimPrefix(emailKey(r.Email), "email:") }
+
+// mark marks rows in flight, MarkAhead at a time in one store write, and
+// hands them on to start once the marks are committed: lookups of the next
+// batch see them, and it is planned and marked while the disk syncs these.
+func (p *planner) mark(ctx context.Context, rows []planned) error {
+	im := p.im
+	for len(rows) > 0 {
+		if ctx.Err() != nil {
+			return nil // not marked: the next run finds them as they were
+		}
+		chunk := rows[:min(len(rows), im.cfg.MarkAhead)]
+		rows = rows[len(chunk):]
+		marks := make([]ledger.Send, 0, len(chunk))
+		for _, p := range chunk {
+			marks = append(marks, im.markOf(p.row))
+		}
+		pending, err := im.run.MarkInFlightCommitted(context.WithoutCancel(ctx), marks)
+		if err != nil {
+			return err
+		}
+		if p.marked == nil {
+			continue
+		}
+		im.counts.inFlight.Add(int64(len(chunk)))
+		p.marked <- markedChunk{rows: chunk, marks: pending}
+	}
+	return nil
+}
+
+// markedChunk is rows marked in flight in one write.
+type markedChunk struct {
+	rows  []planned
+	marks Pending
+}
+
+// start runs each marked row on the pool once its mark is on disk: if we
+// die, the next run treats the row as possibly sent. Every marked row is
+// started, even when the run is stopping: its worker then releases it
+// unsent. A mark that could not be synced sends none of its rows and stops
+// the run: the store has failed, so its rows stay in flight, and the next
+// run takes them for in doubt (sending them again is safe).
+func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan markedChunk) {
+	for chunk := range marked {
+		if err := chunk.marks.Durable(); err != nil {
+			im.counts.inFlight.Add(-int64(len(chunk.rows)))
+			g.Go(func() error { return err })
+			continue
+		}
+		for _, p := range chunk.rows {
+			g.Go(func() error {
+				defer im.counts.inFlight.Add(-1)
+				return im.send(ctx, p.row, p.prior)
+			})
+		}
+	}
+}
+
+// markOf is the mark of row. A row keyed by customerId is indexed by its
+// folded email too, so that rows keyed by email find it.
+func (im *Importer) markOf(r Row) ledger.Send {
+	s := ledger.Send{
+		Key: r.Key, Email: r.Email, Type: string(r.Type), CustomerID: r.CustomerID,
+		Fingerprint: r.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: r.Line,
+	}
+	if keyKind(r.Key) == "customerId" {
+		s.FoldedEmail = foldedEmail(r)
+	}
+	return s
+}

@@ -1,0 +1,200 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// maxThrottlesPerRow ends a row's run when the server keeps throttling it
+// (it is recorded failed or in_doubt and sent again next run).
+const maxThrottlesPerRow = 100
+
+// sending is one row's way through its attempts.
+type sending struct {
+	row   Row
+	prior *ledger.Prior // what the store held before this run; nil: nothing
+	// maybeSent: some request for this row may have reached the server, in
+	// this run or (in doubt before) in an earlier one. Such a row can end
+	// in_doubt, never failed.
+	maybeSent bool
+	// reached: one of this run's requests may have reached the server;
+	// until then, a run that stops puts the row back as it was.
+	reached bool
+	last    ripio.Verdict
+}
+
+// send takes one row, marked in flight by mark, through its attempts and
+// records how it ended. It returns an error only to stop the whole run.
+// What a call's result means is ripio.Classify's alone.
+func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error {
+	s := &sending{row: r, prior: prior,
+		maybeSent: prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight)}
+	for attempt, throttles := 0, 0; ; {
+		if err := im.pacer.Wait(ctx); err != nil {
+			return im.releaseOrDoubt(ctx, s)
+		}
+		if attempt+throttles > 0 {
+			// Marked again, counting the attempt, before the retry leaves.
+			if err := im.run.MarkInFlight(context.WithoutCancel(ctx), im.markOf(r)); err != nil {
+				return err
+			}
+		}
+		cust, v := im.call(ctx, r)
+		s.last = v
+		switch v.Outcome {
+		case ripio.Created, ripio.Exists:
+			im.pacer.Accepted()
+			return im.record(ctx, s, statusOf(v.Outcome), cust.CustomerID)
+		case ripio.Rejected:
+			im.pacer.Accepted()
+			return im.recordError(ctx, s, row.Rejected)
+		case ripio.Unauthorized:
+			if err := im.releaseOrDoubt(ctx, s); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrUnauthorized, v.Reason)
+		case ripio.Throttled, ripio.TokenThrottled:
+			im.throttle(v)
+			if throttles++; throttles >= maxThrottlesPerRow {
+				return im.giveUp(ctx, s) // the server keeps refusing: next run
+			}
+			continue // a 429 does not spend an attempt
+		case ripio.InDoubt:
+			s.maybeSent, s.reached = true, true
+		}
+		if attempt++; attempt >= im.cfg.MaxAttempts {
+			return im.giveUp(ctx, s)
+		}
+		if ctx.Err() != nil || im.backoff(ctx, attempt, v.RetryAfter) != nil {
+			return im.releaseOrDoubt(ctx, s)
+		}
+	}
+}
+
+// call sends one create. A request that is out is never cancelled by a
+// soft stop; the sender's timeout bounds it.
+func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verdict) {
+	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type}
+	cust, err := im.sender.CreateCustomer(context.WithoutCancel(ctx), req)
+	if !errors.As(err, new(*ripio.TokenError)) {
+		im.requests.Add(1) // a create went out, not only a token request
+	}
+	return cust, ripio.Classify(err)
+}
+
+// throttle slows the pool for a 429 of the create endpoint, and pauses it
+// for one of the token endpoint, whose limit is not the creates'.
+func (im *Importer) throttle(v ripio.Verdict) {
+	if v.Outcome == ripio.Throttled {
+		im.throttled.Add(1)
+		im.pacer.Throttled(v.RetryAfter)
+		return
+	}
+	im.pacer.Pause(v.RetryAfter)
+}
+
+func statusOf(o ripio.Outcome) row.Status {
+	if o == ripio.Exists {
+		return row.Exists
+	}
+	return row.Created
+}
+
+// giveUp ends a row whose attempts ran out: in_doubt if a request may have
+// reached the server, failed otherwise; or, when the run is stopping, as
+// releaseOrDoubt does.
+func (im *Importer) giveUp(ctx context.Context, s *sending) error {
+	switch {
+	case ctx.Err() != nil:
+		return im.releaseOrDoubt(ctx, s)
+	case s.maybeSent:
+		return im.record(ctx, s, row.InDoubt, "")
+	}
+	return im.recordError(ctx, s, row.Failed)
+}
+
+// releaseOrDoubt ends a row that is not finished: in_doubt if a request of
+// this run may have reached the server, otherwise back to what it was before
+// this run (a row in_doubt from an earlier run stays so, its reason kept).
+func (im *Importer) releaseOrDoubt(ctx context.Context, s *sending) error {
+	if s.reached {
+		return im.record(ctx, s, row.InDoubt, "")
+	}
+	return im.run.Release(context.WithoutCancel(ctx), s.row.Key, s.prior)
+}
+
+// recordError records a row rejected or failed, and stops the run when the
+// error limit is reached.
+func (im *Importer) recordError(ctx context.Context, s *sending, st row.Status) error {
+	if err := im.record(ctx, s, st, ""); err != nil {
+		return err
+	}
+	return im.checkErrorLimit()
+}
+
+// record counts a row's outcome and writes it.
+func (im *Importer) record(ctx context.Context, s *sending, st row.Status, customerID string) error {
+	im.counts.of(st).Add(1)
+	msg := s.last.Reason
+	if st == row.Created || st == row.Exists {
+		msg = ""
+	}
+	im.cfg.Logger.Debug("row", "line", s.row.Line, "email", s.row.Email, "status", st, "http", s.last.HTTPStatus, "reason", msg)
+	return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{
+		Key: s.row.Key, Status: st, CustomerID: customerID,
+		HTTPStatus: s.last.HTTPStatus, ErrorCode: s.last.Code, Message: msg,
+	})
+}
+
+func (im *Importer) checkErrorLimit() error {
+	errs := im.counts.rejected.Load() + im.counts.failed.Load()
+	if im.cfg.MaxErrors > 0 && errs >= int64(im.cfg.MaxErrors) {
+		return fmt.Errorf("%w: %d rows rejected or failed (--max-errors %d)", ErrTooManyErrors, errs, im.cfg.MaxErrors)
+	}
+	if im.cfg.MaxErrorRate > 0 {
+		finished := errs + im.counts.created.Load() + im.counts.exists.Load() + im.counts.inDoubt.Load()
+		if finished >= 20 && float64(errs)/float64(finished) >= im.cfg.MaxErrorRate {
+			return fmt.Errorf("%w: %d of %d rows sent were rejected or failed (--max-errors %g%%)",
+				ErrTooManyErrors, errs, finished, im.cfg.MaxErrorRate*100)
+		}
+	}
+	return nil
+}
+
+// backoff sleeps before attempt n+1: full jitter over an exponential cap,
+// and never less than the server's Retry-After.
+func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration) error {
+	ceil := min(im.cfg.Backoff<<min(n-1, 20), im.cfg.MaxBackoff)
+	d := max(im.cfg.Jitter(ceil+1), retryAfter)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// of is the counter of rows that ended in st.
+func (c *counters) of(st row.Status) *atomic.Int64 {
+	switch st {
+	case row.Created:
+		return &c.created
+	case row.Exists:
+		return &c.exists
+	case row.Rejected:
+		return &c.rejected
+	case row.Failed:
+		return &c.failed
+	}
+	return &c.inDoubt
+}
