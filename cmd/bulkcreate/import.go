@@ -32,11 +32,16 @@ retries rows failed or in doubt, and never creates a customer twice.
 With no RIPIO_BASE_URL in the environment, rows go to an embedded sandbox
 on this machine. See "bulkcreate --help" for the target's environment.
 
+The ledger is a SQLite file, or a PostgreSQL database given by a
+postgres:// URL (its tables in schema bulkcreate, or the one the URL's
+search_path names). BULKCREATE_LEDGER names it when --ledger is not given.
+
 Examples:
   bulkcreate import samples/customers.csv
   bulkcreate import --dry-run big.csv
   RIPIO_BASE_URL=sandbox RIPIO_CLIENT_ID=my-id RIPIO_CLIENT_SECRET_FILE=secret.txt \
     bulkcreate import --rps 50 --ledger ripio-sandbox.db customers.csv
+  BULKCREATE_LEDGER=postgres://bulkcreate@db.internal/imports bulkcreate import customers.csv
 
 Flags:
 `
@@ -63,7 +68,7 @@ type importFlags struct {
 func runImport(ctx context.Context, e env, args []string) error {
 	var f importFlags
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
+	fs.StringVar(&f.ledger, "ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
 	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
 	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
@@ -83,6 +88,8 @@ func runImport(ctx context.Context, e env, args []string) error {
 	if helped || err != nil {
 		return err
 	}
+	location, fromEnv := ledgerLocation(e, fs, f.ledger)
+	f.ledger = location
 	if len(posArgs) != 1 {
 		return usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
 	}
@@ -128,14 +135,14 @@ func runImport(ctx context.Context, e env, args []string) error {
 	}
 
 	// A dry run writes nothing, not even a new ledger file.
-	l, err := ledger.Open(ctx, f.ledger, ledger.Options{MustExist: f.dryRun})
+	st, err := openStore(ctx, f.ledger, f.dryRun)
 	switch {
 	case f.dryRun && errors.Is(err, ledger.ErrNotFound):
-		l = nil
+		st = nil
 	case err != nil:
 		return withCode(exitUsage, err)
 	default:
-		defer l.Close()
+		defer st.Close()
 	}
 
 	var (
@@ -144,7 +151,11 @@ func runImport(ctx context.Context, e env, args []string) error {
 	)
 	if !f.dryRun {
 		if tgt.Embedded {
-			srv, err := startEmbedded(f.ledger)
+			sandboxBeside := f.ledger
+			if isPostgres(sandboxBeside) {
+				sandboxBeside = defaultLedger // no file to keep it beside: the working directory
+			}
+			srv, err := startEmbedded(sandboxBeside)
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
@@ -164,7 +175,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
 	}
 
-	im := importer.New(cfg, client, limiter, importer.Ledger(l), tgt.Name())
+	im := importer.New(cfg, client, limiter, st, tgt.Name())
 	var prog *progress
 	if !f.quiet {
 		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
@@ -177,7 +188,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, f.rps, tgt, f.ledger)
+		printSummary(e.stdout, sum, f.rps, tgt, ledgerHint(location, fromEnv))
 	}
 	if f.summaryJSON != "" {
 		if werr := writeSummaryJSON(f.summaryJSON, sum, tgt, err); werr != nil {

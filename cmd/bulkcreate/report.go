@@ -29,7 +29,7 @@ Flags:
 
 func runReport(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
+	path := fs.String("ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
 	format := fs.String("format", "table", "table or json")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
@@ -47,7 +47,8 @@ func runReport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usageError("report: %v", err)
 	}
-	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	location, _ := ledgerLocation(e, fs, *path)
+	l, err := openStore(ctx, location, true)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
@@ -61,7 +62,7 @@ func runReport(ctx context.Context, e env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, *path)
+	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, shownLedger(location))
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range row.Statuses {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
@@ -105,7 +106,7 @@ Flags:
 
 func runFailures(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("failures", flag.ContinueOnError)
-	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
+	path := fs.String("ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
 	statusList := fs.String("status", "", "only these statuses, comma-separated (invalid,duplicate,rejected,failed,in_doubt)")
 	var tf targetFlags
 	posArgs, helped, err := parseArgs(e, fs, failuresUsage, args)
@@ -130,7 +131,8 @@ func runFailures(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usageError("failures: %v", err)
 	}
-	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	location, _ := ledgerLocation(e, fs, *path)
+	l, err := openStore(ctx, location, true)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}

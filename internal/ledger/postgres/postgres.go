@@ -53,7 +53,9 @@ type Options struct {
 	// MustExist refuses a database without the ledger's schema with
 	// ledger.ErrNotFound (report, failures) instead of creating it.
 	MustExist bool
-	// Schema holds the ledger's tables. Default DefaultSchema.
+	// Schema holds the ledger's tables. Default: the URL's search_path
+	// when it names one schema (postgres://host/db?search_path=imports),
+	// else DefaultSchema.
 	Schema string
 	// MaxBatch is the most writes committed in one transaction. Default 1024.
 	MaxBatch int
@@ -63,9 +65,6 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Schema == "" {
-		o.Schema = DefaultSchema
-	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1024
 	}
@@ -101,9 +100,18 @@ func Open(ctx context.Context, url string, opts Options) (*Ledger, error) {
 		// pgx's message may hold the URL, password included.
 		return nil, errors.New("ledger: postgres: cannot parse the connection URL")
 	}
+	rp := cfg.ConnConfig.RuntimeParams
+	if opts.Schema == "" {
+		opts.Schema = DefaultSchema
+		if sp := strings.TrimSpace(rp["search_path"]); sp != "" {
+			if strings.ContainsAny(sp, ",\"") {
+				return nil, fmt.Errorf("ledger: postgres: search_path %q: name the one schema of the ledger", sp)
+			}
+			opts.Schema = sp
+		}
+	}
 	where := fmt.Sprintf("%s@%s:%d/%s schema %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, opts.Schema)
 	cfg.MaxConns = opts.MaxConns
-	rp := cfg.ConnConfig.RuntimeParams
 	// Every statement names its tables without a schema.
 	rp["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
 	// A mark is durable before its request leaves: a commit must be on
