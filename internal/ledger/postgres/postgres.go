@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -80,6 +81,9 @@ type Ledger struct {
 	schema    string
 	schemaOID uint32 // the first key of the run locks: unique in the database
 	w         *writer
+	// lockCheckEvery is how often a run checks its lock's session; tests
+	// shorten it.
+	lockCheckEvery time.Duration
 
 	targets sync.Map // target name -> id; ids never change once given
 
@@ -135,7 +139,7 @@ func Open(ctx context.Context, url string, opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", where, err)
 	}
-	l := &Ledger{pool: pool, schema: opts.Schema, runs: map[*Run]struct{}{}}
+	l := &Ledger{pool: pool, schema: opts.Schema, lockCheckEvery: lockCheckEvery, runs: map[*Run]struct{}{}}
 	if err := l.migrate(ctx, opts.MustExist, 0); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", where, err)

@@ -455,3 +455,32 @@ func TestWriter_CommitIsAllOrNothing(t *testing.T) {
 		t.Errorf("Lookup(a) after the failed commit = %+v, want nothing", got)
 	}
 }
+
+// TestRun_LostLockStopsTheRun: the session holding a run's lock is ended
+// (a database restart, a broken network); the run notices and every later
+// write fails with ErrLockLost, so the import stops.
+func TestRun_LostLockStopsTheRun(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	l, err := Open(t.Context(), url, Options{Schema: newSchema(t, url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.lockCheckEvery = 20 * time.Millisecond
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("a", "f.csv", 2))
+	r.mu.Lock()
+	pid := r.lock.PgConn().PID()
+	r.mu.Unlock()
+	if _, err := connect(t, url).Exec(t.Context(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.w.failed() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.w.failed(); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("the ledger's error after the lock's session ended = %v, want ErrLockLost", err)
+	}
+	wantFailedWrites(t, l, r, "the lock's session ended")
+}

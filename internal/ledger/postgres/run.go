@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -25,7 +26,20 @@ type Run struct {
 
 	mu   sync.Mutex
 	lock *pgx.Conn // the session holding the target's lock; nil once released
+
+	stopWatch chan struct{} // closed to stop watchLock
+	stopOnce  sync.Once
+	watchDone chan struct{} // closed when watchLock has returned; nil: never started
 }
+
+// ErrLockLost is the error of every write after the session holding a
+// run's lock ended before the run did (the database restarted, or the
+// network failed): another import may have taken the target since, so
+// this one must stop.
+var ErrLockLost = errors.New("ledger: the database session holding this import's lock ended; stopping, as another import may have taken the target")
+
+// lockCheckEvery is how often a run checks that its lock's session lives.
+const lockCheckEvery = 5 * time.Second
 
 // StartRun takes the lock for info.Target (ledger.ErrBusy when another
 // import holds it), turns rows a dead run left in flight into in_doubt,
@@ -75,7 +89,39 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 		r.unlock()
 		return nil, fmt.Errorf("ledger: start run: %w", err)
 	}
+	r.stopWatch, r.watchDone = make(chan struct{}), make(chan struct{})
+	go r.watchLock(l.lockCheckEvery)
 	return r, nil
+}
+
+// watchLock pings the lock's session every interval until unlock stops
+// it. A ping that fails or gets no answer within the interval fails the
+// ledger with ErrLockLost: the import stops rather than go on without its
+// lock. (Until it is noticed, another import could take the target; the
+// stable customerId keeps a row sent by both from being created twice.)
+func (r *Run) watchLock(interval time.Duration) {
+	defer close(r.watchDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopWatch:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		var err error
+		if r.lock != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), interval)
+			err = r.lock.Ping(ctx)
+			cancel()
+		}
+		r.mu.Unlock()
+		if err != nil {
+			r.l.w.fail(fmt.Errorf("%w: %v", ErrLockLost, err))
+			return
+		}
+	}
 }
 
 // lockTarget takes the target's lock on a session of its own, taken out of
@@ -114,6 +160,10 @@ func closeConn(c *pgx.Conn) {
 
 // unlock releases the target's lock; it may be called more than once.
 func (r *Run) unlock() {
+	if r.watchDone != nil {
+		r.stopOnce.Do(func() { close(r.stopWatch) })
+		<-r.watchDone
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lock != nil {
