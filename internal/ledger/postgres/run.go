@@ -29,7 +29,7 @@ type Run struct {
 
 	stopWatch chan struct{} // closed to stop watchLock
 	stopOnce  sync.Once
-	watchDone chan struct{} // closed when watchLock has returned; nil: never started
+	watchDone chan struct{} // closed when watchLock has returned
 }
 
 // ErrLockLost is the error of every write after the session holding a
@@ -53,7 +53,8 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 	if err != nil {
 		return nil, err
 	}
-	r := &Run{l: l, targetID: tid, lock: lock}
+	r := &Run{l: l, targetID: tid, lock: lock, stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
+	go r.watchLock(l.lockCheckEvery)
 	l.addRun(r)
 	opts, err := json.Marshal(info.Options)
 	if err != nil {
@@ -89,8 +90,6 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 		r.unlock()
 		return nil, fmt.Errorf("ledger: start run: %w", err)
 	}
-	r.stopWatch, r.watchDone = make(chan struct{}), make(chan struct{})
-	go r.watchLock(l.lockCheckEvery)
 	return r, nil
 }
 
@@ -160,10 +159,8 @@ func closeConn(c *pgx.Conn) {
 
 // unlock releases the target's lock; it may be called more than once.
 func (r *Run) unlock() {
-	if r.watchDone != nil {
-		r.stopOnce.Do(func() { close(r.stopWatch) })
-		<-r.watchDone
-	}
+	r.stopOnce.Do(func() { close(r.stopWatch) })
+	<-r.watchDone
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lock != nil {
