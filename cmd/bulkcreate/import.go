@@ -68,22 +68,7 @@ type importFlags struct {
 func runImport(ctx context.Context, e env, args []string) error {
 	var f importFlags
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.StringVar(&f.ledger, "ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
-	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
-	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
-	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
-	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row per run for errors that may pass (429s not counted)")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
-	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
-	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
-	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: a character, or tab / semicolon")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
-	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
-	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
-	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often")
-	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
-	f.target.register(fs)
+	f.register(fs)
 	posArgs, helped, err := parseArgs(e, fs, importUsage, args)
 	if helped || err != nil {
 		return err
@@ -110,72 +95,36 @@ func runImport(ctx context.Context, e env, args []string) error {
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
 		// the collector need not scan: collecting at 1.5x the live heap
-		// instead of 2x keeps a million-row import near 53 MiB, and costs
-		// less CPU than 1.25x did (resume over a million rows: 2.3 s
-		// against 2.6 s; BENCHMARKS.md, figures 4 and 5).
+		// instead of 2x keeps memory under figure 4's target at less CPU
+		// than a lower setting costs the resume (BENCHMARKS.md).
 		debug.SetGCPercent(50)
 	}
-	path := posArgs[0]
-	var in io.Reader = e.stdin
-	size := int64(-1)
-	cfg.SourceFile = "<stdin>"
-	if path != "-" {
-		file, err := os.Open(path)
-		if err != nil {
-			return usageError("import: %v", err)
-		}
-		defer file.Close()
-		in = file
-		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
-		}
-		if abs, err := filepath.Abs(path); err == nil {
-			cfg.SourceFile = abs
-		}
+	in, size, err := openInput(e, posArgs[0], &cfg)
+	if err != nil {
+		return usageError("import: %v", err)
 	}
-
-	// A dry run writes nothing, not even a new ledger file.
-	st, err := openStore(ctx, f.ledger, f.dryRun)
-	switch {
-	case f.dryRun && errors.Is(err, ledger.ErrNotFound):
-		st = nil
-	case err != nil:
+	defer in.Close()
+	l, err := openLedger(ctx, f.ledger, f.dryRun)
+	if err != nil {
 		return withCode(exitUsage, err)
-	default:
-		defer st.Close()
 	}
-
+	if l != nil {
+		defer l.Close()
+	}
 	var (
 		client  *ripio.Client
 		limiter *ratelimit.Limiter
 	)
 	if !f.dryRun {
-		if tgt.Embedded {
-			sandboxBeside := f.ledger
-			if isPostgres(sandboxBeside) {
-				sandboxBeside = defaultLedger // no file to keep it beside: the working directory
-			}
-			srv, err := startEmbedded(sandboxBeside)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			defer srv.Close()
-			tgt.BaseURL, tgt.ClientID, tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
-			fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
-		} else if tgt.Production() {
-			fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", tgt.BaseURL, tgt.ClientID)
+		var closeSender func()
+		if client, closeSender, err = f.connect(e, &tgt); err != nil {
+			return err
 		}
-		client, err = ripio.New(ripio.Config{
-			BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
-			Timeout: f.timeout, UserAgent: "bulkcreate/" + version,
-		})
-		if err != nil {
-			return usageError("import: %v", err)
-		}
+		defer closeSender()
 		limiter = ratelimit.New(ratelimit.Config{Rate: f.rps, Burst: f.burst})
 	}
 
-	im := importer.New(cfg, client, limiter, st, tgt.Name())
+	im := importer.New(cfg, client, limiter, l, tgt.Name())
 	var prog *progress
 	if !f.quiet {
 		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
@@ -196,6 +145,87 @@ func runImport(ctx context.Context, e env, args []string) error {
 		}
 	}
 	return importExit(ctx, sum, err)
+}
+
+func (f *importFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.ledger, "ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
+	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
+	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
+	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
+	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row per run for errors that may pass (429s not counted)")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
+	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
+	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
+	fs.StringVar(&f.delimiter, "delimiter", ",", "field separator: a character, or tab / semicolon")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "read and validate the file against the ledger and print the plan; send nothing")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress, only warnings and the summary")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
+	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often")
+	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
+	f.target.register(fs)
+}
+
+// openInput opens the file to import, or stdin for "-", names it in cfg as
+// the ledger will (its absolute path), and says its size (-1: unknown).
+func openInput(e env, path string, cfg *importer.Config) (io.ReadCloser, int64, error) {
+	cfg.SourceFile = "<stdin>"
+	if path == "-" {
+		return io.NopCloser(e.stdin), -1, nil
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	size := int64(-1)
+	if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.SourceFile = abs
+	}
+	return file, size, nil
+}
+
+// openLedger opens the ledger at location (see openStore). A dry run
+// writes nothing, not even a new ledger: without one it plans against
+// nothing (nil).
+func openLedger(ctx context.Context, location string, dryRun bool) (store, error) {
+	l, err := openStore(ctx, location, dryRun)
+	if dryRun && errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	return l, err
+}
+
+// connect returns a client of tgt, starting the embedded sandbox when tgt
+// names none (tgt then names it), and what to close when done.
+func (f *importFlags) connect(e env, tgt *target) (*ripio.Client, func(), error) {
+	closeSandbox := func() {}
+	if tgt.Embedded {
+		sandboxBeside := f.ledger
+		if isPostgres(sandboxBeside) {
+			sandboxBeside = defaultLedger // no file to keep it beside: the working directory
+		}
+		srv, err := startEmbedded(sandboxBeside)
+		if err != nil {
+			return nil, nil, withCode(exitUsage, err)
+		}
+		closeSandbox = func() { srv.Close() }
+		tgt.BaseURL, tgt.ClientID, tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
+		fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
+	} else if tgt.Production() {
+		fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", tgt.BaseURL, tgt.ClientID)
+	}
+	client, err := ripio.New(ripio.Config{
+		BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
+		Timeout: f.timeout, UserAgent: "bulkcreate/" + version,
+	})
+	if err != nil {
+		closeSandbox()
+		return nil, nil, usageError("import: %v", err)
+	}
+	return client, closeSandbox, nil
 }
 
 func (f *importFlags) importerConfig() (importer.Config, error) {

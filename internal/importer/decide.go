@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -17,12 +16,16 @@ import (
 type action int
 
 const (
-	actSend          action = iota // mark it in flight and send it
-	actSkip                        // done in an earlier run: nothing to do
-	actSkipRejected                // refused by the server before, unchanged: not sent again
-	actRefuse                      // a conflict: recorded as an invalid line issue
-	actRefuseInDoubt               // a conflict, for a row that may have created its customer: it stays in doubt, the reason added to its message
-	actRefuseReplace               // a conflict, for a row that created nothing (failed, rejected): its record gives way to an invalid line issue
+	actSend         action = iota // mark it in flight and send it
+	actSkip                       // done in an earlier run: nothing to do
+	actSkipRejected               // refused by the server before, unchanged: not sent again
+	actRefuse                     // a conflict: recorded as an invalid line issue
+	// A conflict, for a row the store holds that may have created its
+	// customer: it stays in doubt, the reason added to its message.
+	actRefuseInDoubt
+	// A conflict, for a row the store holds that created nothing (failed,
+	// rejected): its record gives way to an invalid line issue.
+	actRefuseReplace
 )
 
 // known is what the store holds of a row's keys.

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -105,7 +104,7 @@ func (durable) Durable() error { return nil }
 // the kind of its key: the first of each, as the store holds them. Each
 // costs a map entry of two 8-byte words (the hash of its folded email and
 // kind; its line and where its customerId starts in ids) and its customerId
-// in ids, about 60 bytes a row.
+// in ids: 50 to 80 bytes a row for customerIds of 5 to 36 characters.
 type memoryPlan struct {
 	mu   sync.Mutex
 	seed maphash.Seed

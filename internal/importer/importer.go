@@ -25,7 +25,6 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 

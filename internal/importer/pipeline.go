@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 

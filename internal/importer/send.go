@@ -9,7 +9,6 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
