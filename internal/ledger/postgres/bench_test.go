@@ -115,3 +115,72 @@ func benchOutcomesBatched(b *testing.B, batch, workers int, ordered bool) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "outcomes/s")
 }
+
+// BenchmarkLedgerLookup is package ledger's benchmark of that name on this
+// store: what a resume over a million finished rows costs, Lookup in
+// batches of 256 keys in file order, as the importer plans its rows.
+func BenchmarkLedgerLookup(b *testing.B) {
+	const rows, batch = 1_000_000, 256
+	for _, keys := range []string{"ordered", "unordered"} {
+		ordered := keys == "ordered"
+		l := lookupFixture(b, rows, ordered)
+		all := make([]string, rows)
+		for i := range all {
+			all[i] = benchKey(i, ordered)
+		}
+		b.Run(fmt.Sprintf("keys=%s/rows=1M/batch=%d", keys, batch), func(b *testing.B) {
+			ctx := context.Background()
+			asked, found := 0, 0
+			start := time.Now()
+			for i := range b.N {
+				lo := (i * batch) % rows
+				keys := all[lo:min(lo+batch, rows)]
+				got, err := l.Lookup(ctx, benchTarget, keys)
+				if err != nil {
+					b.Fatal(err)
+				}
+				asked += len(keys)
+				found += len(got)
+			}
+			if found != asked {
+				b.Fatalf("Lookup found %d keys, want %d", found, asked)
+			}
+			perKey := time.Since(start).Seconds() / float64(found)
+			b.ReportMetric(1/perKey, "keys/s")
+			b.ReportMetric(perKey*rows, "s/1M-keys")
+		})
+	}
+}
+
+// lookupFixture makes a ledger of n created rows on benchTarget, written in
+// one statement, with the keys and emails benchKey and benchEmail make.
+func lookupFixture(b *testing.B, n int, ordered bool) *Ledger {
+	b.Helper()
+	ctx := context.Background()
+	l := newLedger(b)
+	r, err := l.StartRun(ctx, RunInfo{Target: benchTarget, SourceFile: "customers.csv"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	email := `lpad(to_hex(((i::bigint * 2654435761) % 4294967296)), 8, '0') || '@example.com'`
+	key, folded := `'email:' || `+email, `''`
+	if ordered {
+		key, folded = `'id:cust-' || lpad(i::text, 9, '0')`, email
+	}
+	_, err = l.pool.Exec(ctx, `INSERT INTO rows (target_id, row_key, email, type, customer_id_sent, customer_id, status, attempts,
+			http_status, source_file, source_line, fingerprint, folded_email, first_run, last_run, created_at, updated_at)
+		SELECT $1, `+key+`, `+email+`, 'individual', '5f0c6a4e-1b7d-5c1e-9a39-' || lpad(i::text, 12, '0'),
+			'srv-' || lpad(i::text, 12, '0'), 'created', 1, 201, 'customers.csv', i + 2, to_hex(i::bigint * 7919), `+folded+`,
+			$2, $2, now(), now()
+		FROM generate_series(0, $3 - 1) AS i`, r.targetID, r.ID, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Finish(ctx, RunEnd{Outcome: "completed"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.pool.Exec(ctx, `VACUUM ANALYZE rows`); err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
