@@ -484,3 +484,26 @@ func TestRun_LostLockStopsTheRun(t *testing.T) {
 	}
 	wantFailedWrites(t, l, r, "the lock's session ended")
 }
+
+// TestOpen_SchemaFromTheURLsSearchPath: with no Options.Schema, the URL's
+// search_path names the schema when it names one; else the default.
+func TestOpen_SchemaFromTheURLsSearchPath(t *testing.T) {
+	t.Parallel()
+	base := testURL(t)
+	schema := newSchema(t, base)
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	l, err := Open(t.Context(), base+sep+"search_path="+schema, Options{})
+	if err != nil {
+		t.Fatalf("Open(search_path=%s) = %v", schema, err)
+	}
+	defer l.Close()
+	if l.Schema() != schema {
+		t.Errorf("Open(search_path=%s).Schema() = %q, want %q", schema, l.Schema(), schema)
+	}
+	if _, err := Open(t.Context(), base+sep+"search_path=a,public", Options{}); err == nil || !strings.Contains(err.Error(), "one schema") {
+		t.Errorf("Open(search_path=a,public) = %v, want an error asking for one schema", err)
+	}
+}
