@@ -16,8 +16,11 @@
 // Two runs on one target of one ledger (database and schema) are refused
 // with ledger.ErrBusy, by a session-level advisory lock held on a
 // connection of the run's own: PostgreSQL drops it when that session ends,
-// so a run whose process died never blocks the next one. A Ledger and its
-// Runs are safe for concurrent use.
+// so a run whose process died never blocks the next one, which turns the
+// dead run's rows in flight into in_doubt. A run whose lock's session ends
+// under it (a database restart, a broken network) notices within seconds
+// and fails every later write with ErrLockLost. A Ledger and its Runs are
+// safe for concurrent use.
 //
 // Text columns cannot hold NUL bytes or invalid UTF-8. The fields of an
 // invalid line are kept as bytes; a source file whose name is not UTF-8 is
