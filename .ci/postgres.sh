@@ -16,7 +16,7 @@ if [ "${1:-}" = "--stop" ]; then
 	dir="$2"
 	bin="$(cat "$dir/bindir")"
 	as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-	as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+	as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null || true
 	rm -rf "$dir"
 	exit 0
 fi
@@ -35,7 +35,8 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
 	echo "== installing PostgreSQL from Debian's packages" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >&2
-	# The package's own cluster is not wanted: the tests start theirs.
+	# The package may create and start a cluster of its own (port 5432);
+	# the tests use theirs.
 	apt-get install -y -qq --no-install-recommends postgresql >&2
 	bin="$(find_bin)"
 fi
@@ -52,5 +53,6 @@ as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
 # fsync stays on: the tests check what a commit promises. Small buffers:
 # the machine is shared.
 as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-	-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c shared_buffers=32MB -c max_connections=200" start >/dev/null
+	-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c shared_buffers=32MB -c max_connections=200" start >/dev/null ||
+	{ cat "$dir/log" >&2; exit 1; }
 echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
