@@ -19,8 +19,10 @@
 // so a run whose process died never blocks the next one, which turns the
 // dead run's rows in flight into in_doubt. A run whose lock's session ends
 // under it (a database restart, a broken network) notices within seconds
-// and fails every later write with ErrLockLost. A Ledger and its Runs are
-// safe for concurrent use.
+// and fails every later write with ErrLockLost. The lock needs a session
+// of its own: connect directly or through a session-mode pool, not
+// PgBouncer's transaction pooling, which would hand the session to others.
+// A Ledger and its Runs are safe for concurrent use.
 //
 // Text columns cannot hold NUL bytes or invalid UTF-8. The fields of an
 // invalid line are kept as bytes; a source file whose name is not UTF-8 is
