@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -128,5 +129,45 @@ func TestCLI_PostgresLedger(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "*.db")); len(files) != 0 {
 		t.Errorf("files %v made beside the input; want none (the ledger is in PostgreSQL)", files)
+	}
+}
+
+// TestCLI_PostgresLedgerMatchesSQLite imports samples/messy.csv (bad
+// encodings, quotes, duplicates) into a SQLite ledger and a PostgreSQL one,
+// each against a server of its own: failures writes the same bytes, and
+// report the same counts.
+func TestCLI_PostgresLedgerMatchesSQLite(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	messy, err := os.ReadFile("../../samples/messy.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "messy.csv", string(messy))
+	type out struct{ failures, counts string }
+	var got []out
+	for _, l := range []string{"sqlite.db", ledgerURL} {
+		_, env := newServer(t, ripiotest.Options{})
+		r := runBin(t, dir, env, "", "import", "--rps", "0", "--quiet", "--ledger", l, "messy.csv")
+		if r.code != 1 {
+			t.Fatalf("import --ledger %s: exit %d, want 1\n%s%s", shownLedger(l), r.code, r.stdout, r.stderr)
+		}
+		f := runBin(t, dir, env, "", "failures", "--ledger", l)
+		rep := runBin(t, dir, env, "", "report", "--format", "json", "--ledger", l)
+		var counts struct {
+			Rows   int            `json:"rows"`
+			Counts map[string]int `json:"counts"`
+		}
+		if err := json.Unmarshal([]byte(rep.stdout), &counts); err != nil {
+			t.Fatalf("report --ledger %s: %v\n%s", shownLedger(l), err, rep.stdout)
+		}
+		got = append(got, out{f.stdout, fmt.Sprint(counts)})
+	}
+	if got[0].failures != got[1].failures {
+		t.Errorf("failures differ:\nSQLite:\n%s\nPostgreSQL:\n%s", got[0].failures, got[1].failures)
+	}
+	if got[0].counts != got[1].counts {
+		t.Errorf("report counts: SQLite %s, PostgreSQL %s", got[0].counts, got[1].counts)
 	}
 }
