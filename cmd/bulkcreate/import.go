@@ -43,6 +43,7 @@ Flags:
 
 type importFlags struct {
 	ledger        string
+	ledgerFromEnv bool // --ledger not given: $BULKCREATE_LEDGER named it
 	rps           float64
 	burst         int
 	concurrency   int
@@ -65,7 +66,7 @@ type importFlags struct {
 // register adds import's flags to fs, one statement a flag; checks that
 // need more than one flag go to importerConfig.
 func (f *importFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.ledger, "ledger", "bulkcreate.db", "the ledger `file` (SQLite)")
+	fs.StringVar(&f.ledger, "ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
 	fs.Float64Var(&f.rps, "rps", 20, "most create requests per second, for the whole pool (0: no client-side limit)")
 	fs.IntVar(&f.burst, "burst", 1, "requests that may leave at once after idle time")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
@@ -98,7 +99,8 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	if helped {
 		return nil
 	}
-	if serr := rec.start(f.summaryJSON, f.ledger); serr != nil {
+	f.ledger, f.ledgerFromEnv = ledgerLocation(e, fs, f.ledger)
+	if serr := rec.start(f.summaryJSON, shownLedger(f.ledger)); serr != nil {
 		if err != nil {
 			return err
 		}
@@ -130,7 +132,8 @@ type importJob struct {
 
 	in      io.Reader
 	input   *inputFile // nil for stdin
-	ledger  *ledger.Ledger
+	ledger  store
+	sqlite  *ledger.Ledger // the SQLite ledger, for the run report's series; nil on PostgreSQL
 	client  *ripio.Client
 	limiter *ratelimit.Limiter
 	closers []func() error
@@ -210,7 +213,7 @@ func (j *importJob) openInput(e env) error {
 // openLedger opens the ledger; a dry run writes nothing, not even a new
 // ledger file, and plans against nothing when there is none.
 func (j *importJob) openLedger(ctx context.Context) error {
-	l, err := ledger.Open(ctx, j.f.ledger, ledger.Options{MustExist: j.f.dryRun})
+	l, err := openStore(ctx, j.f.ledger, j.f.dryRun)
 	switch {
 	case j.f.dryRun && errors.Is(err, ledger.ErrNotFound):
 		return nil
@@ -218,6 +221,9 @@ func (j *importJob) openLedger(ctx context.Context) error {
 		return withCode(exitUsage, err)
 	}
 	j.ledger = l
+	if s, ok := l.(sqliteStore); ok {
+		j.sqlite = s.l
+	}
 	j.closers = append(j.closers, l.Close)
 	return nil
 }
@@ -227,7 +233,11 @@ func (j *importJob) openLedger(ctx context.Context) error {
 // rate limiter.
 func (j *importJob) connect(e env) error {
 	if j.tgt.Embedded {
-		srv, err := startEmbedded(j.f.ledger)
+		beside := j.f.ledger
+		if isPostgres(beside) {
+			beside = defaultLedger // no file to keep it beside: the working directory
+		}
+		srv, err := startEmbedded(beside)
 		if err != nil {
 			return withCode(exitUsage, err)
 		}
@@ -253,8 +263,12 @@ func (j *importJob) connect(e env) error {
 // beside it, prints the summary and returns the run's exit code.
 func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error {
 	name := j.tgt.Name()
-	im := importer.New(j.cfg, j.client, j.limiter, importer.Ledger(j.ledger), name)
-	smp := startSampler(ctx, e, j.ledger, im, name, j.logger) // nil in a dry run
+	var st importer.Store
+	if j.ledger != nil {
+		st = j.ledger
+	}
+	im := importer.New(j.cfg, j.client, j.limiter, st, name)
+	smp := startSampler(ctx, e, j.sqlite, im, name, j.logger) // nil in a dry run and on PostgreSQL
 	var prog *progress
 	if !j.f.quiet {
 		size := int64(-1)
@@ -275,11 +289,11 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 		rec.inputChanged = j.input.Changed()
 	}
 	if !j.f.dryRun {
-		rec.run = lastRun(ctx, j.ledger, name, j.cfg.SourceFile, rec.started)
+		rec.run = lastRun(ctx, j.sqlite, name, j.cfg.SourceFile, rec.started)
 	}
 	var headerErr *importer.HeaderError
 	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, j.f.rps, j.tgt, j.f.ledger, err)
+		printSummary(e.stdout, sum, j.f.rps, j.tgt, ledgerHint(j.f.ledger, j.f.ledgerFromEnv), err)
 		printInputChanged(e.stdout, rec.inputChanged)
 		printReasons(e.stdout, rec.run.Reasons)
 	}

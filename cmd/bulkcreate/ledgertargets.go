@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -19,6 +20,9 @@ type ledgerTarget struct {
 // ledger's API reads one target at a time; this reads its targets table as
 // the README's sqlite3 examples do, on a read-only connection of its own.
 func ledgerTargets(ctx context.Context, path string) ([]ledgerTarget, error) {
+	if isPostgres(path) {
+		return nil, errors.New("listing targets reads SQLite ledgers only")
+	}
 	db, err := sql.Open("sqlite3", readOnlyDSN(path))
 	if err != nil {
 		return nil, err

@@ -149,6 +149,11 @@ Target (environment):
   RIPIO_CLIENT_SECRET   OAuth2 client secret (or --client-secret-file,
                         or RIPIO_CLIENT_SECRET_FILE)
 
+Ledger (environment):
+  BULKCREATE_LEDGER     the ledger when --ledger is not given: a SQLite file,
+                        or a postgres:// URL (password better in PGPASSWORD
+                        or ~/.pgpass); default bulkcreate.db
+
 Exit codes:
   0    every row created or already existing
   1    some rows not created (invalid, duplicate, rejected, failed, in doubt),

@@ -33,8 +33,8 @@ Flags:
 
 func runReport(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
-	format := fs.String("format", "table", "table, json, or html (one page on a run, to open in a browser)")
+	path := fs.String("ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
+	format := fs.String("format", "table", "table, json, or html (one page on a run, to open in a browser; SQLite ledgers)")
 	runID := fs.Int64("run", 0, "with --format html: the run to show (default: the last)")
 	runs := fs.Int("runs", 10, "how many of the last runs to list")
 	var tf targetFlags
@@ -47,7 +47,11 @@ func runReport(ctx context.Context, e env, args []string) error {
 		return usageError("report: unexpected argument %q; try: bulkcreate report --ledger FILE", posArgs[0])
 	}
 	if *format == "html" {
-		return writeHTMLReport(ctx, e, tf, *path, *runID, *runs)
+		location, _ := ledgerLocation(e, fs, *path)
+		if isPostgres(location) {
+			return usageError("report: --format html reads SQLite ledgers only; use --format json on a PostgreSQL ledger")
+		}
+		return writeHTMLReport(ctx, e, tf, location, *runID, *runs)
 	}
 	if *format != "table" && *format != "json" {
 		return usageError("report: --format %q: want table, json or html", *format)
@@ -60,12 +64,13 @@ func runReport(ctx context.Context, e env, args []string) error {
 			return usageError("report: %v", err)
 		}
 	}
-	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	location, _ := ledgerLocation(e, fs, *path)
+	l, err := openStore(ctx, location, true)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
 	defer l.Close()
-	name, err := tf.selectTarget(ctx, e, *path)
+	name, err := tf.selectTarget(ctx, e, location)
 	if err != nil {
 		return usageError("report: %v", err)
 	}
@@ -73,14 +78,14 @@ func runReport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
-	others := otherTargets(ctx, *path, name, rep.Rows, len(rep.Runs))
+	others := otherTargets(ctx, location, name, rep.Rows, len(rep.Runs))
 	if *format == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(reportToJSON(rep, *path, others))
+		return enc.Encode(reportToJSON(rep, shownLedger(location), others))
 	}
 	warnOtherTargets(e.stderr, name, others)
-	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, *path)
+	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, shownLedger(location))
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range row.Statuses {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
@@ -159,7 +164,7 @@ Flags:
 
 func runFailures(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("failures", flag.ContinueOnError)
-	path := fs.String("ledger", "bulkcreate.db", "the ledger `file`")
+	path := fs.String("ledger", defaultLedger, "the ledger: a SQLite `file` or a postgres:// URL (default $"+ledgerEnv+" if set)")
 	statusList := fs.String("status", "", "only these statuses, comma-separated (invalid,duplicate,rejected,failed,in_doubt)")
 	var tf targetFlags
 	tf.registerSelect(fs)
@@ -186,17 +191,18 @@ func runFailures(ctx context.Context, e env, args []string) error {
 			return usageError("failures: %v", err)
 		}
 	}
-	l, err := ledger.Open(ctx, *path, ledger.Options{MustExist: true})
+	location, _ := ledgerLocation(e, fs, *path)
+	l, err := openStore(ctx, location, true)
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
 	defer l.Close()
-	name, err := tf.selectTarget(ctx, e, *path)
+	name, err := tf.selectTarget(ctx, e, location)
 	if err != nil {
 		return usageError("failures: %v", err)
 	}
 	if rep, err := l.Report(ctx, name, 1); err == nil {
-		warnOtherTargets(e.stderr, name, otherTargets(ctx, *path, name, rep.Rows, len(rep.Runs)))
+		warnOtherTargets(e.stderr, name, otherTargets(ctx, location, name, rep.Rows, len(rep.Runs)))
 	}
 	w := csv.NewWriter(e.stdout)
 	w.Write([]string{"email", "type", "customerId", "status", "reason", "line", "file", "issue"})

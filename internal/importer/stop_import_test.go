@@ -92,8 +92,7 @@ func TestImport_ServerFailingEveryRequestOpensTheBreaker(t *testing.T) {
 	}
 	defer healthy.Close()
 	fx.srv.Close()
-	fx2 := *fx
-	fx2.srv, fx2.baseURL = healthy, healthy.URL()
+	fx2 := &fixture{srv: healthy, baseURL: healthy.URL(), ledgerPath: fx.ledgerPath, target: fx.target}
 	if sum, err = fx2.importCSV(t, data, runOpts{rps: 2000}); err != nil || sum.Done() != int64(len(emails)) {
 		t.Fatalf("re-run against a healthy server: done %d, %v; want %d, nil", sum.Done(), err, len(emails))
 	}

@@ -1,0 +1,85 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// Lookup returns what the ledger holds on target for each of keys that it
+// knows. It only reads: a dry run uses it without starting a run.
+func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[string]ledger.Prior, error) {
+	out, err := l.lookup(ctx, target, keys, `SELECT row_key, `+priorColumns+` FROM rows
+		WHERE target_id = $1 AND row_key = ANY($2::text[])`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup: %w", err)
+	}
+	return out, nil
+}
+
+// LookupByEmail returns, for each of emails that a row holds as its
+// Send.FoldedEmail on target, that row; of several, the one whose customer
+// most surely exists (done, then in doubt or in flight). It only reads.
+func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error) {
+	// The <> '' term is the partial index's own.
+	out, err := l.lookup(ctx, target, emails, `SELECT folded_email, `+priorColumns+` FROM rows
+		WHERE target_id = $1 AND folded_email <> '' AND folded_email = ANY($2::text[])`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lookup by email: %w", err)
+	}
+	return out, nil
+}
+
+const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
+
+// lookupChunk is the most keys one statement asks for, so that a resume's
+// million keys do not make one array of a million.
+const lookupChunk = 10000
+
+func (l *Ledger) lookup(ctx context.Context, target string, keys []string, query string) (map[string]ledger.Prior, error) {
+	out := make(map[string]ledger.Prior, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil || !ok {
+		return out, err
+	}
+	for start := 0; start < len(keys); start += lookupChunk {
+		part := keys[start:min(start+lookupChunk, len(keys))]
+		rows, err := l.pool.Query(ctx, query, tid, part)
+		if err != nil {
+			return nil, err
+		}
+		var k string
+		var p ledger.Prior
+		_, err = pgx.ForEachRow(rows, []any{&k, &p.Status, &p.Email, &p.Type, &p.CustomerIDSent, &p.CustomerID,
+			&p.Fingerprint, &p.SourceFile, &p.SourceLine, &p.Attempts, &p.FoldedEmail, &p.LastRun, &p.Message}, func() error {
+			if have, ok := out[k]; ok && existence(have.Status) >= existence(p.Status) {
+				return nil // by email, several rows: the one most surely existing wins
+			}
+			out[k] = p
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// existence ranks states by how surely their customer exists, as package
+// ledger does.
+func existence(s row.Status) int {
+	switch {
+	case s.Done():
+		return 2
+	case s.MayExist():
+		return 1
+	}
+	return 0
+}
