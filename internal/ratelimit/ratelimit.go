@@ -58,8 +58,10 @@ const (
 	marginStep  = 0.01
 
 	// saturated is the share of 429s among a second's answers from which
-	// what the server accepted in it is its capacity.
+	// what the server accepted in it is its capacity; manyRefused, from
+	// which the margin moves three points at a time.
 	saturated    = 0.10
+	manyRefused  = 0.05
 	minSaturated = 5
 
 	// probeHold is how long the rate holds after a decrease before it
@@ -164,13 +166,18 @@ func New(cfg Config) *Limiter {
 	}
 }
 
+// catchUp is how late a departure may be and still keep the schedule: the
+// scheduling delays of a busy machine, which would otherwise lower the
+// rate, are made up by the departures after; a longer gap is idle time.
+const catchUp = 50 * time.Millisecond
+
 // Wait blocks until a request may leave, or ctx is done.
 //
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
 // at the next slot, with no debt of reservations made at the old rate, and
 // a pause at once. Slots follow the schedule, not the moment the previous
-// waiter woke, so timer and scheduling lateness up to an interval on a busy
+// waiter woke, so timer and scheduling lateness (up to catchUp) on a busy
 // machine does not add up into a lower rate; lateness beyond that is idle
 // time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
@@ -218,7 +225,7 @@ func (l *Limiter) depart(now, at time.Time) {
 		return
 	}
 	iv := time.Duration(float64(time.Second) / r)
-	if now.Sub(at) < iv {
+	if now.Sub(at) < max(iv, catchUp) {
 		l.next = at.Add(iv) // on time, or late: keep the schedule
 		return
 	}
@@ -340,9 +347,8 @@ func (l *Limiter) decrease(now time.Time) {
 		// limit. The law goes on as if it had not come.
 		return
 	case sat || s.Limit == 0:
-		// The server refused a notable share of what was sent (a fixed
-		// window refuses only the end of each second): it took what it
-		// could.
+		// The server refused a notable share: it took what it could,
+		// whatever its shape.
 		s.Limit = acc / span.Seconds()
 		if !sat {
 			// First measure, unsaturated: the limit is near the rate that
@@ -361,12 +367,27 @@ func (l *Limiter) decrease(now time.Time) {
 		s.Rate = s.Margin * s.Limit
 	default:
 		// Refused while holding under the limit, unsaturated: requests
-		// collided at a strict bucket; hold further under it.
-		s.Margin = max(s.Margin-marginStep, minMargin)
-		s.Rate = s.Margin * s.Limit
+		// collided at a strict bucket, or the limit is a little lower than
+		// measured (a burst or a fixed window's edge counted in); hold
+		// further under it, faster when the 429s are many. The probe
+		// keeps its time: collisions must not stop the search for a
+		// higher limit.
+		step := marginStep
+		if thr >= max(minSaturated, manyRefused*(acc+thr)) {
+			step *= 3
+		}
+		s.Margin = max(s.Margin-step, minMargin)
+		s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), l.ceiling)
+		l.cut(now)
+		return
 	}
 	s.Rate = min(max(s.Rate, l.cfg.MinRate), l.ceiling)
 	s.Since = now
+	l.cut(now)
+}
+
+// cut opens an episode at now. l.mu is held.
+func (l *Limiter) cut(now time.Time) {
 	l.cutAt = now
 	l.cutAnswers = l.answers
 	l.cutAccepted = l.accepted
