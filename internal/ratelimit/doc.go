@@ -5,19 +5,21 @@
 //
 // A [Limiter] spaces departures at its rate: a pacer that keeps one slot
 // ahead, not a bucket that can owe tokens, so a decrease takes effect at
-// the next request. The rate follows a law built from three known ones:
+// the next request. It keeps its schedule through the timer and scheduling
+// lateness of a busy machine instead of losing it. The rate follows a law
+// built from three known ones:
 //
 //   - From BBR: the server's limit is estimated from what the server
 //     accepted, never from what this client sent. Answers are counted per
 //     100ms over the last second, and what the server accepted in it is
 //     taken as its limit only when the server was saturated (a tenth or
-//     more of the second's answers were 429): then it took what it could,
-//     whatever its shape (a token bucket with any burst, a fixed window).
-//     Only saturation lowers the measured limit, so 429s that meet an
-//     unsaturated server (jittered requests colliding at a strict bucket)
-//     never ratchet it down, and a client that was slow (CPU starvation,
-//     GC, scheduling) and sent less than its rate has its 429s ignored:
-//     its slowness is never read as the server's limit.
+//     more of the second's answers, and five at least, were 429): then it
+//     took what it could, whatever its shape (a token bucket with any
+//     burst, a fixed window). Only saturation lowers the measured limit, so
+//     429s that meet an unsaturated server (jittered requests colliding at
+//     a strict bucket) never ratchet it down, and a client that was slow
+//     (CPU starvation, GC, scheduling) and sent less than its rate has its
+//     429s ignored: its slowness is not read as the server's limit.
 //   - From the AWS SDKs' adaptive retry mode and TCP CUBIC: after a
 //     decrease the rate holds at a margin under the measured limit, then
 //     probes above it on a cubic curve (flat first, steep later), so a
@@ -28,9 +30,10 @@
 //     ratchets down on every episode.
 //   - From the AIMD of Netflix's concurrency-limits, applied to the margin:
 //     a 429 while the rate holds under the limit lowers the margin by a
-//     point (down to 0.90); a refused probe raises it by a point (up to
-//     0.99). The margin settles where the server's tolerance of the
-//     client's jitter is.
+//     point, three when a twentieth of the second's answers (five at
+//     least) were 429, down to 0.90, without moving the probe's clock; a
+//     refused probe raises it by a point, up to 0.99. The margin settles
+//     where the server's tolerance of the client's jitter is.
 //
 // Before a second of evidence exists, a 429 cuts the rate to what the
 // server accepted since the previous cut (after a 429 the server's bucket
