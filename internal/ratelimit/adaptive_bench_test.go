@@ -174,6 +174,7 @@ func spinCores(b *testing.B, d time.Duration) (stop func()) {
 // TestSpin keeps a core busy for RATELIMIT_SPIN_FOR when spinCores runs it
 // as a child process; otherwise it does nothing.
 func TestSpin(t *testing.T) {
+	t.Parallel()
 	d, err := time.ParseDuration(os.Getenv("RATELIMIT_SPIN_FOR"))
 	if err != nil {
 		t.Skip("only a child of BenchmarkAdaptive spins")
