@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
@@ -20,6 +22,7 @@ Examples:
   bulkcreate sandbox --rate-limit 100 --latency 20ms --jitter 60ms --fail-after 0.02
   bulkcreate sandbox --assign-ids        # a server that numbers customers itself
   bulkcreate sandbox --fail-before 1     # 503 to every create
+  bulkcreate sandbox --rate-limit 100 --rate-burst 1 --rate-schedule 10s:50,20s:100
 
 Flags:
 `
@@ -43,6 +46,8 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&opts.UniqueEmail, "unique-email", false, "also refuse a second customer with the same email")
 	fs.Int64Var(&opts.Seed, "seed", 0, "seed of the fault and jitter draws (0: random)")
 	addMisbehaviourFlags(fs, &opts)
+	fs.DurationVar(&opts.RateWindow, "rate-window", 0, "count --rate-limit in fixed windows of this length, such as 1s (default: a token bucket)")
+	fs.Var((*rateSchedule)(&opts.RateSchedule), "rate-schedule", "change --rate-limit during the run: `after:limit,...` from the first create, such as 10s:50,20s:100")
 	posArgs, helped, err := parseArgs(e, fs, sandboxUsage, args)
 	if helped || err != nil {
 		return err
@@ -70,4 +75,32 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "\nserved %d creates: %d created, %d duplicates refused, %d throttled, %d rejected\n",
 		st.Requests, st.Created, st.Duplicates, st.Throttled, st.Rejected)
 	return err
+}
+
+// rateSchedule is the --rate-schedule flag: after:limit steps.
+type rateSchedule []ripiotest.RateStep
+
+func (r *rateSchedule) String() string {
+	var parts []string
+	for _, st := range *r {
+		parts = append(parts, fmt.Sprintf("%v:%v", st.After, st.Limit))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r *rateSchedule) Set(v string) error {
+	*r = nil
+	for part := range strings.SplitSeq(v, ",") {
+		after, limit, ok := strings.Cut(strings.TrimSpace(part), ":")
+		d, err := time.ParseDuration(after)
+		if !ok || err != nil {
+			return fmt.Errorf("step %q: want after:limit, such as 10s:50", part)
+		}
+		l, err := strconv.ParseFloat(limit, 64)
+		if err != nil {
+			return fmt.Errorf("step %q: limit %q is not a number", part, limit)
+		}
+		*r = append(*r, ripiotest.RateStep{After: d, Limit: l})
+	}
+	return nil
 }

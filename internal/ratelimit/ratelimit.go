@@ -1,14 +1,3 @@
-// Package ratelimit paces the whole worker pool against one API budget.
-//
-// A [Limiter] is a token bucket (golang.org/x/time/rate) whose rate adapts:
-// a 429 pauses every worker until the server's Retry-After (or a backoff when
-// it gave none) and lowers the rate; time without a 429 raises it again,
-// additively, toward the configured ceiling. It so finds a server's real
-// limit without being told it, and keeps just under it.
-//
-// Waiting here never counts as a row's attempt. A Limiter is safe for
-// concurrent use. It reads the clock through the time package only, so tests
-// run it under testing/synctest.
 package ratelimit
 
 import (
@@ -16,8 +5,6 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Config configures a Limiter; zero fields take the documented defaults.
@@ -31,11 +18,14 @@ type Config struct {
 	Burst int
 	// MinRate is the floor the rate never drops below. Default 1/s.
 	MinRate float64
-	// Backoff is the first pause after a 429 without Retry-After; it doubles
-	// for each further 429 without an accepted request between. Default 250ms.
+	// Backoff is the first pause when the server refuses everything and
+	// gives no Retry-After; it doubles for each further such pause without
+	// an accepted request between. Default 250ms.
 	Backoff time.Duration
 	// MaxPause caps any pause, Retry-After included. Default 1m.
 	MaxPause time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -51,27 +41,114 @@ func (c Config) withDefaults() Config {
 	if c.MaxPause <= 0 {
 		c.MaxPause = time.Minute
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return c
+}
+
+// The law's constants. See the package doc for the law.
+const (
+	// startMargin is the share of a measured limit the rate first holds at:
+	// a strict bucket refuses requests that arrive early by network jitter,
+	// so holding exactly at the limit costs 429s.
+	startMargin = 0.97
+	minMargin   = 0.90
+	maxMargin   = 0.99
+	marginStep  = 0.01
+
+	// saturated is the share of 429s among a second's answers from which
+	// what the server accepted in it is its capacity; manyRefused, from
+	// which the margin moves three points at a time.
+	saturated    = 0.10
+	manyRefused  = 0.05
+	minSaturated = 5
+
+	// probeHold is how long the rate holds after a decrease before it
+	// probes above the measured limit; probeScale sets the cubic's pace:
+	// the probe reaches twice the limit probeHold+probeScale after the
+	// decrease, and the margin's few points after about a third of
+	// probeScale.
+	probeHold  = 5 * time.Second
+	probeScale = 6 * time.Second
+
+	// startHold is how long the rate holds after an early cut (no limit
+	// measured yet) before doubling each second.
+	startHold = time.Second
+
+	// clientBound is the share of the rate it holds under which the
+	// client, not the server, held back what was sent in the last second.
+	clientBound = 0.9
+
+	// closedAfter 429s in a row with nothing accepted for closedFor mean
+	// the server is refusing everything: the pool pauses.
+	closedAfter = 8
+	closedFor   = 100 * time.Millisecond
+
+	// maxEpisode bounds an episode when answers are lost (timeouts, dropped
+	// connections) and the count of requests in flight runs high.
+	maxEpisode = time.Second
+)
+
+// State is the control law's state: what a fleet sharing one budget would
+// keep in one row.
+type State struct {
+	// Rate is the rate set at Since, in requests per second; +Inf while
+	// unlimited. The rate in force grows from it with time (see RateAt).
+	Rate float64
+	// Limit is the server's limit as last measured; 0 while unknown.
+	Limit float64
+	// Margin is the share of Limit the rate holds at after a decrease.
+	Margin float64
+	// Since is when Rate was set by a 429; zero before the first.
+	Since time.Time
+	// PausedUntil is when the pool may send again after a pause.
+	PausedUntil time.Time
+}
+
+// RateAt is the rate in force at now under ceiling: Rate until Since+hold,
+// then growing: doubling each second while the limit is unknown, on a
+// cubic above Rate (probing past Limit) once it is measured.
+func (s State) RateAt(now time.Time, ceiling float64) float64 {
+	r := s.Rate
+	if s.Since.IsZero() || math.IsInf(r, 1) {
+		return min(r, ceiling)
+	}
+	d := now.Sub(s.Since)
+	switch {
+	case s.Limit == 0 && d > startHold:
+		r *= math.Exp2(min((d - startHold).Seconds(), 64))
+	case s.Limit > 0 && d > probeHold:
+		x := (d - probeHold).Seconds() / probeScale.Seconds()
+		r += s.Limit * x * x * x
+	}
+	return min(r, ceiling)
 }
 
 // Limiter is the pool-wide pacer.
 type Limiter struct {
 	cfg     Config
-	ceiling float64 // +Inf for no limit
-	bucket  *rate.Limiter
+	ceiling float64       // +Inf for no limit
+	gate    chan struct{} // one waiter sleeps for the next slot at a time
 
-	mu           sync.Mutex
-	current      float64   // the rate in force; +Inf while unlimited
-	pausedUntil  time.Time // no request leaves before this
-	resumedAt    time.Time // end of the pause before the current one
-	lastDecrease time.Time
-	lastIncrease time.Time
-	backoffs     int     // 429s without Retry-After since the last accepted request
-	knownLimit   float64 // the server's limit as last measured; 0 when unknown
-	knownAt      time.Time
-	accepted     window
-	throttles    int64
-	paused       time.Duration
+	mu       sync.Mutex
+	st       State
+	next     time.Time // the next free departure slot
+	win      window
+	evidence time.Time // the window holds unpaused traffic since here
+	start    time.Time // the first departure
+
+	sent, answers int64     // departures; Accepted and Throttled calls
+	cutAt         time.Time // the last decrease
+	cutAnswers    int64     // answers at the last decrease
+	cutInflight   int64     // requests out at the last decrease, and the one slot taken at the old rate
+	cutAccepted   int64     // accepted at the last decrease
+	accepted      int64     // Accepted calls
+	lastAccepted  time.Time // or the first departure, before any
+	refusedInARow int
+	backoffs      int // pauses without Retry-After since the last accepted request
+	throttles     int64
+	paused        time.Duration
 }
 
 // New returns a Limiter running at cfg.Rate.
@@ -81,70 +158,119 @@ func New(cfg Config) *Limiter {
 	if ceiling <= 0 {
 		ceiling = math.Inf(1)
 	}
-	l := &Limiter{cfg: cfg, ceiling: ceiling, current: ceiling}
-	l.bucket = rate.NewLimiter(toLimit(ceiling), cfg.Burst)
-	return l
+	return &Limiter{
+		cfg:     cfg,
+		ceiling: ceiling,
+		gate:    make(chan struct{}, 1),
+		st:      State{Rate: ceiling, Margin: startMargin},
+	}
 }
 
-func toLimit(r float64) rate.Limit {
-	if math.IsInf(r, 1) {
-		return rate.Inf
-	}
-	return rate.Limit(r)
-}
+// catchUp is how late a departure may be and still keep the schedule: the
+// scheduling delays of a busy machine, which would otherwise lower the
+// rate, are made up by the departures after; a longer gap is idle time.
+const catchUp = 50 * time.Millisecond
 
 // Wait blocks until a request may leave, or ctx is done.
+//
+// One waiter at a time holds the gate and sleeps until the next departure
+// slot, spaced at the rate in force when it leaves: a decrease takes effect
+// at the next slot, with no debt of reservations made at the old rate, and
+// a pause at once. Slots follow the schedule, not the moment the previous
+// waiter woke, so timer and scheduling lateness (up to catchUp) on a busy
+// machine does not add up into a lower rate; lateness beyond that is idle
+// time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
+	select {
+	case l.gate <- struct{}{}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	defer func() { <-l.gate }()
 	for {
 		l.mu.Lock()
-		until := l.pausedUntil
-		l.maybeIncrease(time.Now())
-		l.mu.Unlock()
-		if d := time.Until(until); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return context.Cause(ctx)
-			case <-t.C:
-			}
-			continue // a new 429 may have moved the pause while we slept
-		}
-		if err := l.bucket.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
-			return err
-		}
-		l.mu.Lock()
-		stillFree := !time.Now().Before(l.pausedUntil)
-		l.mu.Unlock()
-		if stillFree {
+		now := l.cfg.Now()
+		at := maxTime(l.next, l.st.PausedUntil)
+		if !now.Before(at) {
+			l.depart(now, at)
+			l.mu.Unlock()
 			return nil
 		}
+		l.mu.Unlock()
+		t := time.NewTimer(at.Sub(now))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
 	}
+}
+
+// depart records a departure at now, due at at, and sets the next slot.
+// l.mu is held.
+func (l *Limiter) depart(now, at time.Time) {
+	l.sent++
+	if l.lastAccepted.IsZero() {
+		l.lastAccepted = now
+	}
+	if l.evidence.IsZero() {
+		l.evidence = now
+		l.start = now
+	}
+	l.win.add(now, 0, 0, 1)
+	r := l.st.RateAt(now, l.ceiling)
+	if math.IsInf(r, 1) {
+		l.next = now
+		return
+	}
+	iv := time.Duration(float64(time.Second) / r)
+	if now.Sub(at) < max(iv, catchUp) {
+		l.next = at.Add(iv) // on time, or late: keep the schedule
+		return
+	}
+	l.next = now.Add(iv - time.Duration(l.cfg.Burst-1)*iv) // idle
 }
 
 // Accepted records a request the server did not throttle.
 func (l *Limiter) Accepted() {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.cfg.Now()
+	l.answers++
+	l.accepted++
 	l.backoffs = 0
-	l.accepted.add(now)
+	l.refusedInARow = 0
+	l.lastAccepted = now
+	l.win.add(now, 1, 0, 0)
 }
 
 // Throttled records a 429. retryAfter is the server's wait, 0 when it gave
-// none. The whole pool pauses, and the rate drops once per episode: 429s
-// that answer requests sent before the first one took effect do not count
-// again.
+// none. The rate drops once per episode: 429s that answer requests sent
+// before the last decrease do not count again. The pool pauses only when
+// the server refuses everything.
 func (l *Limiter) Throttled(retryAfter time.Duration) {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.cfg.Now()
+	l.answers++
 	l.throttles++
-	pause := l.pause(now, retryAfter)
-	if now.Sub(l.lastDecrease) < time.Second || now.Before(l.lastDecrease.Add(pause)) && !l.lastDecrease.IsZero() {
+	l.refusedInARow++
+	l.win.add(now, 0, 1, 0)
+	if l.refusedInARow >= closedAfter && now.Sub(l.lastAccepted) >= closedFor {
+		// The server refuses everything: that says when, not how fast.
+		// Before a limit is measured, the average it accepted since the
+		// start is the best guess of how fast for a server that opens
+		// and closes (a fixed window).
+		l.pause(now, retryAfter)
+		if s := &l.st; s.Limit == 0 && l.accepted > 0 && now.After(l.start) {
+			avg := float64(l.accepted) / now.Sub(l.start).Seconds()
+			s.Rate = min(max(s.Margin*avg, l.cfg.MinRate), s.RateAt(now, l.ceiling))
+			s.Since = now
+		}
+		return
+	}
+	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && now.Sub(l.cutAt) < maxEpisode {
 		return
 	}
 	l.decrease(now)
@@ -154,106 +280,145 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 // slowing the rate: for an answer that asks to wait but says nothing about
 // the rate of creates, such as a 429 from the token endpoint.
 func (l *Limiter) Pause(wait time.Duration) {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.pause(now, wait)
+	l.pause(l.cfg.Now(), wait)
 }
 
-// pause moves the end of the pool's pause to now+wait at least, and returns
-// the wait used. l.mu is held.
-func (l *Limiter) pause(now time.Time, wait time.Duration) time.Duration {
-	if wait <= 0 {
+// pause moves the end of the pool's pause to now+wait at least. l.mu is
+// held.
+func (l *Limiter) pause(now time.Time, wait time.Duration) {
+	// A second the server asked the pool to sit out is no evidence of its
+	// limit. A backoff of the client's own choosing is: the server was
+	// refusing everything meanwhile (a spent fixed window).
+	told := wait > 0
+	if !told {
+		if now.Before(l.st.PausedUntil) {
+			return // the answers of requests sent before the pause began
+		}
 		wait = l.cfg.Backoff << min(l.backoffs, 16)
 		l.backoffs++
 	}
 	wait = min(wait, l.cfg.MaxPause)
-	if !now.Before(l.pausedUntil) {
-		l.resumedAt = l.pausedUntil // the previous pause ended here
+	if until := now.Add(wait); until.After(l.st.PausedUntil) {
+		l.paused += until.Sub(maxTime(now, l.st.PausedUntil))
+		l.st.PausedUntil = until
+		if told {
+			l.evidence = until
+		}
 	}
-	if until := now.Add(wait); until.After(l.pausedUntil) {
-		l.paused += until.Sub(maxTime(now, l.pausedUntil))
-		l.pausedUntil = until
-	}
-	return wait
 }
 
-// decrease sets the rate from what the server accepted over the last
-// second when that measure is sound, and halves it otherwise. A sound
-// measure is remembered as the server's limit: the rate then holds just
-// under it instead of probing into it again.
+// decrease applies the law to a 429 that opens an episode. l.mu is held.
 func (l *Limiter) decrease(now time.Time) {
-	// What the server accepted in the last second, pauses included, is a
-	// rate it surely takes: halving never goes below it.
-	next := min(max(l.current/2, l.accepted.count(now, now.Add(-time.Second))), l.current)
-	if got, ok := l.accepted.rate(now, l.resumedAt); ok {
-		got = min(got, l.current) // a 429 at this rate: the limit is not above it
-		next = got * holdShare
-		l.knownLimit = got
-		l.knownAt = now
+	s := &l.st
+	cur := l.st.RateAt(now, l.ceiling)
+	acc, thr, sent, span, ok := l.win.lastSecond(now, l.evidence)
+	// Saturated: the server refused a notable share of the second's
+	// answers, and a few at least (one of twenty is chance).
+	sat := thr >= max(minSaturated, saturated*(acc+thr))
+	switch {
+	case !ok && s.Limit == 0:
+		// Early: what the server accepted since the last cut is its rate
+		// (its bucket was empty then), whatever its burst. With too few
+		// accepted since to tell, the average since the start is the
+		// better guess: a fixed window refuses everything until it
+		// turns. Bounded to [cur/4, cur].
+		got, from := l.accepted-l.cutAccepted, l.cutAt
+		if got < 3 || from.IsZero() {
+			got, from = l.accepted, l.evidence
+		}
+		next := cur / 2
+		if math.IsInf(cur, 1) {
+			cur = max(float64(l.sent)/max(now.Sub(l.evidence).Seconds(), 1), 10*l.cfg.MinRate)
+			next = cur
+		}
+		if got >= 3 && now.After(from) {
+			next = min(max(float64(got)/now.Sub(from).Seconds(), cur/4), cur)
+		}
+		s.Rate = s.Margin * next
+	case !ok:
+		// Just after a pause: no new evidence; hold under the limit.
+		s.Rate = min(cur, s.Margin*s.Limit)
+	case s.Limit > 0 && sent < clientBound*s.Margin*s.Limit*span.Seconds() && !sat:
+		// The client sent clearly less than the rate it holds (CPU
+		// starvation, GC, too few workers), and the server refused few:
+		// a 429 now is requests its stalls bunched, not the server's
+		// limit. The law goes on as if it had not come.
+		return
+	case sat || s.Limit == 0:
+		// The server refused a notable share: it took what it could,
+		// whatever its shape.
+		s.Limit = acc / span.Seconds()
+		if !sat {
+			// First measure, unsaturated: the limit is near the rate that
+			// met the 429.
+			s.Limit = max(s.Limit, cur*(1-thr/(acc+thr)))
+		}
+		s.Rate = s.Margin * s.Limit
+	case now.Sub(s.Since) > probeHold:
+		// A probe was refused: the limit is the rate that met the 429
+		// (a second's count is too coarse to tell a few percent) if that
+		// is above it, and the margin held under it was safe. Only
+		// saturation lowers the limit: a probe refused under it met
+		// jitter, not the limit.
+		s.Limit = max(s.Limit, cur)
+		s.Margin = min(s.Margin+marginStep, maxMargin)
+		s.Rate = s.Margin * s.Limit
+	default:
+		// Refused while holding under the limit, unsaturated: requests
+		// collided at a strict bucket, or the limit is a little lower than
+		// measured (a burst or a fixed window's edge counted in); hold
+		// further under it, faster when the 429s are many. The probe
+		// keeps its time: collisions must not stop the search for a
+		// higher limit.
+		step := marginStep
+		if thr >= max(minSaturated, manyRefused*(acc+thr)) {
+			step *= 3
+		}
+		s.Margin = max(s.Margin-step, minMargin)
+		s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), l.ceiling)
+		l.cut(now)
+		return
 	}
-	if math.IsInf(next, 1) { // unlimited, and nothing measured yet
-		next = max(l.accepted.count(now, now.Add(-time.Second)), l.cfg.MinRate*10)
-	}
-	l.current = max(next, l.cfg.MinRate)
-	l.lastDecrease = now
-	l.lastIncrease = now
-	l.bucket.SetLimitAt(now, toLimit(l.current))
+	s.Rate = min(max(s.Rate, l.cfg.MinRate), l.ceiling)
+	s.Since = now
+	l.cut(now)
 }
 
-// holdShare is the share of a measured server limit the rate holds at.
-const holdShare = 0.98
+// cut opens an episode at now. l.mu is held.
+func (l *Limiter) cut(now time.Time) {
+	l.cutAt = now
+	l.cutAnswers = l.answers
+	l.cutAccepted = l.accepted
+	l.cutInflight = max(l.sent-l.answers, 0) + 1
+}
 
-// holdFor is how long a measured limit caps the rate before probing above
-// it again (servers do raise limits).
-const holdFor = time.Minute
-
-// maybeIncrease adds 2% of the rate for each full second since the last
-// 429 or increase, after 2 quiet seconds, up to the ceiling, and while a
-// measured limit is fresh, up to holdShare of it.
-func (l *Limiter) maybeIncrease(now time.Time) {
-	if l.current >= l.ceiling || l.lastDecrease.IsZero() {
-		return
-	}
-	// After a halving the limit is somewhere below the rate that was
-	// refused, and each probe for it costs a pause of Retry-After (a whole
-	// second at least): hold the halved rate a while first.
-	quiet := 2 * time.Second
-	if l.knownLimit == 0 {
-		quiet = 30 * time.Second
-	}
-	if now.Sub(l.lastDecrease) < quiet || now.Before(l.pausedUntil) {
-		return
-	}
-	secs := math.Floor(now.Sub(l.lastIncrease).Seconds())
-	if secs < 1 {
-		return
-	}
-	limit := l.ceiling
-	if l.knownLimit > 0 && now.Sub(l.knownAt) < holdFor {
-		limit = min(limit, l.knownLimit*holdShare)
-	}
-	l.lastIncrease = l.lastIncrease.Add(time.Duration(secs) * time.Second)
-	if l.current >= limit {
-		return
-	}
-	step := max(l.current*0.02, 0.5)
-	l.current = min(l.current+secs*step, limit)
-	l.bucket.SetLimitAt(now, toLimit(l.current))
+// State returns the control law's state.
+func (l *Limiter) State() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st
 }
 
 // Stats is a snapshot for progress and summaries.
 type Stats struct {
 	Rate      float64       // the rate in force; +Inf when unlimited
+	Limit     float64       // the server's limit as measured; 0 while unknown
 	Throttles int64         // 429s seen
-	Paused    time.Duration // total time the pool was held by 429s
+	Paused    time.Duration // total time the pool was held by pauses
 }
 
 // Stats reports the limiter's state.
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{Rate: l.current, Throttles: l.throttles, Paused: l.paused}
+	return Stats{
+		Rate:      l.st.RateAt(l.cfg.Now(), l.ceiling),
+		Limit:     l.st.Limit,
+		Throttles: l.throttles,
+		Paused:    l.paused,
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -263,55 +428,46 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// window counts accepted requests in 100ms slots over the last 3 seconds:
-// long enough that a server's burst allowance weighs little in the measure.
+// window counts answers in 100ms slots over the last second.
 type window struct {
-	slots [30]int
-	epoch [30]int64 // which 100ms tick each slot holds
-	first time.Time // first request ever counted
+	acc, thr [slots]int
+	sent     [slots]int   // departures
+	tick     [slots]int64 // which 100ms tick each slot holds
 }
 
-const slot = 100 * time.Millisecond
+const (
+	slot  = 100 * time.Millisecond
+	slots = 10
+)
 
-func (w *window) add(now time.Time) {
-	if w.first.IsZero() {
-		w.first = now
+func (w *window) add(now time.Time, acc, thr, sent int) {
+	t := now.UnixNano() / int64(slot)
+	i := t % slots
+	if w.tick[i] != t {
+		w.tick[i], w.acc[i], w.thr[i], w.sent[i] = t, 0, 0, 0
 	}
-	tick := now.UnixNano() / int64(slot)
-	i := tick % int64(len(w.slots))
-	if w.epoch[i] != tick {
-		w.epoch[i], w.slots[i] = tick, 0
-	}
-	w.slots[i]++
+	w.acc[i] += acc
+	w.thr[i] += thr
+	w.sent[i] += sent
 }
 
-// count is the requests accepted since from (to slot precision), at most
-// the window's length ago.
-func (w *window) count(now, from time.Time) float64 {
-	tick := now.UnixNano() / int64(slot)
-	first := max(from.UnixNano()/int64(slot), tick-int64(len(w.slots))+1)
-	n := 0
-	for i := range w.slots {
-		if w.epoch[i] >= first && w.epoch[i] <= tick {
-			n += w.slots[i]
+// lastSecond returns the answers of the last second (to slot precision:
+// the current slot and the nine before) and the time they span. ok is
+// false unless the whole span is after since: a shorter one makes a
+// server's burst allowance or a fixed window's edge read as its rate.
+func (w *window) lastSecond(now, since time.Time) (acc, thr, sent float64, span time.Duration, ok bool) {
+	t := now.UnixNano() / int64(slot)
+	first := t - slots + 1
+	start := time.Unix(0, first*int64(slot))
+	if since.IsZero() || since.After(start) {
+		return 0, 0, 0, 0, false
+	}
+	for i := range slots {
+		if w.tick[i] >= first && w.tick[i] <= t {
+			acc += float64(w.acc[i])
+			thr += float64(w.thr[i])
+			sent += float64(w.sent[i])
 		}
 	}
-	return float64(n)
-}
-
-// rate is accepted requests per second over the unpaused traffic since
-// resumed, up to the window's length. ok is false when less than a second
-// of it was seen: a server's burst allowance makes a short window read high.
-func (w *window) rate(now, resumed time.Time) (float64, bool) {
-	if w.first.IsZero() {
-		return 0, false
-	}
-	start := maxTime(w.first, resumed)
-	if now.Sub(start) < time.Second {
-		return 0, false
-	}
-	if limit := now.Add(-time.Duration(len(w.slots)-1) * slot); start.Before(limit) {
-		start = limit.Truncate(slot)
-	}
-	return w.count(now, start) / now.Sub(start).Seconds(), true
+	return acc, thr, sent, now.Sub(start), true
 }

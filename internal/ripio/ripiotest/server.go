@@ -110,6 +110,17 @@ type Options struct {
 	// this Retry-After, in whole seconds rounded up: a server that never
 	// lets up.
 	ThrottleAll time.Duration
+	// Rate limit shapes beyond the token bucket, to play any server.
+	//
+	// RateWindow, when set, makes the limit a fixed window instead: at
+	// most RateLimit×RateWindow creates in each window of this length,
+	// aligned to the clock; Retry-After is the time left in the window.
+	// RateSchedule changes RateLimit during the run, each step at its
+	// After counted from the first create request (with a bucket, a step
+	// starts a full bucket of RateBurst at the new rate), such as
+	// 100/s, then 50/s after 10s, then 100/s after 20s.
+	RateWindow   time.Duration
+	RateSchedule []RateStep
 }
 
 // DefaultOptions returns the options the sandbox command and the embedded
@@ -163,6 +174,9 @@ func (o Options) validate() error {
 	}
 	if o.LatencyJitter < 0 {
 		return fmt.Errorf("ripiotest: LatencyJitter %v is negative", o.LatencyJitter)
+	}
+	if err := o.validateShape(); err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		name string
@@ -226,6 +240,7 @@ type Server struct {
 	handler   http.Handler
 
 	limiter atomic.Pointer[rate.Limiter] // nil: unlimited
+	shape   *shape                       // nil: the bucket alone
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -278,6 +293,7 @@ func NewServer(opts Options) (*Server, error) {
 		serveDone: make(chan struct{}),
 	}
 	s.SetRateLimit(opts.RateLimit, opts.RateBurst)
+	s.shape = newShape(opts)
 	s.handler = http.HandlerFunc(s.serveHTTP)
 
 	errorLog := log.New(io.Discard, "", 0)
@@ -409,6 +425,9 @@ func (s *Server) SetRateLimit(perSecond float64, burst int) {
 // allow takes a token from the rate limit, or says how long until one is
 // there.
 func (s *Server) allow() (wait time.Duration, ok bool) {
+	if wait, ok, decided := s.shape.allow(s); decided {
+		return wait, ok
+	}
 	lim := s.limiter.Load()
 	if lim == nil {
 		return 0, true

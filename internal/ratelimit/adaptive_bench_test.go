@@ -1,0 +1,186 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+)
+
+// BenchmarkAdaptive drives the real client and limiter against the fake
+// server, shaped as each case of issue 18 says, with a 16-worker pool
+// doing what the importer's send does, and reports the share of the
+// server's limit achieved and the share of requests throttled. Run it
+// once per measurement:
+//
+//	go test -run '^$' -bench BenchmarkAdaptive -benchtime 1x -count 3 ./internal/ratelimit/
+func BenchmarkAdaptive(b *testing.B) {
+	moving := []ripiotest.RateStep{{After: 10 * time.Second, Limit: 50}, {After: 20 * time.Second, Limit: 100}}
+	cases := []struct {
+		name    string
+		opts    ripiotest.Options
+		ceiling float64
+		rows    int
+		busy    bool // other processes keep every core busy
+	}{
+		{name: "Bucket100Burst1", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000},
+		{name: "Bucket50Burst1Ceiling1000", opts: ripiotest.Options{RateLimit: 50, RateBurst: 1, RetryAfter: true}, ceiling: 1000, rows: 1500},
+		{name: "FixedWindow100NoRetryAfter", opts: ripiotest.Options{RateLimit: 100, RateWindow: time.Second}, ceiling: 400, rows: 3000},
+		{name: "Bucket100Burst1BusyCPU", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000, busy: true},
+		{name: "Moving100To50To100", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true, RateSchedule: moving}, ceiling: 400, rows: 3000},
+		{name: "NoLimitLatency20To80ms", opts: ripiotest.Options{Latency: 20 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}, ceiling: 200, rows: 3000},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var share, throttled float64
+			for b.Loop() {
+				if c.busy {
+					stop := spinCores(b, 2*time.Minute)
+					share, throttled = runPool(b, c.opts, c.ceiling, c.rows)
+					stop()
+				} else {
+					share, throttled = runPool(b, c.opts, c.ceiling, c.rows)
+				}
+			}
+			b.ReportMetric(share, "of_limit")
+			b.ReportMetric(100*throttled, "throttled_%")
+		})
+	}
+}
+
+// runPool imports rows into a server started with opts and returns what
+// the server created per second as a share of its limit (integrated over
+// the run for a moving limit; the ceiling when it has none), and the share
+// of create requests it throttled.
+func runPool(b *testing.B, opts ripiotest.Options, ceiling float64, rows int) (share, throttled float64) {
+	b.Helper()
+	srv, err := ripiotest.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := ripio.New(ripio.Config{BaseURL: srv.URL(), ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := ratelimit.New(ratelimit.Config{Rate: ceiling})
+	run := fmt.Sprint(time.Now().UnixNano())
+	jobs := make(chan int, rows)
+	for i := range rows {
+		jobs <- i
+	}
+	close(jobs)
+	ctx := context.Background()
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range jobs {
+				req := ripio.CreateCustomerRequest{
+					CustomerID: fmt.Sprintf("%s-%d", run, i),
+					Email:      fmt.Sprintf("c%d-%s@example.com", i, run),
+					Type:       ripio.Individual,
+				}
+				if !send(ctx, lim, client, req) {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		b.Errorf("%d rows not created", n)
+	}
+	st := srv.Stats()
+	return float64(st.Created) / allowed(opts, ceiling, elapsed), float64(st.Throttled) / float64(st.Requests)
+}
+
+// send is the importer's send, without the ledger: Wait, create, classify,
+// tell the limiter. It gives up on a row after 100 throttles or 5 other
+// failures.
+func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req ripio.CreateCustomerRequest) bool {
+	for throttles, fails := 0, 0; throttles < 100 && fails < 5; {
+		if err := lim.Wait(ctx); err != nil {
+			return false
+		}
+		_, err := client.CreateCustomer(ctx, req)
+		v := ripio.Classify(err)
+		switch v.Outcome {
+		case ripio.Created, ripio.Exists:
+			lim.Accepted()
+			return true
+		case ripio.Throttled:
+			lim.Throttled(v.RetryAfter)
+			throttles++
+		case ripio.TokenThrottled:
+			lim.Pause(v.RetryAfter)
+			throttles++
+		default:
+			fails++
+		}
+	}
+	return false
+}
+
+// allowed is how many creates the server's limit allowed in elapsed: its
+// rate (the ceiling when it has none) integrated over its schedule.
+func allowed(opts ripiotest.Options, ceiling float64, elapsed time.Duration) float64 {
+	if opts.RateLimit == 0 {
+		return ceiling * elapsed.Seconds()
+	}
+	total, at, rate := 0.0, time.Duration(0), opts.RateLimit
+	for _, st := range opts.RateSchedule {
+		if st.After >= elapsed {
+			break
+		}
+		total += rate * (st.After - at).Seconds()
+		at, rate = st.After, st.Limit
+	}
+	return total + rate*(elapsed-at).Seconds()
+}
+
+// spinCores starts two child processes (this test binary, re-run as
+// TestSpin) that keep a core busy each until stop is called or for at
+// most d.
+func spinCores(b *testing.B, d time.Duration) (stop func()) {
+	b.Helper()
+	var cmds []*exec.Cmd
+	for range 2 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSpin$")
+		cmd.Env = append(os.Environ(), "RATELIMIT_SPIN_FOR="+d.String())
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return func() {
+		for _, cmd := range cmds {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}
+}
+
+// TestSpin keeps a core busy for RATELIMIT_SPIN_FOR when spinCores runs it
+// as a child process; otherwise it does nothing.
+func TestSpin(t *testing.T) {
+	t.Parallel()
+	d, err := time.ParseDuration(os.Getenv("RATELIMIT_SPIN_FOR"))
+	if err != nil {
+		t.Skip("only a child of BenchmarkAdaptive spins")
+	}
+	deadline := time.Now().Add(d)
+	for n := 0; time.Now().Before(deadline); n++ {
+		_ = n * n
+	}
+}
