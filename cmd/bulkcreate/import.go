@@ -58,6 +58,7 @@ type importFlags struct {
 	summaryJSON   string
 	progressEvery time.Duration
 	target        targetFlags
+	metrics       metricsFlags
 }
 
 func runImport(ctx context.Context, e env, args []string) error {
@@ -79,6 +80,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
 	f.target.register(fs)
+	f.metrics.register(fs)
 	posArgs, helped, err := parseArgs(e, fs, importUsage, args)
 	if helped || err != nil {
 		return err
@@ -99,6 +101,11 @@ func runImport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usageError("import: %v", err)
 	}
+	mx, err := f.metrics.start(e.stderr)
+	if err != nil {
+		return usageError("import: %v", err)
+	}
+	defer mx.close()
 
 	if e.getenv("GOGC") == "" {
 		// The heap is mostly the duplicate detector's flat slices, which
@@ -156,7 +163,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 		}
 		client, err = ripio.New(ripio.Config{
 			BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
-			Timeout: f.timeout, UserAgent: "bulkcreate/" + version,
+			Timeout: f.timeout, UserAgent: "bulkcreate/" + version, WrapTransport: mx.wrapTransport(),
 		})
 		if err != nil {
 			return usageError("import: %v", err)
@@ -165,6 +172,7 @@ func runImport(ctx context.Context, e env, args []string) error {
 	}
 
 	im := importer.New(cfg, client, limiter, l, tgt.Name())
+	mx.watch(im, size)
 	var prog *progress
 	if !f.quiet {
 		prog = &progress{im: im, size: size, logger: logger, w: e.stderr, tty: isTerminal(e.stderr), interval: f.progressEvery}
@@ -184,7 +192,9 @@ func runImport(ctx context.Context, e env, args []string) error {
 			logger.Error("summary json", "err", werr)
 		}
 	}
-	return importExit(ctx, sum, err)
+	exit := importExit(ctx, sum, err)
+	mx.end(ctx) // after the exit is decided: a signal that ends the linger is no interruption
+	return exit
 }
 
 func (f *importFlags) importerConfig() (importer.Config, error) {
