@@ -5,6 +5,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,54 @@ func TestMetrics_FollowNamingConventions(t *testing.T) {
 	for _, p := range problems {
 		if strings.HasPrefix(p.Metric, "bulkcreate_") {
 			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+// TestMetrics_DocsNameWhatIsExported checks the README and the Grafana
+// dashboard against the registry: every bulkcreate_ metric they name is
+// exported, and the README names every one.
+func TestMetrics_DocsNameWhatIsExported(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.Watch(Sources{
+		Rows:  func() Rows { return Rows{Estimated: 1} },
+		Limit: func() (Limit, bool) { return Limit{Rate: 1}, true },
+	})
+	fams, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "bulkcreate_") {
+			exported[f.GetName()] = true
+		}
+	}
+	name := regexp.MustCompile(`bulkcreate_[a-z_]+`)
+	for _, doc := range []string{"../../README.md", "../../docs/grafana-dashboard.json"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := map[string]bool{}
+		for _, n := range name.FindAllString(string(b), -1) {
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				if base, ok := strings.CutSuffix(n, suffix); ok && exported[base] {
+					n = base
+				}
+			}
+			named[n] = true
+			if !exported[n] {
+				t.Errorf("%s names %s, which is not exported", doc, n)
+			}
+		}
+		if strings.HasSuffix(doc, "README.md") {
+			for n := range exported {
+				if !named[n] {
+					t.Errorf("%s does not describe %s", doc, n)
+				}
+			}
 		}
 	}
 }
