@@ -6,12 +6,17 @@
 # from pair to pair (off/on, on/off, ...), so that a machine getting busier
 # or the sandbox filling up weighs on both sides alike.
 #
+# ANSWER=exists measures instead imports that the server answers "already
+# exists" for every row (a file imported once first, then into a new ledger
+# each run): an error answer, which the metrics classify from its body.
+#
 # It prints, per pair and in total, wall time, CPU time and peak RSS with
 # metrics on divided by the same with metrics off: 1.00 is no cost.
 #
 # Usage: bench/metrics.sh                 (from anywhere; a few minutes)
 #        ROWS=50000 PAIRS=2 bench/metrics.sh
-# Environment: ROWS (default 200000), PAIRS (default 3), SCRAPE_EVERY
+# Environment: ROWS (default 200000), PAIRS (default 3), ANSWER (created or
+# exists, default created), SCRAPE_EVERY
 # (seconds, default 1; Prometheus' default interval is 15), WORK (kept
 # afterwards; default a new temporary directory).
 # Needs Go, gcc (cgo, for SQLite), curl and GNU time. Everything runs on loopback.
@@ -20,6 +25,7 @@ set -euo pipefail
 ROWS=${ROWS:-200000}
 PAIRS=${PAIRS:-3}
 SCRAPE_EVERY=${SCRAPE_EVERY:-1}
+ANSWER=${ANSWER:-created}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bulkcreate-metrics.XXXXXX")}
 mkdir -p "$WORK"
 cd "$(dirname "$0")/.."
@@ -30,7 +36,7 @@ done
 out() { echo "$*" | tee -a "$WORK/results.txt"; }
 : >"$WORK/results.txt"
 out "# bulkcreate bench/metrics.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-out "machine: nproc $(nproc), $(go version | cut -d' ' -f3-); $ROWS rows a run, $PAIRS pairs, a scrape every $SCRAPE_EVERY s"
+out "machine: nproc $(nproc), $(go version | cut -d' ' -f3-); $ROWS rows a run, $PAIRS pairs, a scrape every $SCRAPE_EVERY s, every answer $ANSWER"
 out "work dir: $WORK"
 
 go build -o "$WORK/bulkcreate" ./cmd/bulkcreate
@@ -65,7 +71,12 @@ scrape() {
 # run_import NAME on|off: one import of a new file under GNU time.
 run_import() {
 	local name=$1 mode=$2 scraper= args=()
-	"$BIN" sample --rows "$ROWS" --prefix "$name" -o "$WORK/$name.csv"
+	local csv=$WORK/$name.csv
+	if [ "$ANSWER" = exists ]; then
+		csv=$WORK/seed.csv
+	else
+		"$BIN" sample --rows "$ROWS" --prefix "$name" -o "$csv"
+	fi
 	[ "$mode" = on ] && args=(--metrics-addr 127.0.0.1:0)
 	rm -f "$WORK/$name.stop"
 	: >"$WORK/$name.err"
@@ -73,7 +84,7 @@ run_import() {
 	[ "$mode" = on ] && { scrape "$name" & scraper=$!; }
 	RIPIO_BASE_URL=$URL RIPIO_CLIENT_ID=sandbox-client RIPIO_CLIENT_SECRET=sandbox-secret \
 		/usr/bin/time -v -o "$WORK/$name.time" \
-		"$BIN" import --rps 0 --quiet --ledger "$WORK/$name.db" "${args[@]}" "$WORK/$name.csv" \
+		"$BIN" import --rps 0 --quiet --ledger "$WORK/$name.db" "${args[@]}" "$csv" \
 		>"$WORK/$name.out" 2>>"$WORK/$name.err" || out "$name: exit status $? (see $WORK/$name.err)"
 	touch "$WORK/$name.stop"
 	[ -n "$scraper" ] && wait "$scraper"
@@ -84,6 +95,12 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for
 cpu() { awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$WORK/$1.time"; }
 rss() { awk -F': ' '/Maximum resident set size/ {printf "%.1f\n", $2 / 1024}' "$WORK/$1.time"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+
+if [ "$ANSWER" = exists ]; then
+	"$BIN" sample --rows "$ROWS" --prefix seed -o "$WORK/seed.csv"
+	RIPIO_BASE_URL=$URL RIPIO_CLIENT_ID=sandbox-client RIPIO_CLIENT_SECRET=sandbox-secret \
+		"$BIN" import --rps 0 --quiet --ledger "$WORK/seed.db" "$WORK/seed.csv" >/dev/null
+fi
 
 tw_on=0 tw_off=0 tc_on=0 tc_off=0 tr_on=0 tr_off=0
 for i in $(seq "$PAIRS"); do
