@@ -51,11 +51,17 @@ type importMetrics struct {
 	linger time.Duration
 }
 
-// startMetrics binds the endpoint before anything is sent, so that a port
-// in use stops the run at once, and says where it is on stderr.
+// start binds the endpoint before anything is sent, so that a port in use
+// stops the run at once, and says where it is on stderr.
 func (f *metricsFlags) start(stderr io.Writer) (*importMetrics, error) {
 	if f.addr == "" {
+		if f.linger != 0 {
+			return nil, fmt.Errorf("--metrics-linger needs --metrics-addr, e.g. --metrics-addr 127.0.0.1:9464")
+		}
 		return nil, nil
+	}
+	if f.linger < 0 {
+		return nil, fmt.Errorf("--metrics-linger %v: want 0 or more", f.linger)
 	}
 	if err := checkMetricsAddr(f.addr); err != nil {
 		return nil, err

@@ -145,21 +145,26 @@ func TestMetrics_AddrRefused(t *testing.T) {
 	dir := t.TempDir()
 	in := writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\n")
 	tests := []struct {
-		name, addr, want string
+		name string
+		args []string
+		want string
 	}{
-		{"NoHost", ":9464", "name the host: 127.0.0.1:9464"},
-		{"NoPort", "127.0.0.1", "want HOST:PORT"},
-		{"NamedPort", "127.0.0.1:http", "want a port number"},
-		{"PortInUse", busy.Addr().String(), "address already in use"},
+		{"NoHost", []string{"--metrics-addr", ":9464"}, "name the host: 127.0.0.1:9464"},
+		{"NoPort", []string{"--metrics-addr", "127.0.0.1"}, "want HOST:PORT"},
+		{"NamedPort", []string{"--metrics-addr", "127.0.0.1:http"}, "want a port number"},
+		{"PortInUse", []string{"--metrics-addr", busy.Addr().String()}, "address already in use"},
+		{"LingerAlone", []string{"--metrics-linger", "10s"}, "--metrics-linger needs --metrics-addr"},
+		{"LingerNegative", []string{"--metrics-addr", "127.0.0.1:0", "--metrics-linger", "-1s"}, "want 0 or more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := run(context.Background(), []string{"import", "--dry-run", "--ledger", filepath.Join(dir, tt.name+".db"), "--metrics-addr", tt.addr, in},
+			args := append([]string{"import", "--dry-run", "--ledger", filepath.Join(dir, tt.name+".db")}, tt.args...)
+			err := run(context.Background(), append(args, in),
 				func(string) string { return "" }, strings.NewReader(""), io.Discard, io.Discard)
 			var ee *exitError
 			if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("import --metrics-addr %q = %v, want exit %d saying %q", tt.addr, err, exitUsage, tt.want)
+				t.Errorf("import %v = %v, want exit %d saying %q", tt.args, err, exitUsage, tt.want)
 			}
 		})
 	}
