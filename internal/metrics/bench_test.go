@@ -3,6 +3,7 @@ package metrics
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -42,5 +43,21 @@ func BenchmarkTransport(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkScrape is one scrape of a run's registry: the run's snapshots,
+// the request metrics, and the Go runtime's and the process's collectors.
+func BenchmarkScrape(b *testing.B) {
+	m := New()
+	m.Watch(Sources{
+		Rows:  func() Rows { return Rows{Read: 1e6, Created: 1e6, Estimated: 1e6} },
+		Limit: func() (Limit, bool) { return Limit{Rate: 20}, true },
+	})
+	h := m.Handler()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
 }
