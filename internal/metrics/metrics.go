@@ -67,7 +67,15 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
-	done     atomic.Bool
+	// byClass holds each class's series, looked up once: the transport then
+	// pays no label hashing per request. Read-only after New.
+	byClass map[string]classSeries
+	done    atomic.Bool
+}
+
+type classSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // Request classes, the values of the class label.
@@ -108,9 +116,9 @@ func New() *Metrics {
 	}
 	// Every class is exported from the start, at 0, so that rate() and
 	// absent() see a series before the first request of that class.
+	m.byClass = make(map[string]classSeries, len(classes))
 	for _, c := range classes {
-		m.requests.WithLabelValues(c)
-		m.duration.WithLabelValues(c)
+		m.byClass[c] = classSeries{requests: m.requests.WithLabelValues(c), duration: m.duration.WithLabelValues(c)}
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight,
 		collectors.NewGoCollector(),

@@ -49,8 +49,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (m *Metrics) observe(class string, start time.Time) {
 	m.inFlight.Dec()
-	m.requests.WithLabelValues(class).Inc()
-	m.duration.WithLabelValues(class).Observe(time.Since(start).Seconds())
+	s := m.byClass[class]
+	s.requests.Inc()
+	s.duration.Observe(time.Since(start).Seconds())
 }
 
 // observedBody classifies its request on Close, once the client has read
