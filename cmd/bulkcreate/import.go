@@ -61,6 +61,7 @@ type importFlags struct {
 	summaryJSON   string
 	progressEvery time.Duration
 	target        targetFlags
+	metrics       metricsFlags
 }
 
 // register adds import's flags to fs, one statement a flag; checks that
@@ -85,6 +86,7 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
 	f.target.register(fs)
+	f.metrics.register(fs)
 }
 
 // runImport parses the command line, wires the import's parts (input,
@@ -136,6 +138,7 @@ type importJob struct {
 	sqlite  *ledger.Ledger // the SQLite ledger, for the run report's series; nil on PostgreSQL
 	client  *ripio.Client
 	limiter *ratelimit.Limiter
+	mx      *importMetrics
 	closers []func() error
 }
 
@@ -160,7 +163,12 @@ func (f *importFlags) job(e env, posArgs []string, rec *summaryRecorder) (*impor
 		return nil, usageError("import: %v", err)
 	}
 	rec.target = tgt.Name()
-	return &importJob{f: f, cfg: cfg, logger: logger, tgt: tgt, path: posArgs[0]}, nil
+	mx, err := f.metrics.start(e.stderr)
+	if err != nil {
+		return nil, usageError("import: %v", err)
+	}
+	return &importJob{f: f, cfg: cfg, logger: logger, tgt: tgt, path: posArgs[0], mx: mx,
+		closers: []func() error{func() error { mx.close(); return nil }}}, nil
 }
 
 func (j *importJob) close() {
@@ -249,7 +257,7 @@ func (j *importJob) connect(e env) error {
 	}
 	client, err := ripio.New(ripio.Config{
 		BaseURL: j.tgt.BaseURL, ClientID: j.tgt.ClientID, ClientSecret: j.tgt.ClientSecret,
-		Timeout: j.f.timeout, UserAgent: "bulkcreate/" + version,
+		Timeout: j.f.timeout, UserAgent: "bulkcreate/" + version, WrapTransport: j.mx.wrapTransport(),
 	})
 	if err != nil {
 		return usageError("import: %v", err)
@@ -269,12 +277,13 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	}
 	im := importer.New(j.cfg, j.client, j.limiter, st, name)
 	smp := startSampler(ctx, e, j.sqlite, im, name, j.logger) // nil in a dry run and on PostgreSQL
+	size := int64(-1)
+	if j.input != nil {
+		size = j.input.Size()
+	}
+	j.mx.watch(im, size)
 	var prog *progress
 	if !j.f.quiet {
-		size := int64(-1)
-		if j.input != nil {
-			size = j.input.Size()
-		}
 		prog = &progress{im: im, size: size, logger: j.logger, w: e.stderr, tty: isTerminal(e.stderr), interval: j.f.progressEvery}
 		prog.start()
 	}
@@ -301,6 +310,7 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	if exit == nil && rec.inputChanged != "" {
 		exit = withCode(exitNotDone, errQuiet)
 	}
+	j.mx.end(ctx) // after the exit is decided: a signal that ends the linger is no interruption
 	return exit
 }
 

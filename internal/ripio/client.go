@@ -64,6 +64,11 @@ type Config struct {
 	// that does not follow redirects.
 	HTTPClient *http.Client
 
+	// WrapTransport, if set, wraps HTTPClient's transport (http.DefaultTransport
+	// when it has none), so that a caller can observe every request without
+	// giving up the default client's tuning.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
 	// Timeout bounds one request, token fetches included. Default 30s.
 	Timeout time.Duration
 
@@ -152,6 +157,13 @@ func New(cfg Config) (*Client, error) {
 	// customer that was never made. The 3xx itself is the answer.
 	hc := *cfg.HTTPClient
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if cfg.WrapTransport != nil {
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		hc.Transport = cfg.WrapTransport(rt)
+	}
 	c := &Client{
 		base:      u.String(),
 		http:      &hc,
