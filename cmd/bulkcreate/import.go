@@ -50,18 +50,20 @@ type importFlags struct {
 	maxAttempts   int
 	timeout       time.Duration
 	maxErrors     string
-	retryRejected bool
-	delimiter     string
-	columns       map[string]string
-	maxLineBytes  int
-	dryRun        bool
-	quiet         bool
-	logFormat     string
-	verbose       bool
-	summaryJSON   string
-	progressEvery time.Duration
-	target        targetFlags
-	metrics       metricsFlags
+	// unreachableAfter and maxRetryAfter: importer.StopConfig's rules.
+	unreachableAfter, maxRetryAfter time.Duration
+	retryRejected                   bool
+	delimiter                       string
+	columns                         map[string]string
+	maxLineBytes                    int
+	dryRun                          bool
+	quiet                           bool
+	logFormat                       string
+	verbose                         bool
+	summaryJSON                     string
+	progressEvery                   time.Duration
+	target                          targetFlags
+	metrics                         metricsFlags
 }
 
 // register adds import's flags to fs, one statement a flag; checks that
@@ -73,7 +75,9 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row per run for errors that may pass (429s not counted)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
-	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
+	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected, failed or in doubt")
+	fs.DurationVar(&f.unreachableAfter, "unreachable-after", 30*time.Second, "abort when no request has reached the API this long after the first left (0: never)")
+	fs.DurationVar(&f.maxRetryAfter, "max-retry-after", 10*time.Minute, "abort when the server asks to wait longer than this, or throttles every request for this long (0: never)")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
@@ -314,6 +318,15 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	return exit
 }
 
+// offIfZero maps a flag's 0 ("never") to the importer's -1 (rule off),
+// whose own 0 means its default.
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 func (f *importFlags) importerConfig() (importer.Config, error) {
 	cfg := importer.Config{
 		Concurrency:   f.concurrency,
@@ -338,8 +351,13 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, errors.New("--ledger: want a file name, such as bulkcreate.db")
 	case f.maxLineBytes < 64:
 		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
+	case f.unreachableAfter < 0:
+		return cfg, fmt.Errorf("--unreachable-after %v: want 0 (never) or more", f.unreachableAfter)
+	case f.maxRetryAfter < 0:
+		return cfg, fmt.Errorf("--max-retry-after %v: want 0 (never) or more", f.maxRetryAfter)
 	}
 	cfg.MaxLineBytes = f.maxLineBytes
+	cfg.Stop = importer.StopConfig{UnreachableAfter: offIfZero(f.unreachableAfter), MaxRetryAfter: offIfZero(f.maxRetryAfter)}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = defaultConcurrency(f.rps)
 	}

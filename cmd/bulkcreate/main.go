@@ -24,7 +24,7 @@ const (
 	exitOK          = 0   // every row created or already existing
 	exitNotDone     = 1   // some rows not created (invalid, duplicate, rejected, failed, in doubt), or FILE changed while read
 	exitUsage       = 2   // usage or configuration error; nothing was sent
-	exitAborted     = 3   // run aborted: credentials refused, error limit reached, ledger failure
+	exitAborted     = 3   // run aborted: credentials, wrong URL, server unreachable/failing/throttling, error limit, ledger
 	exitInterrupted = 130 // stopped by a signal
 )
 
@@ -160,7 +160,9 @@ Exit codes:
        or FILE changed while it was read; a dry run: some rows invalid or
        duplicate
   2    usage or configuration error; nothing was sent
-  3    run aborted (credentials refused, --max-errors reached, ledger failure)
+  3    run aborted (credentials refused, wrong RIPIO_BASE_URL, server
+       unreachable, failing every request or throttling without end,
+       --max-errors reached, ledger failure)
   130  interrupted
 
 Example:
