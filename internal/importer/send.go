@@ -73,6 +73,12 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			if throttles++; throttles >= maxThrottlesPerRow {
 				return im.giveUp(ctx, s) // the server keeps refusing: next run
 			}
+			// The pacer sets the pool's pace; the request the server
+			// refused waits the Retry-After it was given (the stop rules
+			// bound it) before it goes again.
+			if sleep(ctx, v.RetryAfter) != nil {
+				return im.releaseOrDoubt(ctx, s)
+			}
 			continue // a 429 does not spend an attempt
 		}
 		tries++
@@ -191,7 +197,14 @@ func (im *Importer) checkErrorLimit() error {
 // and never less than the server's Retry-After.
 func (im *Importer) backoff(ctx context.Context, n int, retryAfter time.Duration) error {
 	ceil := min(im.cfg.Backoff<<min(n-1, 20), im.cfg.MaxBackoff)
-	d := max(im.cfg.Jitter(ceil+1), retryAfter)
+	return sleep(ctx, max(im.cfg.Jitter(ceil+1), retryAfter))
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -1,0 +1,66 @@
+package importer_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/memstore"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+// throttleOnce answers each email's first create 429 with a Retry-After,
+// and creates it the second time, noting when each request came.
+type throttleOnce struct {
+	retryAfter time.Duration
+	mu         sync.Mutex
+	calls      map[string][]time.Time
+}
+
+func (s *throttleOnce) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[req.Email] = append(s.calls[req.Email], time.Now())
+	if len(s.calls[req.Email]) == 1 {
+		return ripio.Customer{}, &ripio.APIError{Status: http.StatusTooManyRequests, RetryAfter: s.retryAfter}
+	}
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}, nil
+}
+
+// freePacer lets every request go at once.
+type freePacer struct{}
+
+func (freePacer) Wait(ctx context.Context) error { return ctx.Err() }
+func (freePacer) Accepted()                      {}
+func (freePacer) Throttled(time.Duration)        {}
+func (freePacer) Pause(time.Duration)            {}
+
+// TestImport_ARowWaitsTheRetryAfterOfItsOwn429: the pacer decides how fast
+// the pool goes, but the request the server refused with a Retry-After is
+// not sent again before that wait is over.
+func TestImport_ARowWaitsTheRetryAfterOfItsOwn429(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		sender := &throttleOnce{retryAfter: 3 * time.Second, calls: map[string][]time.Time{}}
+		data, emails := genCSV(20, "ra")
+		im := importer.New(importer.Config{SourceFile: "ra.csv", Backoff: time.Millisecond}, sender, freePacer{}, memoryStore{memstore.New()}, "t")
+		sum, err := im.Import(t.Context(), strings.NewReader(data))
+		if err != nil || sum.Created != int64(len(emails)) {
+			t.Fatalf("Import = created %d, %v; want %d, nil", sum.Created, err, len(emails))
+		}
+		for _, e := range emails {
+			c := sender.calls[e]
+			if len(c) != 2 {
+				t.Fatalf("%s: %d requests, want 2", e, len(c))
+			}
+			if gap := c[1].Sub(c[0]); gap < sender.retryAfter {
+				t.Errorf("%s: sent again %v after its 429, want at least its Retry-After %v", e, gap, sender.retryAfter)
+			}
+		}
+	})
+}
