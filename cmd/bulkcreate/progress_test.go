@@ -189,14 +189,16 @@ func TestRenderBar_FitsEveryWidth(t *testing.T) {
 func TestCLI_ProgressSaysWhenTheServerPauses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	// The pool pauses when the server refuses everything; a server that
+	// only ever throttles, for 3 s of --max-retry-after, then ends the run.
 	opts := ripiotest.DefaultOptions()
-	opts.RateLimit, opts.RateBurst = 2, 1
+	opts.ThrottleAll = time.Second
 	_, env := newServer(t, opts)
-	data, _ := genRows(5)
+	data, _ := genRows(40)
 	writeFile(t, dir, "in.csv", data)
-	r := runBin(t, dir, env, "", "import", "--rps", "50", "--progress-every", "100ms", "--log-format", "json", "in.csv")
-	if r.code != 0 {
-		t.Fatalf("import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	r := runBin(t, dir, env, "", "import", "--rps", "50", "--max-retry-after", "3s", "--progress-every", "100ms", "--log-format", "json", "in.csv")
+	if r.code != exitAborted {
+		t.Fatalf("import: exit %d, want %d\n%s%s", r.code, exitAborted, r.stdout, r.stderr)
 	}
 	paused := false
 	for _, l := range strings.Split(r.stderr, "\n") {

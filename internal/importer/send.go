@@ -39,7 +39,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 	// tries counts every request but 429s, for the backoff; attempt only
 	// those that spend one of the row's attempts.
 	for attempt, tries, throttles := 0, 0, 0; ; {
-		if err := im.pacer.Wait(ctx); err != nil {
+		if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
 			return im.releaseOrDoubt(ctx, s)
 		}
 		if tries+throttles > 0 {

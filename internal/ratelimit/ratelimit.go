@@ -181,6 +181,11 @@ const catchUp = 50 * time.Millisecond
 // machine does not add up into a lower rate; lateness beyond that is idle
 // time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
+	// A stopped run sends nothing more, even where a slot is free: select
+	// picks at random among ready cases.
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	select {
 	case l.gate <- struct{}{}:
 	case <-ctx.Done():

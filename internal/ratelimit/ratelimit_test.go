@@ -472,3 +472,19 @@ func TestStateRateAt(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiter_WaitRefusesADoneContext: a stopped run sends nothing more,
+// however free the limiter is.
+func TestLimiter_WaitRefusesADoneContext(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, cfg := range []ratelimit.Config{{}, {Rate: 1e6, Burst: 100}} {
+		l := ratelimit.New(cfg)
+		for i := range 200 {
+			if err := l.Wait(ctx); err == nil {
+				t.Fatalf("Wait(done ctx) number %d with %+v = nil, want an error", i+1, cfg)
+			}
+		}
+	}
+}
