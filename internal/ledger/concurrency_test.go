@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -217,4 +218,41 @@ func TestOpen_RefusesAHardLinkedLedger(t *testing.T) {
 	}
 	r := startRun(t, l, targetA, "a.csv") // one name again: works
 	finish(t, r, RunEnd{})
+}
+
+// TestStartRun_TheLockHoldsAcrossEveryNameOfTheFile: a relative path and a
+// bind mount of the ledger's directory reach the lock the first name took
+// (a symlink: TestStartRun_RefusesSecondRunOnTarget; a hard link is refused:
+// TestOpen_RefusesAHardLinkedLedger).
+func TestStartRun_TheLockHoldsAcrossEveryNameOfTheFile(t *testing.T) {
+	// Not parallel: t.Chdir changes the whole process's directory.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ledger.db")
+	first := openLedger(t, path)
+	r := startRun(t, first, targetA, "a.csv")
+	defer finish(t, r, RunEnd{})
+
+	names := map[string]string{}
+	t.Chdir(dir)
+	names["RelativePath"] = "ledger.db"
+	if os.Geteuid() == 0 {
+		mnt := t.TempDir()
+		if err := syscall.Mount(dir, mnt, "", syscall.MS_BIND, ""); err == nil {
+			t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+			names["BindMount"] = filepath.Join(mnt, "ledger.db")
+		} else {
+			t.Logf("no bind mount here (%v): that case not run", err)
+		}
+	}
+	for name, p := range names {
+		t.Run(name, func(t *testing.T) {
+			l := openLedger(t, p)
+			if r2, err := l.StartRun(t.Context(), RunInfo{Target: targetA, SourceFile: "b.csv"}); !errors.Is(err, ErrBusy) {
+				if err == nil {
+					finish(t, r2, RunEnd{})
+				}
+				t.Errorf("StartRun through %s while a run holds the target = %v, want ErrBusy", p, err)
+			}
+		})
+	}
 }
