@@ -21,6 +21,7 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if s.DryRun {
 		fmt.Fprintf(w, "dry run: nothing sent\n")
+		printInput(w, s.Input)
 		fmt.Fprintf(tw, "to send\t%d\t\n", s.ToSend)
 		fmt.Fprintf(tw, "skip (done before)\t%d\t\n", s.Skipped)
 		fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
@@ -48,6 +49,7 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if cause != nil {
 		fmt.Fprintf(w, "stopped by: %v\n", cause)
 	}
+	printInput(w, s.Input)
 	rows := []struct {
 		name string
 		n    int64
@@ -86,6 +88,14 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	}
 	if len(left) > 0 {
 		fmt.Fprintf(w, "next: %s: %s\n", strings.Join(left, " and "), again)
+	}
+}
+
+// printInput names how the file was read, so that an operator sees which
+// delimiter a detection chose; nothing when no header was read.
+func printInput(w io.Writer, f importer.Format) {
+	if f.Encoding != "" {
+		fmt.Fprintf(w, "read as %s\n", f)
 	}
 }
 

@@ -45,6 +45,9 @@ type summaryJSON struct {
 	// InputChanged says how the file changed while it was read (it was
 	// still being written); the run then exits 1.
 	InputChanged string `json:"inputChanged,omitempty"`
+	// Input is how the file was read: its encoding and delimiter, and
+	// whether the delimiter was given, named by a sep= line or detected.
+	Input *importer.Format `json:"input,omitempty"`
 }
 
 // countsJSON names the counts as the ledger's run records do.
@@ -170,6 +173,9 @@ func (r *summaryRecorder) write(runErr error) error {
 		out.Error = runErr.Error()
 	}
 	if s := r.sum; s != nil {
+		if s.Input.Encoding != "" {
+			out.Input = &s.Input
+		}
 		out.Outcome = s.Outcome
 		out.Counts = countsJSON(s.Counts)
 		if s.DryRun {
