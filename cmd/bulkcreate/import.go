@@ -51,6 +51,7 @@ type importFlags struct {
 	timeout       time.Duration
 	maxErrors     string
 	retryRejected bool
+	resendInDoubt bool
 	delimiter     string
 	columns       map[string]string
 	maxLineBytes  int
@@ -75,6 +76,7 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
 	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected or failed")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
+	fs.BoolVar(&f.resendInDoubt, "resend-in-doubt", false, "send again rows in doubt at a target that assigns its own customer ids (check them in Ripio first: a second send may create a second customer)")
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
 		func(s string) error { return parseColumnMap(s, &f.columns) })
@@ -214,6 +216,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		Concurrency:   f.concurrency,
 		MaxAttempts:   f.maxAttempts,
 		RetryRejected: f.retryRejected,
+		ResendInDoubt: f.resendInDoubt,
 		DryRun:        f.dryRun,
 	}
 	switch {

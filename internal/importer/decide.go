@@ -26,6 +26,9 @@ const (
 	// A conflict, for a row the store holds that created nothing (failed,
 	// rejected): its record gives way to an invalid line issue.
 	actRefuseReplace
+	// In doubt at a target that assigns its own ids: sent again, it may be
+	// created twice. It stays in doubt, not sent, why in its message.
+	actHoldInDoubt
 )
 
 // known is what the store holds of a row's keys.
@@ -54,6 +57,9 @@ type plannedRow struct {
 type rules struct {
 	sourceFile    string
 	retryRejected bool
+	// holdInDoubt: the target assigns its own ids, and the operator did not
+	// ask for rows in doubt to be sent again.
+	holdInDoubt bool
 }
 
 // decision is what decide says to do with a row.
@@ -64,8 +70,9 @@ type decision struct {
 	customerID string
 	// reason says why a refused row is not sent.
 	reason string
-	// message is, for actRefuseInDoubt, the row's new message in the store:
-	// its own, with reason replacing the refusal an earlier run added.
+	// message is, for actRefuseInDoubt and actHoldInDoubt, the row's new
+	// message in the store: its own, with reason replacing the refusal or
+	// hold an earlier run added.
 	message string
 }
 
@@ -101,6 +108,9 @@ func decide(r Row, k known, planned *plannedRow, opt rules) decision {
 	// created, may have created, or is about to, under another customerId
 	// is not sent, or the same person could get two customers.
 	o, found := holderOf(r, k, planned, opt.sourceFile)
+	if !found && own != nil && own.Status.MayExist() && opt.holdInDoubt {
+		return decision{action: actHoldInDoubt, message: heldMessage(own.Message, r.Email)}
+	}
 	if !found {
 		return decision{action: actSend, customerID: r.CustomerID}
 	}

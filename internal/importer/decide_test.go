@@ -35,6 +35,7 @@ func TestDecide(t *testing.T) {
 		known   known
 		planned *plannedRow
 		retry   bool
+		hold    bool // the target assigns its own ids
 		want    action
 		wantID  string // for actSend
 		reason  string // a part of the reason
@@ -91,6 +92,16 @@ func TestDecide(t *testing.T) {
 		{name: "LegacyKeyFailedIsNoConflict", row: Row{Line: 7, Email: "Straße@example.com", Type: ripio.Individual, Key: "email:strasse@example.com"},
 			known: known{legacy: prior(row.Failed, func(p *ledger.Prior) { p.Email, p.CustomerIDSent = "straße@example.com", "old-id" })},
 			want:  actSend, wantID: CustomerIDFor("Straße@example.com")},
+		{name: "InDoubtAtATargetThatAssignsIDsIsHeld", row: byEmail, hold: true,
+			known: known{own: prior(row.InDoubt, func(p *ledger.Prior) { p.Message = "timeout" })}, want: actHoldInDoubt,
+			message: "timeout" + heldMark + "not sent again: the target assigns its own customer ids, so a second send may create a second customer; " +
+				"check Ana@Example.com in Ripio, then re-run with --resend-in-doubt to send it"},
+		{name: "HeldAgainKeepsOneReason", row: byID, hold: true,
+			known: known{own: prior(row.InDoubt, func(p *ledger.Prior) { p.Message = heldMessage("timeout", "Ana@Example.com") })},
+			want:  actHoldInDoubt, message: heldMessage("timeout", "Ana@Example.com")},
+		{name: "FailedAtATargetThatAssignsIDsIsSent", row: byEmail, hold: true,
+			known: known{own: prior(row.Failed, nil)}, want: actSend, wantID: derived},
+		{name: "NewRowAtATargetThatAssignsIDsIsSent", row: byID, hold: true, want: actSend, wantID: "p1"},
 		{name: "FailedIsSentAgain", row: byEmail, known: known{own: prior(row.Failed, nil)}, want: actSend, wantID: derived},
 		{name: "InDoubtIsSentAgain", row: byEmail, known: known{own: prior(row.InDoubt, nil)}, want: actSend, wantID: derived},
 		{name: "RejectedUnchangedIsNotSent", row: byEmail,
@@ -126,7 +137,7 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d := decide(tt.row, tt.known, tt.planned, rules{sourceFile: "f.csv", retryRejected: tt.retry})
+			d := decide(tt.row, tt.known, tt.planned, rules{sourceFile: "f.csv", retryRejected: tt.retry, holdInDoubt: tt.hold})
 			if d.action != tt.want {
 				t.Fatalf("decide(%s) action = %d (%q), want %d", tt.row.Key, d.action, d.reason, tt.want)
 			}
@@ -135,6 +146,9 @@ func TestDecide(t *testing.T) {
 			}
 			if !strings.Contains(d.reason, tt.reason) {
 				t.Errorf("decide(%s) reason = %q, want it to contain %q", tt.row.Key, d.reason, tt.reason)
+			}
+			if tt.want == actHoldInDoubt && d.message != tt.message {
+				t.Errorf("decide(%s) message = %q, want %q", tt.row.Key, d.message, tt.message)
 			}
 			if tt.want == actRefuseInDoubt {
 				if want := "timeout" + refusedMark + d.reason; d.message != want {

@@ -32,7 +32,7 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 	if err != nil {
 		return err
 	}
-	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected}
+	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected, holdInDoubt: im.holdsInDoubt()}
 	batch := map[string]plannedRow{} // rows of this batch to be sent, by folded email
 	var sends []planned
 	for _, r := range rows {
@@ -54,6 +54,12 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 			im.counts.skipped.Add(1)
 		case actSkipRejected:
 			im.counts.rejected.Add(1) // unchanged since the server refused it
+		case actHoldInDoubt:
+			im.counts.inDoubt.Add(1)
+			im.counts.held.Add(1)
+			if err := im.run.SetMessage(ctx, r.Key, d.message); err != nil {
+				return err
+			}
 		default:
 			if err := p.refuse(ctx, r, d); err != nil {
 				return err
