@@ -10,6 +10,13 @@
 // error limit is reached) ends the run early. Cancelling the context passed
 // to Import is a soft stop: no new row starts, requests already out finish
 // (bounded by the client's timeout) and are recorded.
+//
+// What the plan promises (decide.go): a key and an email each name one
+// person. A row is not sent under a key whose customer another email or type
+// created or may have created, nor with an email that another customerId
+// holds; both are conflicts, recorded invalid. At a target that assigns its
+// own customer ids (assigned.go), rows in doubt are not sent again unless
+// Config.ResendInDoubt says so.
 package importer
 
 import (
