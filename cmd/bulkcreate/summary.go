@@ -26,6 +26,9 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
 		fmt.Fprintf(tw, "invalid\t%d\t\n", s.Invalid)
 		fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
+		if s.Held > 0 {
+			fmt.Fprintf(tw, "in doubt, not sent again (the target assigns its own ids)\t%d\t\n", s.Held)
+		}
 		fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
 		tw.Flush()
 		if len(s.Issues) > 0 {

@@ -128,9 +128,11 @@ func knownOf(r Row, byKey, byEmail map[string]ledger.Prior) known {
 	} else if p, ok := byKey["email:"+legacy]; ok && legacy != "" {
 		k.legacy = &p
 	}
-	add(byEmail, foldedEmail(r))
-	if legacy != "" {
-		add(byEmail, legacy)
+	if len(byEmail) > 0 { // none on a resume of done rows: no email to fold
+		add(byEmail, foldedEmail(r))
+		if legacy != "" {
+			add(byEmail, legacy)
+		}
 	}
 	return k
 }
