@@ -53,6 +53,7 @@ type importFlags struct {
 	// unreachableAfter and maxRetryAfter: importer.StopConfig's rules.
 	unreachableAfter, maxRetryAfter time.Duration
 	retryRejected                   bool
+	resendInDoubt                   bool
 	delimiter                       string
 	columns                         map[string]string
 	maxLineBytes                    int
@@ -79,6 +80,7 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.unreachableAfter, "unreachable-after", 30*time.Second, "abort when no request has reached the API this long after the first left (0: never)")
 	fs.DurationVar(&f.maxRetryAfter, "max-retry-after", 10*time.Minute, "abort when the server asks to wait longer than this, or throttles every request for this long (0: never)")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
+	fs.BoolVar(&f.resendInDoubt, "resend-in-doubt", false, "send again rows in doubt at a target that assigns its own customer ids (check them in Ripio first: a second send may create a second customer)")
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
 		func(s string) error { return parseColumnMap(s, &f.columns) })
@@ -332,6 +334,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		Concurrency:   f.concurrency,
 		MaxAttempts:   f.maxAttempts,
 		RetryRejected: f.retryRejected,
+		ResendInDoubt: f.resendInDoubt,
 		DryRun:        f.dryRun,
 	}
 	switch {

@@ -27,6 +27,9 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
 		fmt.Fprintf(tw, "invalid\t%d\t\n", s.Invalid)
 		fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
+		if s.Held > 0 {
+			fmt.Fprintf(tw, "in doubt, not sent again (the target assigns its own ids)\t%d\t\n", s.Held)
+		}
 		fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
 		tw.Flush()
 		if len(s.Issues) > 0 {
@@ -75,8 +78,13 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
 		fmt.Fprintf(w, "next: %s to fix: bulkcreate failures%s > fix.csv, correct them, then bulkcreate import%s fix.csv\n", plural(n, "row"), ledgerFlag, ledgerFlag)
 	}
+	if s.AssignsIDs {
+		fmt.Fprintf(w, "warning: this target assigns its own customer ids: a row in doubt sent again may create a second customer, "+
+			"so rows in doubt are not sent again (%d in this run); check them in Ripio (bulkcreate failures%s), "+
+			"then re-run with --resend-in-doubt to send them\n", s.Held, ledgerFlag)
+	}
 	var left []string
-	if n := s.Failed + s.InDoubt + s.Pending + s.NotStarted(); n > 0 {
+	if n := s.Failed + s.InDoubt - s.Held + s.Pending + s.NotStarted(); n > 0 {
 		left = append(left, plural(n, "row")+" unfinished")
 	}
 	if !s.ReadAll {

@@ -36,7 +36,9 @@ type summaryJSON struct {
 	Ledger            string   `json:"ledger"`
 	DryRun            bool     `json:"dryRun,omitempty"`
 	ToSend            int64    `json:"toSend,omitempty"`
-	Issues            []string `json:"issues,omitempty"` // a dry run's first rows it would not send
+	Issues            []string `json:"issues,omitempty"`      // a dry run's first rows it would not send
+	AssignsIDs        bool     `json:"assignsIds,omitempty"`  // the target assigns its own customer ids
+	HeldInDoubt       int64    `json:"heldInDoubt,omitempty"` // of in_doubt, rows not sent again for it
 	Requests          int64    `json:"requests"`
 	Throttled         int64    `json:"throttled"`
 	ElapsedSeconds    float64  `json:"elapsedSeconds"`
@@ -182,6 +184,7 @@ func (r *summaryRecorder) write(runErr error) error {
 			out.DryRun, out.ToSend, out.Issues = true, s.ToSend, s.Issues
 		}
 		out.Requests, out.Throttled = s.Requests, s.Throttled
+		out.AssignsIDs, out.HeldInDoubt = s.AssignsIDs, s.Held
 		out.ElapsedSeconds, out.RequestsPerSecond = s.Elapsed.Seconds(), achievedRate(*s)
 	}
 	if out.Reasons == nil {

@@ -19,6 +19,9 @@ type Store interface {
 	// LookupByEmail returns, for each of emails, the row that holds it as
 	// its Send.FoldedEmail on target, if any.
 	LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error)
+	// AssignsIDs reports whether a run on target recorded that it assigns
+	// its own customer ids (Run.RecordAssignsIDs).
+	AssignsIDs(ctx context.Context, target string) (bool, error)
 	// StartRun starts recording a run; ledger.ErrBusy when another holds
 	// the target.
 	StartRun(ctx context.Context, info ledger.RunInfo) (Run, error)
@@ -45,6 +48,9 @@ type Run interface {
 	SetMessage(ctx context.Context, key, message string) error
 	// ReplaceWithLineIssue removes the row under key and writes li instead.
 	ReplaceWithLineIssue(ctx context.Context, key string, li ledger.LineIssue) error
+	// RecordAssignsIDs records that the run's target assigns its own
+	// customer ids, for this run's lookups and every later run's.
+	RecordAssignsIDs(ctx context.Context) error
 	// Finish records how the run ended and releases the target.
 	Finish(ctx context.Context, end ledger.RunEnd) error
 }

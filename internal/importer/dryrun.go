@@ -67,6 +67,15 @@ func (m *memoryStore) LookupByEmail(ctx context.Context, target string, emails [
 	return out, nil
 }
 
+// AssignsIDs is what base says; a dry run sends nothing, so it learns
+// nothing new.
+func (m *memoryStore) AssignsIDs(ctx context.Context, target string) (bool, error) {
+	if m.base == nil {
+		return false, nil
+	}
+	return m.base.AssignsIDs(ctx, target)
+}
+
 // StartRun starts a run that takes no lock: it writes nothing.
 func (m *memoryStore) StartRun(context.Context, ledger.RunInfo) (Run, error) {
 	return memoryRun{m}, nil
@@ -93,6 +102,7 @@ func (memoryRun) RecordLineIssue(context.Context, ledger.LineIssue) error       
 func (memoryRun) ClearLineIssue(context.Context, string, int, string) error            { return nil }
 func (memoryRun) SetMessage(context.Context, string, string) error                     { return nil }
 func (memoryRun) ReplaceWithLineIssue(context.Context, string, ledger.LineIssue) error { return nil }
+func (memoryRun) RecordAssignsIDs(context.Context) error                               { return nil }
 func (memoryRun) Finish(context.Context, ledger.RunEnd) error                          { return nil }
 
 // durable is a write with nothing to wait for.

@@ -10,6 +10,13 @@
 // error limit is reached) ends the run early. Cancelling the context passed
 // to Import is a soft stop: no new row starts, requests already out finish
 // (bounded by the client's timeout) and are recorded.
+//
+// What the plan promises (decide.go): a key and an email each name one
+// person. A row is not sent under a key whose customer another email or type
+// created or may have created, nor with an email that another customerId
+// holds; both are conflicts, recorded invalid. At a target that assigns its
+// own customer ids (assigned.go), rows in doubt are not sent again unless
+// Config.ResendInDoubt says so.
 package importer
 
 import (
@@ -53,6 +60,11 @@ type Config struct {
 	// RetryRejected sends rows the server rejected before even when they
 	// have not changed.
 	RetryRejected bool
+	// ResendInDoubt sends rows in doubt again even to a target that assigns
+	// its own customer ids, where a second send may create a second
+	// customer: for the operator who has checked those people in Ripio.
+	// Without it such rows stay in_doubt, not sent (Summary.AssignsIDs).
+	ResendInDoubt bool
 	// Stop holds the rules that end a run the server cannot serve:
 	// unreachable, failing every request, throttling without end.
 	Stop StopConfig
@@ -136,6 +148,12 @@ type Summary struct {
 	// Issues are, in a dry run, the reasons of the first rows it would not
 	// send (invalid or duplicate), at most 20, in the order found.
 	Issues []string `json:"issues,omitempty"`
+	// AssignsIDs: the target assigns its own customer ids, as this run or
+	// an earlier one found. Its rows in doubt are not sent again without
+	// Config.ResendInDoubt; Held counts the rows of this run left in_doubt
+	// so, of InDoubt.
+	AssignsIDs bool  `json:"assignsIds,omitempty"`
+	Held       int64 `json:"heldInDoubt,omitempty"`
 	// Input is how the file was read: encoding and delimiter.
 	Input Format `json:"input"`
 	// Consumed is how many bytes of the input the rows read so far took
@@ -160,6 +178,8 @@ type Importer struct {
 	counts    counters
 	requests  atomic.Int64
 	throttled atomic.Int64
+	// assignsIDs: the target assigns its own customer ids (assigned.go).
+	assignsIDs atomic.Bool
 }
 
 // New returns an importer of rows into target (the store's name for the
@@ -171,8 +191,8 @@ func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Im
 }
 
 type counters struct {
-	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight atomic.Int64
-	consumed                                                                                        atomic.Int64 // bytes of the file parsed
+	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
+	consumed                                                                                              atomic.Int64 // bytes of the file parsed
 }
 
 // Progress is a live snapshot, safe to call from another goroutine.
@@ -184,11 +204,13 @@ func (im *Importer) Progress() Summary {
 			Invalid: c.invalid.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(),
 			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load(),
 		},
-		Requests:  im.requests.Load(),
-		Throttled: im.throttled.Load(),
-		DryRun:    im.cfg.DryRun,
-		ToSend:    c.toSend.Load(),
-		Consumed:  c.consumed.Load(),
+		Requests:   im.requests.Load(),
+		Throttled:  im.throttled.Load(),
+		DryRun:     im.cfg.DryRun,
+		ToSend:     c.toSend.Load(),
+		Consumed:   c.consumed.Load(),
+		AssignsIDs: im.assignsIDs.Load(),
+		Held:       c.held.Load(),
 	}
 }
 
@@ -218,6 +240,11 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	} else if store == nil {
 		return im.summary(start, "aborted"), errors.New("importer: no store")
 	}
+	assigns, err := store.AssignsIDs(ctx, im.target)
+	if err != nil {
+		return im.summary(start, "aborted"), err
+	}
+	im.assignsIDs.Store(assigns)
 	im.run, err = store.StartRun(ctx, ledger.RunInfo{Target: im.target, SourceFile: im.cfg.SourceFile, Options: im.runOptions()})
 	if err != nil {
 		return im.summary(start, "aborted"), err
@@ -269,7 +296,7 @@ func (im *Importer) summary(start time.Time, outcome string) Summary {
 func (im *Importer) runOptions() map[string]any {
 	return map[string]any{
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,
-		"retryRejected": im.cfg.RetryRejected, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
+		"retryRejected": im.cfg.RetryRejected, "resendInDoubt": im.cfg.ResendInDoubt, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
 		"delimiter": string(im.input.Delimiter),
 	}
 }

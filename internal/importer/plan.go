@@ -32,7 +32,7 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 	if err != nil {
 		return err
 	}
-	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected}
+	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected, holdInDoubt: im.holdsInDoubt()}
 	batch := map[string]plannedRow{} // rows of this batch to be sent, by folded email
 	var sends []planned
 	for _, r := range rows {
@@ -47,13 +47,19 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 			im.counts.toSend.Add(1)
 			r.CustomerID = d.customerID
 			if first == nil {
-				batch[foldedEmail(r)] = plannedRow{idKeyed: keyKind(r.Key) == "customerId", email: r.Email, customerID: r.CustomerID, line: r.Line}
+				batch[foldedEmail(r)] = plannedRow{email: r.Email, customerID: r.CustomerID, line: r.Line}
 			}
 			sends = append(sends, planned{row: r, prior: k.own})
 		case actSkip:
 			im.counts.skipped.Add(1)
 		case actSkipRejected:
 			im.counts.rejected.Add(1) // unchanged since the server refused it
+		case actHoldInDoubt:
+			im.counts.inDoubt.Add(1)
+			im.counts.held.Add(1)
+			if err := im.run.SetMessage(ctx, r.Key, d.message); err != nil {
+				return err
+			}
 		default:
 			if err := p.refuse(ctx, r, d); err != nil {
 				return err
@@ -65,8 +71,11 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 
 // lookup reads what the store holds of rows' keys: byKey by row key (and,
 // for rows keyed by customerId, by the email key too), byEmail the rows
-// keyed by customerId that hold the email of a row keyed by email that may
-// be sent.
+// keyed by customerId that hold the email of a row not done. Both are read
+// under the legacy form of an email too, where it differs. Rows this run
+// marked in earlier batches are among them: marks are committed before the
+// next batch is planned, so the store, not a set in memory, says which
+// emails this run has sent.
 func (p *planner) lookup(ctx context.Context, rows []Row) (byKey, byEmail map[string]ledger.Prior, err error) {
 	keys := make([]string, 0, len(rows))
 	for _, r := range rows {
@@ -74,14 +83,20 @@ func (p *planner) lookup(ctx context.Context, rows []Row) (byKey, byEmail map[st
 		if keyKind(r.Key) == "customerId" {
 			keys = append(keys, emailKey(r.Email))
 		}
+		if l := legacyEmail(r); l != "" {
+			keys = append(keys, "email:"+l)
+		}
 	}
 	if byKey, err = p.store.Lookup(ctx, p.im.target, keys); err != nil {
 		return nil, nil, err
 	}
 	var emails []string
 	for _, r := range rows {
-		if prior, ok := byKey[r.Key]; keyKind(r.Key) == "email" && !(ok && prior.Status.Done()) {
-			emails = append(emails, strings.TrimPrefix(r.Key, "email:"))
+		if prior, ok := byKey[r.Key]; !ok || !prior.Status.Done() {
+			emails = append(emails, foldedEmail(r))
+			if l := legacyEmail(r); l != "" {
+				emails = append(emails, l)
+			}
 		}
 	}
 	byEmail = map[string]ledger.Prior{}
@@ -99,15 +114,25 @@ func knownOf(r Row, byKey, byEmail map[string]ledger.Prior) known {
 	if own, ok := byKey[r.Key]; ok {
 		k.own = &own
 	}
-	var other ledger.Prior
-	var ok bool
-	if keyKind(r.Key) == "customerId" {
-		other, ok = byKey[emailKey(r.Email)]
-	} else {
-		other, ok = byEmail[foldedEmail(r)]
+	add := func(m map[string]ledger.Prior, key string) {
+		if p, ok := m[key]; ok {
+			k.others = append(k.others, p)
+		}
 	}
-	if ok {
-		k.other = &other
+	legacy := legacyEmail(r)
+	if keyKind(r.Key) == "customerId" {
+		add(byKey, emailKey(r.Email))
+		if legacy != "" {
+			add(byKey, "email:"+legacy)
+		}
+	} else if p, ok := byKey["email:"+legacy]; ok && legacy != "" {
+		k.legacy = &p
+	}
+	if len(byEmail) > 0 { // none on a resume of done rows: no email to fold
+		add(byEmail, foldedEmail(r))
+		if legacy != "" {
+			add(byEmail, legacy)
+		}
 	}
 	return k
 }
@@ -133,8 +158,21 @@ func (p *planner) refuse(ctx context.Context, r Row, d decision) error {
 	return im.lineIssue(ctx, li.Status, li.SourceLine, li.Email, li.Type, li.CustomerID, li.Reason)
 }
 
-// foldedEmail is row's email as keys hold it: lower-cased.
-func foldedEmail(r Row) string { return strings.TrimPrefix(emailKey(r.Email), "email:") }
+// foldedEmail is row's email as keys hold it (foldEmail).
+func foldedEmail(r Row) string { return foldEmail(r.Email) }
+
+// legacyEmail is row's email as versions before foldEmail keyed it
+// (strings.ToLower), when that differs from its folded form; else "".
+// Only an email with a non-ASCII character can differ.
+func legacyEmail(r Row) string {
+	if isASCII(r.Email) {
+		return ""
+	}
+	if l := strings.ToLower(strings.TrimSpace(r.Email)); l != foldedEmail(r) {
+		return l
+	}
+	return ""
+}
 
 // mark marks rows in flight, MarkAhead at a time in one store write, and
 // hands them on to start once the marks are committed: lookups of the next

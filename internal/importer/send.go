@@ -59,6 +59,9 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
 			im.pacer.Accepted()
+			if err := im.noteAssignedID(ctx, cust); err != nil {
+				return err
+			}
 			return im.record(ctx, s, statusOf(v.Outcome), cust.CustomerID)
 		case ripio.Rejected:
 			im.pacer.Accepted()
@@ -80,6 +83,10 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 				return im.releaseOrDoubt(ctx, s)
 			}
 			continue // a 429 does not spend an attempt
+		case ripio.InDoubt:
+			if im.holdsInDoubt() {
+				return im.giveUp(ctx, s) // sent again, it may be created twice
+			}
 		}
 		tries++
 		if v.Outcome != ripio.NotSent || !im.stop.waitForAnswer() {
@@ -170,6 +177,9 @@ func (im *Importer) record(ctx context.Context, s *sending, st row.Status, custo
 	msg := s.last.Reason
 	if st == row.Created || st == row.Exists {
 		msg = ""
+	} else if st == row.InDoubt && im.holdsInDoubt() {
+		im.counts.held.Add(1)
+		msg = heldMessage(msg, s.row.Email)
 	}
 	im.cfg.Logger.Debug("row", "line", s.row.Line, "email", s.row.Email, "status", st, "http", s.last.HTTPStatus, "reason", msg)
 	return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{

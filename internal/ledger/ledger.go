@@ -3,10 +3,13 @@
 //
 // Rows are keyed by (target, row key): the target is a Ripio base URL and
 // client id, the row key "id:" and the row's customerId column, or "email:"
-// and its lower-cased email. Rows keyed by customerId are indexed by email
-// too (LookupByEmail), so that files with and without the column meet.
-// Rows that never get a key of their own (invalid, duplicate) are kept apart
-// by source file and line and replaced when that file is read again.
+// and its email as the importer folds it (older versions: lower-cased).
+// Rows keyed by customerId are indexed by email too (LookupByEmail), so that
+// the importer finds every row that holds a person's email, whatever its
+// key. Rows that never get a key of their own (invalid, duplicate) are kept
+// apart by source file and line and replaced when that file is read again.
+// A target also records whether it assigns its own customer ids
+// (Run.RecordAssignsIDs, AssignsIDs); what to do about it is the importer's.
 //
 // A keyed row moves through these states:
 //

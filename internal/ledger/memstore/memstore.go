@@ -32,6 +32,8 @@ type target struct {
 	issues map[lineKey]*issue
 	runs   []*runRecord // oldest first
 	locked bool
+	// assignsIDs: a run recorded that the target assigns its own ids.
+	assignsIDs bool
 }
 
 type keyed struct {
@@ -103,6 +105,14 @@ func (s *Store) LookupByEmail(_ context.Context, target string, emails []string)
 		out[r.FoldedEmail] = r.Prior
 	}
 	return out, nil
+}
+
+// AssignsIDs reports whether a run on target recorded that it assigns its
+// own customer ids.
+func (s *Store) AssignsIDs(_ context.Context, target string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target(target).assignsIDs, nil
 }
 
 func existence(s row.Status) int {

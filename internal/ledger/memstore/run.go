@@ -148,3 +148,12 @@ func (r *Run) Finish(_ context.Context, end ledger.RunEnd) error {
 	}
 	return nil
 }
+
+// RecordAssignsIDs records that the run's target assigns its own customer
+// ids.
+func (r *Run) RecordAssignsIDs(context.Context) error {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	r.t.assignsIDs = true
+	return nil
+}

@@ -49,6 +49,7 @@ const (
 	opSetMessage
 	opReplace
 	opFinish
+	opAssignsIDs
 )
 
 // writeOp is one write, as its caller described it; the writer turns it
@@ -431,6 +432,8 @@ func queueSingle(b *pgx.Batch, op *writeOp) {
 		}
 		b.Queue(`UPDATE runs SET ended_at = now(), outcome = $1, counts = $2 WHERE id = $3`,
 			op.end.Outcome, string(op.endCounts), op.runID)
+	case opAssignsIDs:
+		b.Queue(`UPDATE targets SET assigns_ids_since = now() WHERE id = $1 AND assigns_ids_since IS NULL`, op.targetID)
 	default:
 		panic(fmt.Sprintf("postgres: write of unknown kind %d", op.kind))
 	}

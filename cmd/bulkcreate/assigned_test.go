@@ -1,0 +1,122 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/csv"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+)
+
+// TestCLI_ServerAssignedIDsHoldRowsInDoubt: at a target that assigns its own
+// customer ids, an import records the server's ids and says so once; rows
+// whose answer was lost stay in_doubt, neither retried in the run nor sent
+// by the next one, so no person is created twice; failures tells the
+// operator to check them, and --resend-in-doubt sends them.
+func TestCLI_ServerAssignedIDsHoldRowsInDoubt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "server.db")
+	// One request at a time and a fixed seed: the first answer arrives, and
+	// then about a third of the stored creates lose theirs.
+	opts := ripiotest.Options{AssignIDs: true, DropAfterCommit: 0.3, Seed: 7, DBPath: db}
+	srv, env := newServer(t, opts)
+	const n = 30
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	for i := range n {
+		fmt.Fprintf(&b, "user%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", b.String())
+	args := []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv"}
+
+	r := runBin(t, dir, env, "", args...)
+	if r.code != 1 {
+		t.Fatalf("first import: exit %d, want 1 (rows in doubt)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := strings.Count(r.stderr, "assigns its own customer ids"); got != 1 {
+		t.Errorf("first import said %d times on stderr that the target assigns its ids, want once\n%s", got, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "--resend-in-doubt") {
+		t.Errorf("first import's summary does not point to --resend-in-doubt:\n%s", r.stdout)
+	}
+	inDoubt := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'in_doubt'")
+	created := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'created' AND customer_id LIKE 'srv-%' AND customer_id != customer_id_sent")
+	if inDoubt == 0 || created+inDoubt != n {
+		t.Fatalf("ledger after the first import: %d created under the server's id, %d in doubt; want %d in all, some in doubt", created, inDoubt, n)
+	}
+	assertOnePerEmail(t, srv, n)
+
+	before := srv.Stats().Requests
+	r = runBin(t, dir, env, "", args...)
+	if r.code != 1 || srv.Stats().Requests != before {
+		t.Fatalf("second import: exit %d, %d requests; want 1 and none sent\n%s%s", r.code, srv.Stats().Requests-before, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, fmt.Sprintf("not sent again (%d in this run)", inDoubt)) {
+		t.Errorf("second import's summary does not count %d rows held:\n%s", inDoubt, r.stdout)
+	}
+	f := runBin(t, dir, env, "", "failures")
+	recs, err := csv.NewReader(strings.NewReader(f.stdout)).ReadAll()
+	if f.code != 0 || err != nil || len(recs) != inDoubt+1 {
+		t.Fatalf("failures: exit %d, %v, %d records; want the %d rows in doubt\n%s%s", f.code, err, len(recs), inDoubt, f.stdout, f.stderr)
+	}
+	for _, rec := range recs[1:] {
+		if rec[3] != "in_doubt" || !strings.Contains(rec[4], "check "+rec[0]+" in Ripio") || !strings.Contains(rec[4], "--resend-in-doubt") {
+			t.Errorf("failures row %q: want in_doubt, telling to check the person in Ripio and --resend-in-doubt", rec)
+		}
+	}
+	assertOnePerEmail(t, srv, n)
+
+	// The operator checks: the people are there. A server that refuses a
+	// second customer with one email makes the re-sent rows "exists".
+	u, _ := url.Parse(srv.URL())
+	srv.Close()
+	opts.Addr, opts.DropAfterCommit, opts.UniqueEmail = u.Host, 0, true
+	srv, err = ripiotest.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	r = runBin(t, dir, env, "", append([]string{"import", "--resend-in-doubt"}, args[1:]...)...)
+	if r.code != 0 || srv.Stats().Requests != int64(inDoubt) {
+		t.Fatalf("import --resend-in-doubt: exit %d, %d requests; want 0 and the %d rows in doubt sent\n%s%s", r.code, srv.Stats().Requests, inDoubt, r.stdout, r.stderr)
+	}
+	assertOnePerEmail(t, srv, n)
+}
+
+// ledgerCount counts the ledger's rows where cond holds.
+func ledgerCount(t *testing.T, path, cond string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM rows WHERE ` + cond).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func assertOnePerEmail(t *testing.T, srv *ripiotest.Server, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, c := range srv.Customers() {
+		seen[strings.ToLower(c.Email)]++
+	}
+	for e, k := range seen {
+		if k > 1 {
+			t.Errorf("server holds %s %d times, want once", e, k)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("server holds %d people, want %d", len(seen), n)
+	}
+}

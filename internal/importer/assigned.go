@@ -1,0 +1,47 @@
+package importer
+
+import (
+	"context"
+	"strings"
+
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+// A target that assigns its own customer ids ignores the customerId sent,
+// so it never answers "already exists" to a second create of one person: a
+// row whose outcome is unknown, sent again, may become a second customer.
+// Once an answer shows it (ripio.Customer.AssignedID), the store remembers
+// it for the target, and rows in doubt there, from this run or an earlier
+// one, are held: kept in_doubt, not sent, until the operator, having
+// checked those people in Ripio, asks for them with Config.ResendInDoubt.
+
+// assignsIDsWarning is said once, when an answer first shows it.
+const assignsIDsWarning = "this target assigns its own customer ids and ignores the ones sent: " +
+	"a row in doubt sent again could create a second customer, so rows in doubt are no longer sent again " +
+	"automatically; check them in Ripio, then re-run with --resend-in-doubt to send them"
+
+// heldMark separates a held row's own message from why it is held.
+const heldMark = " | held: "
+
+// noteAssignedID records, at the first answer that carries an id of the
+// server's own, that the target assigns its ids, and says so once.
+func (im *Importer) noteAssignedID(ctx context.Context, cust ripio.Customer) error {
+	if cust.AssignedID == "" || !im.assignsIDs.CompareAndSwap(false, true) {
+		return nil
+	}
+	im.cfg.Logger.Warn(assignsIDsWarning)
+	return im.run.RecordAssignsIDs(context.WithoutCancel(ctx))
+}
+
+// holdsInDoubt reports whether rows in doubt are kept from being sent again.
+func (im *Importer) holdsInDoubt() bool {
+	return im.assignsIDs.Load() && !im.cfg.ResendInDoubt
+}
+
+// heldMessage is the message of a row held in doubt: its own (msg, without
+// an earlier hold's reason), and what the operator is to do.
+func heldMessage(msg, email string) string {
+	msg, _, _ = strings.Cut(msg, heldMark)
+	return msg + heldMark + "not sent again: the target assigns its own customer ids, so a second send may create a second customer; " +
+		"check " + email + " in Ripio, then re-run with --resend-in-doubt to send it"
+}
