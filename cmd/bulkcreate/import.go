@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
-	"github.com/bulkcreate/bulkcreate/internal/ripio"
 )
 
 const importUsage = `Usage: bulkcreate import [flags] FILE|-
@@ -127,197 +122,6 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 		return err
 	}
 	return job.run(ctx, e, rec)
-}
-
-// importJob is one import, wired: what runImport's steps build and the
-// run uses. close releases what the wiring opened, last opened first.
-type importJob struct {
-	f      *importFlags
-	cfg    importer.Config
-	logger *slog.Logger
-	tgt    target
-	path   string // the FILE argument; "-" for stdin
-
-	in      io.Reader
-	input   *inputFile // nil for stdin
-	ledger  store
-	sqlite  *ledger.Ledger // the SQLite ledger, for the run report's series; nil on PostgreSQL
-	client  *ripio.Client
-	limiter *ratelimit.Limiter
-	mx      *importMetrics
-	closers []func() error
-}
-
-// job checks the command line beyond its flags' syntax and resolves the
-// target: a usage error here means nothing was opened.
-func (f *importFlags) job(e env, posArgs []string, rec *summaryRecorder) (*importJob, error) {
-	if len(posArgs) != 1 {
-		return nil, usageError("import: want one FILE (or - for stdin), got %d; try: bulkcreate import samples/customers.csv", len(posArgs))
-	}
-	cfg, err := f.importerConfig()
-	if err != nil {
-		return nil, usageError("import: %v", err)
-	}
-	logger, err := newLogger(e.stderr, f.logFormat, f.verbose, f.quiet)
-	if err != nil {
-		return nil, usageError("import: %v", err)
-	}
-	cfg.Logger = logger
-	rec.file = posArgs[0]
-	tgt, err := f.target.resolve(e, !f.dryRun)
-	if err != nil {
-		return nil, usageError("import: %v", err)
-	}
-	rec.target = tgt.Name()
-	mx, err := f.metrics.start(e.stderr)
-	if err != nil {
-		return nil, usageError("import: %v", err)
-	}
-	return &importJob{f: f, cfg: cfg, logger: logger, tgt: tgt, path: posArgs[0], mx: mx,
-		closers: []func() error{func() error { mx.close(); return nil }}}, nil
-}
-
-func (j *importJob) close() {
-	for i := len(j.closers) - 1; i >= 0; i-- {
-		j.closers[i]()
-	}
-}
-
-// wire opens the input and the ledger and connects the client, in that
-// order: a file that cannot be read creates no ledger.
-func (j *importJob) wire(ctx context.Context, e env) error {
-	if e.getenv("GOGC") == "" {
-		// The heap is mostly the duplicate detector's flat slices, which
-		// the collector need not scan: collecting at 1.5x the live heap
-		// instead of 2x keeps a million-row import's memory low, and costs
-		// less CPU than a lower setting (BENCHMARKS.md, figures 4 and 5).
-		debug.SetGCPercent(50)
-	}
-	if err := j.openInput(e); err != nil {
-		return err
-	}
-	if err := j.openLedger(ctx); err != nil {
-		return err
-	}
-	if j.f.dryRun {
-		return nil
-	}
-	return j.connect(e)
-}
-
-// openInput opens FILE, or takes stdin for "-", and names it as the ledger
-// will: an absolute path, or <stdin>.
-func (j *importJob) openInput(e env) error {
-	j.in, j.cfg.SourceFile = e.stdin, "<stdin>"
-	if j.path == "-" {
-		return nil
-	}
-	file, err := openInput(j.path)
-	if err != nil {
-		return usageError("import: %v", err)
-	}
-	j.closers = append(j.closers, file.Close)
-	j.in, j.input = file, file
-	if abs, err := filepath.Abs(j.path); err == nil {
-		j.cfg.SourceFile = abs
-	}
-	return nil
-}
-
-// openLedger opens the ledger; a dry run writes nothing, not even a new
-// ledger file, and plans against nothing when there is none.
-func (j *importJob) openLedger(ctx context.Context) error {
-	l, err := openStore(ctx, j.f.ledger, j.f.dryRun)
-	switch {
-	case j.f.dryRun && errors.Is(err, ledger.ErrNotFound):
-		return nil
-	case err != nil:
-		return withCode(exitUsage, err)
-	}
-	j.ledger = l
-	if s, ok := l.(sqliteStore); ok {
-		j.sqlite = s.l
-	}
-	j.closers = append(j.closers, l.Close)
-	return nil
-}
-
-// connect starts the embedded sandbox when no target is set, says where
-// customers go when that is production, and builds the client and the
-// rate limiter.
-func (j *importJob) connect(e env) error {
-	if j.tgt.Embedded {
-		beside := j.f.ledger
-		if isPostgres(beside) {
-			beside = defaultLedger // no file to keep it beside: the working directory
-		}
-		srv, err := startEmbedded(beside)
-		if err != nil {
-			return withCode(exitUsage, err)
-		}
-		j.closers = append(j.closers, srv.Close)
-		j.tgt.BaseURL, j.tgt.ClientID, j.tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
-		fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
-	} else if j.tgt.Production() {
-		fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", j.tgt.BaseURL, j.tgt.ClientID)
-	}
-	client, err := ripio.New(ripio.Config{
-		BaseURL: j.tgt.BaseURL, ClientID: j.tgt.ClientID, ClientSecret: j.tgt.ClientSecret,
-		Timeout: j.f.timeout, UserAgent: "bulkcreate/" + version, WrapTransport: j.mx.wrapTransport(),
-	})
-	if err != nil {
-		return usageError("import: %v", err)
-	}
-	j.client = client
-	j.limiter = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
-	return nil
-}
-
-// run imports, with the run report's sampler and the progress display
-// beside it, prints the summary and returns the run's exit code.
-func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error {
-	name := j.tgt.Name()
-	var st importer.Store
-	if j.ledger != nil {
-		st = j.ledger
-	}
-	im := importer.New(j.cfg, j.client, j.limiter, st, name)
-	smp := startSampler(ctx, e, j.sqlite, im, name, j.logger) // nil in a dry run and on PostgreSQL
-	size := int64(-1)
-	if j.input != nil {
-		size = j.input.Size()
-	}
-	j.mx.watch(im, size)
-	var prog *progress
-	if !j.f.quiet {
-		prog = &progress{im: im, size: size, logger: j.logger, w: e.stderr, tty: isTerminal(e.stderr), interval: j.f.progressEvery}
-		prog.start()
-	}
-	sum, err := im.Import(ctx, j.in)
-	smp.stop()
-	if prog != nil {
-		prog.stop()
-	}
-
-	rec.sum = &sum
-	if j.input != nil {
-		rec.inputChanged = j.input.Changed()
-	}
-	if !j.f.dryRun {
-		rec.run = lastRun(ctx, j.sqlite, name, j.cfg.SourceFile, rec.started)
-	}
-	var headerErr *importer.HeaderError
-	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
-		printSummary(e.stdout, sum, j.f.rps, j.tgt, ledgerHint(j.f.ledger, j.f.ledgerFromEnv), err)
-		printInputChanged(e.stdout, rec.inputChanged)
-		printReasons(e.stdout, rec.run.Reasons)
-	}
-	exit := importExit(ctx, sum, err)
-	if exit == nil && rec.inputChanged != "" {
-		exit = withCode(exitNotDone, errQuiet)
-	}
-	j.mx.end(ctx) // after the exit is decided: a signal that ends the linger is no interruption
-	return exit
 }
 
 // offIfZero maps a flag's 0 ("never") to the importer's -1 (rule off),
@@ -487,27 +291,4 @@ func newLogger(w io.Writer, format string, verbose, quiet bool) (*slog.Logger, e
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// importExit maps a run's end to the documented exit code.
-func importExit(ctx context.Context, sum importer.Summary, err error) error {
-	var he *importer.HeaderError
-	switch {
-	case errors.As(err, &he), errors.Is(err, ledger.ErrBusy), errors.Is(err, ledger.ErrNotLedger), errors.Is(err, ledger.ErrNewerSchema):
-		return withCode(exitUsage, err)
-	case err != nil:
-		return withCode(exitAborted, err)
-	case ctx.Err() != nil:
-		return withCode(exitInterrupted, errors.New("interrupted; run the same command again to finish"))
-	case sum.NotDone() > 0:
-		return withCode(exitNotDone, errQuiet)
-	}
-	return nil
-}
-
-func achievedRate(sum importer.Summary) float64 {
-	if sum.Elapsed <= 0 {
-		return 0
-	}
-	return float64(sum.Requests) / sum.Elapsed.Seconds()
 }

@@ -6,12 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
-
-	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
 // writer is the ledger's one writer. Callers hand it operations; it commits
@@ -60,117 +57,6 @@ type writeOp struct {
 	// done, when not nil, gets the result once the write is durable (or
 	// failed). Nil for fire-and-forget.
 	done chan error
-}
-
-// syncRequest asks the syncer to make the first changes commits durable,
-// then to tell waiters.
-type syncRequest struct {
-	changes uint64
-	waiters []chan error
-}
-
-// wtx is the writer's transaction, as its operations see it.
-type wtx struct {
-	ctx     context.Context
-	c       driverConn
-	args    []driver.NamedValue
-	changed bool // a statement changed a row
-}
-
-type driverConn interface {
-	driver.ExecerContext
-	driver.QueryerContext
-}
-
-// exec runs query with args: strings (Status included), ints, int64s.
-func (tx *wtx) exec(query string, args ...any) (driver.Result, error) {
-	if err := tx.bind(args); err != nil {
-		return nil, err
-	}
-	res, err := tx.c.ExecContext(tx.ctx, query, tx.args)
-	if err == nil {
-		if n, _ := res.RowsAffected(); n > 0 {
-			tx.changed = true
-		}
-	}
-	return res, err
-}
-
-// queryInt runs query, which returns one integer, with args as exec takes
-// them.
-func (tx *wtx) queryInt(query string, args ...any) (int64, error) {
-	if err := tx.bind(args); err != nil {
-		return 0, err
-	}
-	rows, err := tx.c.QueryContext(tx.ctx, query, tx.args)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 1)
-	if err := rows.Next(dest); err != nil {
-		return 0, err
-	}
-	n, ok := dest[0].(int64)
-	if !ok {
-		return 0, fmt.Errorf("%s: got %T, want an integer", query, dest[0])
-	}
-	return n, nil
-}
-
-// lineIssue runs query, which returns at most one row of status, email,
-// type, customer_id and reason, with args as exec takes them; ok is false
-// when it returns none.
-func (tx *wtx) lineIssue(query string, args ...any) (li LineIssue, ok bool, err error) {
-	if err := tx.bind(args); err != nil {
-		return li, false, err
-	}
-	rows, err := tx.c.QueryContext(tx.ctx, query, tx.args)
-	if err != nil {
-		return li, false, err
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 5)
-	if err := rows.Next(dest); errors.Is(err, io.EOF) {
-		return li, false, nil
-	} else if err != nil {
-		return li, false, err
-	}
-	var st string
-	for i, f := range []*string{&st, &li.Email, &li.Type, &li.CustomerID, &li.Reason} {
-		switch v := dest[i].(type) {
-		case string:
-			*f = v
-		case []byte:
-			*f = string(v)
-		default:
-			return li, false, fmt.Errorf("%s: column %d: got %T, want text", query, i+1, dest[i])
-		}
-	}
-	li.Status = row.Status(st)
-	return li, true, nil
-}
-
-// bind puts args in tx.args as the driver takes them.
-func (tx *wtx) bind(args []any) error {
-	tx.args = tx.args[:0]
-	for i, a := range args {
-		var v driver.Value
-		switch a := a.(type) {
-		case string:
-			v = a
-		case row.Status:
-			v = string(a)
-		case int:
-			v = int64(a)
-		case int64:
-			v = a
-		default:
-			return fmt.Errorf("argument %d: unsupported type %T", i+1, a)
-		}
-		tx.args = append(tx.args, driver.NamedValue{Ordinal: i + 1, Value: v})
-	}
-	return nil
 }
 
 func newWriter(ctx context.Context, db *sql.DB, maxBatch int) (*writer, error) {
@@ -366,44 +252,6 @@ func (w *writer) loop() {
 	}
 }
 
-// syncLoop makes commits durable for those who wait: it fsyncs the log
-// once for every request queued meanwhile, and not at all when no commit
-// changed the ledger since its last fsync (a Flush with nothing new).
-func (w *writer) syncLoop() {
-	var synced uint64 // the changes the last fsync covered
-	var reqs []syncRequest
-	for req := range w.toSync {
-		reqs = append(reqs[:0], req)
-	more:
-		for {
-			select {
-			case req, ok := <-w.toSync:
-				if !ok {
-					break more
-				}
-				reqs = append(reqs, req)
-			default:
-				break more
-			}
-		}
-		need := reqs[len(reqs)-1].changes // requests come in commit order
-		err := w.failed()
-		if err == nil && need > synced {
-			if err = w.syncWAL(); err != nil {
-				err = fmt.Errorf("ledger: write: sync: %w", err)
-				w.fail(err)
-			} else {
-				synced = need
-			}
-		}
-		for _, r := range reqs {
-			for _, c := range r.waiters {
-				c <- err
-			}
-		}
-	}
-}
-
 // commit applies batch in one transaction, and counts it in changes when
 // it changed the ledger. SQLite writes the commit to the log without an
 // fsync (synchronous=NORMAL): it survives the process dying but not yet
@@ -440,32 +288,6 @@ func (w *writer) commit(batch []writeOp) error {
 		w.changes++
 	}
 	return err
-}
-
-// openLog sets conn up for the writer, with synchronous=NORMAL (the
-// syncer makes commits durable; SQLite only writes them), and opens the log
-// SQLite writes for it: the log of file, the ledger's file as SQLite
-// resolved it (a symlinked ledger's log sits by the real file). One
-// descriptor for the writer's life: its fsync reports every writeback
-// error since it was opened, even one that another descriptor saw first
-// (SQLite's autocheckpoint drops its own).
-func openLog(ctx context.Context, conn *sql.Conn) (file string, wal *os.File, err error) {
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
-		return "", nil, err
-	}
-	var seq int
-	var name string
-	if err := conn.QueryRowContext(ctx, "PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
-		return "", nil, err
-	}
-	// A read: the connection opens (creates) the log, and keeps it while
-	// it is open.
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master").Scan(&n); err != nil {
-		return "", nil, err
-	}
-	wal, err = os.OpenFile(file+"-wal", os.O_RDWR, 0)
-	return file, wal, err
 }
 
 // close commits what is queued, waits for its syncs, stops the writer and

@@ -1,9 +1,6 @@
 package ripiotest
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,96 +81,29 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 		detail{"message": fmt.Sprintf("Method %q not allowed.", r.Method), "code": "method_not_allowed"})
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	s.stats.tokenRequests.Add(1)
-
-	id, secret, ok := r.BasicAuth()
-	if !ok || !s.validClient(id, secret) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="api"`)
-		writeError(w, http.StatusUnauthorized, 40001, "NotAuthenticated",
-			detail{"message": "Invalid client credentials.", "code": "not_authenticated"})
-		return
-	}
-
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		validationError(w, "grant_type", "Could not read the form body.")
-		return
-	}
-	switch gt := r.PostForm.Get("grant_type"); gt {
-	case "client_credentials":
-	case "":
-		validationError(w, "grant_type", "This field is required.")
-		return
-	default:
-		validationError(w, "grant_type", fmt.Sprintf("%q is not a supported grant type; use client_credentials.", gt))
-		return
-	}
-
-	var b [32]byte
-	rand.Read(b[:]) // never fails, says crypto/rand
-	token := hex.EncodeToString(b[:])
-	ttl := s.opts.TokenTTL
-	s.storeToken(token, s.opts.Now().Add(ttl))
-
-	expiresIn := int64(math.Ceil(ttl.Seconds()))
-	var body map[string]any
-	if s.opts.TokenSnakeCase {
-		body = map[string]any{"access_token": token, "expires_in": expiresIn, "token_type": "Bearer", "scope": "read write"}
-	} else {
-		body = map[string]any{"accessToken": token, "expiresIn": expiresIn, "tokenType": "Bearer", "scope": "read write"}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, body)
-}
-
-func (s *Server) validClient(id, secret string) bool {
-	// Both compared, always, so the time taken says nothing about which one
-	// was wrong.
-	idOK := subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID))
-	secretOK := subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret))
-	return idOK&secretOK == 1
-}
-
-func (s *Server) storeToken(token string, expiry time.Time) {
-	s.tokensMu.Lock()
-	defer s.tokensMu.Unlock()
-	if len(s.tokens) >= s.nextSweep {
-		now := s.opts.Now()
-		for t, exp := range s.tokens {
-			if !now.Before(exp) {
-				delete(s.tokens, t)
-			}
-		}
-		s.nextSweep = 2*len(s.tokens) + 1024
-	}
-	s.tokens[token] = expiry
-}
-
-// authorized reports whether r carries a bearer token that the server issued
-// and that has not expired.
-func (s *Server) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	token = strings.TrimSpace(token)
-	s.tokensMu.Lock()
-	exp, ok := s.tokens[token]
-	s.tokensMu.Unlock()
-	return ok && s.opts.Now().Before(exp)
-}
-
+// handleCreate answers Create Customer in steps: admit the caller, wait
+// out the latency, read the body, store the customer, answer. A step that
+// ends the request has answered it (or dropped it) itself.
 func (s *Server) handleCreate(w *recorder, r *http.Request) {
 	s.stats.requests.Add(1)
+	if !s.admit(w, r) || !s.delay(w, r) {
+		return
+	}
+	c, ok := s.readCustomer(w, r)
+	if !ok || !s.commit(w, &c) {
+		return
+	}
+	s.answerCreated(w, r, c)
+}
 
+// admit refuses a caller without a valid token, then one over the rate limit.
+func (s *Server) admit(w *recorder, r *http.Request) bool {
 	if !s.authorized(r) {
 		s.stats.unauthorized.Add(1)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 		writeError(w, http.StatusUnauthorized, 40001, "NotAuthenticated",
 			detail{"message": "Authentication credentials were not provided.", "code": "not_authenticated"})
-		return
+		return false
 	}
 
 	if wait, ok := s.allow(); !ok {
@@ -186,9 +116,14 @@ func (s *Server) handleCreate(w *recorder, r *http.Request) {
 		}
 		writeError(w, http.StatusTooManyRequests, 42900, "Throttled",
 			detail{"message": "Request was throttled.", "code": "throttled"})
-		return
+		return false
 	}
+	return true
+}
 
+// delay waits the configured latency; false when the client went away or
+// the server is closing meanwhile.
+func (s *Server) delay(w *recorder, r *http.Request) bool {
 	if d := s.latency(); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -196,54 +131,69 @@ func (s *Server) handleCreate(w *recorder, r *http.Request) {
 		case <-r.Context().Done():
 			t.Stop()
 			w.outcome = "client gone"
-			return
+			return false
 		case <-s.done:
 			t.Stop()
 			s.drop(w)
-			return
+			return false
 		}
 	}
+	return true
+}
 
+// readCustomer reads the body, refusing one that is not JSON or whose
+// fields are not valid.
+func (s *Server) readCustomer(w *recorder, r *http.Request) (Customer, bool) {
 	c, fieldErrs, parseErr := parseCustomer(w, r)
 	switch {
 	case parseErr != "":
 		s.stats.rejected.Add(1)
 		writeError(w, http.StatusBadRequest, 20001, "ParseError", detail{"message": "JSON parse error - " + parseErr})
-		return
+		return c, false
 	case len(fieldErrs) > 0:
 		s.stats.rejected.Add(1)
 		writeFieldErrors(w, fieldErrs)
-		return
+		return c, false
 	}
+	return c, true
+}
 
+// commit stores c, unless a fault before the commit is drawn, and refuses
+// a customer already there.
+func (s *Server) commit(w *recorder, c *Customer) bool {
 	if s.draw() < s.opts.FailBeforeCommit {
 		s.stats.failedBeforeCommit.Add(1)
 		writeError(w, http.StatusServiceUnavailable, 50300, "ServiceUnavailable",
 			detail{"message": "Service temporarily unavailable, try again later.", "code": "service_unavailable"})
-		return
+		return false
 	}
 
-	s.assignID(&c)
+	s.assignID(c)
 	c.IsActive = true
 	c.CreatedAt = s.opts.Now().UTC()
-	switch err := s.store.insert(c, s.opts.UniqueEmail); {
+	switch err := s.store.insert(*c, s.opts.UniqueEmail); {
 	case errors.Is(err, errDuplicateID):
 		s.stats.duplicates.Add(1)
 		writeError(w, http.StatusBadRequest, 20000, "ValidationError",
 			detail{"message": "customerId already exists", "customerId": []string{"customer with this customerId already exists."}})
-		return
+		return false
 	case errors.Is(err, errDuplicateEmail):
 		s.stats.duplicates.Add(1)
 		writeError(w, http.StatusBadRequest, 20000, "ValidationError",
 			detail{"message": "email already exists", "email": []string{"customer with this email already exists."}})
-		return
+		return false
 	case err != nil:
 		s.logf("ripiotest: %v", err)
 		writeError(w, http.StatusInternalServerError, 50000, "ServerError", detail{"message": "A server error occurred."})
-		return
+		return false
 	}
 	s.stats.created.Add(1)
+	return true
+}
 
+// answerCreated answers a stored customer, or, as drawn, fails, drops or
+// hangs instead.
+func (s *Server) answerCreated(w *recorder, r *http.Request, c Customer) {
 	// One draw decides among the after-commit faults, so that each knob is
 	// exactly its fraction of stored customers.
 	u := s.draw()
