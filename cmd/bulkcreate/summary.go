@@ -18,36 +18,11 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if ledgerPath != "bulkcreate.db" {
 		ledgerFlag = " --ledger " + ledgerPath
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if s.DryRun {
-		fmt.Fprintf(w, "dry run: nothing sent\n")
-		printInput(w, s.Input)
-		fmt.Fprintf(tw, "to send\t%d\t\n", s.ToSend)
-		fmt.Fprintf(tw, "skip (done before)\t%d\t\n", s.Skipped)
-		fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
-		fmt.Fprintf(tw, "invalid\t%d\t\n", s.Invalid)
-		fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
-		if s.Held > 0 {
-			fmt.Fprintf(tw, "in doubt, not sent again (the target assigns its own ids)\t%d\t\n", s.Held)
-		}
-		fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
-		tw.Flush()
-		if len(s.Issues) > 0 {
-			fmt.Fprintf(w, "rows not to be sent (the first %d of %d):\n", len(s.Issues), s.Invalid+s.Duplicate)
-			for _, r := range s.Issues {
-				fmt.Fprintf(w, "  %s\n", r)
-			}
-		}
-		if rps > 0 && s.ToSend > 0 {
-			d := time.Duration(float64(s.ToSend) / rps * float64(time.Second))
-			about := "about " + d.Round(time.Second).String()
-			if d < time.Second {
-				about = "under a second"
-			}
-			fmt.Fprintf(w, "at --rps %g: %s\n", rps, about)
-		}
+		printDryRunSummary(w, s, rps)
 		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "%s: %s in %s\n", tgt.Name(), s.Outcome, s.Elapsed.Round(time.Millisecond))
 	if cause != nil {
 		fmt.Fprintf(w, "stopped by: %v\n", cause)
@@ -96,6 +71,38 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	}
 	if len(left) > 0 {
 		fmt.Fprintf(w, "next: %s: %s\n", strings.Join(left, " and "), again)
+	}
+}
+
+// printDryRunSummary writes a dry run's plan: what it would send and skip,
+// the first rows it would not send, and the time at --rps.
+func printDryRunSummary(w io.Writer, s importer.Summary, rps float64) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "dry run: nothing sent\n")
+	printInput(w, s.Input)
+	fmt.Fprintf(tw, "to send\t%d\t\n", s.ToSend)
+	fmt.Fprintf(tw, "skip (done before)\t%d\t\n", s.Skipped)
+	fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)
+	fmt.Fprintf(tw, "invalid\t%d\t\n", s.Invalid)
+	fmt.Fprintf(tw, "duplicate\t%d\t\n", s.Duplicate)
+	if s.Held > 0 {
+		fmt.Fprintf(tw, "in doubt, not sent again (the target assigns its own ids)\t%d\t\n", s.Held)
+	}
+	fmt.Fprintf(tw, "rows read\t%d\t\n", s.Read)
+	tw.Flush()
+	if len(s.Issues) > 0 {
+		fmt.Fprintf(w, "rows not to be sent (the first %d of %d):\n", len(s.Issues), s.Invalid+s.Duplicate)
+		for _, r := range s.Issues {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+	}
+	if rps > 0 && s.ToSend > 0 {
+		d := time.Duration(float64(s.ToSend) / rps * float64(time.Second))
+		about := "about " + d.Round(time.Second).String()
+		if d < time.Second {
+			about = "under a second"
+		}
+		fmt.Fprintf(w, "at --rps %g: %s\n", rps, about)
 	}
 }
 
