@@ -127,7 +127,7 @@ wall_s() {
 }
 rss_split() { awk '{printf "anon %.1f MiB, file-backed %.1f MiB", $1/1024, $2/1024}' "$WORK/$1.rss"; }
 cpu_s() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$WORK/$1.time"; }
-field() { sed -n "s/^  \"$2\": \([0-9.e+-]*\),*$/\1/p" "$WORK/$1.json" | head -1; }
+field() { sed -n "s/^ *\"$2\": \([0-9.e+-]*\),*$/\1/p" "$WORK/$1.json" | head -1; }
 
 run_import small "$WORK/small.csv" "$WORK/small.db"
 run_import full "$WORK/big.csv" "$WORK/ledger.db"
