@@ -11,7 +11,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestCLI_ServerAssignedIDsHoldRowsInDoubt: at a target that assigns its own
@@ -25,7 +25,7 @@ func TestCLI_ServerAssignedIDsHoldRowsInDoubt(t *testing.T) {
 	db := filepath.Join(dir, "server.db")
 	// One request at a time and a fixed seed: the first answer arrives, and
 	// then about a third of the stored creates lose theirs.
-	opts := ripiotest.Options{AssignIDs: true, DropAfterCommit: 0.3, Seed: 7, DBPath: db}
+	opts := sandbox.Options{AssignIDs: true, DropAfterCommit: 0.3, Seed: 7, DBPath: db}
 	srv, env := newServer(t, opts)
 	const n = 30
 	var b strings.Builder
@@ -78,7 +78,7 @@ func TestCLI_ServerAssignedIDsHoldRowsInDoubt(t *testing.T) {
 	u, _ := url.Parse(srv.URL())
 	srv.Close()
 	opts.Addr, opts.DropAfterCommit, opts.UniqueEmail = u.Host, 0, true
-	srv, err = ripiotest.NewServer(opts)
+	srv, err = sandbox.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func ledgerCount(t *testing.T, path, cond string) int {
 	return n
 }
 
-func assertOnePerEmail(t *testing.T, srv *ripiotest.Server, n int) {
+func assertOnePerEmail(t *testing.T, srv *sandbox.Server, n int) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, c := range srv.Customers() {

@@ -16,7 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 func genRows(n int) (string, []string) {
@@ -62,7 +62,7 @@ func exitCodeOf(err error) int {
 
 // assertAgree checks that the server holds every email exactly once and
 // that the ledger records each as created or exists, with nothing in flight.
-func assertAgree(t *testing.T, srv *ripiotest.Server, ledgerPath string, emails []string) {
+func assertAgree(t *testing.T, srv *sandbox.Server, ledgerPath string, emails []string) {
 	t.Helper()
 	count := map[string]int{}
 	for _, c := range srv.Customers() {
@@ -107,7 +107,7 @@ func TestCLI_SIGKILLRepeatedlyThenRerunToCompletion(t *testing.T) {
 	dir := t.TempDir()
 	data, emails := genRows(1000)
 	writeFile(t, dir, "in.csv", data)
-	srv, env := newServer(t, ripiotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 20 * time.Millisecond})
+	srv, env := newServer(t, sandbox.Options{Latency: 5 * time.Millisecond, LatencyJitter: 20 * time.Millisecond})
 	ledgerPath := filepath.Join(dir, "bulkcreate.db")
 	rng := rand.New(rand.NewPCG(1, 2))
 	midRun := 0
@@ -143,7 +143,7 @@ func TestCLI_SIGINTStopsSoftlyAndRerunFinishes(t *testing.T) {
 	dir := t.TempDir()
 	data, emails := genRows(300)
 	writeFile(t, dir, "in.csv", data)
-	srv, env := newServer(t, ripiotest.Options{Latency: 50 * time.Millisecond})
+	srv, env := newServer(t, sandbox.Options{Latency: 50 * time.Millisecond})
 	ledgerPath := filepath.Join(dir, "bulkcreate.db")
 
 	cmd, out, errb := startBin(t, dir, env, "import", "--rps", "100", "--concurrency", "8", "in.csv")

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestCLI_FileChangedWhileReadIsReported: a file appended to while the
@@ -25,7 +25,7 @@ import (
 func TestCLI_FileChangedWhileReadIsReported(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, err := ripiotest.NewServer(ripiotest.Options{})
+	srv, err := sandbox.NewServer(sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 func TestCLI_BadLedgerIsAUsageErrorAndSendsNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\n")
 	writeFile(t, dir, "corrupt.db", strings.Repeat("this is not sqlite ", 400))
 
@@ -61,7 +61,7 @@ func env2(m map[string]string) env {
 func TestCLI_ImportFromStdin(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	r := runBin(t, dir, env, "email,type\na@example.com,INDIVIDUAL\nb@example.com,business\n", "import", "--rps", "0", "-")
 	if r.code != 0 || len(srv.Customers()) != 2 {
 		t.Errorf("import - = exit %d, server holds %d; want 0, 2\n%s%s", r.code, len(srv.Customers()), r.stdout, r.stderr)

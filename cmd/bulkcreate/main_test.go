@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // binPath is the command built once for the tests that drive it as a user would.
@@ -63,9 +63,9 @@ func runBin(t *testing.T, dir string, env map[string]string, stdin string, args 
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-func newServer(t *testing.T, opts ripiotest.Options) (*ripiotest.Server, map[string]string) {
+func newServer(t *testing.T, opts sandbox.Options) (*sandbox.Server, map[string]string) {
 	t.Helper()
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestCLI_EmbeddedSandboxImportThenRerun(t *testing.T) {
 func TestCLI_DryRunSendsNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\nb@example.com,BUSINESS\nbad,INDIVIDUAL\na@example.com,INDIVIDUAL\n")
 	delete(env, "RIPIO_CLIENT_SECRET") // a dry run needs no secret
 	r := runBin(t, dir, env, "", "import", "--dry-run", "--rps", "10", "in.csv")
@@ -218,7 +218,7 @@ func TestCLI_DryRunSendsNothing(t *testing.T) {
 func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, env := newServer(t, ripiotest.Options{})
+	_, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\nb@example.com,BUSINESS\nnot-an-email,INDIVIDUAL\n")
 	r := runBin(t, dir, env, "", "import", "--quiet", "--rps", "0", "--summary-json", "sum.json", "in.csv")
 	if r.code != 1 {
@@ -265,7 +265,7 @@ func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
 func TestCLI_FailuresFileFixedAndFedBack(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example,BUSINESS\ncarla@example.com,PERSON\n")
 	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
 		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
@@ -345,7 +345,7 @@ func TestMarkAheadAndConcurrencyFollowTheRate(t *testing.T) {
 func TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type,customerId\n"+
 		"=1+1@example.com,@SUM(A1),-2+3\n"+
 		"-x@example.com,=TYPE,'=own\n")
@@ -393,7 +393,7 @@ func TestCLI_FailuresFileIsSpreadsheetSafeAndReadsBack(t *testing.T) {
 func TestCLI_StaleFixFileLeavesANewIssueAtItsLine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example,BUSINESS\n")
 	if r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv"); r.code != 1 {
 		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestMetrics_ScrapedDuringImport runs an import against a sandbox that
@@ -29,7 +29,7 @@ import (
 func TestMetrics_ScrapedDuringImport(t *testing.T) {
 	t.Parallel()
 	const rows = 400
-	_, env := newServer(t, ripiotest.Options{RateLimit: 150, RetryAfter: true, Latency: 2 * time.Millisecond})
+	_, env := newServer(t, sandbox.Options{RateLimit: 150, RetryAfter: true, Latency: 2 * time.Millisecond})
 	dir := t.TempDir()
 	data, emails := genRows(rows)
 	in := writeFile(t, dir, "in.csv", data)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // postgresLedgerURL is a URL of the test database (BULKCREATE_TEST_POSTGRES_URL)
@@ -67,7 +67,7 @@ func TestCLI_PostgresLedger(t *testing.T) {
 	t.Parallel()
 	ledgerURL, secret := postgresLedgerURL(t)
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	env[ledgerEnv] = ledgerURL
 	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example,BUSINESS\ncarla@example.com,PERSON\n")
 
@@ -148,7 +148,7 @@ func TestCLI_PostgresLedgerMatchesSQLite(t *testing.T) {
 	type out struct{ failures, counts string }
 	var got []out
 	for _, l := range []string{"sqlite.db", ledgerURL} {
-		_, env := newServer(t, ripiotest.Options{})
+		_, env := newServer(t, sandbox.Options{})
 		r := runBin(t, dir, env, "", "import", "--rps", "0", "--quiet", "--ledger", l, "messy.csv")
 		if r.code != 1 {
 			t.Fatalf("import --ledger %s: exit %d, want 1\n%s%s", shownLedger(l), r.code, r.stdout, r.stderr)

@@ -16,7 +16,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // runOnPty runs the built command with stderr on a pseudo-terminal of cols
@@ -191,7 +191,7 @@ func TestCLI_ProgressSaysWhenTheServerPauses(t *testing.T) {
 	dir := t.TempDir()
 	// The pool pauses when the server refuses everything; a server that
 	// only ever throttles, for 3 s of --max-retry-after, then ends the run.
-	opts := ripiotest.DefaultOptions()
+	opts := sandbox.DefaultOptions()
 	opts.ThrottleAll = time.Second
 	_, env := newServer(t, opts)
 	data, _ := genRows(40)

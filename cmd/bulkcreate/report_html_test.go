@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // chromiumPath finds headless Chromium: BULKCREATE_CHROMIUM, else chromium
@@ -125,7 +125,7 @@ func TestReport_HTMLInChromium(t *testing.T) {
 	chromium := chromiumPath(t)
 	dir := t.TempDir()
 	art := artifactDir(t)
-	_, env := newServer(t, ripiotest.Options{RateLimit: 50, RateBurst: 5, FailBeforeCommit: 0.04,
+	_, env := newServer(t, sandbox.Options{RateLimit: 50, RateBurst: 5, FailBeforeCommit: 0.04,
 		Latency: 5 * time.Millisecond, LatencyJitter: 10 * time.Millisecond})
 	var csv strings.Builder
 	csv.WriteString("email,type\n")

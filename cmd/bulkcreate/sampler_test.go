@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // The samples an import leaves in the ledger tile its time and add up to
@@ -19,7 +19,7 @@ import (
 func TestImport_RecordsTheRunsTimeSeries(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, env := newServer(t, ripiotest.Options{RateLimit: 100, FailBeforeCommit: 0.05})
+	_, env := newServer(t, sandbox.Options{RateLimit: 100, FailBeforeCommit: 0.05})
 	var csv strings.Builder
 	csv.WriteString("email,type\n")
 	for i := range 150 {
@@ -78,7 +78,7 @@ func TestImport_RecordsTheRunsTimeSeries(t *testing.T) {
 func TestReport_HTMLUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, env := newServer(t, ripiotest.Options{})
+	_, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\n")
 	if r := runBin(t, dir, env, "", "import", "--quiet", "in.csv"); r.code != 0 {
 		t.Fatalf("import = exit %d\n%s", r.code, r.stderr)
@@ -109,7 +109,7 @@ func TestReport_HTMLUsageErrors(t *testing.T) {
 func TestImport_KilledRunKeepsItsTimeSeries(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, env := newServer(t, ripiotest.Options{})
+	_, env := newServer(t, sandbox.Options{})
 	data, _ := genRows(2000)
 	writeFile(t, dir, "in.csv", data)
 	env["BULKCREATE_SAMPLE_EVERY"] = "100ms"

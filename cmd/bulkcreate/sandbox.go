@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 const sandboxUsage = `Usage: bulkcreate sandbox [flags]
@@ -28,7 +28,7 @@ Flags:
 `
 
 func runSandbox(ctx context.Context, e env, args []string) error {
-	opts := ripiotest.DefaultOptions()
+	opts := sandbox.DefaultOptions()
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
 	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "listen `address` (loopback)")
 	fs.StringVar(&opts.DBPath, "db", "", "keep customers in this SQLite `file` (default: in memory)")
@@ -62,7 +62,7 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 	if opts.RateBurst == 0 {
 		opts.RateBurst = max(1, int(opts.RateLimit/10))
 	}
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
 		return usageError("sandbox: %v", err)
 	}
@@ -78,7 +78,7 @@ func runSandbox(ctx context.Context, e env, args []string) error {
 }
 
 // rateSchedule is the --rate-schedule flag: after:limit steps.
-type rateSchedule []ripiotest.RateStep
+type rateSchedule []sandbox.RateStep
 
 func (r *rateSchedule) String() string {
 	var parts []string
@@ -100,7 +100,7 @@ func (r *rateSchedule) Set(v string) error {
 		if err != nil {
 			return fmt.Errorf("step %q: limit %q is not a number", part, limit)
 		}
-		*r = append(*r, ripiotest.RateStep{After: d, Limit: l})
+		*r = append(*r, sandbox.RateStep{After: d, Limit: l})
 	}
 	return nil
 }

@@ -6,17 +6,17 @@ import (
 	"net"
 	"strings"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // addMisbehaviourFlags adds the flags that make the sandbox play a server
 // that misbehaves, so that what the importer makes of one can be tried.
-func addMisbehaviourFlags(fs *flag.FlagSet, opts *ripiotest.Options) {
+func addMisbehaviourFlags(fs *flag.FlagSet, opts *sandbox.Options) {
 	fs.BoolVar(&opts.CreateHTML200, "html-200", false, "answer every create 200 with an HTML maintenance page, storing nothing")
 	fs.BoolVar(&opts.AssignIDs, "assign-ids", false, "store customers under ids of the server's own and answer those")
 	fs.BoolVar(&opts.OtherEmail, "other-email", false, "answer creates with another person's email")
 	fs.StringVar(&opts.TokenEcho, "token-echo", "", "refuse every token request, echoing the client secret in this `encoding`: "+
-		strings.Join(ripiotest.EchoEncodings(), ", "))
+		strings.Join(sandbox.EchoEncodings(), ", "))
 	fs.IntVar(&opts.TokenEchoStatus, "token-echo-status", 401, "HTTP `status` of --token-echo's answers")
 	fs.BoolVar(&opts.TokenNotFound, "token-404", false, "answer the token endpoint 404 with an HTML page, as at a wrong base URL")
 	fs.DurationVar(&opts.ThrottleAll, "throttle-all", 0, "answer every create 429 with this Retry-After (e.g. 8760h)")

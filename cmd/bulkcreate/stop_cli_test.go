@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestCLI_RunsTheServerCannotServeEndWithTheirReason: an unreachable API,
@@ -28,20 +28,20 @@ func TestCLI_RunsTheServerCannotServeEndWithTheirReason(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		opts  *ripiotest.Options // nil: nothing listens
+		opts  *sandbox.Options // nil: nothing listens
 		flags []string
 		want  []string
 	}{
 		{"Unreachable", nil, []string{"--unreachable-after", "1s"}, []string{"cannot be reached", closed, "connection refused"}},
-		{"Every503", &ripiotest.Options{FailBeforeCommit: 1}, nil, []string{"every request failed", "503 Service Unavailable"}},
-		{"RetryAfterAYear", &ripiotest.Options{ThrottleAll: 365 * 24 * 60 * 60 * 1e9}, nil, []string{"keeps throttling", "8760h", "--max-retry-after 10m"}},
+		{"Every503", &sandbox.Options{FailBeforeCommit: 1}, nil, []string{"every request failed", "503 Service Unavailable"}},
+		{"RetryAfterAYear", &sandbox.Options{ThrottleAll: 365 * 24 * 60 * 60 * 1e9}, nil, []string{"keeps throttling", "8760h", "--max-retry-after 10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{"RIPIO_BASE_URL": "http://" + closed, "RIPIO_CLIENT_ID": "id", "RIPIO_CLIENT_SECRET": "secret"}
 			if tt.opts != nil {
-				srv, err := ripiotest.NewServer(*tt.opts)
+				srv, err := sandbox.NewServer(*tt.opts)
 				if err != nil {
 					t.Fatal(err)
 				}

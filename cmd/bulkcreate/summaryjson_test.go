@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // summaryFile is --summary-json as a scheduler reads it.
@@ -60,9 +60,9 @@ func checkAddsUp(t *testing.T, s summaryFile) {
 
 // refusingServer is the sandbox, but refusing every create of a BUSINESS
 // customer as a server with rules of its own would: 400, the row rejected.
-func refusingServer(t *testing.T) (*ripiotest.Server, map[string]string) {
+func refusingServer(t *testing.T) (*sandbox.Server, map[string]string) {
 	t.Helper()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	h := srv.Handler()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -160,7 +160,7 @@ func TestCLI_SummaryJSONWrittenWhenTheRunFailsEarly(t *testing.T) {
 func TestCLI_SummaryJSONUnwritableIsAUsageError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, env := newServer(t, ripiotest.Options{})
+	srv, env := newServer(t, sandbox.Options{})
 	writeFile(t, dir, "ok.csv", "email,type\na@example.com,INDIVIDUAL\n")
 	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // Ripio's published targets.
@@ -98,10 +98,10 @@ func (tf *targetFlags) resolve(e env, needSecret bool) (target, error) {
 
 // startEmbedded serves the fake Ripio API on loopback, its customers kept in
 // a file beside the ledger so that it answers across runs like a real server.
-func startEmbedded(ledgerPath string) (*ripiotest.Server, error) {
-	opts := ripiotest.DefaultOptions()
+func startEmbedded(ledgerPath string) (*sandbox.Server, error) {
+	opts := sandbox.DefaultOptions()
 	opts.DBPath = sandboxDBPath(ledgerPath)
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded sandbox: %w", err)
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // runAdaptive imports rows into a server limited to serverRate with the
@@ -13,7 +13,7 @@ import (
 func runAdaptive(t *testing.T, rows int, serverRate, clientRate float64) (achieved, throttledShare float64, sum importer.Summary) {
 	t.Helper()
 	data, emails := genCSV(rows, "adapt")
-	fx := newFixture(t, ripiotest.Options{RateLimit: serverRate, RetryAfter: true})
+	fx := newFixture(t, sandbox.Options{RateLimit: serverRate, RetryAfter: true})
 	start := time.Now()
 	sum, err := fx.importCSV(t, data, runOpts{rps: clientRate, cfg: importer.Config{Concurrency: 64}})
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
 	"github.com/bulkcreate/bulkcreate/internal/row"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestImport_RowsDeadInFlightAreHeldAtATargetThatAssignsIDs: rows a dead
@@ -16,7 +16,7 @@ import (
 // doubt, unsent, with what to do in their message, until ResendInDoubt.
 func TestImport_RowsDeadInFlightAreHeldAtATargetThatAssignsIDs(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{AssignIDs: true})
+	fx := newFixture(t, sandbox.Options{AssignIDs: true})
 	l, err := ledger.Open(context.Background(), fx.ledgerPath, ledger.Options{})
 	if err != nil {
 		t.Fatal(err)

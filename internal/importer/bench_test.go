@@ -35,7 +35,7 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // ceilingConcurrency lists the concurrencies BenchmarkImport_Ceiling tries;
@@ -48,11 +48,11 @@ var ceilingConcurrency = flag.String("ceiling.concurrency", "16,32,64,128",
 const benchImportTimeout = 5 * time.Minute
 
 // startBenchServer starts a fake Ripio server that tb's cleanup closes.
-func startBenchServer(tb testing.TB, opts ripiotest.Options) *ripiotest.Server {
+func startBenchServer(tb testing.TB, opts sandbox.Options) *sandbox.Server {
 	tb.Helper()
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
-		tb.Fatalf("ripiotest.NewServer: %v", err)
+		tb.Fatalf("sandbox.NewServer: %v", err)
 	}
 	tb.Cleanup(func() { srv.Close() })
 	return srv
@@ -63,7 +63,7 @@ func startBenchServer(tb testing.TB, opts ripiotest.Options) *ripiotest.Server {
 // temporary directory. It returns the summary, the wall time of Import
 // alone (the ledger's open and close are outside it) and the limiter's
 // state at the end.
-func benchImport(tb testing.TB, srv *ripiotest.Server, data string, rps float64, concurrency int) (importer.Summary, time.Duration, ratelimit.Stats) {
+func benchImport(tb testing.TB, srv *sandbox.Server, data string, rps float64, concurrency int) (importer.Summary, time.Duration, ratelimit.Stats) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), benchImportTimeout)
 	defer cancel()
@@ -115,7 +115,7 @@ func BenchmarkImport_RateEfficiency(b *testing.B) {
 	)
 	var effSum, throttled float64
 	for i := 0; i < b.N; i++ {
-		srv := startBenchServer(b, ripiotest.Options{Latency: 20 * time.Millisecond, LatencyJitter: 60 * time.Millisecond})
+		srv := startBenchServer(b, sandbox.Options{Latency: 20 * time.Millisecond, LatencyJitter: 60 * time.Millisecond})
 		data, _ := genCSV(rows, fmt.Sprintf("rate%d-", i))
 		sum, elapsed, _ := benchImport(b, srv, data, rps, concurrency)
 		if sum.Created != rows {
@@ -153,7 +153,7 @@ func BenchmarkImport_Adaptive(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var ofLimit, share float64
 			for i := 0; i < b.N; i++ {
-				srv := startBenchServer(b, ripiotest.Options{RateLimit: serverRate, RetryAfter: retryAfter})
+				srv := startBenchServer(b, sandbox.Options{RateLimit: serverRate, RetryAfter: retryAfter})
 				data, _ := genCSV(rows, fmt.Sprintf("adapt%d-", i))
 				sum, elapsed, lim := benchImport(b, srv, data, clientRate, concurrency)
 				if sum.Created != rows {
@@ -211,7 +211,7 @@ func BenchmarkImport_Ceiling(b *testing.B) {
 			// fake keeps every customer in this process's heap, and a heap
 			// grown by earlier rounds would make later rounds' garbage
 			// collections dearer.
-			srv := startBenchServer(b, ripiotest.Options{})
+			srv := startBenchServer(b, sandbox.Options{})
 			runtime.GC()
 			cpu0 := processCPU(b)
 			bare, n := bareCreateRate(b, srv, c, bareRequests, bareMaxTime, fmt.Sprintf("bare%d-%d-", i, c))
@@ -269,7 +269,7 @@ func processCPU(tb testing.TB) time.Duration {
 // posting it, reading and decoding the answer. It stops after n requests or
 // maxTime, whichever comes first, and returns 201s per second and their
 // number.
-func bareCreateRate(tb testing.TB, srv *ripiotest.Server, concurrency, n int, maxTime time.Duration, prefix string) (float64, int64) {
+func bareCreateRate(tb testing.TB, srv *sandbox.Server, concurrency, n int, maxTime time.Duration, prefix string) (float64, int64) {
 	tb.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = concurrency
@@ -337,7 +337,7 @@ func bareCreateRate(tb testing.TB, srv *ripiotest.Server, concurrency, n int, ma
 
 // bareToken fetches a token as the OAuth2 client-credentials grant says,
 // without the ripio package.
-func bareToken(tb testing.TB, hc *http.Client, srv *ripiotest.Server) string {
+func bareToken(tb testing.TB, hc *http.Client, srv *sandbox.Server) string {
 	tb.Helper()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL()+"/oauth2/token/",
 		strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))

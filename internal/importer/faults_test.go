@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestImport_FaultSuite runs an import through each failure the fake server
@@ -19,39 +19,39 @@ func TestImport_FaultSuite(t *testing.T) {
 	tests := []struct {
 		name    string
 		rows    int
-		opts    ripiotest.Options
+		opts    sandbox.Options
 		ro      runOpts
 		during  func(t *testing.T, fx *fixture) // runs while the first import is going
 		maxRuns int
 	}{
 		{
 			name: "TokensExpireEvery2s", rows: 600,
-			opts: ripiotest.Options{TokenTTL: 2 * time.Second},
+			opts: sandbox.Options{TokenTTL: 2 * time.Second},
 			ro:   runOpts{rps: 150},
 		},
 		{
 			name: "429StormWithRetryAfter", rows: 300,
-			opts: ripiotest.Options{RateLimit: 50, RateBurst: 5, RetryAfter: true},
+			opts: sandbox.Options{RateLimit: 50, RateBurst: 5, RetryAfter: true},
 			ro:   runOpts{rps: 1000, cfg: importer.Config{Concurrency: 32}},
 		},
 		{
 			name: "429StormWithoutRetryAfter", rows: 300,
-			opts: ripiotest.Options{RateLimit: 50, RateBurst: 5},
+			opts: sandbox.Options{RateLimit: 50, RateBurst: 5},
 			ro:   runOpts{rps: 1000, cfg: importer.Config{Concurrency: 32}},
 		},
 		{
 			name: "HangingResponsesBeyondTheTimeout", rows: 200,
-			opts: ripiotest.Options{HangAfterCommit: 0.05, Seed: 7},
+			opts: sandbox.Options{HangAfterCommit: 0.05, Seed: 7},
 			ro:   runOpts{timeout: 200 * time.Millisecond, cfg: importer.Config{Concurrency: 16}},
 		},
 		{
 			name: "5xxBeforeAndAfterCommit", rows: 400,
-			opts: ripiotest.Options{FailBeforeCommit: 0.05, FailAfterCommit: 0.05, DropAfterCommit: 0.03, Seed: 9},
+			opts: sandbox.Options{FailBeforeCommit: 0.05, FailAfterCommit: 0.05, DropAfterCommit: 0.03, Seed: 9},
 			ro:   runOpts{},
 		},
 		{
 			name: "ServerRestartsMidRun", rows: 400,
-			opts: ripiotest.Options{Latency: 2 * time.Millisecond},
+			opts: sandbox.Options{Latency: 2 * time.Millisecond},
 			ro:   runOpts{rps: 400, cfg: importer.Config{Backoff: 100 * time.Millisecond, MaxAttempts: 8}},
 			during: func(t *testing.T, fx *fixture) {
 				for len(fx.srv.Customers()) < 100 {
@@ -110,10 +110,10 @@ func (fx *fixture) restart(t *testing.T, down time.Duration) {
 	time.Sleep(down)
 	opts := fx.opts
 	opts.Addr = u.Host
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	for i := 0; err != nil && i < 50; i++ { // the port may linger briefly
 		time.Sleep(20 * time.Millisecond)
-		srv, err = ripiotest.NewServer(opts)
+		srv, err = sandbox.NewServer(opts)
 	}
 	if err != nil {
 		t.Errorf("restart: %v", err)
@@ -125,7 +125,7 @@ func (fx *fixture) restart(t *testing.T, down time.Duration) {
 
 func TestImport_MaxErrorsAbortsTheRun(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	fx.baseURL = rejectingProxy(t, fx)
 	data, _ := genCSV(50, "x") // valid rows after the rejected ones
 	rejected := "email,type\n"

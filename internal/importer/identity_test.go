@@ -9,8 +9,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
 	"github.com/bulkcreate/bulkcreate/internal/row"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // lineIssues reads the ledger's line issues: "file:line" -> reason.
@@ -52,7 +52,7 @@ func TestImport_ACustomerIdNamesOnePerson(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// Every create is stored and answered 500: the row stays in doubt.
-			fx := newFixture(t, ripiotest.Options{FailAfterCommit: 1})
+			fx := newFixture(t, sandbox.Options{FailAfterCommit: 1})
 			one := runOpts{cfg: importer.Config{MaxAttempts: 1, SourceFile: "old.csv"}}
 			sum, err := fx.importCSV(t, "customerId,email,type\nCUST-1,alice@example.com,INDIVIDUAL\n", one)
 			if err != nil || sum.InDoubt != 1 {
@@ -108,7 +108,7 @@ func TestImport_AnEmailNamesOnePerson(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fx := newFixture(t, ripiotest.Options{}) // the fake allows one email under two ids, as Ripio may
+			fx := newFixture(t, sandbox.Options{}) // the fake allows one email under two ids, as Ripio may
 			var sum, dry importer.Summary
 			for i, f := range tt.files {
 				var err error
@@ -135,7 +135,7 @@ func TestImport_AnEmailNamesOnePerson(t *testing.T) {
 // spelling of an email is done for every spelling of that person.
 func TestImport_EmailsOfAKeyAreComparedFolded(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	if sum, err := fx.importCSV(t, "customerId,email,type\nc1,straße@example.com,INDIVIDUAL\n", runOpts{}); err != nil || sum.Created != 1 {
 		t.Fatalf("first import: %+v, %v", sum.Counts, err)
 	}
@@ -150,7 +150,7 @@ func TestImport_EmailsOfAKeyAreComparedFolded(t *testing.T) {
 // otherwise now, is skipped, not sent again under a new customerId.
 func TestImport_SkipsARowAnOlderVersionKeyedByLowerCase(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	l, err := ledger.Open(context.Background(), fx.ledgerPath, ledger.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -23,25 +23,25 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
 	"github.com/bulkcreate/bulkcreate/internal/row"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // fixture is a fake Ripio server and a real ledger file.
 type fixture struct {
 	mu         sync.Mutex
-	opts       ripiotest.Options // as started, for restarts
-	srv        *ripiotest.Server
+	opts       sandbox.Options // as started, for restarts
+	srv        *sandbox.Server
 	baseURL    string // the server's, unless a test puts a proxy in front
 	ledgerPath string
 	target     string
 }
 
-func newFixture(t *testing.T, opts ripiotest.Options) *fixture {
+func newFixture(t *testing.T, opts sandbox.Options) *fixture {
 	t.Helper()
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
-		t.Fatalf("ripiotest.NewServer: %v", err)
+		t.Fatalf("sandbox.NewServer: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
 	return &fixture{srv: srv, baseURL: srv.URL(), ledgerPath: filepath.Join(t.TempDir(), "ledger.db"), target: "test-target"}
@@ -58,7 +58,7 @@ type runOpts struct {
 }
 
 // setServer swaps in a restarted server (same address).
-func (fx *fixture) setServer(srv *ripiotest.Server) {
+func (fx *fixture) setServer(srv *sandbox.Server) {
 	fx.mu.Lock()
 	defer fx.mu.Unlock()
 	fx.srv = srv
@@ -208,7 +208,7 @@ func TestImport_CreatesEveryRowOnceAndSecondRunSendsNothing(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n")[1:] {
 		emails = append(emails, strings.Split(line, ",")[0])
 	}
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 
 	sum, err := fx.importCSV(t, string(data), runOpts{})
 	if err != nil {
@@ -235,7 +235,7 @@ func TestImport_CreatesEveryRowOnceAndSecondRunSendsNothing(t *testing.T) {
 func TestImport_LostLedgerMeetsAlreadyExists(t *testing.T) {
 	t.Parallel()
 	data, emails := genCSV(30, "lost")
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	if _, err := fx.importCSV(t, data, runOpts{}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestImport_LostLedgerMeetsAlreadyExists(t *testing.T) {
 func TestImport_FaultsEndWithServerAndLedgerAgreeing(t *testing.T) {
 	t.Parallel()
 	data, emails := genCSV(600, "fault")
-	fx := newFixture(t, ripiotest.Options{
+	fx := newFixture(t, sandbox.Options{
 		FailBeforeCommit: 0.02, FailAfterCommit: 0.02, DropAfterCommit: 0.02, HangAfterCommit: 0.005,
 		Latency: time.Millisecond, LatencyJitter: 3 * time.Millisecond, Seed: 42,
 	})
@@ -284,7 +284,7 @@ func TestImport_FaultsEndWithServerAndLedgerAgreeing(t *testing.T) {
 func TestImport_WrongCredentialsAbortWithoutFailingRows(t *testing.T) {
 	t.Parallel()
 	data, _ := genCSV(200, "cred")
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	start := time.Now()
 	sum, err := fx.importCSV(t, data, runOpts{secret: "wrong-secret"})
 	if !errors.Is(err, importer.ErrUnauthorized) {
@@ -316,7 +316,7 @@ func TestImport_ShortLivedTokensCauseNoFailedRow(t *testing.T) {
 		t.Skip("runs ~5s")
 	}
 	data, emails := genCSV(500, "tok")
-	fx := newFixture(t, ripiotest.Options{TokenTTL: time.Second})
+	fx := newFixture(t, sandbox.Options{TokenTTL: time.Second})
 	// 100/s for 500 rows: five seconds, five token lifetimes.
 	sum, err := fx.importCSV(t, data, runOpts{rps: 100})
 	if err != nil {
@@ -333,7 +333,7 @@ func TestImport_ShortLivedTokensCauseNoFailedRow(t *testing.T) {
 
 func TestImport_ResumeRules(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	first := "email,type\nana@example.com,INDIVIDUAL\nbeto@example.com,BUSINESS\n"
 	if _, err := fx.importCSV(t, first, runOpts{}); err != nil {
 		t.Fatal(err)
@@ -373,7 +373,7 @@ func rejectingProxy(t *testing.T, fx *fixture) string {
 
 func TestImport_RejectedRowsSentAgainOnlyWhenChangedOrForced(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	fx.baseURL = rejectingProxy(t, fx)
 	data := "email,type\nno@reject.example,INDIVIDUAL\nok@example.com,BUSINESS\n"
 
@@ -435,7 +435,7 @@ func TestCustomerIDFor_IsStableAcrossReleases(t *testing.T) {
 func TestImport_SoftStopReleasesRowsMarkedAhead(t *testing.T) {
 	t.Parallel()
 	data, emails := genCSV(600, "stop")
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		for fx.srv.Stats().Requests < 20 {
@@ -480,15 +480,15 @@ func TestImport_SoftStopReleasesRowsMarkedAhead(t *testing.T) {
 func TestImport_SoftStopLeavesUnsentInDoubtRowsAsTheyWere(t *testing.T) {
 	t.Parallel()
 	data, _ := genCSV(40, "doubt")
-	fx := newFixture(t, ripiotest.Options{FailBeforeCommit: 1})
-	fx.opts = ripiotest.Options{FailBeforeCommit: 1}
+	fx := newFixture(t, sandbox.Options{FailBeforeCommit: 1})
+	fx.opts = sandbox.Options{FailBeforeCommit: 1}
 	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{MaxAttempts: 1}})
 	if err != nil || sum.InDoubt != 40 {
 		t.Fatalf("first run against a server answering 503: %+v, %v; want 40 in_doubt", sum.Counts, err)
 	}
 	before := fx.ledgerRows(t)
 
-	fx.opts = ripiotest.Options{}
+	fx.opts = sandbox.Options{}
 	fx.restart(t, 0)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
@@ -526,7 +526,7 @@ func TestImport_SoftStopLeavesUnsentInDoubtRowsAsTheyWere(t *testing.T) {
 func TestImport_ThrottledTokenEndpointPausesWithoutSpendingAttempts(t *testing.T) {
 	t.Parallel()
 	data, emails := genCSV(50, "tok429")
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	h := fx.srv.Handler()
 	var refused atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -571,7 +571,7 @@ func TestImport_RowsMeetByEmailWhileInDoubt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// Every create is stored and answered 500: the row stays in doubt.
-			fx := newFixture(t, ripiotest.Options{FailAfterCommit: 1})
+			fx := newFixture(t, sandbox.Options{FailAfterCommit: 1})
 			sum, err := fx.importCSV(t, tt.first, runOpts{cfg: importer.Config{MaxAttempts: 1}})
 			if err != nil {
 				t.Fatal(err)
@@ -601,7 +601,7 @@ func TestImport_RowsOfBothKindsInOneBatchMeetByEmail(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			fx := newFixture(t, ripiotest.Options{})
+			fx := newFixture(t, sandbox.Options{})
 			sum, err := fx.importCSV(t, data, runOpts{})
 			if err != nil {
 				t.Fatal(err)
@@ -620,7 +620,7 @@ func TestImport_RowsOfBothKindsInOneBatchMeetByEmail(t *testing.T) {
 // adds up to the files' lines.
 func TestImport_ConflictReplacesTheRowsRejectedRecord(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	direct := fx.baseURL
 	fx.baseURL = rejectingProxy(t, fx)
 	emails := "email,type\nana@reject.example,INDIVIDUAL\n"
@@ -668,7 +668,7 @@ func TestImport_RowsOfBothKindsMeetByEmailAcrossFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fx := newFixture(t, ripiotest.Options{}) // the fake allows one email under two ids, as Ripio may
+			fx := newFixture(t, sandbox.Options{}) // the fake allows one email under two ids, as Ripio may
 			if _, err := fx.importCSV(t, tt.first, runOpts{}); err != nil {
 				t.Fatal(err)
 			}
@@ -701,7 +701,7 @@ func TestImport_DryRunFindsConflictsAcrossBatches(t *testing.T) {
 				fmt.Fprintf(&b, "p-%d,u%d@example.com,INDIVIDUAL\n", i, i)
 			}
 			b.WriteString(pair[1])
-			fx := newFixture(t, ripiotest.Options{})
+			fx := newFixture(t, sandbox.Options{})
 			dry, err := fx.importCSV(t, b.String(), runOpts{cfg: importer.Config{DryRun: true}})
 			if err != nil {
 				t.Fatal(err)
@@ -721,7 +721,7 @@ func TestImport_DryRunFindsConflictsAcrossBatches(t *testing.T) {
 // so its summary carries the reasons of the rows it would not send.
 func TestImport_DryRunSaysWhyRowsWouldNotBeSent(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	data := "email,type\nbad,INDIVIDUAL\nok@example.com,INDIVIDUAL\nOK@example.com,INDIVIDUAL\n"
 	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{DryRun: true, SourceFile: "f.csv"}})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ledger/memstore"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // memoryStore is a memstore.Store as the importer's Store.
@@ -35,7 +35,7 @@ func (r memoryRun) MarkInFlightCommitted(ctx context.Context, sends []ledger.Sen
 // memory store, a file is created once and a second run sends nothing.
 func TestImport_RunsOnAnyStore(t *testing.T) {
 	t.Parallel()
-	srv, err := ripiotest.NewServer(ripiotest.Options{})
+	srv, err := sandbox.NewServer(sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
 	"github.com/bulkcreate/bulkcreate/internal/row"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 type wantIssue struct {
@@ -97,7 +97,7 @@ func TestImport_MessyExports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fx := newFixture(t, ripiotest.Options{})
+			fx := newFixture(t, sandbox.Options{})
 			sum, err := fx.importCSV(t, string(data), runOpts{cfg: importer.Config{SourceFile: tt.file, Delimiter: tt.delimiter}})
 			if tt.headerErr != "" {
 				var he *importer.HeaderError

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // closedURL is a loopback URL nothing listens on.
@@ -39,7 +39,7 @@ func (fx *fixture) statuses(t *testing.T) map[string]int {
 // creates every row once.
 func TestImport_UnreachableServerAbortsAndLeavesRowsAsTheyWere(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{})
+	fx := newFixture(t, sandbox.Options{})
 	down := closedURL(t)
 	fx.baseURL = down
 	data, emails := genCSV(300, "unreach")
@@ -73,7 +73,7 @@ func TestImport_UnreachableServerAbortsAndLeavesRowsAsTheyWere(t *testing.T) {
 // re-run against a healthy server creates each person once.
 func TestImport_ServerFailingEveryRequestOpensTheBreaker(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{FailBeforeCommit: 1})
+	fx := newFixture(t, sandbox.Options{FailBeforeCommit: 1})
 	data, emails := genCSV(2000, "breaker")
 	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{Concurrency: 8, Stop: importer.StopConfig{BreakerRequests: 40}}})
 	if !errors.Is(err, importer.ErrServerFailing) {
@@ -86,7 +86,7 @@ func TestImport_ServerFailingEveryRequestOpensTheBreaker(t *testing.T) {
 		t.Errorf("summary: %+v; want some in doubt, none failed, most rows not started", sum.Counts)
 	}
 
-	healthy, err := ripiotest.NewServer(ripiotest.Options{DBPath: ""})
+	healthy, err := sandbox.NewServer(sandbox.Options{DBPath: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestImport_ServerFailingEveryRequestOpensTheBreaker(t *testing.T) {
 // year ends the run at its first answer, naming the wait.
 func TestImport_YearLongRetryAfterAbortsAtOnce(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{ThrottleAll: 365 * 24 * time.Hour})
+	fx := newFixture(t, sandbox.Options{ThrottleAll: 365 * 24 * time.Hour})
 	data, _ := genCSV(100, "year")
 	sum, err := fx.importCSV(t, data, runOpts{})
 	if !errors.Is(err, importer.ErrThrottledTooLong) {
@@ -124,7 +124,7 @@ func TestImport_YearLongRetryAfterAbortsAtOnce(t *testing.T) {
 // the run on them as on failed ones.
 func TestImport_MaxErrorsCountsRowsInDoubt(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{FailBeforeCommit: 1})
+	fx := newFixture(t, sandbox.Options{FailBeforeCommit: 1})
 	data, _ := genCSV(500, "maxerr")
 	noBreaker := importer.StopConfig{BreakerRequests: -1, BreakerWindow: -1}
 	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{MaxAttempts: 1, MaxErrors: 10, Concurrency: 4, Stop: noBreaker}})
@@ -140,7 +140,7 @@ func TestImport_MaxErrorsCountsRowsInDoubt(t *testing.T) {
 // answers 404 HTML aborts the run saying the base URL is wrong.
 func TestImport_WrongBaseURLIsNotACredentialsProblem(t *testing.T) {
 	t.Parallel()
-	fx := newFixture(t, ripiotest.Options{TokenNotFound: true})
+	fx := newFixture(t, sandbox.Options{TokenNotFound: true})
 	data, _ := genCSV(20, "wrongurl")
 	_, err := fx.importCSV(t, data, runOpts{})
 	if !errors.Is(err, importer.ErrWrongBaseURL) || errors.Is(err, importer.ErrUnauthorized) {

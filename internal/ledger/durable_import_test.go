@@ -20,7 +20,7 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // armingReader gives a CSV's header, then arms before it gives the rows:
@@ -50,7 +50,7 @@ func (r *armingReader) Read(p []byte) (int, error) {
 // durableImport imports n new rows, 16 marked a write, with the ledger's
 // fsyncs of the log going through syncLog once the rows are read.
 type durableImport struct {
-	srv     *ripiotest.Server
+	srv     *sandbox.Server
 	path    string
 	creates chan struct{} // a create request was answered
 }
@@ -58,7 +58,7 @@ type durableImport struct {
 func newDurableImport(t *testing.T) *durableImport {
 	t.Helper()
 	d := &durableImport{path: filepath.Join(t.TempDir(), "ledger.db"), creates: make(chan struct{}, 1)}
-	srv, err := ripiotest.NewServer(ripiotest.Options{Logf: func(format string, args ...any) {
+	srv, err := sandbox.NewServer(sandbox.Options{Logf: func(format string, args ...any) {
 		if strings.Contains(fmt.Sprintf(format, args...), "/api/v1/customers/") {
 			select {
 			case d.creates <- struct{}{}:

@@ -12,7 +12,7 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // BenchmarkAdaptive drives the real client and limiter against the fake
@@ -23,20 +23,20 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkAdaptive -benchtime 1x -count 3 ./internal/ratelimit/
 func BenchmarkAdaptive(b *testing.B) {
-	moving := []ripiotest.RateStep{{After: 10 * time.Second, Limit: 50}, {After: 20 * time.Second, Limit: 100}}
+	moving := []sandbox.RateStep{{After: 10 * time.Second, Limit: 50}, {After: 20 * time.Second, Limit: 100}}
 	cases := []struct {
 		name    string
-		opts    ripiotest.Options
+		opts    sandbox.Options
 		ceiling float64
 		rows    int
 		busy    bool // other processes keep every core busy
 	}{
-		{name: "Bucket100Burst1", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000},
-		{name: "Bucket50Burst1Ceiling1000", opts: ripiotest.Options{RateLimit: 50, RateBurst: 1, RetryAfter: true}, ceiling: 1000, rows: 1500},
-		{name: "FixedWindow100NoRetryAfter", opts: ripiotest.Options{RateLimit: 100, RateWindow: time.Second}, ceiling: 400, rows: 3000},
-		{name: "Bucket100Burst1BusyCPU", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000, busy: true},
-		{name: "Moving100To50To100", opts: ripiotest.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true, RateSchedule: moving}, ceiling: 400, rows: 3000},
-		{name: "NoLimitLatency20To80ms", opts: ripiotest.Options{Latency: 20 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}, ceiling: 200, rows: 3000},
+		{name: "Bucket100Burst1", opts: sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000},
+		{name: "Bucket50Burst1Ceiling1000", opts: sandbox.Options{RateLimit: 50, RateBurst: 1, RetryAfter: true}, ceiling: 1000, rows: 1500},
+		{name: "FixedWindow100NoRetryAfter", opts: sandbox.Options{RateLimit: 100, RateWindow: time.Second}, ceiling: 400, rows: 3000},
+		{name: "Bucket100Burst1BusyCPU", opts: sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true}, ceiling: 400, rows: 3000, busy: true},
+		{name: "Moving100To50To100", opts: sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true, RateSchedule: moving}, ceiling: 400, rows: 3000},
+		{name: "NoLimitLatency20To80ms", opts: sandbox.Options{Latency: 20 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}, ceiling: 200, rows: 3000},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -60,9 +60,9 @@ func BenchmarkAdaptive(b *testing.B) {
 // the server created per second as a share of its limit (integrated over
 // the run for a moving limit; the ceiling when it has none), and the share
 // of create requests it throttled.
-func runPool(b *testing.B, opts ripiotest.Options, ceiling float64, rows int) (share, throttled float64) {
+func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (share, throttled float64) {
 	b.Helper()
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req
 
 // allowed is how many creates the server's limit allowed in elapsed: its
 // rate (the ceiling when it has none) integrated over its schedule.
-func allowed(opts ripiotest.Options, ceiling float64, elapsed time.Duration) float64 {
+func allowed(opts sandbox.Options, ceiling float64, elapsed time.Duration) float64 {
 	if opts.RateLimit == 0 {
 		return ceiling * elapsed.Seconds()
 	}

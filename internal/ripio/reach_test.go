@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // TestToken_WrongBaseURL: a token endpoint that answers as no token endpoint
@@ -74,7 +74,7 @@ func TestToken_WrongBaseURL(t *testing.T) {
 	// The mistake the README warns about: the base URL with /api/v1.
 	t.Run("APIPathInBaseURL", func(t *testing.T) {
 		t.Parallel()
-		srv, err := ripiotest.NewServer(ripiotest.Options{})
+		srv, err := sandbox.NewServer(sandbox.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 func TestToken_AnswerSpellings(t *testing.T) {
@@ -70,16 +70,16 @@ func TestToken_AnswerSpellings(t *testing.T) {
 	}
 }
 
-// newRipiotest starts a ripiotest server and a client of it.
-func newRipiotest(t *testing.T, opts ripiotest.Options) (*ripiotest.Server, *ripio.Client) {
+// newRipiotest starts a sandbox server and a client of it.
+func newRipiotest(t *testing.T, opts sandbox.Options) (*sandbox.Server, *ripio.Client) {
 	t.Helper()
-	srv, err := ripiotest.NewServer(opts)
+	srv, err := sandbox.NewServer(opts)
 	if err != nil {
-		t.Fatalf("ripiotest.NewServer = %v", err)
+		t.Fatalf("sandbox.NewServer = %v", err)
 	}
 	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
-			t.Errorf("ripiotest Close = %v", err)
+			t.Errorf("sandbox Close = %v", err)
 		}
 	})
 	c, err := ripio.New(ripio.Config{
@@ -107,7 +107,7 @@ func TestToken_ReusedAcrossCalls(t *testing.T) {
 	for _, snake := range []bool{false, true} {
 		t.Run("Snake"+strconv.FormatBool(snake), func(t *testing.T) {
 			t.Parallel()
-			srv, c := newRipiotest(t, ripiotest.Options{TokenSnakeCase: snake})
+			srv, c := newRipiotest(t, sandbox.Options{TokenSnakeCase: snake})
 			const calls = 20
 			for i := range calls {
 				if _, err := c.CreateCustomer(t.Context(), customer(i)); err != nil {
@@ -195,7 +195,7 @@ func TestToken_ConcurrentFirstUseFetchesOnce(t *testing.T) {
 func TestToken_RefreshedAfter401(t *testing.T) {
 	t.Parallel()
 	var skew atomic.Int64
-	srv, c := newRipiotest(t, ripiotest.Options{
+	srv, c := newRipiotest(t, sandbox.Options{
 		TokenTTL: time.Hour,
 		Now:      func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
 	})

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"fmt"
@@ -150,19 +150,19 @@ func (o Options) validate() error {
 		return err
 	}
 	if o.TokenTTL < 0 {
-		return fmt.Errorf("ripiotest: TokenTTL %v is negative", o.TokenTTL)
+		return fmt.Errorf("sandbox: TokenTTL %v is negative", o.TokenTTL)
 	}
 	if o.RateLimit < 0 || math.IsNaN(o.RateLimit) || math.IsInf(o.RateLimit, 0) {
-		return fmt.Errorf("ripiotest: RateLimit %v must be a finite number >= 0", o.RateLimit)
+		return fmt.Errorf("sandbox: RateLimit %v must be a finite number >= 0", o.RateLimit)
 	}
 	if o.RateBurst < 0 {
-		return fmt.Errorf("ripiotest: RateBurst %d is negative", o.RateBurst)
+		return fmt.Errorf("sandbox: RateBurst %d is negative", o.RateBurst)
 	}
 	if o.Latency < 0 {
-		return fmt.Errorf("ripiotest: Latency %v is negative", o.Latency)
+		return fmt.Errorf("sandbox: Latency %v is negative", o.Latency)
 	}
 	if o.LatencyJitter < 0 {
-		return fmt.Errorf("ripiotest: LatencyJitter %v is negative", o.LatencyJitter)
+		return fmt.Errorf("sandbox: LatencyJitter %v is negative", o.LatencyJitter)
 	}
 	if err := o.validateShape(); err != nil {
 		return err
@@ -177,11 +177,11 @@ func (o Options) validate() error {
 		{"HangAfterCommit", o.HangAfterCommit},
 	} {
 		if !(f.v >= 0 && f.v <= 1) {
-			return fmt.Errorf("ripiotest: %s %v must be between 0 and 1", f.name, f.v)
+			return fmt.Errorf("sandbox: %s %v must be between 0 and 1", f.name, f.v)
 		}
 	}
 	if sum := o.FailAfterCommit + o.DropAfterCommit + o.HangAfterCommit; sum > 1+1e-9 {
-		return fmt.Errorf("ripiotest: FailAfterCommit+DropAfterCommit+HangAfterCommit %v must be at most 1", sum)
+		return fmt.Errorf("sandbox: FailAfterCommit+DropAfterCommit+HangAfterCommit %v must be at most 1", sum)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"database/sql"
@@ -17,7 +17,7 @@ import (
 var (
 	errDuplicateID    = errors.New("customerId already exists")
 	errDuplicateEmail = errors.New("email already exists")
-	errStoreClosed    = errors.New("ripiotest: store closed")
+	errStoreClosed    = errors.New("sandbox: store closed")
 )
 
 // store keeps the customers the fake has created, in memory or in a SQLite
@@ -49,27 +49,27 @@ func openStore(path string) (*store, error) {
 	}
 	// go-sqlite3 cuts the DSN at the first '?', so such a path cannot be named.
 	if strings.ContainsRune(path, '?') {
-		return nil, fmt.Errorf("ripiotest: open %s: path must not contain '?'", path)
+		return nil, fmt.Errorf("sandbox: open %s: path must not contain '?'", path)
 	}
 	// Create the file ourselves so that it is private; SQLite gives the WAL
 	// and shared-memory files the same mode as the database.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("ripiotest: open %s: %w", path, err)
+		return nil, fmt.Errorf("sandbox: open %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("ripiotest: open %s: %w", path, err)
+		return nil, fmt.Errorf("sandbox: open %s: %w", path, err)
 	}
 	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000&_journal_mode=WAL")
 	if err != nil {
-		return nil, fmt.Errorf("ripiotest: open %s: %w", path, err)
+		return nil, fmt.Errorf("sandbox: open %s: %w", path, err)
 	}
 	// mu already serialises every use; one connection keeps it that way
 	// inside database/sql too.
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("ripiotest: open %s: create schema: %w", path, err)
+		return nil, fmt.Errorf("sandbox: open %s: create schema: %w", path, err)
 	}
 	return &store{db: db}, nil
 }
@@ -107,11 +107,11 @@ func (s *store) insert(c Customer, uniqueEmail bool) error {
 		c.CustomerID, c.Email, lower, c.Type, c.CreatedAt.UTC().Format(time.RFC3339Nano),
 		uniqueEmail, lower)
 	if err != nil {
-		return fmt.Errorf("ripiotest: insert customer: %w", err)
+		return fmt.Errorf("sandbox: insert customer: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("ripiotest: insert customer: %w", err)
+		return fmt.Errorf("sandbox: insert customer: %w", err)
 	}
 	if n == 1 {
 		return nil
@@ -168,7 +168,7 @@ func (s *store) all() ([]Customer, error) {
 
 	rows, err := s.db.Query(`SELECT customer_id, email, type, created_at FROM customers ORDER BY customer_id`)
 	if err != nil {
-		return nil, fmt.Errorf("ripiotest: list customers: %w", err)
+		return nil, fmt.Errorf("sandbox: list customers: %w", err)
 	}
 	defer rows.Close()
 	var cs []Customer
@@ -180,7 +180,7 @@ func (s *store) all() ([]Customer, error) {
 		cs = append(cs, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("ripiotest: list customers: %w", err)
+		return nil, fmt.Errorf("sandbox: list customers: %w", err)
 	}
 	return cs, nil
 }
@@ -192,11 +192,11 @@ func scanCustomer(scan func(...any) error) (Customer, error) {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Customer{}, err
 		}
-		return Customer{}, fmt.Errorf("ripiotest: read customer: %w", err)
+		return Customer{}, fmt.Errorf("sandbox: read customer: %w", err)
 	}
 	t, err := time.Parse(time.RFC3339Nano, created)
 	if err != nil {
-		return Customer{}, fmt.Errorf("ripiotest: read customer %q: created_at: %w", c.CustomerID, err)
+		return Customer{}, fmt.Errorf("sandbox: read customer %q: created_at: %w", c.CustomerID, err)
 	}
 	c.CreatedAt = t
 	c.IsActive = true // the fake has no deactivate endpoint
@@ -212,7 +212,7 @@ func (s *store) close() error {
 	}
 	s.closed = true
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("ripiotest: close store: %w", err)
+		return fmt.Errorf("sandbox: close store: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package ripiotest_test
+package sandbox_test
 
 import (
 	"encoding/base64"
@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 func TestMisbehaviour_CreateHTML200(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{CreateHTML200: true})
+	s := start(t, sandbox.Options{CreateHTML200: true})
 	a := create(t, s, token(t, s), customerJSON("c1", "a@example.com", "INDIVIDUAL"))
 	if a.status != http.StatusOK || !strings.HasPrefix(a.header.Get("Content-Type"), "text/html") || !strings.Contains(a.raw, "<html>") {
 		t.Errorf("create = %d %q %q, want 200 text/html with a page", a.status, a.header.Get("Content-Type"), a.raw)
@@ -30,7 +30,7 @@ func TestMisbehaviour_CreateHTML200(t *testing.T) {
 
 func TestMisbehaviour_AssignIDs(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{AssignIDs: true})
+	s := start(t, sandbox.Options{AssignIDs: true})
 	tok := token(t, s)
 	var ids []string
 	for range 2 { // the same person twice: two customers
@@ -51,7 +51,7 @@ func TestMisbehaviour_AssignIDs(t *testing.T) {
 
 func TestMisbehaviour_OtherEmail(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{OtherEmail: true})
+	s := start(t, sandbox.Options{OtherEmail: true})
 	a := create(t, s, token(t, s), customerJSON("c1", "a@example.com", "INDIVIDUAL"))
 	if email, _ := a.body["email"].(string); a.status != http.StatusCreated || strings.EqualFold(email, "a@example.com") || email == "" {
 		t.Errorf("create = %d %s, want 201 with another email", a.status, a.raw)
@@ -75,14 +75,14 @@ func TestMisbehaviour_TokenEcho(t *testing.T) {
 		"base64":       base64.StdEncoding.EncodeToString([]byte(secret)),
 		"basic":        base64.StdEncoding.EncodeToString([]byte(id + ":" + secret)),
 	}
-	if len(want) != len(ripiotest.EchoEncodings()) {
-		t.Fatalf("EchoEncodings() = %v, want a case for each", ripiotest.EchoEncodings())
+	if len(want) != len(sandbox.EchoEncodings()) {
+		t.Fatalf("EchoEncodings() = %v, want a case for each", sandbox.EchoEncodings())
 	}
-	for _, enc := range ripiotest.EchoEncodings() {
+	for _, enc := range sandbox.EchoEncodings() {
 		for _, status := range []int{401, 503} {
 			t.Run(enc+"/"+strconv.Itoa(status), func(t *testing.T) {
 				t.Parallel()
-				s := start(t, ripiotest.Options{ClientID: id, ClientSecret: secret, TokenEcho: enc, TokenEchoStatus: status})
+				s := start(t, sandbox.Options{ClientID: id, ClientSecret: secret, TokenEcho: enc, TokenEchoStatus: status})
 				a := requestToken(t, s, id, secret, "grant_type=client_credentials")
 				if a.status != status || !strings.Contains(a.raw, want[enc]) {
 					t.Errorf("token = %d %s, want %d echoing %q", a.status, a.raw, status, want[enc])
@@ -94,7 +94,7 @@ func TestMisbehaviour_TokenEcho(t *testing.T) {
 
 func TestMisbehaviour_TokenNotFound(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{TokenNotFound: true})
+	s := start(t, sandbox.Options{TokenNotFound: true})
 	a := requestToken(t, s, s.ClientID(), s.ClientSecret(), "grant_type=client_credentials")
 	if a.status != http.StatusNotFound || !strings.HasPrefix(a.header.Get("Content-Type"), "text/html") {
 		t.Errorf("token = %d %q, want 404 text/html", a.status, a.header.Get("Content-Type"))
@@ -103,7 +103,7 @@ func TestMisbehaviour_TokenNotFound(t *testing.T) {
 
 func TestMisbehaviour_ThrottleAll(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{ThrottleAll: 365 * 24 * time.Hour})
+	s := start(t, sandbox.Options{ThrottleAll: 365 * 24 * time.Hour})
 	tok := token(t, s)
 	for range 3 {
 		a := create(t, s, tok, customerJSON("c1", "a@example.com", "INDIVIDUAL"))
@@ -119,17 +119,17 @@ func TestMisbehaviour_ThrottleAll(t *testing.T) {
 func TestNewServer_RefusesBadMisbehaviours(t *testing.T) {
 	t.Parallel()
 	for name, tt := range map[string]struct {
-		opts  ripiotest.Options
+		opts  sandbox.Options
 		field string
 	}{
-		"UnknownEncoding":  {ripiotest.Options{TokenEcho: "rot13"}, "TokenEcho"},
-		"SuccessStatus":    {ripiotest.Options{TokenEcho: "plain", TokenEchoStatus: 200}, "TokenEchoStatus"},
-		"EchoAndNotFound":  {ripiotest.Options{TokenEcho: "plain", TokenNotFound: true}, "TokenNotFound"},
-		"NegativeThrottle": {ripiotest.Options{ThrottleAll: -time.Second}, "ThrottleAll"},
+		"UnknownEncoding":  {sandbox.Options{TokenEcho: "rot13"}, "TokenEcho"},
+		"SuccessStatus":    {sandbox.Options{TokenEcho: "plain", TokenEchoStatus: 200}, "TokenEchoStatus"},
+		"EchoAndNotFound":  {sandbox.Options{TokenEcho: "plain", TokenNotFound: true}, "TokenNotFound"},
+		"NegativeThrottle": {sandbox.Options{ThrottleAll: -time.Second}, "ThrottleAll"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			s, err := ripiotest.NewServer(tt.opts)
+			s, err := sandbox.NewServer(tt.opts)
 			if err == nil {
 				s.Close()
 				t.Fatalf("NewServer(%+v) = nil error, want one naming %s", tt.opts, tt.field)

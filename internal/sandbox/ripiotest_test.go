@@ -1,4 +1,4 @@
-package ripiotest_test
+package sandbox_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // The tests speak plain HTTP with hand-written JSON, so that they check the
@@ -27,13 +27,13 @@ func TestToken_Answers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name          string
-		opts          ripiotest.Options
+		opts          sandbox.Options
 		wantKeys      []string
 		wantExpiresIn float64
 	}{
-		{"CamelCase", ripiotest.Options{}, []string{"accessToken", "expiresIn", "tokenType", "scope"}, 3600},
-		{"SnakeCase", ripiotest.Options{TokenSnakeCase: true}, []string{"access_token", "expires_in", "token_type", "scope"}, 3600},
-		{"ExpiresInRoundsUp", ripiotest.Options{TokenTTL: 1500 * time.Millisecond}, []string{"accessToken", "expiresIn", "tokenType", "scope"}, 2},
+		{"CamelCase", sandbox.Options{}, []string{"accessToken", "expiresIn", "tokenType", "scope"}, 3600},
+		{"SnakeCase", sandbox.Options{TokenSnakeCase: true}, []string{"access_token", "expires_in", "token_type", "scope"}, 3600},
+		{"ExpiresInRoundsUp", sandbox.Options{TokenTTL: 1500 * time.Millisecond}, []string{"accessToken", "expiresIn", "tokenType", "scope"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +72,7 @@ func TestToken_Answers(t *testing.T) {
 
 func TestToken_RefusesBadRequests(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{ClientID: "id", ClientSecret: "secret"})
+	s := start(t, sandbox.Options{ClientID: "id", ClientSecret: "secret"})
 	const badCreds = "Invalid client credentials."
 	tests := []struct {
 		name        string
@@ -117,7 +117,7 @@ func TestToken_RefusesBadRequests(t *testing.T) {
 func TestCreate_RequiresValidBearer(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	s := start(t, ripiotest.Options{TokenTTL: time.Second, Now: clk.Now})
+	s := start(t, sandbox.Options{TokenTTL: time.Second, Now: clk.Now})
 	tok := token(t, s)
 	body := customerJSON("c1", "a@example.com", "INDIVIDUAL")
 	const notProvided = "Authentication credentials were not provided."
@@ -139,7 +139,7 @@ func TestCreate_RequiresValidBearer(t *testing.T) {
 	a = create(t, s, tok, customerJSON("c2", "b@example.com", "INDIVIDUAL"))
 	checkError(t, a, 401, 40001, "NotAuthenticated", notProvided)
 
-	if got, want := s.Stats(), (ripiotest.Stats{Requests: 7, TokenRequests: 1, Created: 1, Unauthorized: 6}); got != want {
+	if got, want := s.Stats(), (sandbox.Stats{Requests: 7, TokenRequests: 1, Created: 1, Unauthorized: 6}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 	if _, ok := s.Customer("c2"); ok {
@@ -150,7 +150,7 @@ func TestCreate_RequiresValidBearer(t *testing.T) {
 func TestCreate_StoresCustomer(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	s := start(t, ripiotest.Options{Now: clk.Now})
+	s := start(t, sandbox.Options{Now: clk.Now})
 	a := create(t, s, token(t, s), `{"customerId":"7142b065","email":"Ann.Lee+x@Example.com","type":"BUSINESS"}`)
 	if a.status != http.StatusCreated {
 		t.Fatalf("status = %d, want 201; body %s", a.status, a.raw)
@@ -169,7 +169,7 @@ func TestCreate_StoresCustomer(t *testing.T) {
 		t.Errorf("body = %v, want %v", a.body, want)
 	}
 	c, ok := s.Customer("7142b065")
-	wantC := ripiotest.Customer{CustomerID: "7142b065", Email: "Ann.Lee+x@Example.com", Type: "BUSINESS", IsActive: true, CreatedAt: clk.Now()}
+	wantC := sandbox.Customer{CustomerID: "7142b065", Email: "Ann.Lee+x@Example.com", Type: "BUSINESS", IsActive: true, CreatedAt: clk.Now()}
 	if !ok || !customerEqual(c, wantC) {
 		t.Errorf("Customer(7142b065) = %+v, %v, want %+v, true", c, ok, wantC)
 	}
@@ -177,7 +177,7 @@ func TestCreate_StoresCustomer(t *testing.T) {
 
 func TestCreate_Validates(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{})
+	s := start(t, sandbox.Options{})
 	tok := token(t, s)
 	long := strings.Repeat("a", 254-len("@example.com"))
 	tests := []struct {
@@ -276,7 +276,7 @@ func TestCreate_RefusesDuplicates(t *testing.T) {
 		for _, unique := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/UniqueEmail=%v", backend, unique), func(t *testing.T) {
 				t.Parallel()
-				opts := ripiotest.Options{UniqueEmail: unique}
+				opts := sandbox.Options{UniqueEmail: unique}
 				if backend == "SQLite" {
 					opts.DBPath = filepath.Join(t.TempDir(), "ripio.db")
 				}
@@ -315,7 +315,7 @@ func TestCreate_ConcurrentDuplicatesStoreOnce(t *testing.T) {
 	for _, backend := range []string{"Memory", "SQLite"} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			opts := ripiotest.Options{UniqueEmail: true}
+			opts := sandbox.Options{UniqueEmail: true}
 			if backend == "SQLite" {
 				opts.DBPath = filepath.Join(t.TempDir(), "ripio.db")
 			}
@@ -353,7 +353,7 @@ func TestCreate_ConcurrentDuplicatesStoreOnce(t *testing.T) {
 			if created != 1 || len(s.Customers()) != 1 {
 				t.Errorf("%d answers 201 and %d customers stored, want 1 and 1", created, len(s.Customers()))
 			}
-			if got, want := s.Stats(), (ripiotest.Stats{Requests: n, TokenRequests: 1, Created: 1, Duplicates: n - 1}); got != want {
+			if got, want := s.Stats(), (sandbox.Stats{Requests: n, TokenRequests: 1, Created: 1, Duplicates: n - 1}); got != want {
 				t.Errorf("Stats() = %+v, want %+v", got, want)
 			}
 		})
@@ -367,7 +367,7 @@ func TestServer_PersistsAcrossServers(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	opts := ripiotest.Options{DBPath: path, Now: clk.Now}
+	opts := sandbox.Options{DBPath: path, Now: clk.Now}
 
 	s1 := start(t, opts)
 	tok := token(t, s1)
@@ -437,7 +437,7 @@ func TestCreate_Throttles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clk := newClock()
-			s := start(t, ripiotest.Options{RateLimit: tt.rate, RateBurst: tt.burst, RetryAfter: tt.retryAfter, Now: clk.Now})
+			s := start(t, sandbox.Options{RateLimit: tt.rate, RateBurst: tt.burst, RetryAfter: tt.retryAfter, Now: clk.Now})
 			tok := token(t, s)
 			for i := range tt.burst {
 				if a := create(t, s, tok, customerJSON(fmt.Sprint("burst", i), "a@example.com", "INDIVIDUAL")); a.status != 201 {
@@ -456,7 +456,7 @@ func TestCreate_Throttles(t *testing.T) {
 				t.Errorf("create after %v: status = %d, want 201; body %s", tt.refill, a.status, a.raw)
 			}
 			checkError(t, create(t, s, tok, customerJSON("over2", "a@example.com", "INDIVIDUAL")), 429, 42900, "Throttled", "Request was throttled.")
-			want := ripiotest.Stats{Requests: int64(tt.burst) + 3, TokenRequests: 1, Created: int64(tt.burst) + 1, Throttled: 2}
+			want := sandbox.Stats{Requests: int64(tt.burst) + 3, TokenRequests: 1, Created: int64(tt.burst) + 1, Throttled: 2}
 			if got := s.Stats(); got != want {
 				t.Errorf("Stats() = %+v, want %+v", got, want)
 			}
@@ -466,7 +466,7 @@ func TestCreate_Throttles(t *testing.T) {
 
 func TestServer_SetRateLimit(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.DefaultOptions())
+	s := start(t, sandbox.DefaultOptions())
 	tok := token(t, s)
 	body := func(i int) string { return customerJSON(fmt.Sprint("c", i), "a@example.com", "INDIVIDUAL") }
 	for i := range 5 {
@@ -493,21 +493,21 @@ func TestCreate_InjectsFaults(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		opts       ripiotest.Options
+		opts       sandbox.Options
 		wantStatus int // 0: no answer
 		wantCode   int
 		wantType   string
 		wantStored bool
-		wantStats  ripiotest.Stats
+		wantStats  sandbox.Stats
 	}{
-		{"FailBeforeCommit", ripiotest.Options{FailBeforeCommit: 1}, 503, 50300, "ServiceUnavailable", false,
-			ripiotest.Stats{Requests: 1, TokenRequests: 1, FailedBeforeCommit: 1}},
-		{"FailAfterCommit", ripiotest.Options{FailAfterCommit: 1}, 500, 50000, "ServerError", true,
-			ripiotest.Stats{Requests: 1, TokenRequests: 1, Created: 1, FailedAfterCommit: 1}},
-		{"DropAfterCommit", ripiotest.Options{DropAfterCommit: 1}, 0, 0, "", true,
-			ripiotest.Stats{Requests: 1, TokenRequests: 1, Created: 1, Dropped: 1}},
-		{"HangAfterCommit", ripiotest.Options{HangAfterCommit: 1}, 0, 0, "", true,
-			ripiotest.Stats{Requests: 1, TokenRequests: 1, Created: 1, Hung: 1}},
+		{"FailBeforeCommit", sandbox.Options{FailBeforeCommit: 1}, 503, 50300, "ServiceUnavailable", false,
+			sandbox.Stats{Requests: 1, TokenRequests: 1, FailedBeforeCommit: 1}},
+		{"FailAfterCommit", sandbox.Options{FailAfterCommit: 1}, 500, 50000, "ServerError", true,
+			sandbox.Stats{Requests: 1, TokenRequests: 1, Created: 1, FailedAfterCommit: 1}},
+		{"DropAfterCommit", sandbox.Options{DropAfterCommit: 1}, 0, 0, "", true,
+			sandbox.Stats{Requests: 1, TokenRequests: 1, Created: 1, Dropped: 1}},
+		{"HangAfterCommit", sandbox.Options{HangAfterCommit: 1}, 0, 0, "", true,
+			sandbox.Stats{Requests: 1, TokenRequests: 1, Created: 1, Hung: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -546,7 +546,7 @@ func TestCreate_InjectsFaults(t *testing.T) {
 func TestServer_SeedReproducesFaults(t *testing.T) {
 	t.Parallel()
 	run := func(seed int64) []int {
-		s := start(t, ripiotest.Options{Seed: seed, FailBeforeCommit: 0.3, FailAfterCommit: 0.3})
+		s := start(t, sandbox.Options{Seed: seed, FailBeforeCommit: 0.3, FailAfterCommit: 0.3})
 		tok := token(t, s)
 		var statuses []int
 		for i := range 30 {
@@ -567,7 +567,7 @@ func TestServer_SeedReproducesFaults(t *testing.T) {
 
 func TestCreate_Latency(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{Latency: 50 * time.Millisecond, LatencyJitter: 20 * time.Millisecond})
+	s := start(t, sandbox.Options{Latency: 50 * time.Millisecond, LatencyJitter: 20 * time.Millisecond})
 	tok := token(t, s)
 	begin := time.Now()
 	if a := create(t, s, tok, customerJSON("c1", "a@example.com", "INDIVIDUAL")); a.status != 201 {
@@ -582,11 +582,11 @@ func TestServer_CloseReleasesWaitingHandlers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		opts  ripiotest.Options
-		ready func(ripiotest.Stats) bool
+		opts  sandbox.Options
+		ready func(sandbox.Stats) bool
 	}{
-		{"Hang", ripiotest.Options{HangAfterCommit: 1}, func(s ripiotest.Stats) bool { return s.Hung == 1 }},
-		{"Latency", ripiotest.Options{Latency: time.Hour}, func(s ripiotest.Stats) bool { return s.Requests == 1 }},
+		{"Hang", sandbox.Options{HangAfterCommit: 1}, func(s sandbox.Stats) bool { return s.Hung == 1 }},
+		{"Latency", sandbox.Options{Latency: time.Hour}, func(s sandbox.Stats) bool { return s.Requests == 1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -627,7 +627,7 @@ func TestServer_CloseReleasesWaitingHandlers(t *testing.T) {
 
 func TestServer_UnknownRoutes(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{})
+	s := start(t, sandbox.Options{})
 	tok := token(t, s)
 	tests := []struct {
 		method, path string
@@ -652,7 +652,7 @@ func TestServer_UnknownRoutes(t *testing.T) {
 
 func TestServer_HandlerServesElsewhere(t *testing.T) {
 	t.Parallel()
-	s := start(t, ripiotest.Options{})
+	s := start(t, sandbox.Options{})
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
 
@@ -676,7 +676,7 @@ func TestServer_LogsNoSecrets(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var lines []string
-	s := start(t, ripiotest.Options{
+	s := start(t, sandbox.Options{
 		ClientSecret: "very-secret-value",
 		Logf: func(format string, args ...any) {
 			mu.Lock()
@@ -709,23 +709,23 @@ func TestNewServer_RefusesBadOptions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		opts  ripiotest.Options
+		opts  sandbox.Options
 		field string
 	}{
-		{"NegativeTTL", ripiotest.Options{TokenTTL: -time.Second}, "TokenTTL"},
-		{"NegativeRate", ripiotest.Options{RateLimit: -1}, "RateLimit"},
-		{"NegativeBurst", ripiotest.Options{RateBurst: -1}, "RateBurst"},
-		{"NegativeLatency", ripiotest.Options{Latency: -1}, "Latency"},
-		{"FractionAboveOne", ripiotest.Options{DropAfterCommit: 1.5}, "DropAfterCommit"},
-		{"NegativeFraction", ripiotest.Options{FailBeforeCommit: -0.1}, "FailBeforeCommit"},
-		{"AfterCommitSumAboveOne", ripiotest.Options{FailAfterCommit: 0.6, HangAfterCommit: 0.6}, "FailAfterCommit+DropAfterCommit+HangAfterCommit"},
-		{"BadAddr", ripiotest.Options{Addr: "not an address"}, "listen"},
-		{"DBPathInMissingDir", ripiotest.Options{DBPath: "/nonexistent/dir/ripio.db"}, "/nonexistent/dir/ripio.db"},
+		{"NegativeTTL", sandbox.Options{TokenTTL: -time.Second}, "TokenTTL"},
+		{"NegativeRate", sandbox.Options{RateLimit: -1}, "RateLimit"},
+		{"NegativeBurst", sandbox.Options{RateBurst: -1}, "RateBurst"},
+		{"NegativeLatency", sandbox.Options{Latency: -1}, "Latency"},
+		{"FractionAboveOne", sandbox.Options{DropAfterCommit: 1.5}, "DropAfterCommit"},
+		{"NegativeFraction", sandbox.Options{FailBeforeCommit: -0.1}, "FailBeforeCommit"},
+		{"AfterCommitSumAboveOne", sandbox.Options{FailAfterCommit: 0.6, HangAfterCommit: 0.6}, "FailAfterCommit+DropAfterCommit+HangAfterCommit"},
+		{"BadAddr", sandbox.Options{Addr: "not an address"}, "listen"},
+		{"DBPathInMissingDir", sandbox.Options{DBPath: "/nonexistent/dir/ripio.db"}, "/nonexistent/dir/ripio.db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := ripiotest.NewServer(tt.opts)
+			s, err := sandbox.NewServer(tt.opts)
 			if err == nil {
 				s.Close()
 				t.Fatalf("NewServer(%+v) = nil error, want one naming %s", tt.opts, tt.field)
@@ -739,7 +739,7 @@ func TestNewServer_RefusesBadOptions(t *testing.T) {
 
 func TestDefaultOptions(t *testing.T) {
 	t.Parallel()
-	o := ripiotest.DefaultOptions()
+	o := sandbox.DefaultOptions()
 	if o.Addr != "127.0.0.1:0" || o.ClientID != "sandbox-client" || o.ClientSecret != "sandbox-secret" ||
 		o.TokenTTL != time.Hour || !o.RetryAfter || o.Now == nil {
 		t.Errorf("DefaultOptions() = %+v, want the documented defaults with RetryAfter", o)
@@ -751,9 +751,9 @@ func TestDefaultOptions(t *testing.T) {
 }
 
 // start runs a server that the test's cleanup closes.
-func start(t *testing.T, opts ripiotest.Options) *ripiotest.Server {
+func start(t *testing.T, opts sandbox.Options) *sandbox.Server {
 	t.Helper()
-	s, err := ripiotest.NewServer(opts)
+	s, err := sandbox.NewServer(opts)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -772,7 +772,7 @@ type answer struct {
 	body   map[string]any // nil if raw is not a JSON object
 }
 
-func send(t *testing.T, s *ripiotest.Server, method, path string, header http.Header, body string) answer {
+func send(t *testing.T, s *sandbox.Server, method, path string, header http.Header, body string) answer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -783,7 +783,7 @@ func send(t *testing.T, s *ripiotest.Server, method, path string, header http.He
 	return a
 }
 
-func sendContext(ctx context.Context, s *ripiotest.Server, method, path string, header http.Header, body string) (answer, error) {
+func sendContext(ctx context.Context, s *sandbox.Server, method, path string, header http.Header, body string) (answer, error) {
 	req, err := http.NewRequestWithContext(ctx, method, s.URL()+path, strings.NewReader(body))
 	if err != nil {
 		return answer{}, err
@@ -805,13 +805,13 @@ func sendContext(ctx context.Context, s *ripiotest.Server, method, path string, 
 	return a, nil
 }
 
-func requestToken(t *testing.T, s *ripiotest.Server, id, secret, body string) answer {
+func requestToken(t *testing.T, s *sandbox.Server, id, secret, body string) answer {
 	t.Helper()
 	return send(t, s, "POST", "/oauth2/token/", form(basic(id, secret)), body)
 }
 
 // token returns a fresh access token from s.
-func token(t *testing.T, s *ripiotest.Server) string {
+func token(t *testing.T, s *sandbox.Server) string {
 	t.Helper()
 	a := requestToken(t, s, s.ClientID(), s.ClientSecret(), "grant_type=client_credentials")
 	tok, _ := a.body["accessToken"].(string)
@@ -821,7 +821,7 @@ func token(t *testing.T, s *ripiotest.Server) string {
 	return tok
 }
 
-func create(t *testing.T, s *ripiotest.Server, tok, body string) answer {
+func create(t *testing.T, s *sandbox.Server, tok, body string) answer {
 	t.Helper()
 	return send(t, s, "POST", "/api/v1/customers/", bearer(tok), body)
 }
@@ -926,7 +926,7 @@ func mapsEqual(a, b map[string]any) bool {
 	return true
 }
 
-func customerEqual(a, b ripiotest.Customer) bool {
+func customerEqual(a, b sandbox.Customer) bool {
 	return a.CustomerID == b.CustomerID && a.Email == b.Email && a.Type == b.Type &&
 		a.IsActive == b.IsActive && a.CreatedAt.Equal(b.CreatedAt)
 }

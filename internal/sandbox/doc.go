@@ -1,4 +1,4 @@
-// Package ripiotest provides a fake of the Ripio Ramp API, modelled on
+// Package sandbox provides a fake of the Ripio Ramp API, modelled on
 // net/http/httptest: NewServer listens on a local port at once, URL and Client
 // reach it, Close stops it. Tests, benchmarks, the sandbox command and the
 // embedded default target all use it.
@@ -47,4 +47,4 @@
 // A Server and all its methods are safe for concurrent use. Close releases
 // handlers that are waiting (latency, HangAfterCommit) by closing their
 // connections, and returns only after every handler has finished.
-package ripiotest
+package sandbox

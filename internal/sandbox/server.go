@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"bytes"
@@ -95,7 +95,7 @@ func NewServer(opts Options) (*Server, error) {
 	lis, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		st.close()
-		return nil, fmt.Errorf("ripiotest: listen %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("sandbox: listen %s: %w", opts.Addr, err)
 	}
 
 	seed1, seed2 := uint64(opts.Seed), uint64(opts.Seed)^0x9e3779b97f4a7c15
@@ -136,7 +136,7 @@ func NewServer(opts Options) (*Server, error) {
 	go func() {
 		defer close(s.serveDone)
 		if err := s.srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			s.serveErr = fmt.Errorf("ripiotest: serve: %w", err)
+			s.serveErr = fmt.Errorf("sandbox: serve: %w", err)
 		}
 	}()
 	return s, nil
@@ -212,7 +212,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) Customers() []Customer {
 	cs, err := s.store.all()
 	if err != nil {
-		s.logf("ripiotest: %v", err)
+		s.logf("sandbox: %v", err)
 		return nil
 	}
 	return cs
@@ -222,7 +222,7 @@ func (s *Server) Customers() []Customer {
 func (s *Server) Customer(id string) (Customer, bool) {
 	c, ok, err := s.store.get(id)
 	if err != nil {
-		s.logf("ripiotest: %v", err)
+		s.logf("sandbox: %v", err)
 		return Customer{}, false
 	}
 	return c, ok

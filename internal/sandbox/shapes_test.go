@@ -1,4 +1,4 @@
-package ripiotest_test
+package sandbox_test
 
 import (
 	"fmt"
@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkcreate/bulkcreate/internal/ripio/ripiotest"
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
 // createN sends n creates and returns how many were throttled, and the
 // Retry-After of the last 429.
-func createN(t *testing.T, s *ripiotest.Server, tok, prefix string, n int) (throttled int, retryAfter string) {
+func createN(t *testing.T, s *sandbox.Server, tok, prefix string, n int) (throttled int, retryAfter string) {
 	t.Helper()
 	for i := range n {
 		a := create(t, s, tok, customerJSON(fmt.Sprint(prefix, i), "a@example.com", "INDIVIDUAL"))
@@ -33,7 +33,7 @@ func TestCreate_FixedWindowThrottles(t *testing.T) {
 		t.Run(fmt.Sprint("RetryAfter", retryAfter), func(t *testing.T) {
 			t.Parallel()
 			clk := newClock() // 6µs into a second
-			s := start(t, ripiotest.Options{RateLimit: 5, RateWindow: time.Second, RetryAfter: retryAfter, Now: clk.Now})
+			s := start(t, sandbox.Options{RateLimit: 5, RateWindow: time.Second, RetryAfter: retryAfter, Now: clk.Now})
 			tok := token(t, s)
 			// The whole window's 5 at once (no bucket spacing), then 429s.
 			if thr, ra := createN(t, s, tok, "w1-", 8); thr != 3 {
@@ -64,9 +64,9 @@ func TestCreate_RateScheduleMovesTheLimit(t *testing.T) {
 			t.Parallel()
 			clk := newClock()
 			clk.Advance(time.Second - 6*time.Microsecond) // to a whole second
-			s := start(t, ripiotest.Options{
+			s := start(t, sandbox.Options{
 				RateLimit: 4, RateBurst: 4, RateWindow: window, RetryAfter: true, Now: clk.Now,
-				RateSchedule: []ripiotest.RateStep{{After: 10 * time.Second, Limit: 2}, {After: 20 * time.Second, Limit: 0}},
+				RateSchedule: []sandbox.RateStep{{After: 10 * time.Second, Limit: 2}, {After: 20 * time.Second, Limit: 0}},
 			})
 			tok := token(t, s)
 			if thr, _ := createN(t, s, tok, "a", 5); thr != 1 {
@@ -88,15 +88,15 @@ func TestNewServer_RefusesBadShapes(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		opts ripiotest.Options
+		opts sandbox.Options
 		want string
 	}{
-		{"NegativeWindow", ripiotest.Options{RateWindow: -time.Second}, "RateWindow"},
-		{"StepsOutOfOrder", ripiotest.Options{RateSchedule: []ripiotest.RateStep{{After: 2 * time.Second}, {After: time.Second}}}, "RateSchedule[1]"},
-		{"NegativeStep", ripiotest.Options{RateSchedule: []ripiotest.RateStep{{After: time.Second, Limit: -1}}}, "RateSchedule[0].Limit"},
+		{"NegativeWindow", sandbox.Options{RateWindow: -time.Second}, "RateWindow"},
+		{"StepsOutOfOrder", sandbox.Options{RateSchedule: []sandbox.RateStep{{After: 2 * time.Second}, {After: time.Second}}}, "RateSchedule[1]"},
+		{"NegativeStep", sandbox.Options{RateSchedule: []sandbox.RateStep{{After: time.Second, Limit: -1}}}, "RateSchedule[0].Limit"},
 	}
 	for _, tt := range tests {
-		s, err := ripiotest.NewServer(tt.opts)
+		s, err := sandbox.NewServer(tt.opts)
 		if err == nil {
 			s.Close()
 			t.Errorf("%s: NewServer(%+v) = nil error, want one naming %s", tt.name, tt.opts, tt.want)

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"encoding/json"
@@ -40,7 +40,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if rec.outcome != "" {
 				outcome = rec.outcome
 			}
-			s.opts.Logf("ripiotest: %s %s %s %v", r.Method, r.URL.Path, outcome, time.Since(start).Round(time.Microsecond))
+			s.opts.Logf("sandbox: %s %s %s %v", r.Method, r.URL.Path, outcome, time.Since(start).Round(time.Microsecond))
 		}()
 	}
 
@@ -183,7 +183,7 @@ func (s *Server) commit(w *recorder, c *Customer) bool {
 			detail{"message": "email already exists", "email": []string{"customer with this email already exists."}})
 		return false
 	case err != nil:
-		s.logf("ripiotest: %v", err)
+		s.logf("sandbox: %v", err)
 		writeError(w, http.StatusInternalServerError, 50000, "ServerError", detail{"message": "A server error occurred."})
 		return false
 	}
@@ -340,7 +340,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		// Only maps of strings, numbers and bools get here.
-		panic(fmt.Sprintf("ripiotest: marshal answer: %v", err))
+		panic(fmt.Sprintf("sandbox: marshal answer: %v", err))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"crypto/rand"
@@ -29,16 +29,16 @@ func EchoEncodings() []string {
 
 func (o Options) validateMisbehaviour() error {
 	if o.TokenEcho != "" && !slices.Contains(EchoEncodings(), o.TokenEcho) {
-		return fmt.Errorf("ripiotest: TokenEcho %q is not one of %s", o.TokenEcho, strings.Join(EchoEncodings(), ", "))
+		return fmt.Errorf("sandbox: TokenEcho %q is not one of %s", o.TokenEcho, strings.Join(EchoEncodings(), ", "))
 	}
 	if o.TokenEchoStatus != 0 && (o.TokenEchoStatus < 300 || o.TokenEchoStatus > 599) {
-		return fmt.Errorf("ripiotest: TokenEchoStatus %d must be an error status, 300 to 599", o.TokenEchoStatus)
+		return fmt.Errorf("sandbox: TokenEchoStatus %d must be an error status, 300 to 599", o.TokenEchoStatus)
 	}
 	if o.TokenEcho != "" && o.TokenNotFound {
-		return fmt.Errorf("ripiotest: TokenEcho and TokenNotFound cannot both be set")
+		return fmt.Errorf("sandbox: TokenEcho and TokenNotFound cannot both be set")
 	}
 	if o.ThrottleAll < 0 {
-		return fmt.Errorf("ripiotest: ThrottleAll %v is negative", o.ThrottleAll)
+		return fmt.Errorf("sandbox: ThrottleAll %v is negative", o.ThrottleAll)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"fmt"
@@ -38,15 +38,15 @@ func newShape(o Options) *shape {
 
 func (o Options) validateShape() error {
 	if o.RateWindow < 0 {
-		return fmt.Errorf("ripiotest: RateWindow %v is negative", o.RateWindow)
+		return fmt.Errorf("sandbox: RateWindow %v is negative", o.RateWindow)
 	}
 	var prev time.Duration
 	for i, st := range o.RateSchedule {
 		if st.After < prev {
-			return fmt.Errorf("ripiotest: RateSchedule[%d].After %v is before the step before it", i, st.After)
+			return fmt.Errorf("sandbox: RateSchedule[%d].After %v is before the step before it", i, st.After)
 		}
 		if st.Limit < 0 || math.IsNaN(st.Limit) || math.IsInf(st.Limit, 0) {
-			return fmt.Errorf("ripiotest: RateSchedule[%d].Limit %v must be a finite number >= 0", i, st.Limit)
+			return fmt.Errorf("sandbox: RateSchedule[%d].Limit %v must be a finite number >= 0", i, st.Limit)
 		}
 		prev = st.After
 	}

@@ -1,4 +1,4 @@
-package ripiotest
+package sandbox
 
 import (
 	"crypto/rand"
