@@ -35,12 +35,6 @@ type progress struct {
 
 	done chan struct{}
 	wg   sync.WaitGroup
-
-	// The limiter's Stats tell the total time paused, a pause counted in
-	// full when the server asks for it: its growth since the last look is
-	// how much longer the pool now waits. Only the loop goroutine uses these.
-	lastPaused time.Duration
-	pauseEnd   time.Time
 }
 
 func (p *progress) start() {
@@ -133,15 +127,8 @@ func (p *progress) snapshot(start, now time.Time) snapshot {
 			sn.limit = st.Rate
 		}
 		sn.throttles = st.Throttles
-		if grew := st.Paused - p.lastPaused; grew > 0 {
-			if p.pauseEnd.Before(now) {
-				p.pauseEnd = now
-			}
-			p.pauseEnd = p.pauseEnd.Add(grew)
-		}
-		p.lastPaused = st.Paused
-		if p.pauseEnd.After(now) {
-			sn.paused = p.pauseEnd.Sub(now)
+		if until := l.State().PausedUntil; until.After(now) {
+			sn.paused = until.Sub(now)
 		}
 	}
 	return sn
@@ -199,8 +186,14 @@ func renderBar(sn snapshot, width int) string {
 		times += "?]"
 	}
 	segs = append(segs, segment{times, 5})
-	if sn.paused > 0 {
+	switch {
+	case sn.paused > 0:
 		segs = append(segs, segment{"paused by the server for " + wholeSeconds(sn.paused+time.Second-1), 10})
+	case sn.Waiting > 0:
+		segs = append(segs, segment{fmt.Sprintf("%d waiting out a Retry-After", sn.Waiting), 10})
+	}
+	if sn.throttles > 0 {
+		segs = append(segs, segment{fmt.Sprintf("%d×429", sn.throttles), 8})
 	}
 	segs = append(segs, segment{fmt.Sprintf("created %d", sn.Created), 7},
 		segment{fmt.Sprintf("exists %d", sn.Exists), 4}, segment{fmt.Sprintf("skipped %d", sn.Skipped), 3})
@@ -211,11 +204,7 @@ func renderBar(sn snapshot, width int) string {
 		segs = append(segs, segment{fmt.Sprintf("rejected %d failed %d in-doubt %d", sn.Rejected, sn.Failed, sn.InDoubt), 6})
 	}
 	if sn.limit > 0 {
-		l := fmt.Sprintf("| limit %.0f/s", sn.limit)
-		if sn.throttles > 0 {
-			l += fmt.Sprintf(" (%d×429)", sn.throttles)
-		}
-		segs = append(segs, segment{l, 2})
+		segs = append(segs, segment{fmt.Sprintf("| limit %.0f/s", sn.limit), 2})
 	}
 
 	// Narrow the bar, drop the details, drop the bar, drop the counts but
@@ -317,6 +306,9 @@ func (p *progress) logLine(start time.Time) {
 	}
 	if sn.paused > 0 {
 		attrs = append(attrs, "paused_by_server_s", round1(sn.paused.Seconds()))
+	}
+	if sn.Waiting > 0 {
+		attrs = append(attrs, "waiting_retry_after", sn.Waiting)
 	}
 	p.logger.Info("progress", attrs...)
 }

@@ -179,7 +179,7 @@ func TestRenderBar_FitsEveryWidth(t *testing.T) {
 			}
 		}
 	}
-	if got, want := renderBar(busy, 200), "  8% |██                      | (105660/1234567, 1112 rows/s) [1m35s:17m0s] created 100000 exists 2000 skipped 3000 invalid 400 duplicate 50 rejected 60 failed 70 in-doubt 80 | limit 1000/s (12×429)"; got != want {
+	if got, want := renderBar(busy, 200), "  8% |██                      | (105660/1234567, 1112 rows/s) [1m35s:17m0s] 12×429 created 100000 exists 2000 skipped 3000 invalid 400 duplicate 50 rejected 60 failed 70 in-doubt 80 | limit 1000/s"; got != want {
 		t.Errorf("renderBar(200 columns) =\n%q, want\n%q", got, want)
 	}
 }
@@ -211,5 +211,23 @@ func TestCLI_ProgressSaysWhenTheServerPauses(t *testing.T) {
 	}
 	if !paused {
 		t.Errorf("no progress line says the server paused the import (429s with Retry-After 1s):\n%s", r.stderr)
+	}
+}
+
+// TestRenderBar_ShowsThrottlingAt80Columns: the server's 429s, and rows
+// waiting out their Retry-After, outrank the exists and skipped counts, so
+// an 80-column terminal still says why the import is slow.
+func TestRenderBar_ShowsThrottlingAt80Columns(t *testing.T) {
+	t.Parallel()
+	sn := snapshot{
+		Summary: importer.Summary{Counts: importer.Counts{Read: 2000, Created: 1500, Exists: 20, Skipped: 30}, Waiting: 3},
+		done:    1550, total: 20000, elapsed: 95 * time.Second, rowRate: 16, eta: 19 * time.Minute,
+		limit: 20, throttles: 12,
+	}
+	line := renderBar(sn, 80)
+	for _, want := range []string{"3 waiting out a Retry-After", "12×429"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("renderBar(80 columns) = %q, want it to say %q", line, want)
+		}
 	}
 }

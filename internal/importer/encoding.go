@@ -105,6 +105,8 @@ func notUTF8(what, s string) string {
 		}
 		i += size
 	}
-	return fmt.Sprintf("%s is not valid UTF-8 (byte 0x%02X at byte %d): the file is in another encoding, such as Windows-1252 or Latin-1; %s",
-		what, s[i], i+1, saveAsUTF8)
+	// The advice first: summaries cut long reasons, and re-saving the whole
+	// file, not fixing this row, is what the operator must do.
+	return fmt.Sprintf("%s is not valid UTF-8: the file is in another encoding, such as Windows-1252 or Latin-1; %s (byte 0x%02X at byte %d)",
+		what, saveAsUTF8, s[i], i+1)
 }

@@ -127,7 +127,8 @@ var (
 	ErrUnauthorized = errors.New("import aborted: the server refused the credentials")
 	// ErrWrongBaseURL: the token endpoint is not where the base URL says:
 	// it answered 404, 405, a web page or something that is not a token.
-	ErrWrongBaseURL = errors.New("import aborted: RIPIO_BASE_URL is probably wrong (it is the API's root, without /api/v1)")
+	// The error wraps the client's, which says what to set instead.
+	ErrWrongBaseURL = errors.New("import aborted: the token endpoint is not at RIPIO_BASE_URL")
 	// ErrTooManyErrors: the --max-errors limit was reached.
 	ErrTooManyErrors = errors.New("import aborted: error limit reached")
 )
@@ -159,6 +160,9 @@ type Summary struct {
 	// Consumed is how many bytes of the input the rows read so far took
 	// (for progress estimates; a read-ahead buffer is not counted).
 	Consumed int64 `json:"-"`
+	// Waiting is how many rows wait, now, out the Retry-After of the 429
+	// their last request got (for progress displays).
+	Waiting int64 `json:"-"`
 }
 
 // Importer runs one import. Construct with New; call Import once.
@@ -193,6 +197,7 @@ func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Im
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
 	consumed                                                                                              atomic.Int64 // bytes of the file parsed
+	waiting                                                                                               atomic.Int64 // rows sleeping out a 429's Retry-After
 }
 
 // Progress is a live snapshot, safe to call from another goroutine.
@@ -209,6 +214,7 @@ func (im *Importer) Progress() Summary {
 		DryRun:     im.cfg.DryRun,
 		ToSend:     c.toSend.Load(),
 		Consumed:   c.consumed.Load(),
+		Waiting:    c.waiting.Load(),
 		AssignsIDs: im.assignsIDs.Load(),
 		Held:       c.held.Load(),
 	}

@@ -53,6 +53,12 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		if v.Outcome == ripio.InDoubt {
 			s.maybeSent, s.reached = true, true
 		}
+		if v.Outcome == ripio.Throttled {
+			im.throttled.Add(1) // before the stop rules: the 429 that ends a run counts too
+		}
+		if v.Outcome == ripio.NotSent && v.HTTPStatus == 0 && im.stop.firstUnreached() {
+			im.cfg.Logger.Warn("no answer from the API yet; the run ends if none comes within --unreachable-after", "error", v.Reason)
+		}
 		if err := im.stop.observe(v); err != nil {
 			return im.abort(ctx, s, err)
 		}
@@ -79,7 +85,10 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			// The pacer sets the pool's pace; the request the server
 			// refused waits the Retry-After it was given (the stop rules
 			// bound it) before it goes again.
-			if sleep(ctx, v.RetryAfter) != nil {
+			im.counts.waiting.Add(1)
+			err := sleep(ctx, v.RetryAfter)
+			im.counts.waiting.Add(-1)
+			if err != nil {
 				return im.releaseOrDoubt(ctx, s)
 			}
 			continue // a 429 does not spend an attempt
@@ -125,7 +134,6 @@ func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verd
 // for one of the token endpoint, whose limit is not the creates'.
 func (im *Importer) throttle(v ripio.Verdict) {
 	if v.Outcome == ripio.Throttled {
-		im.throttled.Add(1)
 		im.pacer.Throttled(v.RetryAfter)
 		return
 	}

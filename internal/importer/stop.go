@@ -81,6 +81,7 @@ type stopRules struct {
 	mu        sync.Mutex
 	answered  bool      // some request of the run got an answer from the API
 	firstSend time.Time // when the run's first request left
+	warned    bool      // firstUnreached has said so
 
 	failSince time.Time      // first of the current run of failed requests
 	failCount int            // its length
@@ -101,6 +102,19 @@ func (s *stopRules) sending() {
 	if s.firstSend.IsZero() {
 		s.firstSend = s.cfg.Now()
 	}
+}
+
+// firstUnreached reports true once: for the first request of the run that
+// did not reach the API while none had, so that the operator hears of it at
+// once rather than at the abort.
+func (s *stopRules) firstUnreached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.answered || s.warned {
+		return false
+	}
+	s.warned = true
+	return true
 }
 
 // maxCauses bounds the distinct causes kept for the breaker's message.
