@@ -121,7 +121,14 @@ func runImport(ctx context.Context, e env, args []string) (err error) {
 	if err := job.wire(ctx, e); err != nil {
 		return err
 	}
-	return job.run(ctx, e, rec)
+	err = job.run(ctx, e, rec)
+	// The summary JSON first: a scheduler reads it while the metrics
+	// endpoint lingers for its last scrape. A signal that ends the linger
+	// is no interruption: the exit is decided.
+	err = rec.write(err)
+	rec.path = "" // written
+	job.mx.end(ctx)
+	return err
 }
 
 // offIfZero maps a flag's 0 ("never") to the importer's -1 (rule off),

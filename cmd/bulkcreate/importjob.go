@@ -143,7 +143,7 @@ func (j *importJob) connect(e env) error {
 		}
 		j.closers = append(j.closers, srv.Close)
 		j.tgt.BaseURL, j.tgt.ClientID, j.tgt.ClientSecret = srv.URL(), srv.ClientID(), srv.ClientSecret()
-		fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine")
+		fmt.Fprintln(e.stderr, "no RIPIO_BASE_URL: using the embedded sandbox; nothing leaves this machine")
 	} else if j.tgt.Production() {
 		fmt.Fprintf(e.stderr, "PRODUCTION: creating real Ripio customers at %s as client %s\n", j.tgt.BaseURL, j.tgt.ClientID)
 	}
@@ -202,7 +202,6 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	if exit == nil && rec.inputChanged != "" {
 		exit = withCode(exitNotDone, errQuiet)
 	}
-	j.mx.end(ctx) // after the exit is decided: a signal that ends the linger is no interruption
 	return exit
 }
 

@@ -169,7 +169,7 @@ func TestCLI_EmbeddedSandboxImportThenRerun(t *testing.T) {
 	}
 	writeFile(t, dir, "customers.csv", string(sample))
 	r := runBin(t, dir, nil, "", "import", "--rps", "0", "customers.csv")
-	if r.code != 0 || !strings.Contains(r.stderr, "no RIPIO_BASE_URL: importing into the embedded sandbox; nothing leaves this machine") {
+	if r.code != 0 || !strings.Contains(r.stderr, "no RIPIO_BASE_URL: using the embedded sandbox; nothing leaves this machine") {
 		t.Fatalf("first import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stdout, "created  50") {

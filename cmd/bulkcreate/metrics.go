@@ -49,6 +49,7 @@ type importMetrics struct {
 	m      *metrics.Metrics
 	srv    *metrics.Server
 	linger time.Duration
+	stderr io.Writer
 }
 
 // start binds the endpoint before anything is sent, so that a port in use
@@ -72,7 +73,7 @@ func (f *metricsFlags) start(stderr io.Writer) (*importMetrics, error) {
 		return nil, err
 	}
 	fmt.Fprintf(stderr, "metrics at %s\n", srv.URL())
-	return &importMetrics{m: m, srv: srv, linger: f.linger}, nil
+	return &importMetrics{m: m, srv: srv, linger: f.linger, stderr: stderr}, nil
 }
 
 // wrapTransport is for ripio.Config.WrapTransport; nil without metrics.
@@ -122,6 +123,7 @@ func (x *importMetrics) end(ctx context.Context) {
 	if x.linger <= 0 {
 		return
 	}
+	fmt.Fprintf(x.stderr, "metrics stay up %s for a last scrape (--metrics-linger); Ctrl-C ends the wait\n", x.linger)
 	t := time.NewTimer(x.linger)
 	defer t.Stop()
 	select {

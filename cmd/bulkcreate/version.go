@@ -41,6 +41,10 @@ func formatVersion(v string, info *debug.BuildInfo, ok bool) string {
 			b.WriteString(" (modified)")
 		}
 		b.WriteString("\n")
+	} else {
+		// Say so rather than print nothing: a binary built with
+		// -buildvcs=false, or outside a git checkout, carries no commit.
+		b.WriteString("revision not stamped (built with -buildvcs=false or outside a git checkout)\n")
 	}
 	fmt.Fprintf(&b, "%s %s/%s\n", info.GoVersion, runtime.GOOS, runtime.GOARCH)
 	return b.String()

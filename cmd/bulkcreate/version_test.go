@@ -45,7 +45,7 @@ func TestFormatVersion(t *testing.T) {
 		{"LinkedInVersionWins", "v2.0.0-rc1", stamped, "bulkcreate v2.0.0-rc1\n" + tail},
 		{"NoBuildInfo", "dev", nil, "bulkcreate dev\n"},
 		{"NoRevision", "dev", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "m", Version: "(devel)"}},
-			"bulkcreate dev\nmodule m (devel)\ngo1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + "\n"},
+			"bulkcreate dev\nmodule m (devel)\nrevision not stamped (built with -buildvcs=false or outside a git checkout)\ngo1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + "\n"},
 	}
 	for _, tt := range tests {
 		if got := formatVersion(tt.version, tt.info, tt.info != nil); got != tt.want {
