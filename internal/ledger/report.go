@@ -3,8 +3,11 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
@@ -70,7 +73,8 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report
 	if err := rows.Close(); err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
 	}
-	rrows, err := l.db.QueryContext(ctx, `SELECT id, source_file, started_at, COALESCE(ended_at, ''), outcome, counts, options
+	rrows, err := l.db.QueryContext(ctx, `SELECT id, source_file, started_at, COALESCE(ended_at, ''), outcome, counts, options,
+			COALESCE(pid, 0), COALESCE(host, '')
 		FROM runs WHERE target_id = ? ORDER BY id DESC LIMIT ?`, tid, maxRuns)
 	if err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", classifySQLite(err))
@@ -78,15 +82,31 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (Report
 	defer rrows.Close()
 	for rrows.Next() {
 		var rr RunRecord
-		var counts, opts string
-		if err := rrows.Scan(&rr.ID, &rr.SourceFile, &rr.StartedAt, &rr.EndedAt, &rr.Outcome, &counts, &opts); err != nil {
+		var counts, opts, host string
+		var pid int
+		if err := rrows.Scan(&rr.ID, &rr.SourceFile, &rr.StartedAt, &rr.EndedAt, &rr.Outcome, &counts, &opts, &pid, &host); err != nil {
 			return rep, fmt.Errorf("ledger: report: %w", err)
+		}
+		if rr.Outcome == "running" && deadHere(pid, host) {
+			// The next import records it so; report says it now, rather
+			// than show a run that ended (a kill, a second Ctrl-C) as live.
+			rr.Outcome = "crashed"
 		}
 		_ = json.Unmarshal([]byte(counts), &rr.Counts)
 		rr.Options = json.RawMessage(opts)
 		rep.Runs = append(rep.Runs, rr)
 	}
 	return rep, rrows.Err()
+}
+
+// deadHere reports whether a run by process pid on host has ended without
+// finishing: only a process of this machine can be asked.
+func deadHere(pid int, host string) bool {
+	if me, err := os.Hostname(); err != nil || host != me || pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return errors.Is(err, syscall.ESRCH)
 }
 
 // Failure is a row that is neither created nor existing.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -243,4 +245,27 @@ func TestReport_DeadRunDoesNotCountRowsItReleased(t *testing.T) {
 		}
 	}
 	t.Errorf("report lists no run %d", dead)
+}
+
+// TestReport_ARunWhoseProcessIsGoneIsNotRunning: a run whose process died
+// (a kill, a second Ctrl-C) shows as crashed at once, not as running until
+// the next import.
+func TestReport_ARunWhoseProcessIsGoneIsNotRunning(t *testing.T) {
+	t.Parallel()
+	l := openLedger(t, filepath.Join(t.TempDir(), "ledger.db"))
+	r := startRun(t, l, targetA, "a.csv")
+	defer finish(t, r, RunEnd{})
+	if got := report(t, l, targetA).Runs[0].Outcome; got != "running" {
+		t.Fatalf("a live run's outcome = %q, want running", got)
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skipf("no true(1) to get a finished process's id: %v", err)
+	}
+	if _, err := l.db.ExecContext(t.Context(), `UPDATE runs SET pid = ? WHERE id = ?`, gone.Process.Pid, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := report(t, l, targetA).Runs[0].Outcome; got != "crashed" {
+		t.Errorf("outcome of a run whose process is gone = %q, want crashed", got)
+	}
 }
