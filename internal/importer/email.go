@@ -52,12 +52,14 @@ func asciiDomain(domain string) string {
 
 // invisibleIn says where email holds a character no one can see or
 // type, or returns "": a control character, a format character (a
-// zero-width space, a BOM, a bidi control) or a space other than ASCII's.
-// Such an email looks like another person's, and would be a second
-// customer.
+// zero-width space, a BOM, a bidi control), another of Unicode's
+// default-ignorable code points (a Hangul filler, the combining grapheme
+// joiner, a variation selector) or a space other than ASCII's. Such an
+// email looks like another person's, and would be a second customer.
 func invisibleIn(email string) string {
 	for i, r := range email {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp) && r != ' ' {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) ||
+			unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp) && r != ' ' {
 			return fmt.Sprintf("holds an invisible or control character, U+%04X, at byte %d: type the address again", r, i+1)
 		}
 	}

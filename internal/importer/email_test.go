@@ -95,6 +95,18 @@ func TestValidate_RefusesEmailsWithInvisibleCharacters(t *testing.T) {
 		{"ali\u00a0ce@example.com", "U+00A0"},
 		{"alice@ex\u2028ample.com", "U+2028"},
 		{"alice@exa_mplé.com", "not a valid internationalised domain name"},
+		// Default-ignorable characters that are not format characters
+		// (Unicode's Other_Default_Ignorable_Code_Point) and variation
+		// selectors render as nothing too: Hangul fillers, the combining
+		// grapheme joiner, Khmer inherent vowels.
+		{"alice\u3164@example.com", "U+3164"},
+		{"alice\u115f@example.com", "U+115F"},
+		{"alice\u1160@example.com", "U+1160"},
+		{"alice\uffa0@example.com", "U+FFA0"},
+		{"ali\u034fce@example.com", "U+034F"},
+		{"ali\u17b4ce@example.com", "U+17B4"},
+		{"alice\ufe0f@example.com", "U+FE0F"},
+		{"alice\U000E0100@example.com", "U+E0100"},
 	}
 	for _, tt := range tests {
 		_, rowErr := validate("f.csv", record{Line: 2, Email: tt.email, Type: "INDIVIDUAL"})

@@ -8,6 +8,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxAnswerBytes bounds what is read of any answer: a create or token answer
@@ -106,9 +109,22 @@ func jsonID(raw json.RawMessage) (string, bool) {
 }
 
 // sameEmail compares emails as the server may have normalised them: trimmed,
-// ignoring case.
+// in Unicode NFC, ignoring case, the domain in its ASCII (IDNA) form, as
+// the importer compares people.
 func sameEmail(a, b string) bool {
-	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+	return strings.EqualFold(answerEmailForm(a), answerEmailForm(b))
+}
+
+func answerEmailForm(email string) string {
+	email = norm.NFC.String(strings.TrimSpace(email))
+	i := strings.LastIndex(email, "@")
+	if i < 0 {
+		return email
+	}
+	if domain, err := idna.Lookup.ToASCII(email[i+1:]); err == nil {
+		return email[:i+1] + domain
+	}
+	return email
 }
 
 // AnswerError is a 2xx answer to Create Customer that is not the create

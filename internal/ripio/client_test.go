@@ -537,3 +537,38 @@ func TestCreateCustomer_ServerAssignedID(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateCustomer_AnswerWithTheEmailSpelledAsTheServerKeepsIt: a server
+// that keeps the email in another spelling of the same address (its domain
+// in IDNA's ASCII form or the Unicode one, another Unicode normal form,
+// another case) answers for the customer sent; it is created, not in doubt.
+func TestCreateCustomer_AnswerWithTheEmailSpelledAsTheServerKeepsIt(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ sent, answered string }{
+		{"bo@münchen.de", "bo@xn--mnchen-3ya.de"},
+		{"bo@xn--mnchen-3ya.de", "bo@münchen.de"},
+		{"Bo@MÜNCHEN.de", "bo@xn--mnchen-3ya.de"},
+		{"jos\u00e9@example.com", "jose\u0301@example.com"},
+		{"Ana@Example.com", "ana@example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.answered, func(t *testing.T) {
+			t.Parallel()
+			body := `{"customerId": "c-0001", "email": "` + tt.answered + `"}`
+			f := newFakeAPI(t, nil, answer(201, jsonHeader, body))
+			req := ana
+			req.Email = tt.sent
+			_, err := newClient(t, f.URL).CreateCustomer(t.Context(), req)
+			if v := ripio.Classify(err); v.Outcome != ripio.Created {
+				t.Errorf("Classify(CreateCustomer of %q answered %s) = %+v, want created", tt.sent, body, v)
+			}
+		})
+	}
+	// Another person stays another person.
+	f := newFakeAPI(t, nil, answer(201, jsonHeader, `{"customerId": "c-0001", "email": "bo@xn--mnchen-4ya.de"}`))
+	req := ana
+	req.Email = "bo@münchen.de"
+	if _, err := newClient(t, f.URL).CreateCustomer(t.Context(), req); ripio.Classify(err).Outcome != ripio.InDoubt {
+		t.Errorf("CreateCustomer of bo@münchen.de answered for another domain: %v, want in doubt", err)
+	}
+}
