@@ -33,6 +33,17 @@ func (im *Importer) noteAssignedID(ctx context.Context, cust ripio.Customer) err
 	return im.run.RecordAssignsIDs(context.WithoutCancel(ctx))
 }
 
+// noteOwnID notes that the target keeps the customerIds sent (a create
+// answered with ours, or "already exists"): from then on a row whose answer
+// was lost may be sent again in the same run, since the server would
+// answer "already exists" rather than create the person twice. Until then
+// it ends in doubt, for the next run, which knows the target better.
+func (im *Importer) noteOwnID(r Row, v ripio.Verdict, cust ripio.Customer) {
+	if cust.AssignedID == "" && (v.Outcome == ripio.Exists || cust.CustomerID == r.CustomerID) {
+		im.ownIDs.Store(true)
+	}
+}
+
 // holdsInDoubt reports whether rows in doubt are kept from being sent again.
 func (im *Importer) holdsInDoubt() bool {
 	return im.assignsIDs.Load() && !im.cfg.ResendInDoubt

@@ -184,6 +184,8 @@ type Importer struct {
 	throttled atomic.Int64
 	// assignsIDs: the target assigns its own customer ids (assigned.go).
 	assignsIDs atomic.Bool
+	// ownIDs: the target was seen to keep the customerIds sent (assigned.go).
+	ownIDs atomic.Bool
 }
 
 // New returns an importer of rows into target (the store's name for the

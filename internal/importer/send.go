@@ -65,6 +65,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
 			im.pacer.Accepted()
+			im.noteOwnID(r, v, cust)
 			if err := im.noteAssignedID(ctx, cust); err != nil {
 				return err
 			}
@@ -93,8 +94,10 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			}
 			continue // a 429 does not spend an attempt
 		case ripio.InDoubt:
-			if im.holdsInDoubt() {
-				return im.giveUp(ctx, s) // sent again, it may be created twice
+			if im.holdsInDoubt() || !im.ownIDs.Load() {
+				// Sent again, it may be created twice: at a target that
+				// assigns its own ids, or one not yet seen to keep ours.
+				return im.giveUp(ctx, s)
 			}
 		}
 		tries++
