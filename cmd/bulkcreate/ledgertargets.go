@@ -71,6 +71,9 @@ func (tf *targetFlags) selectTarget(ctx context.Context, e env, path string) (st
 		want = u
 	}
 	want = strings.TrimRight(want, "/")
+	if canon, err := canonicalURL(want); err == nil && strings.Contains(want, "://") {
+		want = canon
+	}
 	var matches []string
 	for _, t := range ts {
 		if t.Target == tf.name {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/bulkcreate/bulkcreate/internal/sandbox"
@@ -34,6 +36,43 @@ func (t target) Name() string {
 		return embeddedTargetName
 	}
 	return strings.TrimRight(t.BaseURL, "/") + " client=" + t.ClientID
+}
+
+// canonicalURL spells a base URL one way, so that one server is one target
+// of the ledger however the environment spells it: a second spelling would
+// start a second set of rows, send every row again, and forget that the
+// target assigns its own ids. Scheme and host in lower case, no default or
+// zero-padded port, no trailing slash.
+func canonicalURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", errors.New("no host")
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return "", fmt.Errorf("port %q", port)
+		}
+		port = strconv.FormatUint(n, 10)
+	}
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	u.Host = host
+	if port != "" {
+		u.Host += ":" + port
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
 }
 
 // Production reports whether rows go to Ripio's production API.
@@ -66,6 +105,12 @@ func (tf *targetFlags) resolve(e env, needSecret bool) (target, error) {
 		base = u
 	} else if !strings.Contains(base, "://") {
 		return target{}, fmt.Errorf("RIPIO_BASE_URL %q: want sandbox, production or an https:// URL", base)
+	} else {
+		canon, err := canonicalURL(base)
+		if err != nil {
+			return target{}, fmt.Errorf("RIPIO_BASE_URL %q: %v", base, err)
+		}
+		base = canon
 	}
 	t := target{BaseURL: base, ClientID: strings.TrimSpace(e.getenv("RIPIO_CLIENT_ID"))}
 	if t.ClientID == "" {
