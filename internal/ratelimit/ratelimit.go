@@ -64,6 +64,10 @@ const (
 	manyRefused  = 0.05
 	minSaturated = 5
 
+	// clump is the share of the interval within which answers come
+	// together: paced requests answer about an interval apart.
+	clump = 0.25
+
 	// probeHold is how long the rate holds after a decrease before it
 	// probes above the measured limit; probeScale sets the cubic's pace:
 	// the probe reaches twice the limit probeHold+probeScale after the
@@ -146,7 +150,8 @@ type Limiter struct {
 	accepted      int64     // Accepted calls
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
-	backoffs      int // pauses without Retry-After since the last accepted request
+	lastAnswer    time.Time // the last Accepted or Throttled
+	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration
 }
@@ -247,6 +252,7 @@ func (l *Limiter) Accepted() {
 	l.backoffs = 0
 	l.refusedInARow = 0
 	l.lastAccepted = now
+	l.lastAnswer = now
 	l.win.add(now, 1, 0, 0)
 }
 
@@ -261,7 +267,11 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	l.answers++
 	l.throttles++
 	l.refusedInARow++
-	l.win.add(now, 0, 1, 0)
+	clumped := l.clumped(now)
+	l.lastAnswer = now
+	if !clumped {
+		l.win.add(now, 0, 1, 0)
+	}
 	if l.refusedInARow >= closedAfter && now.Sub(l.lastAccepted) >= closedFor {
 		// The server refuses everything: that says when, not how fast.
 		// Before a limit is measured, the average it accepted since the
@@ -278,7 +288,25 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && now.Sub(l.cutAt) < maxEpisode {
 		return
 	}
+	if clumped {
+		// Answered together with another: the client delivered the two
+		// together (a starved machine delivers evenly paced requests in
+		// clumps), and a strict bucket takes one of a clump whatever its
+		// limit. Such a 429 is the client's doing, not evidence of the
+		// limit.
+		return
+	}
 	l.decrease(now)
+}
+
+// clumped reports whether an answer at now comes within a fraction of the
+// interval after the one before. l.mu is held.
+func (l *Limiter) clumped(now time.Time) bool {
+	r := l.st.RateAt(now, l.ceiling)
+	if l.lastAnswer.IsZero() || math.IsInf(r, 1) {
+		return false
+	}
+	return now.Sub(l.lastAnswer) < time.Duration(clump*float64(time.Second)/r)
 }
 
 // Pause holds the whole pool for wait (a doubling backoff when 0) without
