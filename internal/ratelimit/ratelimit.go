@@ -138,6 +138,7 @@ type Limiter struct {
 	mu       sync.Mutex
 	st       State
 	next     time.Time // the next free departure slot
+	waiting  int       // goroutines in Wait
 	win      window
 	evidence time.Time // the window holds unpaused traffic since here
 	start    time.Time // the first departure
@@ -171,26 +172,47 @@ func New(cfg Config) *Limiter {
 	}
 }
 
-// catchUp is how late a departure may be and still keep the schedule: the
-// scheduling delays of a busy machine, which would otherwise lower the
-// rate, are made up by the departures after; a longer gap is idle time.
-const catchUp = 50 * time.Millisecond
+// catchUp is how late a waiter's departure may be and still keep the
+// schedule once the server has shown a limit: the scheduling delays of a
+// busy machine, which would otherwise lower the rate, are made up by the
+// departures after, but a longer clump of made-up departures would only
+// collide at a strict bucket. Until then the rate is the client's own
+// ceiling, and a second of lateness is made up (a stalled process must not
+// lower the fixed rate).
+const (
+	catchUp      = 50 * time.Millisecond
+	catchUpFixed = time.Second
+)
 
 // Wait blocks until a request may leave, or ctx is done.
 //
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
 // at the next slot, with no debt of reservations made at the old rate, and
-// a pause at once. Slots follow the schedule, not the moment the previous
-// waiter woke, so timer and scheduling lateness (up to catchUp) on a busy
-// machine does not add up into a lower rate; lateness beyond that is idle
-// time, which saves up Burst-1 slots, no more.
+// a pause at once. Slots follow the schedule from the slot that was due,
+// not from the moment a waiter woke, so timer and scheduling lateness on a
+// busy machine (up to catchUp) does not add up into a lower rate; a slot
+// nobody waited for is idle time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
 	// A stopped run sends nothing more, even where a slot is free: select
 	// picks at random among ready cases.
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	// A waiter that finds nobody else waiting comes after idle time: the
+	// slot was due with nobody there to take it.
+	l.mu.Lock()
+	var idleUntil time.Time
+	if l.waiting == 0 {
+		idleUntil = l.cfg.Now()
+	}
+	l.waiting++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.waiting--
+		l.mu.Unlock()
+	}()
 	select {
 	case l.gate <- struct{}{}:
 	case <-ctx.Done():
@@ -202,7 +224,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		now := l.cfg.Now()
 		at := maxTime(l.next, l.st.PausedUntil)
 		if !now.Before(at) {
-			l.depart(now, at)
+			l.depart(now, at, idleUntil)
 			l.mu.Unlock()
 			return nil
 		}
@@ -218,8 +240,9 @@ func (l *Limiter) Wait(ctx context.Context) error {
 }
 
 // depart records a departure at now, due at at, and sets the next slot.
-// l.mu is held.
-func (l *Limiter) depart(now, at time.Time) {
+// idleUntil is when the departing waiter came if nobody was waiting
+// before it, else zero. l.mu is held.
+func (l *Limiter) depart(now, at, idleUntil time.Time) {
 	l.sent++
 	if l.lastAccepted.IsZero() {
 		l.lastAccepted = now
@@ -235,11 +258,19 @@ func (l *Limiter) depart(now, at time.Time) {
 		return
 	}
 	iv := time.Duration(float64(time.Second) / r)
-	if now.Sub(at) < max(iv, catchUp) {
-		l.next = at.Add(iv) // on time, or late: keep the schedule
-		return
+	late := catchUp
+	if l.throttles == 0 {
+		late = catchUpFixed
 	}
-	l.next = now.Add(iv - time.Duration(l.cfg.Burst-1)*iv) // idle
+	switch {
+	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, catchUp):
+		// Nobody waited for the slot: idle time.
+		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
+	case now.Sub(at) < max(iv, late):
+		l.next = at.Add(iv) // on time, or late: keep the schedule
+	default:
+		l.next = now.Add(iv)
+	}
 }
 
 // Accepted records a request the server did not throttle.

@@ -174,6 +174,29 @@ func TestLimiter_PacesThePoolAtTheRate(t *testing.T) {
 	})
 }
 
+// TestLimiter_KeepsTheScheduleThroughALateWakeUp: a waiter that wakes
+// 200ms after its slot (a starved process, as the jump of the clock plays
+// it) makes up the slots it missed while the server has shown no limit,
+// instead of starting the schedule again from when it woke.
+func TestLimiter_KeepsTheScheduleThroughALateWakeUp(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		now := func() time.Time {
+			if d := time.Since(start); d >= time.Second {
+				return time.Now().Add(200 * time.Millisecond)
+			}
+			return time.Now()
+		}
+		l := ratelimit.New(ratelimit.Config{Rate: 200, Now: now})
+		// 2,000 at 200/s: the last leaves 9.995s after the first by the
+		// limiter's clock, 9.795s by the timers.
+		if got, want := waitN(t, l, 2000, 8), 9795*time.Millisecond; got != want {
+			t.Errorf("2000 Waits at 200/s through a 200ms late wake-up took %v, want %v", got, want)
+		}
+	})
+}
+
 func TestLimiter_BurstLeavesAtOnceAfterIdleTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
