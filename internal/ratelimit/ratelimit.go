@@ -152,6 +152,9 @@ type Limiter struct {
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
 	lastAnswer    time.Time // the last Accepted or Throttled
+	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
+	pendingN      int       // 429s of the clump
+	clumpAccepted bool      // the clump holds an accepted answer
 	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration
@@ -243,6 +246,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 // idleUntil is when the departing waiter came if nobody was waiting
 // before it, else zero. l.mu is held.
 func (l *Limiter) depart(now, at, idleUntil time.Time) {
+	l.settle(now)
 	l.sent++
 	if l.lastAccepted.IsZero() {
 		l.lastAccepted = now
@@ -278,12 +282,14 @@ func (l *Limiter) Accepted() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
+	l.answer(now)
+	l.clumpAccepted = true
+	l.pendingAt, l.pendingN = time.Time{}, 0 // its 429s collided
 	l.answers++
 	l.accepted++
 	l.backoffs = 0
 	l.refusedInARow = 0
 	l.lastAccepted = now
-	l.lastAnswer = now
 	l.win.add(now, 1, 0, 0)
 }
 
@@ -291,23 +297,26 @@ func (l *Limiter) Accepted() {
 // none. The rate drops once per episode: 429s that answer requests sent
 // before the last decrease do not count again. The pool pauses only when
 // the server refuses everything.
+//
+// 429s answered in one clump (each within a fraction of the interval of
+// the one before) with an accepted request are collisions the client
+// caused: a starved machine delivers evenly paced requests in clumps, and
+// a strict bucket takes one of each clump whatever its limit. They are no
+// evidence of the limit. So 429s are judged when their clump is over.
 func (l *Limiter) Throttled(retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
+	l.answer(now)
 	l.answers++
 	l.throttles++
 	l.refusedInARow++
-	clumped := l.clumped(now)
-	l.lastAnswer = now
-	if !clumped {
-		l.win.add(now, 0, 1, 0)
-	}
 	if l.refusedInARow >= closedAfter && now.Sub(l.lastAccepted) >= closedFor {
 		// The server refuses everything: that says when, not how fast.
 		// Before a limit is measured, the average it accepted since the
 		// start is the best guess of how fast for a server that opens
 		// and closes (a fixed window).
+		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
 		if s := &l.st; s.Limit == 0 && l.accepted > 0 && now.After(l.start) {
 			avg := float64(l.accepted) / now.Sub(l.start).Seconds()
@@ -316,18 +325,47 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		}
 		return
 	}
-	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && now.Sub(l.cutAt) < maxEpisode {
+	if l.clumpAccepted {
+		return // a collision
+	}
+	if l.pendingAt.IsZero() {
+		l.pendingAt = now
+	}
+	l.pendingN++
+}
+
+// answer notes an answer at now: one that does not come with the one
+// before starts a new clump, and the 429s of the one before are judged.
+// l.mu is held.
+func (l *Limiter) answer(now time.Time) {
+	if !l.clumped(now) {
+		l.judge()
+		l.clumpAccepted = false
+	}
+	l.lastAnswer = now
+}
+
+// settle judges the 429s waiting for their clump to end, if it has by now.
+// l.mu is held.
+func (l *Limiter) settle(now time.Time) {
+	if !l.clumped(now) {
+		l.judge()
+	}
+}
+
+// judge counts the 429s of a clump without an accepted answer, and the
+// first opens an episode unless one is open. l.mu is held.
+func (l *Limiter) judge() {
+	at, n := l.pendingAt, l.pendingN
+	if at.IsZero() {
 		return
 	}
-	if clumped {
-		// Answered together with another: the client delivered the two
-		// together (a starved machine delivers evenly paced requests in
-		// clumps), and a strict bucket takes one of a clump whatever its
-		// limit. Such a 429 is the client's doing, not evidence of the
-		// limit.
+	l.pendingAt, l.pendingN = time.Time{}, 0
+	l.win.add(at, 0, n, 0)
+	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && at.Sub(l.cutAt) < maxEpisode {
 		return
 	}
-	l.decrease(now)
+	l.decrease(at)
 }
 
 // clumped reports whether an answer at now comes within a fraction of the
@@ -477,6 +515,7 @@ type Stats struct {
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.settle(l.cfg.Now())
 	return Stats{
 		Rate:      l.st.RateAt(l.cfg.Now(), l.ceiling),
 		Limit:     l.st.Limit,

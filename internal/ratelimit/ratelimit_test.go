@@ -334,10 +334,46 @@ func TestLimiter_ManyThrottlesOfOneEpisodeDecreaseOnce(t *testing.T) {
 		for range 20 {
 			l.Throttled(time.Second)
 		}
+		time.Sleep(10 * time.Millisecond) // 429s are judged when their clump is over
 		if got, want := l.Stats().Rate, 400*0.97/2; got != want {
 			t.Errorf("rate after 20 429s of one episode = %v, want %v (one cut to half, under the margin)", got, want)
 		}
 	})
+}
+
+// TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision: a 429 that
+// comes in one clump with an accepted answer, before or after it, leaves
+// the rate alone; one that comes alone cuts it.
+func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		answers func(l *ratelimit.Limiter)
+		cut     bool
+	}{
+		{"AcceptedFirst", func(l *ratelimit.Limiter) { l.Accepted(); l.Throttled(time.Second) }, false},
+		{"ThrottledFirst", func(l *ratelimit.Limiter) { l.Throttled(time.Second); l.Accepted() }, false},
+		{"Alone", func(l *ratelimit.Limiter) {
+			l.Throttled(time.Second)
+			time.Sleep(5 * time.Millisecond)
+			l.Accepted()
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				l := ratelimit.New(ratelimit.Config{Rate: 100})
+				waitN(t, l, 50, 4)
+				time.Sleep(5 * time.Millisecond)
+				tt.answers(l)
+				time.Sleep(5 * time.Millisecond)
+				if got := l.Stats().Rate; (got < 100) != tt.cut {
+					t.Errorf("Stats().Rate after %s = %v, want a cut: %v", tt.name, got, tt.cut)
+				}
+			})
+		})
+	}
 }
 
 // TestLimiter_FindsAndHoldsTheLimit runs a pool against simulated servers
