@@ -64,8 +64,8 @@
 // idle the pool far longer than a per-request bucket needs.
 //
 // The law's state is [State]: five numbers, small enough for a fleet that
-// shares one budget to keep in one database row. The per-100ms counts are
-// this process's evidence, not state.
+// shares one budget to keep in one database row. The per-100ms counts and
+// the clump of answers being judged are this process's evidence, not state.
 //
 // Waiting here never counts as a row's attempt. A Limiter is safe for
 // concurrent use. It reads the clock through Config.Now and sleeps on the
