@@ -106,7 +106,7 @@ func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (sha
 }
 
 // send is the importer's send, without the ledger: Wait, create, classify,
-// tell the limiter. It gives up on a row after 100 throttles or 5 other
+// tell the limiter, and sleep a 429's Retry-After. It gives up on a row after 100 throttles or 5 other
 // failures.
 func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req ripio.CreateCustomerRequest) bool {
 	for throttles, fails := 0, 0; throttles < 100 && fails < 5; {
@@ -122,6 +122,9 @@ func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req
 		case ripio.Throttled:
 			lim.Throttled(v.RetryAfter)
 			throttles++
+			// As the importer does: the refused row waits its
+			// Retry-After; the pool keeps the limiter's pace.
+			time.Sleep(v.RetryAfter)
 		case ripio.TokenThrottled:
 			lim.Pause(v.RetryAfter)
 			throttles++

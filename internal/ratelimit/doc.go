@@ -5,9 +5,13 @@
 //
 // A [Limiter] spaces departures at its rate: a pacer that keeps one slot
 // ahead, not a bucket that can owe tokens, so a decrease takes effect at
-// the next request. It keeps its schedule through the timer and scheduling
-// lateness of a busy machine instead of losing it. The rate follows a law
-// built from three known ones:
+// the next request. Each slot follows from the slot that was due, not from
+// when a waiter woke: the timer and scheduling lateness of a busy machine
+// is made up by the departures after it (up to 50ms once the server has
+// throttled, since a longer clump would only collide at a strict bucket;
+// up to a second while it never has, so a stalled process does not lower
+// a fixed rate). Only a slot due with nobody waiting is idle time. The rate
+// follows a law built from three known ones:
 //
 //   - From BBR: the server's limit is estimated from what the server
 //     accepted, never from what this client sent. Answers are counted per
@@ -42,6 +46,15 @@
 // without 429s (TCP's slow start): early 429s cost a fraction of a second,
 // never the run.
 //
+// A 429 answered in one clump with an accepted request (answers each
+// within a quarter of the interval of the one before, in either order) is
+// a collision the client caused, and no evidence at all: a starved machine
+// delivers evenly paced requests bunched, and a strict bucket takes one of
+// each bunch whatever its limit, so reading those 429s as saturation
+// ratchets the measured limit down. 429s are therefore judged when their
+// clump is over; paced answers come about an interval apart, so a clump is
+// the machine's doing, never the server's pace.
+//
 // Several 429s answering requests that left before a cut make one episode
 // and cut once. Retry-After is honoured for the whole pool, like the
 // client-side throttling of Google's SRE book, only when the server
@@ -51,8 +64,8 @@
 // idle the pool far longer than a per-request bucket needs.
 //
 // The law's state is [State]: five numbers, small enough for a fleet that
-// shares one budget to keep in one database row. The per-100ms counts are
-// this process's evidence, not state.
+// shares one budget to keep in one database row. The per-100ms counts and
+// the clump of answers being judged are this process's evidence, not state.
 //
 // Waiting here never counts as a row's attempt. A Limiter is safe for
 // concurrent use. It reads the clock through Config.Now and sleeps on the

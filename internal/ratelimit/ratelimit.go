@@ -64,6 +64,10 @@ const (
 	manyRefused  = 0.05
 	minSaturated = 5
 
+	// clump is the share of the interval within which answers come
+	// together: paced requests answer about an interval apart.
+	clump = 0.25
+
 	// probeHold is how long the rate holds after a decrease before it
 	// probes above the measured limit; probeScale sets the cubic's pace:
 	// the probe reaches twice the limit probeHold+probeScale after the
@@ -134,6 +138,7 @@ type Limiter struct {
 	mu       sync.Mutex
 	st       State
 	next     time.Time // the next free departure slot
+	waiting  int       // goroutines in Wait
 	win      window
 	evidence time.Time // the window holds unpaused traffic since here
 	start    time.Time // the first departure
@@ -146,7 +151,11 @@ type Limiter struct {
 	accepted      int64     // Accepted calls
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
-	backoffs      int // pauses without Retry-After since the last accepted request
+	lastAnswer    time.Time // the last Accepted or Throttled
+	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
+	pendingN      int       // 429s of the clump
+	clumpAccepted bool      // the clump holds an accepted answer
+	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration
 }
@@ -166,26 +175,47 @@ func New(cfg Config) *Limiter {
 	}
 }
 
-// catchUp is how late a departure may be and still keep the schedule: the
-// scheduling delays of a busy machine, which would otherwise lower the
-// rate, are made up by the departures after; a longer gap is idle time.
-const catchUp = 50 * time.Millisecond
+// catchUp is how late a waiter's departure may be and still keep the
+// schedule once the server has shown a limit: the scheduling delays of a
+// busy machine, which would otherwise lower the rate, are made up by the
+// departures after, but a longer clump of made-up departures would only
+// collide at a strict bucket. Until then the rate is the client's own
+// ceiling, and a second of lateness is made up (a stalled process must not
+// lower the fixed rate).
+const (
+	catchUp      = 50 * time.Millisecond
+	catchUpFixed = time.Second
+)
 
 // Wait blocks until a request may leave, or ctx is done.
 //
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
 // at the next slot, with no debt of reservations made at the old rate, and
-// a pause at once. Slots follow the schedule, not the moment the previous
-// waiter woke, so timer and scheduling lateness (up to catchUp) on a busy
-// machine does not add up into a lower rate; lateness beyond that is idle
-// time, which saves up Burst-1 slots, no more.
+// a pause at once. Slots follow the schedule from the slot that was due,
+// not from the moment a waiter woke, so timer and scheduling lateness on a
+// busy machine (up to catchUp) does not add up into a lower rate; a slot
+// nobody waited for is idle time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
 	// A stopped run sends nothing more, even where a slot is free: select
 	// picks at random among ready cases.
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	// A waiter that finds nobody else waiting comes after idle time: the
+	// slot was due with nobody there to take it.
+	l.mu.Lock()
+	var idleUntil time.Time
+	if l.waiting == 0 {
+		idleUntil = l.cfg.Now()
+	}
+	l.waiting++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.waiting--
+		l.mu.Unlock()
+	}()
 	select {
 	case l.gate <- struct{}{}:
 	case <-ctx.Done():
@@ -197,7 +227,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		now := l.cfg.Now()
 		at := maxTime(l.next, l.st.PausedUntil)
 		if !now.Before(at) {
-			l.depart(now, at)
+			l.depart(now, at, idleUntil)
 			l.mu.Unlock()
 			return nil
 		}
@@ -213,8 +243,10 @@ func (l *Limiter) Wait(ctx context.Context) error {
 }
 
 // depart records a departure at now, due at at, and sets the next slot.
-// l.mu is held.
-func (l *Limiter) depart(now, at time.Time) {
+// idleUntil is when the departing waiter came if nobody was waiting
+// before it, else zero. l.mu is held.
+func (l *Limiter) depart(now, at, idleUntil time.Time) {
+	l.settle(now)
 	l.sent++
 	if l.lastAccepted.IsZero() {
 		l.lastAccepted = now
@@ -230,11 +262,19 @@ func (l *Limiter) depart(now, at time.Time) {
 		return
 	}
 	iv := time.Duration(float64(time.Second) / r)
-	if now.Sub(at) < max(iv, catchUp) {
-		l.next = at.Add(iv) // on time, or late: keep the schedule
-		return
+	late := catchUp
+	if l.throttles == 0 {
+		late = catchUpFixed
 	}
-	l.next = now.Add(iv - time.Duration(l.cfg.Burst-1)*iv) // idle
+	switch {
+	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, catchUp):
+		// Nobody waited for the slot: idle time.
+		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
+	case now.Sub(at) < max(iv, late):
+		l.next = at.Add(iv) // on time, or late: keep the schedule
+	default:
+		l.next = now.Add(iv)
+	}
 }
 
 // Accepted records a request the server did not throttle.
@@ -242,6 +282,9 @@ func (l *Limiter) Accepted() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
+	l.answer(now)
+	l.clumpAccepted = true
+	l.pendingAt, l.pendingN = time.Time{}, 0 // its 429s collided
 	l.answers++
 	l.accepted++
 	l.backoffs = 0
@@ -254,19 +297,26 @@ func (l *Limiter) Accepted() {
 // none. The rate drops once per episode: 429s that answer requests sent
 // before the last decrease do not count again. The pool pauses only when
 // the server refuses everything.
+//
+// 429s answered in one clump (each within a fraction of the interval of
+// the one before) with an accepted request are collisions the client
+// caused: a starved machine delivers evenly paced requests in clumps, and
+// a strict bucket takes one of each clump whatever its limit. They are no
+// evidence of the limit. So 429s are judged when their clump is over.
 func (l *Limiter) Throttled(retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
+	l.answer(now)
 	l.answers++
 	l.throttles++
 	l.refusedInARow++
-	l.win.add(now, 0, 1, 0)
 	if l.refusedInARow >= closedAfter && now.Sub(l.lastAccepted) >= closedFor {
 		// The server refuses everything: that says when, not how fast.
 		// Before a limit is measured, the average it accepted since the
 		// start is the best guess of how fast for a server that opens
 		// and closes (a fixed window).
+		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
 		if s := &l.st; s.Limit == 0 && l.accepted > 0 && now.After(l.start) {
 			avg := float64(l.accepted) / now.Sub(l.start).Seconds()
@@ -275,10 +325,57 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		}
 		return
 	}
-	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && now.Sub(l.cutAt) < maxEpisode {
+	if l.clumpAccepted {
+		return // a collision
+	}
+	if l.pendingAt.IsZero() {
+		l.pendingAt = now
+	}
+	l.pendingN++
+}
+
+// answer notes an answer at now: one that does not come with the one
+// before starts a new clump, and the 429s of the one before are judged.
+// l.mu is held.
+func (l *Limiter) answer(now time.Time) {
+	if !l.clumped(now) {
+		l.judge()
+		l.clumpAccepted = false
+	}
+	l.lastAnswer = now
+}
+
+// settle judges the 429s waiting for their clump to end, if it has by now.
+// l.mu is held.
+func (l *Limiter) settle(now time.Time) {
+	if !l.clumped(now) {
+		l.judge()
+	}
+}
+
+// judge counts the 429s of a clump without an accepted answer, and the
+// first opens an episode unless one is open. l.mu is held.
+func (l *Limiter) judge() {
+	at, n := l.pendingAt, l.pendingN
+	if at.IsZero() {
 		return
 	}
-	l.decrease(now)
+	l.pendingAt, l.pendingN = time.Time{}, 0
+	l.win.add(at, 0, n, 0)
+	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && at.Sub(l.cutAt) < maxEpisode {
+		return
+	}
+	l.decrease(at)
+}
+
+// clumped reports whether an answer at now comes within a fraction of the
+// interval after the one before. l.mu is held.
+func (l *Limiter) clumped(now time.Time) bool {
+	r := l.st.RateAt(now, l.ceiling)
+	if l.lastAnswer.IsZero() || math.IsInf(r, 1) {
+		return false
+	}
+	return now.Sub(l.lastAnswer) < time.Duration(clump*float64(time.Second)/r)
 }
 
 // Pause holds the whole pool for wait (a doubling backoff when 0) without
@@ -418,6 +515,7 @@ type Stats struct {
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.settle(l.cfg.Now())
 	return Stats{
 		Rate:      l.st.RateAt(l.cfg.Now(), l.ceiling),
 		Limit:     l.st.Limit,

@@ -174,6 +174,29 @@ func TestLimiter_PacesThePoolAtTheRate(t *testing.T) {
 	})
 }
 
+// TestLimiter_KeepsTheScheduleThroughALateWakeUp: a waiter that wakes
+// 200ms after its slot (a starved process, as the jump of the clock plays
+// it) makes up the slots it missed while the server has shown no limit,
+// instead of starting the schedule again from when it woke.
+func TestLimiter_KeepsTheScheduleThroughALateWakeUp(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		now := func() time.Time {
+			if d := time.Since(start); d >= time.Second {
+				return time.Now().Add(200 * time.Millisecond)
+			}
+			return time.Now()
+		}
+		l := ratelimit.New(ratelimit.Config{Rate: 200, Now: now})
+		// 2,000 at 200/s: the last leaves 9.995s after the first by the
+		// limiter's clock, 9.795s by the timers.
+		if got, want := waitN(t, l, 2000, 8), 9795*time.Millisecond; got != want {
+			t.Errorf("2000 Waits at 200/s through a 200ms late wake-up took %v, want %v", got, want)
+		}
+	})
+}
+
 func TestLimiter_BurstLeavesAtOnceAfterIdleTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -311,10 +334,46 @@ func TestLimiter_ManyThrottlesOfOneEpisodeDecreaseOnce(t *testing.T) {
 		for range 20 {
 			l.Throttled(time.Second)
 		}
+		time.Sleep(10 * time.Millisecond) // 429s are judged when their clump is over
 		if got, want := l.Stats().Rate, 400*0.97/2; got != want {
 			t.Errorf("rate after 20 429s of one episode = %v, want %v (one cut to half, under the margin)", got, want)
 		}
 	})
+}
+
+// TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision: a 429 that
+// comes in one clump with an accepted answer, before or after it, leaves
+// the rate alone; one that comes alone cuts it.
+func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		answers func(l *ratelimit.Limiter)
+		cut     bool
+	}{
+		{"AcceptedFirst", func(l *ratelimit.Limiter) { l.Accepted(); l.Throttled(time.Second) }, false},
+		{"ThrottledFirst", func(l *ratelimit.Limiter) { l.Throttled(time.Second); l.Accepted() }, false},
+		{"Alone", func(l *ratelimit.Limiter) {
+			l.Throttled(time.Second)
+			time.Sleep(5 * time.Millisecond)
+			l.Accepted()
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				l := ratelimit.New(ratelimit.Config{Rate: 100})
+				waitN(t, l, 50, 4)
+				time.Sleep(5 * time.Millisecond)
+				tt.answers(l)
+				time.Sleep(5 * time.Millisecond)
+				if got := l.Stats().Rate; (got < 100) != tt.cut {
+					t.Errorf("Stats().Rate after %s = %v, want a cut: %v", tt.name, got, tt.cut)
+				}
+			})
+		})
+	}
 }
 
 // TestLimiter_FindsAndHoldsTheLimit runs a pool against simulated servers
@@ -487,4 +546,49 @@ func TestLimiter_WaitRefusesADoneContext(t *testing.T) {
 			}
 		}
 	}
+}
+
+// stalls plays a client machine so busy that its process stops for stall
+// every period: requests that leave the pacer evenly in a stall reach the
+// server together at its end, where a strict bucket takes one of them.
+type stalls struct {
+	server
+	start         time.Time
+	period, stall time.Duration
+}
+
+func (s *stalls) allow(now time.Time) (bool, time.Duration) {
+	if in := now.Sub(s.start) % s.period; in < s.stall {
+		time.Sleep(s.stall - in)
+		now = time.Now()
+	}
+	return s.server.allow(now)
+}
+
+// TestLimiter_BunchedArrivalsAreNotTheLimit: once the limit is measured,
+// 429s from requests a busy client bunched do not ratchet it down.
+func TestLimiter_BunchedArrivalsAreNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		bucket := newBucket(100, 1, true)
+		drive(t, l, bucket, 16, 30*time.Millisecond, 10*time.Second)
+		if lim := l.State().Limit; lim < 95 || lim > 105 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", lim)
+		}
+		const d = 30 * time.Second
+		srv := &stalls{server: bucket, start: time.Now(), period: 250 * time.Millisecond, stall: 40 * time.Millisecond}
+		r := drive(t, l, srv, 16, 30*time.Millisecond, d)
+		acc, thr := len(r.accepted), len(r.throttled)
+		share := float64(acc) / d.Seconds() / 100
+		t.Logf("accepted %.3f of the limit, throttled %.2f%% (%d), state %+v", share, 100*float64(thr)/float64(acc+thr), thr, l.State())
+		// A stall of 40ms every 250ms loses 3 of the bucket's 25 tokens:
+		// 0.88 of the limit is all there is to take.
+		if share < 0.70 {
+			t.Errorf("accepted %.3f of the limit over %v with bunched arrivals, want >= 0.70", share, d)
+		}
+		if lim := l.State().Limit; lim < 80 {
+			t.Errorf("State().Limit = %v after bunched arrivals at a 100/s bucket, want >= 80", lim)
+		}
+	})
 }
