@@ -393,7 +393,7 @@ func TestLimiter_FindsAndHoldsTheLimit(t *testing.T) {
 		{"Bucket50Burst1Ceiling20x", 1000, func() server { return newBucket(50, 1, true) }, 50, 0.93, 0.04},
 		{"Bucket100Burst10NoRetryAfter", 400, func() server { return newBucket(100, 10, false) }, 100, 0.95, 0.02},
 		// Above issue 18's 2% target: learning the window in the first
-		// seconds costs that much of a 30s run (bench/adaptive-rate.md).
+		// seconds costs that much of a 30s run (BENCHMARKS.md, figure 10).
 		{"FixedWindow100NoRetryAfter", 400, func() server { return &fixedWindow{perWindow: 100, start: time.Now()} }, 100, 0.93, 0.03},
 	}
 	for _, tt := range tests {

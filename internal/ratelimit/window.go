@@ -1,0 +1,49 @@
+package ratelimit
+
+import (
+	"time"
+)
+
+// window counts answers in 100ms slots over the last second.
+type window struct {
+	acc, thr [slots]int
+	sent     [slots]int   // departures
+	tick     [slots]int64 // which 100ms tick each slot holds
+}
+
+const (
+	slot  = 100 * time.Millisecond
+	slots = 10
+)
+
+func (w *window) add(now time.Time, acc, thr, sent int) {
+	t := now.UnixNano() / int64(slot)
+	i := t % slots
+	if w.tick[i] != t {
+		w.tick[i], w.acc[i], w.thr[i], w.sent[i] = t, 0, 0, 0
+	}
+	w.acc[i] += acc
+	w.thr[i] += thr
+	w.sent[i] += sent
+}
+
+// lastSecond returns the answers of the last second (to slot precision:
+// the current slot and the nine before) and the time they span. ok is
+// false unless the whole span is after since: a shorter one makes a
+// server's burst allowance or a fixed window's edge read as its rate.
+func (w *window) lastSecond(now, since time.Time) (acc, thr, sent float64, span time.Duration, ok bool) {
+	t := now.UnixNano() / int64(slot)
+	first := t - slots + 1
+	start := time.Unix(0, first*int64(slot))
+	if since.IsZero() || since.After(start) {
+		return 0, 0, 0, 0, false
+	}
+	for i := range slots {
+		if w.tick[i] >= first && w.tick[i] <= t {
+			acc += float64(w.acc[i])
+			thr += float64(w.thr[i])
+			sent += float64(w.sent[i])
+		}
+	}
+	return acc, thr, sent, now.Sub(start), true
+}
