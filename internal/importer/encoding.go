@@ -59,7 +59,28 @@ func decodeInput(in io.Reader, file string) (*textInput, error) {
 			return nil, &HeaderError{File: file, Reason: "the file holds NUL bytes: it is UTF-16 without a byte-order mark, or not text; " + saveAsUTF8}
 		}
 	}
+	// Old Mac exports end lines with CR alone, which encoding/csv reads as
+	// one long line: such a file (CRs and no LF in what is read already)
+	// is read with each CR taken for a line end.
+	if t.text == rb {
+		if sample, _ := rb.Peek(rb.Buffered()); bytes.IndexByte(sample, '\r') >= 0 && bytes.IndexByte(sample, '\n') < 0 {
+			t.text = bufio.NewReaderSize(crLines{rb}, 64<<10)
+		}
+	}
 	return t, nil
+}
+
+// crLines reads r with every CR turned into LF.
+type crLines struct{ r io.Reader }
+
+func (c crLines) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for i, b := range p[:n] {
+		if b == '\r' {
+			p[i] = '\n'
+		}
+	}
+	return n, err
 }
 
 const saveAsUTF8 = `save it as UTF-8 (Excel: "CSV UTF-8") or as Excel's "Unicode Text", and import it again`

@@ -93,3 +93,13 @@ func TestRowReader_NamesTheEncodingOfAFileThatIsNotUTF8(t *testing.T) {
 		t.Errorf("validate(the row after it) = %v, want valid: one bad row costs one row", rowErr)
 	}
 }
+
+// TestRowReader_ReadsOldMacLineEnds: a file whose lines end in CR alone
+// (an old Mac export) reads as its lines, not as one long header.
+func TestRowReader_ReadsOldMacLineEnds(t *testing.T) {
+	t.Parallel()
+	_, records := readRecords(t, "email,type\rana@example.com,INDIVIDUAL\rbeto@example.com,BUSINESS\r")
+	if len(records) != 2 || records[0].Email != "ana@example.com" || records[1].Type != "BUSINESS" || records[1].Line != 3 {
+		t.Errorf("records = %+v, want ana (line 2) and beto (line 3)", records)
+	}
+}
