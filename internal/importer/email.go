@@ -59,7 +59,8 @@ func asciiDomain(domain string) string {
 func invisibleIn(email string) string {
 	for i, r := range email {
 		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) ||
-			unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp) && r != ' ' {
+			unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp) && r != ' ' ||
+			r == '\u2800' { // the braille blank: a symbol that prints as a space
 			return fmt.Sprintf("holds an invisible or control character, U+%04X, at byte %d: type the address again", r, i+1)
 		}
 	}

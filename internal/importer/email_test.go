@@ -103,6 +103,7 @@ func TestValidate_RefusesEmailsWithInvisibleCharacters(t *testing.T) {
 		{"alice\u115f@example.com", "U+115F"},
 		{"alice\u1160@example.com", "U+1160"},
 		{"alice\uffa0@example.com", "U+FFA0"},
+		{"alice\u2800@example.com", "U+2800"}, // the braille blank prints as a space
 		{"ali\u034fce@example.com", "U+034F"},
 		{"ali\u17b4ce@example.com", "U+17B4"},
 		{"alice\ufe0f@example.com", "U+FE0F"},
