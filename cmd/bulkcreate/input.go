@@ -10,10 +10,11 @@ import (
 )
 
 // inputFile is the CSV being imported. A regular file is stat'ed when
-// opened and again when its reading reaches the end: a file that changed
-// in between was still being written (an export, a copy), and its rows
-// may be torn or missing, which the operator must learn although every
-// row read may have been created.
+// opened, again when its reading reaches the end, and once more when the
+// run ends (a small file is read whole at once): a file that changed in
+// between was still being written (an export, a copy), and its rows may be
+// torn or missing, which the operator must learn although every row read
+// may have been created.
 type inputFile struct {
 	f    *os.File
 	name string // as the operator gave it
@@ -62,15 +63,22 @@ func (in *inputFile) check() {
 		return
 	}
 	in.checked = true
+	in.compare("read", "at its end")
+}
+
+// compare sets in.changed when the file differs from what it was when
+// opened; during names the stretch, at the moment of the second look.
+// in.mu is held.
+func (in *inputFile) compare(during, at string) {
 	fi, err := in.f.Stat()
 	if err != nil {
-		in.changed = fmt.Sprintf("%s could not be checked at the end of its reading: %v", in.name, err)
+		in.changed = fmt.Sprintf("%s could not be checked %s: %v", in.name, at, err)
 		return
 	}
 	was := in.opened
 	if fi.Size() != was.Size() || !fi.ModTime().Equal(was.ModTime()) {
-		in.changed = fmt.Sprintf("%s changed while it was read (%d bytes, modified %s, when opened; %d bytes, modified %s, at its end)",
-			in.name, was.Size(), stamp(was.ModTime()), fi.Size(), stamp(fi.ModTime()))
+		in.changed = fmt.Sprintf("%s changed while it was %s (%d bytes, modified %s, when opened; %d bytes, modified %s, %s)",
+			in.name, during, was.Size(), stamp(was.ModTime()), fi.Size(), stamp(fi.ModTime()), at)
 	}
 }
 
@@ -78,9 +86,15 @@ func stamp(t time.Time) string { return t.UTC().Format("15:04:05.000 UTC") }
 
 // Changed says how the file changed while it was read; "" when it did not,
 // or was not read to its end, or is not a regular file.
+//
+// Called when the run has ended, it looks once more: a file read whole
+// before it was appended to was still being written all the same.
 func (in *inputFile) Changed() string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.checked && in.changed == "" {
+		in.compare("imported", "at the end of the run")
+	}
 	return in.changed
 }
 
