@@ -1,5 +1,5 @@
 // Command bulkcreate creates Ripio customers in bulk from a CSV file and
-// records every row's outcome in a SQLite ledger, so that re-runs skip what
+// records every row's outcome in a ledger (SQLite, or PostgreSQL), so that re-runs skip what
 // is done, retry what failed, and never create a customer twice.
 package main
 

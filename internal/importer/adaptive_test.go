@@ -27,7 +27,7 @@ func runAdaptive(t *testing.T, rows int, serverRate, clientRate float64) (achiev
 
 // TestImport_FindsTheServersLimitWithFew429s: a server limited to 100/s,
 // the client's ceiling at 400/s. The import completes, every row once, with
-// few requests throttled: at most 5% here, where a loaded machine can delay
+// few requests throttled: at most 10% here, where a loaded machine can delay
 // the reaction to a 429 (the 2% target and the achieved rate are benchmark
 // figures, in BENCHMARKS.md, not asserted here).
 func TestImport_FindsTheServersLimitWithFew429s(t *testing.T) {
@@ -38,9 +38,6 @@ func TestImport_FindsTheServersLimitWithFew429s(t *testing.T) {
 	ach, thr, sum := runAdaptive(t, 2000, 100, 400)
 	t.Logf("achieved %.1f/s (%.3f of the limit), throttled %.2f%% (%d of %d), elapsed %v",
 		ach, ach/100, thr*100, sum.Throttled, sum.Requests, sum.Elapsed)
-	// A bound, not the figure: the share is measured by figure 2's
-	// benchmark; on a loaded 2-core machine a real-time run varies by
-	// several points, and a law that ratchets or pauses goes far above.
 	if thr > 0.10 {
 		t.Errorf("throttled share = %.3f, want <= 0.10", thr)
 	}

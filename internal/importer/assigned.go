@@ -38,8 +38,8 @@ func (im *Importer) noteAssignedID(ctx context.Context, cust ripio.Customer) err
 // was lost may be sent again in the same run, since the server would
 // answer "already exists" rather than create the person twice. Until then
 // it ends in doubt, for the next run, which knows the target better.
-func (im *Importer) noteOwnID(r Row, v ripio.Verdict, cust ripio.Customer) {
-	if cust.AssignedID == "" && (v.Outcome == ripio.Exists || cust.CustomerID == r.CustomerID) {
+func (im *Importer) noteOwnID(v ripio.Verdict, cust ripio.Customer) {
+	if v.Outcome == ripio.Exists || cust.IDKept {
 		im.ownIDs.Store(true)
 	}
 }

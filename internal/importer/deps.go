@@ -10,8 +10,10 @@ import (
 
 // Store is where the importer finds what earlier runs did and records what
 // this one does. It stores only: what to do with a row is decide's. The
-// SQLite ledger (through Ledger) and the dry run's memory store implement
-// it; every store's behaviour is the suite of package ledger/storetest.
+// SQLite ledger (through Ledger), the PostgreSQL ledger and the dry run's
+// memory store implement it. The two ledgers, and ledger/memstore, pass the
+// suite of package ledger/storetest; the dry run's store reads through the
+// ledger and keeps only its plan.
 type Store interface {
 	// Lookup returns what the store holds on target for each of keys it
 	// knows.

@@ -29,7 +29,7 @@ func (s *throttleOnce) CreateCustomer(_ context.Context, req ripio.CreateCustome
 	if len(s.calls[req.Email]) == 1 {
 		return ripio.Customer{}, &ripio.APIError{Status: http.StatusTooManyRequests, RetryAfter: s.retryAfter}
 	}
-	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}, nil
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
 }
 
 // freePacer lets every request go at once.

@@ -42,6 +42,14 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
 			return im.releaseOrDoubt(ctx, s)
 		}
+		if s.maybeSent && im.holdsInDoubt() {
+			// The target was found to assign its own ids while this row,
+			// in doubt, waited: a second send may be a second customer.
+			if s.last.Reason == "" && s.prior != nil {
+				s.last.Reason = s.prior.Message
+			}
+			return im.record(ctx, s, row.InDoubt, "")
+		}
 		if tries+throttles > 0 {
 			// Marked again, counting the attempt, before the retry leaves.
 			if err := im.run.MarkInFlight(context.WithoutCancel(ctx), im.markOf(r)); err != nil {
@@ -65,7 +73,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
 			im.pacer.Accepted()
-			im.noteOwnID(r, v, cust)
+			im.noteOwnID(v, cust)
 			if err := im.noteAssignedID(ctx, cust); err != nil {
 				return err
 			}

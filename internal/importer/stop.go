@@ -184,10 +184,13 @@ func (s *stopRules) waitForAnswer() bool {
 }
 
 // serverFailure reports whether v says the server, or the way to it, is
-// failing: a 5xx, or no answer at all.
+// failing: a 5xx, no answer at all, or any answer that leaves the row in
+// doubt (a proxy's 200 maintenance page is no success).
 func serverFailure(v ripio.Verdict) bool {
 	switch v.Outcome {
-	case ripio.NotSent, ripio.InDoubt:
+	case ripio.InDoubt:
+		return true
+	case ripio.NotSent:
 		return v.HTTPStatus == 0 || v.HTTPStatus >= 500
 	}
 	return false
@@ -197,7 +200,10 @@ func serverFailure(v ripio.Verdict) bool {
 // error with what varies between requests (ports, addresses) kept, since
 // it names where the run was pointed.
 func causeOf(v ripio.Verdict) string {
-	if v.HTTPStatus != 0 {
+	switch {
+	case v.HTTPStatus >= 200 && v.HTTPStatus < 300:
+		return fmt.Sprintf("%d answers that are not the create answer", v.HTTPStatus)
+	case v.HTTPStatus != 0:
 		return fmt.Sprintf("%d %s", v.HTTPStatus, http.StatusText(v.HTTPStatus))
 	}
 	r := v.Reason

@@ -150,3 +150,22 @@ func TestImport_WrongBaseURLIsNotACredentialsProblem(t *testing.T) {
 		t.Errorf("error %q blames the credentials", err)
 	}
 }
+
+// TestImport_AServerAnsweringAPageToEveryCreateOpensTheBreaker: a proxy's
+// 200 maintenance page to every create is no more a working server than a
+// 503: the run ends, naming it, instead of leaving every row in doubt.
+func TestImport_AServerAnsweringAPageToEveryCreateOpensTheBreaker(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, sandbox.Options{CreateHTML200: true})
+	data, emails := genCSV(600, "page")
+	sum, err := fx.importCSV(t, data, runOpts{cfg: importer.Config{Concurrency: 8, Stop: importer.StopConfig{BreakerRequests: 40}}})
+	if !errors.Is(err, importer.ErrServerFailing) {
+		t.Fatalf("Import against a server answering 200 HTML = %v (%+v), want ErrServerFailing", err, sum.Counts)
+	}
+	if !strings.Contains(err.Error(), "200 answers that are not the create answer") {
+		t.Errorf("error %q does not name the dominant answer", err)
+	}
+	if sum.InDoubt >= int64(len(emails)) {
+		t.Errorf("in doubt = %d: every row was tried, want the run stopped early", sum.InDoubt)
+	}
+}

@@ -80,7 +80,8 @@ type classSeries struct {
 
 // Request classes, the values of the class label.
 const (
-	ClassCreated      = "created"      // 2xx: the customer was made
+	ClassCreated      = "created"      // 2xx with a JSON object: the customer was made
+	ClassNotAnswer    = "not_answer"   // 2xx that is not the create answer (a proxy's page): in doubt
 	ClassExists       = "exists"       // the server already had it
 	ClassRejected     = "rejected"     // a 4xx refusing the row
 	ClassThrottled    = "throttled"    // 429
@@ -90,7 +91,7 @@ const (
 	ClassOther        = "other"        // 408, and 1xx/3xx that should never come
 )
 
-var classes = []string{ClassCreated, ClassExists, ClassRejected, ClassThrottled, ClassUnauthorized, Class5xx, ClassTransport, ClassOther}
+var classes = []string{ClassCreated, ClassNotAnswer, ClassExists, ClassRejected, ClassThrottled, ClassUnauthorized, Class5xx, ClassTransport, ClassOther}
 
 // durationBuckets span a fast sandbox to the client's default 30 s timeout.
 var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}

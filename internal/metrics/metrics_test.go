@@ -48,6 +48,8 @@ func TestTransport_ClassifiesCreateAnswers(t *testing.T) {
 		want string
 	}{
 		{"Created", answer{status: 201, body: `{"customerId":"c1"}`}, ClassCreated},
+		{"HTML200", answer{status: 200, body: `<!doctype html><p>Back soon</p>`}, ClassNotAnswer},
+		{"Empty204", answer{status: 204}, ClassNotAnswer},
 		{"CreatedBodyCut", answer{status: 201, body: `{"cust`, readErr: io.ErrUnexpectedEOF}, ClassCreated},
 		{"Exists", answer{status: 400, body: exists}, ClassExists},
 		{"ExistsConflict", answer{status: 409, body: `{"detail":"customerId already exists"}`}, ClassExists},
@@ -119,6 +121,7 @@ func TestTransport_InFlightUntilClosed(t *testing.T) {
 	if got := testutil.ToFloat64(m.inFlight); got != 1 {
 		t.Errorf("requests_in_flight = %v before the answer is read, want 1", got)
 	}
+	io.ReadAll(resp.Body) // as the client reads an answer before closing it
 	resp.Body.Close()
 	resp.Body.Close() // a second Close counts nothing more
 	if got := testutil.ToFloat64(m.requests.WithLabelValues(ClassCreated)); got != 1 {

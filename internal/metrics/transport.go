@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -42,8 +43,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.m.observe(ClassTransport, start)
 		return resp, err
 	}
-	resp.Body = &observedBody{ReadCloser: resp.Body, m: t.m, start: start, status: resp.StatusCode,
-		keep: resp.StatusCode < 200 || resp.StatusCode > 299}
+	keep := maxKeep // an error answer: its text decides "exists"
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		keep = 16 // a 2xx: is it a JSON object at all
+	}
+	resp.Body = &observedBody{ReadCloser: resp.Body, m: t.m, start: start, status: resp.StatusCode, keep: keep}
 	return resp, nil
 }
 
@@ -61,16 +65,16 @@ type observedBody struct {
 	m      *Metrics
 	start  time.Time
 	status int
-	keep   bool   // an error answer: its text decides "exists"
-	text   []byte // the error answer's start
+	keep   int    // how much of the answer's start to keep
+	text   []byte // the answer's start
 	broken bool   // reading the answer failed
 	once   sync.Once
 }
 
 func (b *observedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if b.keep && len(b.text) < maxKeep {
-		b.text = append(b.text, p[:min(n, maxKeep-len(b.text))]...)
+	if len(b.text) < b.keep {
+		b.text = append(b.text, p[:min(n, b.keep-len(b.text))]...)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		b.broken = true
@@ -89,7 +93,13 @@ func (b *observedBody) Close() error {
 // which it contains.
 func classOf(status int, body []byte, broken bool) string {
 	if status >= 200 && status <= 299 {
-		return ClassCreated // a 2xx whose body breaks off still created the customer
+		// Only a JSON object can be the create answer: a proxy's page or an
+		// empty body leaves the row in doubt, as ripio's answer check does.
+		// A body that breaks off may still have been the answer.
+		if t := bytes.TrimSpace(body); broken || (len(t) > 0 && t[0] == '{') {
+			return ClassCreated
+		}
+		return ClassNotAnswer
 	}
 	if broken {
 		return ClassTransport // the client reports a cut error answer as no answer

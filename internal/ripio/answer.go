@@ -66,10 +66,13 @@ func checkCreated(req CreateCustomerRequest, resp *http.Response, data []byte, h
 	}
 
 	cust := Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}
-	if id != "" && id != req.CustomerID {
+	switch {
+	case id != "" && id != req.CustomerID:
 		// The right email under another id: the server made the customer
 		// and numbered it itself.
 		cust.CustomerID, cust.AssignedID = id, id
+	case id == req.CustomerID:
+		cust.IDKept = true
 	}
 	if email != "" {
 		cust.Email = email

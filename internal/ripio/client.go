@@ -217,6 +217,10 @@ type Customer struct {
 	// automatically. [Client.AssignsIDs] remembers it for the client's
 	// target. Empty when the server kept the id sent or did not say.
 	AssignedID string `json:"-"`
+	// IDKept is set when the answer carried the customerId sent: the
+	// server keeps the partner's ids, so it would refuse a second create
+	// of this person. An answer that names no id says nothing either way.
+	IDKept bool `json:"-"`
 }
 
 // CreateCustomer creates one customer. A 2xx is a success only when its body

@@ -271,11 +271,11 @@ func TestCreateCustomer_ReturnsServerCustomer(t *testing.T) {
 		want   ripio.Customer
 	}{
 		{"201", 201, created201,
-			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true, CreatedAt: createdAt}},
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IsActive: true, CreatedAt: createdAt, IDKept: true}},
 		{"200EmailOtherCase", 200, `{"customerId": "c-0001", "email": " ANA@example.com ", "type": "INDIVIDUAL", "isActive": true}`,
-			ripio.Customer{CustomerID: "c-0001", Email: " ANA@example.com ", Type: ripio.Individual, IsActive: true}},
+			ripio.Customer{CustomerID: "c-0001", Email: " ANA@example.com ", Type: ripio.Individual, IsActive: true, IDKept: true}},
 		{"201OnlyID", 201, `{"customerId": "c-0001"}`,
-			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
+			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual, IDKept: true}},
 		{"201OnlyEmail", 201, `{"email": "ana@example.com", "isActive": "yes"}`,
 			ripio.Customer{CustomerID: "c-0001", Email: "ana@example.com", Type: ripio.Individual}},
 		{"201NullID", 201, `{"customerId": null, "email": "ana@example.com"}`,
@@ -507,10 +507,12 @@ func TestCreateCustomer_ServerAssignedID(t *testing.T) {
 		name string
 		body string
 		want string // AssignedID
+		kept bool   // IDKept: the answer named the id sent
 	}{
-		{"StringID", `{"customerId": "9b1d-srv", "email": "Ana@Example.com", "isActive": true}`, "9b1d-srv"},
-		{"NumberID", `{"customerId": 123456, "email": "ana@example.com"}`, "123456"},
-		{"SameID", created201, ""},
+		{"StringID", `{"customerId": "9b1d-srv", "email": "Ana@Example.com", "isActive": true}`, "9b1d-srv", false},
+		{"NumberID", `{"customerId": 123456, "email": "ana@example.com"}`, "123456", false},
+		{"SameID", created201, "", true},
+		{"NoID", `{"email": "ana@example.com"}`, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -523,6 +525,9 @@ func TestCreateCustomer_ServerAssignedID(t *testing.T) {
 			cust, err := c.CreateCustomer(t.Context(), ana)
 			if v := ripio.Classify(err); v.Outcome != ripio.Created {
 				t.Fatalf("Classify(CreateCustomer answered %s) = %+v, want created", tt.body, v)
+			}
+			if cust.IDKept != tt.kept {
+				t.Errorf("CreateCustomer answered %s: IDKept = %v, want %v", tt.body, cust.IDKept, tt.kept)
 			}
 			if cust.AssignedID != tt.want {
 				t.Errorf("CreateCustomer answered %s: AssignedID = %q, want %q", tt.body, cust.AssignedID, tt.want)
