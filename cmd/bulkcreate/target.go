@@ -108,7 +108,7 @@ func (tf *targetFlags) resolve(e env, needSecret bool) (target, error) {
 	} else {
 		canon, err := canonicalURL(base)
 		if err != nil {
-			return target{}, fmt.Errorf("RIPIO_BASE_URL %q: %v", base, err)
+			return target{}, fmt.Errorf("RIPIO_BASE_URL %q: %w", base, err)
 		}
 		base = canon
 	}

@@ -507,3 +507,26 @@ func TestOpen_SchemaFromTheURLsSearchPath(t *testing.T) {
 		t.Errorf("Open(search_path=a,public) = %v, want an error asking for one schema", err)
 	}
 }
+
+// TestRun_WritesOfARunAnotherImportEndedAreRefused: once another import has
+// taken the target and marked this run crashed (its lock's session having
+// ended unnoticed), this run's writes are refused whole, before the next
+// lock check: the rows it left in flight are in doubt, and stay so.
+func TestRun_WritesOfARunAnotherImportEndedAreRefused(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	l, err := Open(t.Context(), url, Options{Schema: newSchema(t, url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	r := startRun(t, l, targetA, "f.csv")
+	mark(t, r, sendFor("a", "f.csv", 2))
+	if _, err := l.pool.Exec(t.Context(), `UPDATE runs SET outcome = 'crashed' WHERE id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	err = r.MarkInFlight(t.Context(), sendFor("b", "f.csv", 3))
+	if !errors.Is(err, ErrLockLost) {
+		t.Fatalf("MarkInFlight by a run another import ended = %v, want ErrLockLost", err)
+	}
+}

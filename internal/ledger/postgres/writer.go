@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -209,15 +211,35 @@ func (w *writer) commit(batch []writeOp) error {
 	// those writes describe requests that may already be out.
 	ctx := context.Background()
 	var b pgx.Batch
+	if runs := runsOf(batch); len(runs) > 0 {
+		b.Queue(`SELECT fence_runs($1)`, runs)
+	}
+	fences := b.Len()
 	buildBatch(&b, batch)
-	if b.Len() == 0 {
-		return nil
+	if b.Len() == fences {
+		return nil // nothing to write (a flush)
 	}
 	err := w.conn.SendBatch(ctx, &b).Close()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "BC001" {
+		return fmt.Errorf("%w: another import has taken the target and ended this run", ErrLockLost)
+	}
 	if err != nil {
 		return fmt.Errorf("ledger: write: %w", err)
 	}
 	return nil
+}
+
+// runsOf lists the runs batch writes for, each once: the commit is
+// refused whole if one of them is no longer running (fence_runs).
+func runsOf(batch []writeOp) []int64 {
+	var runs []int64
+	for _, op := range batch {
+		if op.runID > 0 && !slices.Contains(runs, op.runID) {
+			runs = append(runs, op.runID)
+		}
+	}
+	return runs
 }
 
 // close commits what is queued, stops the writer and gives its connection
