@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/metrics"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
 )
 
 // metricsFlags are import's Prometheus endpoint.
@@ -74,6 +75,39 @@ func (f *metricsFlags) start(stderr io.Writer) (*importMetrics, error) {
 	}
 	fmt.Fprintf(stderr, "metrics at %s\n", srv.URL())
 	return &importMetrics{m: m, srv: srv, linger: f.linger, stderr: stderr}, nil
+}
+
+// observe is importer.Config.Observe: each create's verdict, counted in
+// its metric class.
+func (x *importMetrics) observe(v ripio.Verdict, took time.Duration) {
+	x.m.Observe(metricClass(v), took)
+}
+
+// metricClass is the class label of a verdict: what ripio.Classify
+// decided, with the answers that leave a row in doubt told apart by what
+// came (a 5xx, no answer at all, or a 2xx that was not the create answer).
+func metricClass(v ripio.Verdict) string {
+	switch v.Outcome {
+	case ripio.Created:
+		return metrics.ClassCreated
+	case ripio.Exists:
+		return metrics.ClassExists
+	case ripio.Rejected:
+		return metrics.ClassRejected
+	case ripio.Throttled:
+		return metrics.ClassThrottled
+	case ripio.Unauthorized:
+		return metrics.ClassUnauthorized
+	}
+	switch s := v.HTTPStatus; {
+	case s == 0:
+		return metrics.ClassTransport
+	case s >= 200 && s <= 299:
+		return metrics.ClassNotAnswer
+	case s >= 500:
+		return metrics.Class5xx
+	}
+	return metrics.ClassOther
 }
 
 // wrapTransport is for ripio.Config.WrapTransport; nil without metrics.

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/bulkcreate/bulkcreate/internal/metrics"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
 	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
@@ -267,4 +269,30 @@ func hasLabels(m *dto.Metric, pairs []string) bool {
 		}
 	}
 	return true
+}
+
+// TestMetricClass: the class label is what the importer decided of the
+// answer: a 2xx page counts not_answer, never created.
+func TestMetricClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		v    ripio.Verdict
+		want string
+	}{
+		{ripio.Verdict{Outcome: ripio.Created, HTTPStatus: 201}, metrics.ClassCreated},
+		{ripio.Verdict{Outcome: ripio.Exists, HTTPStatus: 400}, metrics.ClassExists},
+		{ripio.Verdict{Outcome: ripio.Rejected, HTTPStatus: 400}, metrics.ClassRejected},
+		{ripio.Verdict{Outcome: ripio.Throttled, HTTPStatus: 429}, metrics.ClassThrottled},
+		{ripio.Verdict{Outcome: ripio.Unauthorized, HTTPStatus: 401}, metrics.ClassUnauthorized},
+		{ripio.Verdict{Outcome: ripio.InDoubt, HTTPStatus: 200}, metrics.ClassNotAnswer},
+		{ripio.Verdict{Outcome: ripio.InDoubt, HTTPStatus: 503}, metrics.Class5xx},
+		{ripio.Verdict{Outcome: ripio.InDoubt}, metrics.ClassTransport},
+		{ripio.Verdict{Outcome: ripio.NotSent}, metrics.ClassTransport},
+		{ripio.Verdict{Outcome: ripio.NotSent, HTTPStatus: 408}, metrics.ClassOther},
+	}
+	for _, tt := range tests {
+		if got := metricClass(tt.v); got != tt.want {
+			t.Errorf("metricClass(%s, HTTP %d) = %q, want %q", tt.v.Outcome, tt.v.HTTPStatus, got, tt.want)
+		}
+	}
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -65,6 +66,11 @@ type Config struct {
 	// customer: for the operator who has checked those people in Ripio.
 	// Without it such rows stay in_doubt, not sent (Summary.AssignsIDs).
 	ResendInDoubt bool
+	// Observe, when set, is told the verdict of every create request (not
+	// of a token fetch that kept it from leaving) and how long the call
+	// took: the metrics count what the importer decided, not a second
+	// reading of the answer.
+	Observe func(v ripio.Verdict, took time.Duration)
 	// Stop holds the rules that end a run the server cannot serve:
 	// unreachable, failing every request, throttling without end.
 	Stop StopConfig

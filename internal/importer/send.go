@@ -134,11 +134,16 @@ func (im *Importer) abort(ctx context.Context, s *sending, err error) error {
 func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verdict) {
 	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type}
 	im.stop.sending()
+	start := time.Now()
 	cust, err := im.sender.CreateCustomer(context.WithoutCancel(ctx), req)
+	v := ripio.Classify(err)
 	if !errors.As(err, new(*ripio.TokenError)) {
 		im.requests.Add(1) // a create went out, not only a token request
+		if im.cfg.Observe != nil {
+			im.cfg.Observe(v, time.Since(start))
+		}
 	}
-	return cust, ripio.Classify(err)
+	return cust, v
 }
 
 // throttle slows the pool for a 429 of the create endpoint, and pauses it

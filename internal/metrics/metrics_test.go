@@ -38,78 +38,28 @@ type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
-func TestTransport_ClassifiesCreateAnswers(t *testing.T) {
-	t.Parallel()
-	const exists = `{"code":20000,"type":"ValidationError","detail":{"message":"email already exists","email":["customer with this email already exists."]},"status":400}`
-	const invalid = `{"code":20000,"type":"ValidationError","detail":{"message":"Invalid input.","email":["Enter a valid email address."]},"status":400}`
-	tests := []struct {
-		name string
-		a    answer
-		want string
-	}{
-		{"Created", answer{status: 201, body: `{"customerId":"c1"}`}, ClassCreated},
-		{"HTML200", answer{status: 200, body: `<!doctype html><p>Back soon</p>`}, ClassNotAnswer},
-		{"Empty204", answer{status: 204}, ClassNotAnswer},
-		{"CreatedBodyCut", answer{status: 201, body: `{"cust`, readErr: io.ErrUnexpectedEOF}, ClassCreated},
-		{"Exists", answer{status: 400, body: exists}, ClassExists},
-		{"ExistsConflict", answer{status: 409, body: `{"detail":"customerId already exists"}`}, ClassExists},
-		{"Rejected", answer{status: 400, body: invalid}, ClassRejected},
-		{"Throttled", answer{status: 429}, ClassThrottled},
-		{"Unauthorized", answer{status: 401}, ClassUnauthorized},
-		{"Forbidden", answer{status: 403}, ClassUnauthorized},
-		{"ServerError", answer{status: 503, body: "<html>busy</html>"}, Class5xx},
-		{"RequestTimeout", answer{status: 408}, ClassOther},
-		{"Redirect", answer{status: 302}, ClassOther},
-		{"NoAnswer", answer{err: errors.New("connection refused")}, ClassTransport},
-		{"ErrorAnswerCut", answer{status: 400, body: `{"co`, readErr: io.ErrUnexpectedEOF}, ClassTransport},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			m := New()
-			client := &http.Client{Transport: m.Transport(tt.a)}
-			send(t, client, "https://api.example/api/v1/customers/")
-			for _, c := range classes {
-				want := 0.0
-				if c == tt.want {
-					want = 1
-				}
-				if got := testutil.ToFloat64(m.requests.WithLabelValues(c)); got != want {
-					t.Errorf("requests_total{class=%q} = %v, want %v", c, got, want)
-				}
-			}
-			if got := testutil.ToFloat64(m.inFlight); got != 0 {
-				t.Errorf("requests_in_flight = %v after the answer, want 0", got)
-			}
-			if n := testutil.CollectAndCount(m.duration); n != len(classes) {
-				t.Errorf("duration series = %d, want %d", n, len(classes))
-			}
-		})
-	}
-}
-
-// send makes a request the way the ripio client does: read the answer
-// whole, then close it.
-func send(t *testing.T, client *http.Client, url string) {
-	t.Helper()
-	resp, err := client.Post(url, "application/json", strings.NewReader(`{}`))
-	if err != nil {
-		return
-	}
-	io.ReadAll(resp.Body)
-	resp.Body.Close()
-}
-
-func TestTransport_TokenRequestsNotCounted(t *testing.T) {
+// TestMetrics_ObserveCountsAndTimesByClass: each observed request counts
+// once in its class, and its time in that class's histogram.
+func TestMetrics_ObserveCountsAndTimesByClass(t *testing.T) {
 	t.Parallel()
 	m := New()
-	client := &http.Client{Transport: m.Transport(answer{status: 200, body: `{"accessToken":"t"}`})}
-	send(t, client, "https://api.example/oauth2/token/")
-	if got := testutil.ToFloat64(m.requests.WithLabelValues(ClassCreated)); got != 0 {
-		t.Errorf("requests_total{class=created} = %v after a token request, want 0", got)
+	m.Observe(ClassCreated, 30*time.Millisecond)
+	m.Observe(ClassCreated, 50*time.Millisecond)
+	m.Observe(ClassNotAnswer, 10*time.Millisecond)
+	m.Observe("no such class", time.Millisecond)
+	for class, want := range map[string]float64{ClassCreated: 2, ClassNotAnswer: 1, ClassOther: 1, ClassExists: 0} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(class)); got != want {
+			t.Errorf("requests_total{class=%s} = %v, want %v", class, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.duration); n != len(classes) {
+		t.Errorf("duration series = %d, want %d", n, len(classes))
 	}
 }
 
+// TestTransport_InFlightUntilClosed: a create request is in flight until
+// its answer is closed, or at once over when no answer came; a token
+// request is never counted.
 func TestTransport_InFlightUntilClosed(t *testing.T) {
 	t.Parallel()
 	m := New()
@@ -121,14 +71,26 @@ func TestTransport_InFlightUntilClosed(t *testing.T) {
 	if got := testutil.ToFloat64(m.inFlight); got != 1 {
 		t.Errorf("requests_in_flight = %v before the answer is read, want 1", got)
 	}
-	io.ReadAll(resp.Body) // as the client reads an answer before closing it
+	tok, err := client.Post("https://api.example/oauth2/token/", "application/x-www-form-urlencoded", strings.NewReader(``))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 1 {
+		t.Errorf("requests_in_flight = %v with a token request out, want 1: token fetches are not creates", got)
+	}
+	tok.Body.Close()
+	io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body.Close() // a second Close counts nothing more
-	if got := testutil.ToFloat64(m.requests.WithLabelValues(ClassCreated)); got != 1 {
-		t.Errorf("requests_total{class=created} = %v, want 1", got)
-	}
 	if got := testutil.ToFloat64(m.inFlight); got != 0 {
 		t.Errorf("requests_in_flight = %v, want 0", got)
+	}
+	failing := &http.Client{Transport: m.Transport(answer{err: errors.New("connection refused")})}
+	if _, err := failing.Post("https://api.example/api/v1/customers/", "application/json", strings.NewReader(`{}`)); err == nil {
+		t.Fatal("a transport that fails answered")
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("requests_in_flight = %v after a request with no answer, want 0", got)
 	}
 }
 
