@@ -3,10 +3,10 @@
 // Two kinds of figures meet in one registry. The run's counts (rows by
 // outcome, rows in flight, the rate limit in force) are read at scrape time
 // from snapshot functions the command wires, so the importer and the limiter
-// know nothing of Prometheus and pay nothing between scrapes. Requests and
-// their latency are observed by [Metrics.Transport], a decorator of the API
-// client's http.RoundTripper, which sorts each create call with
-// [ripio.Classify], the function the importer acts on.
+// know nothing of Prometheus and pay nothing between scrapes. Each create
+// request, in its class, and its latency come to [Metrics.Observe] from the
+// importer, which has decided what the answer meant; [Metrics.Transport], a
+// decorator of the API client's http.RoundTripper, counts the requests out.
 //
 // No label carries an email, a customer id, a URL or any other value taken
 // from a row or a request: label values come from the fixed sets documented
