@@ -10,7 +10,7 @@ import (
 // TestLedger_Conformance runs the store conformance suite against the
 // PostgreSQL store, each of its tests in a schema of its own (the suite's
 // dir names it). A crash is the ledger closed with its runs unfinished:
-// their sessions, and so their locks, end as a dead process's would.
+// their connections, and so their locks, end as a dead process's would.
 func TestLedger_Conformance(t *testing.T) {
 	t.Parallel()
 	url := testURL(t)

@@ -16,7 +16,7 @@ import (
 // TestLedger_SurvivesSIGKILL kills a writing child process at random
 // moments and checks, each time, that everything the child saw committed
 // is there, and that the rows it left in flight become in_doubt at the
-// next StartRun, which its dead session's lock does not refuse.
+// next StartRun, which its dead connection's lock does not refuse.
 func TestLedger_SurvivesSIGKILL(t *testing.T) {
 	if os.Getenv("LEDGER_PG_CRASH_CHILD") == "1" {
 		crashChild(t, os.Getenv("LEDGER_PG_CRASH_SCHEMA"), os.Getenv("LEDGER_PG_CRASH_ROUND"))
@@ -102,7 +102,7 @@ func checkAfterCrash(t *testing.T, url, schema string, round int, marked []strin
 		t.Fatal(err)
 	}
 
-	// The server ends the dead child's session, and drops its lock, a
+	// The server ends the dead child's connection, and drops its lock, a
 	// moment after the socket closed.
 	var r *Run
 	for range 100 {

@@ -9,19 +9,20 @@
 // One writer per Ledger: its writes go through one goroutine that commits
 // them in batches (group commit), each kind of write in a batch as one
 // statement. A commit returns once PostgreSQL has it on disk
-// (synchronous_commit is on for the ledger's sessions unless the URL says
+// (synchronous_commit is on for the ledger's connections unless the URL says
 // otherwise), so MarkInFlightCommitted's Pending is durable when it returns.
 // Outcomes do not wait for their commit; Flush and Finish do.
 //
 // Two runs on one target of one ledger (database and schema) are refused
-// with ledger.ErrBusy, by a session-level advisory lock held on a
-// connection of the run's own: PostgreSQL drops it when that session ends,
+// with ledger.ErrBusy, by an advisory lock held on a
+// connection of the run's own: PostgreSQL drops it when that connection ends,
 // so a run whose process died never blocks the next one, which turns the
-// dead run's rows in flight into in_doubt. A run whose lock's session ends
+// dead run's rows in flight into in_doubt. A run whose lock's connection ends
 // under it (a database restart, a broken network) notices within seconds
-// and fails every later write with ErrLockLost. The lock needs a session
-// of its own: connect directly or through a session-mode pool, not
-// PgBouncer's transaction pooling, which would hand the session to others.
+// and fails every later write with ErrLockLost. The lock needs a connection
+// of its own: connect directly or through a pool that keeps each client on
+// one server connection, not PgBouncer's transaction pooling, which would
+// hand the connection to others.
 // A Ledger and its Runs are safe for concurrent use.
 //
 // Text columns cannot hold NUL bytes or invalid UTF-8. The fields of an
@@ -86,7 +87,7 @@ type Ledger struct {
 	schema    string
 	schemaOID uint32 // the first key of the run locks: unique in the database
 	w         *writer
-	// lockCheckEvery is how often a run checks its lock's session; tests
+	// lockCheckEvery is how often a run checks its lock's connection; tests
 	// shorten it.
 	lockCheckEvery time.Duration
 
@@ -131,7 +132,7 @@ func Open(ctx context.Context, url string, opts Options) (*Ledger, error) {
 	if _, ok := rp["application_name"]; !ok {
 		rp["application_name"] = "bulkcreate"
 	}
-	// A run's lock dies with its session; keepalives end the session of a
+	// A run's lock dies with its connection; keepalives end the connection of a
 	// process whose machine vanished within about half a minute, not the
 	// hours of the kernel's default. (Ignored on a Unix socket, where a
 	// peer's death is seen at once.)
