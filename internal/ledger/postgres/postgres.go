@@ -228,7 +228,12 @@ func loadMigrations() ([]migration, error) {
 // migrate applies the embedded migrations the schema lacks, up to version
 // upto (0: all), each in a transaction of its own. Concurrent first opens
 // apply each once: a migration's transaction holds an advisory lock for
-// the schema while it reads the version and applies.
+// the schema while it reads the versions and applies.
+//
+// A migration is applied when its version is not recorded, not when it is
+// above the highest recorded: numbers are taken by parallel lines of work
+// (a schema may hold 0005 before it holds 0004), and a gap is filled when
+// the missing migration arrives.
 func (l *Ledger) migrate(ctx context.Context, mustExist bool, upto int) error {
 	ms, err := loadMigrations()
 	if err != nil {
@@ -242,10 +247,17 @@ func (l *Ledger) migrate(ctx context.Context, mustExist bool, upto int) error {
 	switch {
 	case known && have > latest:
 		return newerSchema(have, latest)
-	case known && have == latest:
-		return nil // the common case, and a reader's: nothing written
 	case !known && mustExist:
 		return fmt.Errorf("%w: no schema %s with a ledger in it", ledger.ErrNotFound, l.schema)
+	}
+	if known {
+		missing, err := l.missingMigrations(ctx, ms)
+		if err != nil {
+			return err
+		}
+		if !missing {
+			return nil // the common case, and a reader's: nothing written
+		}
 	}
 	for _, m := range ms {
 		if upto > 0 && m.version > upto {
@@ -277,6 +289,17 @@ func (l *Ledger) schemaState(ctx context.Context) (version int, known bool, err 
 	}
 	err = l.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version)
 	return version, true, err
+}
+
+// missingMigrations reports whether any of ms is not recorded as applied.
+func (l *Ledger) missingMigrations(ctx context.Context, ms []migration) (bool, error) {
+	versions := make([]int32, len(ms))
+	for i, m := range ms {
+		versions[i] = int32(m.version)
+	}
+	var applied int
+	err := l.pool.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ANY ($1)`, versions).Scan(&applied)
+	return applied < len(ms), err
 }
 
 func newerSchema(have, latest int) error {
@@ -314,13 +337,15 @@ func (l *Ledger) applyMigration(ctx context.Context, m migration, latest int) er
 		return err
 	}
 	var have int
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+	var applied bool
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0), COALESCE(bool_or(version = $1), false) FROM schema_migrations`,
+		m.version).Scan(&have, &applied); err != nil {
 		return err
 	}
 	if have > latest {
 		return newerSchema(have, latest)
 	}
-	if m.version <= have {
+	if applied {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, m.sql); err != nil {
