@@ -29,7 +29,7 @@ type importJob struct {
 	ledger  store
 	sqlite  *ledger.Ledger // the SQLite ledger, for the run report's series; nil on PostgreSQL
 	client  *ripio.Client
-	limiter *ratelimit.Limiter
+	pacer   importer.Pacer
 	mx      *importMetrics
 	closers []func() error
 }
@@ -91,7 +91,7 @@ func (j *importJob) wire(ctx context.Context, e env) error {
 	if j.f.dryRun {
 		return nil
 	}
-	return j.connect(e)
+	return j.connect(ctx, e)
 }
 
 // openInput opens FILE, or takes stdin for "-", and names it as the ledger
@@ -133,8 +133,9 @@ func (j *importJob) openLedger(ctx context.Context) error {
 
 // connect starts the embedded sandbox when no target is set, says where
 // customers go when that is production, and builds the client and the
-// rate limiter.
-func (j *importJob) connect(e env) error {
+// pacer: on a PostgreSQL ledger, the target's budget shared by every
+// process, whose ceiling --rps sets.
+func (j *importJob) connect(ctx context.Context, e env) error {
 	if j.tgt.Embedded {
 		beside := j.f.ledger
 		if isPostgres(beside) {
@@ -158,8 +159,16 @@ func (j *importJob) connect(e env) error {
 		return usageError("import: %v", err)
 	}
 	j.client = client
-	j.limiter = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
-	return nil
+	pg, ok := j.ledger.(postgresStore)
+	if !ok {
+		j.pacer = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
+		return nil
+	}
+	if err := pg.SetCeiling(ctx, j.tgt.Name(), j.f.rps); err != nil {
+		return err
+	}
+	j.pacer, err = fleetPacer(ctx, pg.Ledger, j.tgt.Name(), 0)
+	return err
 }
 
 // run imports, with the run report's sampler and the progress display
@@ -170,7 +179,7 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	if j.ledger != nil {
 		st = j.ledger
 	}
-	im := importer.New(j.cfg, j.client, j.limiter, st, name)
+	im := importer.New(j.cfg, j.client, j.pacer, st, name)
 	smp := startSampler(ctx, e, j.sqlite, im, name, j.logger) // nil in a dry run and on PostgreSQL
 	size := int64(-1)
 	if j.input != nil {

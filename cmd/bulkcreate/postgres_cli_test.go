@@ -171,3 +171,37 @@ func TestCLI_PostgresLedgerMatchesSQLite(t *testing.T) {
 		t.Errorf("report counts: SQLite %s, PostgreSQL %s", got[0].counts, got[1].counts)
 	}
 }
+
+// TestCLI_PostgresImportSetsTheBudget: on a PostgreSQL ledger, import's
+// --rps is the target's budget for every process, kept in the ledger, and
+// the import is paced by it.
+func TestCLI_PostgresImportSetsTheBudget(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{})
+	writeFile(t, dir, "in.csv", "email,type\nana@example.com,INDIVIDUAL\nbeto@example.com,BUSINESS\ncarla@example.com,INDIVIDUAL\n")
+	for _, rps := range []string{"40", "25"} {
+		r := runBin(t, dir, env, "", "import", "--quiet", "--rps", rps, "--ledger", ledgerURL, "in.csv")
+		if r.code != 0 {
+			t.Fatalf("import --rps %s: exit %d\n%s%s", rps, r.code, r.stdout, r.stderr)
+		}
+		conn, err := pgx.Connect(t.Context(), ledgerURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ceiling float64
+		var reserved int64
+		err = conn.QueryRow(t.Context(), `SELECT ceiling, reserved FROM budgets`).Scan(&ceiling, &reserved)
+		conn.Close(t.Context())
+		if err != nil || fmt.Sprint(ceiling) != rps {
+			t.Errorf("after import --rps %s: the budget's ceiling = %v (%v), want %s", rps, ceiling, err, rps)
+		}
+		if rps == "40" && reserved < 3 {
+			t.Errorf("after importing 3 rows: %d slots reserved from the budget, want 3 at least", reserved)
+		}
+	}
+	if n := len(srv.Customers()); n != 3 {
+		t.Errorf("server customers = %d, want 3", n)
+	}
+}

@@ -228,11 +228,17 @@ func (im *Importer) Progress() Summary {
 	}
 }
 
-// Limiter is the pacer in use when it is a *ratelimit.Limiter, for
+// Limiter is the pacer in use when it is a *ratelimit.Limiter, or the
+// limiter whose law a pacer runs (a fleet's: its Limiter method), for
 // progress displays; nil otherwise.
 func (im *Importer) Limiter() *ratelimit.Limiter {
-	l, _ := im.pacer.(*ratelimit.Limiter)
-	return l
+	switch p := im.pacer.(type) {
+	case *ratelimit.Limiter:
+		return p
+	case interface{ Limiter() *ratelimit.Limiter }:
+		return p.Limiter()
+	}
+	return nil
 }
 
 // Import reads in and imports its rows. It returns the run's summary even
