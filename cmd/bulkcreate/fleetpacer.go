@@ -21,6 +21,5 @@ func fleetPacer(ctx context.Context, l *postgres.Ledger, target string, own floa
 	if err != nil {
 		return nil, err
 	}
-	at := start.Add(time.Since(start) / 2)
-	return fleetrate.New(fleetrate.Config{Budget: l, Target: target, Rate: own}, b, at)
+	return fleetrate.New(fleetrate.Config{Budget: l, Target: target, Rate: own}, b, start, time.Now())
 }

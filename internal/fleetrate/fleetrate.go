@@ -93,7 +93,7 @@ type Pacer struct {
 
 	mu      sync.Mutex
 	budget  postgres.Budget // as the last statement left it
-	clock   clock           // the database's clock as of that statement
+	clock   clock           // the database's clock
 	share   share           // this process's share of the fleet's slots
 	adopted ratelimit.State // the law's state as last adopted or published
 	dirty   bool            // the law changed it since: publish before reserving
@@ -103,8 +103,9 @@ type Pacer struct {
 }
 
 // New returns a Pacer on cfg.Budget, whose budget for cfg.Target was read
-// as b (postgres.Ledger.OpenBudget) at about local time at.
-func New(cfg Config, b postgres.Budget, at time.Time) (*Pacer, error) {
+// as b (postgres.Ledger.OpenBudget) by a statement sent at local time sent
+// and answered at received.
+func New(cfg Config, b postgres.Budget, sent, received time.Time) (*Pacer, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func New(cfg Config, b postgres.Budget, at time.Time) (*Pacer, error) {
 	p := &Pacer{cfg: cfg, law: ratelimit.New(cfg.Law), gate: make(chan struct{}, 1), share: newShare()}
 	p.mu.Lock()
 	p.adopted = p.law.State()
-	p.adopt(b, at)
+	p.adopt(b, sent, received)
 	p.mu.Unlock()
 	return p, nil
 }
@@ -202,7 +203,7 @@ func (p *Pacer) next(ctx context.Context) (time.Time, error) {
 		}
 		p.mu.Lock()
 		p.dirty, p.adopted = false, st
-		p.adopt(b, midpoint(start, p.cfg.Now()))
+		p.adopt(b, start, p.cfg.Now())
 		p.mu.Unlock()
 		return time.Time{}, nil
 	}
@@ -216,11 +217,11 @@ func (p *Pacer) next(ctx context.Context) (time.Time, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	at := midpoint(start, p.cfg.Now())
+	end := p.cfg.Now()
 	if r.Reserved {
-		p.share.add(at, int64(r.N), r.Budget.Reserved)
+		p.share.add(end, int64(r.N), r.Budget.Reserved)
 	}
-	p.adopt(r.Budget, at)
+	p.adopt(r.Budget, start, end)
 	if r.Reserved && !p.dirty {
 		p.iv = r.Interval
 		for i := range r.N {
@@ -309,8 +310,6 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
-
-func midpoint(a, b time.Time) time.Time { return a.Add(b.Sub(a) / 2) }
 
 // sleep waits d, or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {

@@ -85,7 +85,7 @@ func (f *fakeBudget) publish(law postgres.Law) {
 
 func newPacer(t *testing.T, f *fakeBudget, rate float64) *Pacer {
 	t.Helper()
-	p, err := New(Config{Budget: f, Target: "t", Rate: rate}, f.read(), time.Now())
+	p, err := New(Config{Budget: f, Target: "t", Rate: rate}, f.read(), time.Now(), time.Now())
 	if err != nil {
 		t.Fatalf("New() = %v", err)
 	}

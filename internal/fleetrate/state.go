@@ -13,12 +13,12 @@ import (
 // the evidence it judges (what the server accepted and refused in the
 // last second) is this process's alone.
 
-// adopt takes b, read at about local time at, as the budget, and its
-// law's state as the local law's, unless the local law has a change to
-// publish first. p.mu is held.
-func (p *Pacer) adopt(b postgres.Budget, at time.Time) {
+// adopt takes b, read by a statement sent at local time sent and
+// answered at received, as the budget, and its law's state as the local
+// law's, unless the local law has a change to publish first. p.mu is held.
+func (p *Pacer) adopt(b postgres.Budget, sent, received time.Time) {
 	p.budget = b
-	p.clock = clock{db: b.Now, local: at}
+	p.clock.observe(b.Now, sent, received)
 	p.noteLaw()
 	if p.dirty {
 		return
@@ -56,8 +56,28 @@ func (p *Pacer) shared(st ratelimit.State) postgres.Law {
 }
 
 // clock maps the database's clock to the local one: db on the database's
-// clock was local here, to within half the statement's round trip.
-type clock struct{ db, local time.Time }
+// clock was local here, to within half the round trip rtt of the
+// statement that read it. The statement with the shortest round trip
+// gives the best map, so a slow one (a loaded machine, a busy database)
+// replaces it only as it ages: clocks of two machines drift apart.
+type clock struct {
+	db, local time.Time
+	rtt       time.Duration
+}
+
+// clockAging is how much a map's round trip counts for less per unit of
+// its age: a millisecond a second.
+const clockAging = 1000
+
+// observe notes a statement that read the database's clock as db, sent
+// at sent and answered at received.
+func (c *clock) observe(db, sent, received time.Time) {
+	rtt := received.Sub(sent)
+	mid := sent.Add(rtt / 2)
+	if c.db.IsZero() || rtt <= c.rtt+mid.Sub(c.local)/clockAging {
+		*c = clock{db: db, local: mid, rtt: rtt}
+	}
+}
 
 func (c clock) toLocal(t time.Time) time.Time {
 	if t.IsZero() {
