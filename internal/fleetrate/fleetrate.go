@@ -82,6 +82,8 @@ const (
 	// interval: a reservation's first slot may be the database's now,
 	// which is half a round trip in the past when the answer arrives.
 	minLate = 5 * time.Millisecond
+	// minRate is the fleet's rate when the budget's state gives none.
+	minRate = 1.0
 )
 
 // Pacer paces one process's requests within a fleet's shared budget. It
@@ -278,9 +280,14 @@ func (p *Pacer) dropLate(now time.Time) {
 }
 
 // rate is the fleet's rate in force at now: the shared state's under the
-// budget's ceiling. p.mu is held.
+// budget's ceiling. Never 0, which Reserve would take for no limit: a
+// row written by hand is no reason to send without one. p.mu is held.
 func (p *Pacer) rate(now time.Time) float64 {
-	return p.sharedState().RateAt(now, ceiling(p.budget.Ceiling))
+	r := p.sharedState().RateAt(now, ceiling(p.budget.Ceiling))
+	if !(r > 0) {
+		return minRate
+	}
+	return r
 }
 
 // batch is how many slots to reserve at rate. p.mu is held.

@@ -121,6 +121,18 @@ func depart(t *testing.T, p *Pacer, workers, n int) []time.Time {
 	return out
 }
 
+// departBoth has two processes' pools, of 4 workers each, take na and
+// nb departures at once.
+func departBoth(t *testing.T, a *Pacer, na int, b *Pacer, nb int) [2][]time.Time {
+	t.Helper()
+	var got [2][]time.Time
+	var wg sync.WaitGroup
+	wg.Go(func() { got[0] = depart(t, a, 4, na) })
+	wg.Go(func() { got[1] = depart(t, b, 4, nb) })
+	wg.Wait()
+	return got
+}
+
 // wantSpaced checks that ts are each iv after the one before.
 func wantSpaced(t *testing.T, ts []time.Time, iv time.Duration) {
 	t.Helper()
@@ -152,11 +164,7 @@ func TestPacer_ProcessesShareTheBudgetAndTakeADeadOnesShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeBudget(100)
 		a, b := newPacer(t, f, 0), newPacer(t, f, 0)
-		var got [2][]time.Time
-		var wg sync.WaitGroup
-		wg.Go(func() { got[0] = depart(t, a, 4, 100) })
-		wg.Go(func() { got[1] = depart(t, b, 4, 100) })
-		wg.Wait()
+		got := departBoth(t, a, 100, b, 100)
 		// Together they held the budget's rate: 200 departures in 2s.
 		first, last := minMax(append(got[0], got[1]...))
 		if span := last.Sub(first); span > 2*time.Second {
@@ -221,11 +229,7 @@ func TestPacer_OwnRateCapsOnlyItsProcess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeBudget(100)
 		capped, free := newPacer(t, f, 20), newPacer(t, f, 0)
-		var got [2][]time.Time
-		var wg sync.WaitGroup
-		wg.Go(func() { got[0] = depart(t, capped, 4, 20) })
-		wg.Go(func() { got[1] = depart(t, free, 4, 80) })
-		wg.Wait()
+		got := departBoth(t, capped, 20, free, 80)
 		// 20 departures at 20/s, made up when the fleet's slots came
 		// later than the process's own time, span 0.95s less one interval.
 		if lo, hi := minMax(got[0]); hi.Sub(lo) < 900*time.Millisecond {
