@@ -11,15 +11,19 @@
 // pool wants to send reserves a few slots with one UPDATE: the first is
 // the latest of the next free slot, the database's now and the end of a
 // pause, and the schedule moves on by n slots at the rate in force. It
-// takes about 20ms of slots at a time (4 at most, 1 at low rates), so a
+// takes about 20ms of slots at a time (4 at most, 1 at low rates; with no
+// rate at all, 64 at one instant, which only count its share), so a
 // process that dies wastes a few slots at most, and as it holds no share
 // of its own, the others take what it no longer reserves at their next
-// reservation: there is no static split to rebalance.
+// reservation: there is no static split to rebalance. A slot taken later
+// than its interval after it is dropped, not sent: it would meet the next
+// process's at the server.
 //
 // Slots are on the database's clock, the one clock every process reads:
 // the statement returns them with the database's now, and the process
-// maps them to its monotonic clock at the midpoint of the statement's
-// round trip. Machines' clocks never meet.
+// maps them to its monotonic clock by the midpoint of the round trip of
+// the statement that had the shortest lately, so a slow answer on a
+// loaded machine does not shift them. Machines' clocks never meet.
 //
 // The rate in force is computed by the reserving process from the law's
 // state as it last read it, and the statement reserves nothing unless
