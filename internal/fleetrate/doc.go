@@ -16,8 +16,8 @@
 // process that dies wastes a few slots at most, and as it holds no share
 // of its own, the others take what it no longer reserves at their next
 // reservation: there is no static split to rebalance. A slot taken later
-// than its interval after it is dropped, not sent: it would meet the next
-// process's at the server.
+// than its interval (5 ms at least) after it is dropped, not sent: it
+// would meet the next process's at the server.
 //
 // Slots are on the database's clock, the one clock every process reads:
 // the statement returns them with the database's now, and the process

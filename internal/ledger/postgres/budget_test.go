@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -187,8 +188,10 @@ func TestBudget_PauseHoldsEveryCaller(t *testing.T) {
 	a, b := ls[0], ls[1]
 	read := reserve(t, a, 0, budgetRate)
 	until := read.Now.Add(10 * time.Second)
-	if _, err := a.Publish(t.Context(), targetA, Law{PausedUntil: until}, read.Version); err != nil {
-		t.Fatal(err)
+	// A pause before any 429, with no ceiling: the rate is still +Inf.
+	paused := Law{Rate: math.Inf(1), Margin: 0.97, PausedUntil: until}
+	if got, err := a.Publish(t.Context(), targetA, paused, read.Version); err != nil || got.Law != paused {
+		t.Fatalf("Publish(%+v) = %+v, %v", paused, got.Law, err)
 	}
 	// A shorter pause published later does not end it.
 	pub, err := b.Publish(t.Context(), targetA, Law{PausedUntil: read.Now.Add(time.Second)}, read.Version)
