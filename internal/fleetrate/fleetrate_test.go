@@ -98,19 +98,23 @@ func depart(t *testing.T, p *Pacer, workers, n int) []time.Time {
 	t.Helper()
 	var mu sync.Mutex
 	var out []time.Time
+	claimed := 0
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for {
+				mu.Lock()
+				if claimed == n {
+					mu.Unlock()
+					return
+				}
+				claimed++
+				mu.Unlock()
 				if err := p.Wait(t.Context()); err != nil {
 					t.Errorf("Wait() = %v", err)
 					return
 				}
 				mu.Lock()
-				if len(out) == n {
-					mu.Unlock()
-					return
-				}
 				out = append(out, time.Now())
 				mu.Unlock()
 				p.Accepted()
@@ -200,8 +204,12 @@ func TestPacer_ALocalDecreaseIsPublished(t *testing.T) {
 		f := newFakeBudget(100)
 		a, b := newPacer(t, f, 0), newPacer(t, f, 0)
 		depart(t, a, 1, 150) // a second and a half of evidence, all accepted
-		a.Throttled(0)
-		depart(t, a, 1, 2) // the 429's clump is judged at the next departure
+		time.Sleep(10 * time.Millisecond)
+		a.Throttled(0) // the answer to a request at the next slot
+		// The 429's clump is judged at the next departure, an interval
+		// later; the one after publishes the decrease.
+		time.Sleep(10 * time.Millisecond)
+		depart(t, a, 1, 2)
 		if law := f.read().Law; !law.Published() || law.Rate >= 100 || law.Rate < 80 {
 			t.Fatalf("the budget's law after a 429 = %+v, want a rate a little under 100/s", law)
 		}
@@ -253,4 +261,20 @@ func minMax(ts []time.Time) (time.Time, time.Time) {
 		}
 	}
 	return lo, hi
+}
+
+func TestPacer_DropsSlotsTooLateToTake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeBudget(100)
+		p := newPacer(t, f, 0)
+		depart(t, p, 1, 1) // reserves 20ms of slots, takes the first
+		time.Sleep(time.Second)
+		got := depart(t, p, 1, 1)
+		if len(f.slots) != 4 {
+			t.Fatalf("reserved %d slots, want 2 and 2 more after the second's time was long past", len(f.slots))
+		}
+		if want := f.slots[2].Add(-dbAhead); !got[0].Equal(want) {
+			t.Errorf("after a second idle, left at %v, want the new slot %v", got[0], want)
+		}
+	})
 }
