@@ -221,7 +221,7 @@ func (p *Pacer) next(ctx context.Context) (time.Time, error) {
 	defer p.mu.Unlock()
 	end := p.cfg.Now()
 	if r.Reserved {
-		p.share.add(end, int64(r.N), r.Budget.Reserved)
+		p.share.add(end, int64(r.N), r.Budget.Total)
 	}
 	p.adopt(r.Budget, start, end)
 	if r.Reserved && !p.dirty {

@@ -51,7 +51,7 @@ func (f *fakeBudget) Reserve(ctx context.Context, target string, n int, rate flo
 	r.First = maxTime(maxTime(f.tat, now), f.b.Law.PausedUntil)
 	r.N, r.Reserved = n, true
 	f.tat = r.First.Add(time.Duration(n) * r.Interval)
-	f.b.Reserved += int64(n)
+	f.b.Total += int64(n)
 	for i := range n {
 		f.slots = append(f.slots, r.Slot(i))
 	}

@@ -26,8 +26,8 @@ type Budget struct {
 	Law Law
 	// Version moves with every change of Ceiling or Law.
 	Version int64
-	// Reserved counts every slot ever reserved on the target.
-	Reserved int64
+	// Total counts every slot ever reserved on the target.
+	Total int64
 	// Now is the database's clock when the statement ran.
 	Now time.Time
 }
@@ -109,7 +109,7 @@ type budgetScan struct {
 
 func (s *budgetScan) dest() []any {
 	b := s.b
-	return []any{&b.Now, &b.Ceiling, &b.Law.Rate, &b.Law.Limit, &b.Law.Margin, &s.since, &s.pausedUntil, &b.Version, &b.Reserved}
+	return []any{&b.Now, &b.Ceiling, &b.Law.Rate, &b.Law.Limit, &b.Law.Margin, &s.since, &s.pausedUntil, &b.Version, &b.Total}
 }
 
 func (s *budgetScan) done() {

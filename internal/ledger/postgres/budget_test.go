@@ -106,8 +106,8 @@ func TestBudget_ConcurrentCallersGetContiguousDisjointSlots(t *testing.T) {
 		t.Errorf("%d slots span %v, want %v", len(all), span, want)
 	}
 	r := reserve(t, ls[0], 0, budgetRate)
-	if r.Budget.Reserved != int64(len(all)) {
-		t.Errorf("Budget.Reserved = %d, want %d", r.Budget.Reserved, len(all))
+	if r.Budget.Total != int64(len(all)) {
+		t.Errorf("Budget.Total = %d, want %d", r.Budget.Total, len(all))
 	}
 }
 
