@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,40 +50,44 @@ func (c Config) withDefaults() Config {
 
 // The law's constants. See the package doc for the law.
 const (
-	// startMargin is the share of a measured limit the rate first holds at:
-	// a strict bucket refuses requests that arrive early by network jitter,
-	// so holding exactly at the limit costs 429s.
+	// startMargin is the share of the limit a saturated server accepted
+	// that the rate drops to: a strict bucket refuses requests that arrive
+	// early by jitter, so holding exactly at the limit costs 429s.
 	startMargin = 0.97
-	minMargin   = 0.90
-	maxMargin   = 0.99
-	marginStep  = 0.01
+
+	// backoff is the share each 429 takes off the rate; creep is the share
+	// the rate gains per request it sends at that rate. Their ratio is the
+	// share of 429s the rate settles at, where a strict bucket's limit is.
+	backoff = 0.01
+	creep   = 0.00003
+
+	// floorShare is the share of the limit below which no 429 of an
+	// unsaturated server takes the rate; clientBound, the share of the
+	// rate in force under which what the client sent, not the rate, met a
+	// 429.
+	floorShare  = 0.90
+	clientBound = 0.9
 
 	// saturated is the share of 429s among a second's answers from which
-	// what the server accepted in it is its capacity; manyRefused, from
-	// which the margin moves three points at a time.
-	saturated    = 0.10
-	manyRefused  = 0.05
-	minSaturated = 5
+	// the server is refusing what it cannot take, not requests that jitter
+	// brought early.
+	saturated = 0.10
 
 	// clump is the share of the interval within which answers come
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
-	// probeHold is how long the rate holds after a decrease before it
-	// probes above the measured limit; probeScale sets the cubic's pace:
-	// the probe reaches twice the limit probeHold+probeScale after the
-	// decrease, and the margin's few points after about a third of
-	// probeScale.
-	probeHold  = 5 * time.Second
+	// probeHold is how long the rate creeps after a decrease before it
+	// probes above the limit on a cubic; probeScale sets the cubic's pace:
+	// the probe adds the whole limit probeHold+probeScale after the
+	// decrease.
+	probeHold  = 3 * time.Second
 	probeScale = 6 * time.Second
 
 	// startHold is how long the rate holds after an early cut (no limit
-	// measured yet) before doubling each second.
-	startHold = time.Second
-
-	// clientBound is the share of the rate it holds under which the
-	// client, not the server, held back what was sent in the last second.
-	clientBound = 0.9
+	// measured yet) before it doubles every startDouble.
+	startHold   = 250 * time.Millisecond
+	startDouble = time.Second
 
 	// closedAfter 429s in a row with nothing accepted for closedFor mean
 	// the server is refusing everything: the pool pauses.
@@ -110,9 +115,10 @@ type State struct {
 	PausedUntil time.Time
 }
 
-// RateAt is the rate in force at now under ceiling: Rate until Since+hold,
-// then growing: doubling each second while the limit is unknown, on a
-// cubic above Rate (probing past Limit) once it is measured.
+// RateAt is the rate in force at now under ceiling: Rate until
+// Since+startHold, then doubling every startDouble while the limit is
+// unknown; once it is measured, Rate creeping up by creep per request sent
+// at Rate, and after probeHold probing above the limit on a cubic.
 func (s State) RateAt(now time.Time, ceiling float64) float64 {
 	r := s.Rate
 	if s.Since.IsZero() || math.IsInf(r, 1) {
@@ -121,10 +127,13 @@ func (s State) RateAt(now time.Time, ceiling float64) float64 {
 	d := now.Sub(s.Since)
 	switch {
 	case s.Limit == 0 && d > startHold:
-		r *= math.Exp2(min((d - startHold).Seconds(), 64))
-	case s.Limit > 0 && d > probeHold:
-		x := (d - probeHold).Seconds() / probeScale.Seconds()
-		r += s.Limit * x * x * x
+		r *= math.Exp2(min(float64(d-startHold)/float64(startDouble), 64))
+	case s.Limit > 0:
+		r *= 1 + creep*r*d.Seconds()
+		if d > probeHold {
+			x := (d - probeHold).Seconds() / probeScale.Seconds()
+			r += s.Limit * x * x * x
+		}
 	}
 	return min(r, ceiling)
 }
@@ -147,7 +156,7 @@ type Limiter struct {
 	cutAt         time.Time // the last decrease
 	cutAnswers    int64     // answers at the last decrease
 	cutInflight   int64     // requests out at the last decrease, and the one slot taken at the old rate
-	cutAccepted   int64     // accepted at the last decrease
+	cutSaturated  bool      // the last decrease found the server saturated
 	accepted      int64     // Accepted calls
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
@@ -158,6 +167,12 @@ type Limiter struct {
 	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration
+
+	fine atomic.Bool // sleepFine works with this clock
+
+	// late, when set, is how long after its timer a waiter wakes: a test
+	// hook that plays a busy machine's scheduler.
+	late func() time.Duration
 }
 
 // New returns a Limiter running at cfg.Rate.
@@ -167,24 +182,27 @@ func New(cfg Config) *Limiter {
 	if ceiling <= 0 {
 		ceiling = math.Inf(1)
 	}
-	return &Limiter{
+	l := &Limiter{
 		cfg:     cfg,
 		ceiling: ceiling,
 		gate:    make(chan struct{}, 1),
 		st:      State{Rate: ceiling, Margin: startMargin},
 	}
+	l.fine.Store(true)
+	return l
 }
 
 // catchUp is how late a waiter's departure may be and still keep the
-// schedule once the server has shown a limit: the scheduling delays of a
-// busy machine, which would otherwise lower the rate, are made up by the
-// departures after, but a longer clump of made-up departures would only
-// collide at a strict bucket. Until then the rate is the client's own
-// ceiling, and a second of lateness is made up (a stalled process must not
-// lower the fixed rate).
+// schedule while the server has never throttled: a stalled process must
+// not lower the fixed rate, so up to a second of lateness is made up. Once
+// the server has throttled, lateness is never made up: a departure that
+// left early to catch up would follow the late one closer than the
+// interval, which a strict bucket refuses.
+// A waiter that comes with nobody waiting more than idleAfter (or an
+// interval) after its slot comes after idle time, not late.
 const (
-	catchUp      = 50 * time.Millisecond
-	catchUpFixed = time.Second
+	catchUp   = time.Second
+	idleAfter = 50 * time.Millisecond
 )
 
 // Wait blocks until a request may leave, or ctx is done.
@@ -232,13 +250,38 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			return nil
 		}
 		l.mu.Unlock()
-		t := time.NewTimer(at.Sub(now))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
+		if err := l.sleep(ctx, now, at.Sub(now)); err != nil {
+			return err
 		}
+	}
+}
+
+// sleep sleeps for d from now, or until ctx is done. The last fineWait of
+// it is slept with sleepFine where the OS has it, which wakes within
+// about 0.1ms where the runtime's timers wake up to a millisecond late: at
+// a strict bucket, how evenly requests leave decides how close to its
+// limit the pool can hold. A clock that did not move in sleepFine is a
+// test's, and sleepFine is not used again.
+func (l *Limiter) sleep(ctx context.Context, now time.Time, d time.Duration) error {
+	if l.fine.Load() && d <= fineWait {
+		if sleepFine(d) && l.cfg.Now().After(now) {
+			return nil
+		}
+		l.fine.Store(false)
+	}
+	if l.fine.Load() {
+		d -= fineWait
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		if l.late != nil {
+			time.Sleep(l.late())
+		}
+		return nil
 	}
 }
 
@@ -262,15 +305,13 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) {
 		return
 	}
 	iv := time.Duration(float64(time.Second) / r)
-	late := catchUp
-	if l.throttles == 0 {
-		late = catchUpFixed
-	}
 	switch {
-	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, catchUp):
+	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, idleAfter):
 		// Nobody waited for the slot: idle time.
 		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
-	case now.Sub(at) < max(iv, late):
+	case l.throttles > 0:
+		l.next = now.Add(iv) // lateness is lost
+	case now.Sub(at) < max(iv, catchUp):
 		l.next = at.Add(iv) // on time, or late: keep the schedule
 	default:
 		l.next = now.Add(iv)
