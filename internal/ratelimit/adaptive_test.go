@@ -2,69 +2,12 @@ package ratelimit_test
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 )
-
-// The law against a client machine's noise, in the bubble: waiters that
-// wake late and requests that take a varying time to reach the server, as
-// a machine's scheduler makes them, drawn from a seeded source.
-
-// jitter draws delays: one in every up to large, the others up to small.
-type jitter struct {
-	mu           sync.Mutex
-	rng          *rand.Rand
-	small, large time.Duration
-	every        int
-}
-
-func newJitter(seed uint64, small, large time.Duration, every int) *jitter {
-	return &jitter{rng: rand.New(rand.NewPCG(seed, seed)), small: small, large: large, every: every}
-}
-
-func (j *jitter) draw() time.Duration {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.rng.IntN(j.every) == 0 {
-		return time.Duration(j.rng.Int64N(int64(j.large)))
-	}
-	return time.Duration(j.rng.Int64N(int64(j.small)))
-}
-
-// delayed plays the way from the pacer to the server: each request
-// reaches srv after a delay drawn from j.
-type delayed struct {
-	server
-	j *jitter
-}
-
-func (d *delayed) allow(time.Time) (bool, time.Duration) {
-	time.Sleep(d.j.draw())
-	return d.server.allow(time.Now())
-}
-
-// noisy returns a limiter with ceiling whose waiters wake late (up to
-// 0.2ms, one in twenty up to 3ms) and srv behind a way that takes up to
-// 0.2ms: a machine at rest, as its scheduler wakes a waiter (a
-// nanosleep's lateness on a 2-core VM: median 0.1ms, 99th percentile
-// 2.2ms).
-func noisy(seed uint64, ceiling float64, srv server) (*ratelimit.Limiter, server) {
-	l := ratelimit.New(ratelimit.Config{Rate: ceiling})
-	ratelimit.SetLateWakeUps(l, newJitter(seed, 200*time.Microsecond, 3*time.Millisecond, 20).draw)
-	return l, &delayed{server: srv, j: newJitter(seed+100, 200*time.Microsecond, 200*time.Microsecond, 1)}
-}
-
-// shares returns the accepted requests of r per second as a share of
-// limit over d, and the share of requests refused.
-func shares(r *run, limit float64, d time.Duration) (share, refused float64) {
-	acc, thr := len(r.accepted), len(r.throttled)
-	return float64(acc) / d.Seconds() / limit, float64(thr) / float64(acc+thr)
-}
 
 // TestLimiter_HoldsAStrictBucketThroughJitter: late departures are not
 // made up by early ones (which a bucket of burst 1 refuses), and the rate
@@ -141,20 +84,6 @@ func TestLimiter_FollowsAMovingLimitThroughJitter(t *testing.T) {
 	})
 }
 
-// strayOnce refuses the nth request it sees and takes all others: a
-// server without a limit, behind a proxy that refused once.
-type strayOnce struct {
-	mu   sync.Mutex
-	n, i int
-}
-
-func (s *strayOnce) allow(time.Time) (bool, time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.i++
-	return s.i != s.n, time.Second
-}
-
 // TestLimiter_NoLimitKeepsTheCeiling: against a server without a limit
 // the pool runs at the ceiling and measures no limit, even when one early
 // 429 came: the server accepted all it was sent until then, so the rate
@@ -185,4 +114,131 @@ func TestLimiter_NoLimitKeepsTheCeiling(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestLimiter_FindsAndHoldsTheLimit runs a pool against simulated servers
+// of each shape and checks the law, without network or CPU noise: the
+// benchmarks measure it with both.
+func TestLimiter_FindsAndHoldsTheLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		ceiling      float64
+		server       func() server
+		limit        float64
+		minShare     float64 // of the limit, accepted over the run
+		maxThrottled float64 // share of requests
+	}{
+		// Each probe above a burst-1 bucket's limit costs about three
+		// 429s at this round trip (it refuses every other request until
+		// the cut takes effect), and the first round trip at the
+		// ceiling a dozen.
+		{"Bucket100Burst1", 400, func() server { return newBucket(100, 1, true) }, 100, 0.95, 0.015},
+		{"Bucket50Burst1Ceiling20x", 1000, func() server { return newBucket(50, 1, true) }, 50, 0.93, 0.04},
+		{"Bucket100Burst10NoRetryAfter", 400, func() server { return newBucket(100, 10, false) }, 100, 0.95, 0.02},
+		// Above issue 18's 2% target: learning the window in the first
+		// seconds costs that much of a 30s run (BENCHMARKS.md, figure 10).
+		{"FixedWindow100NoRetryAfter", 400, func() server { return &fixedWindow{perWindow: 100, start: time.Now()} }, 100, 0.93, 0.03},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const d = 30 * time.Second
+				l := ratelimit.New(ratelimit.Config{Rate: tt.ceiling})
+				r := drive(t, l, tt.server(), 16, 30*time.Millisecond, d)
+				acc, thr := len(r.accepted), len(r.throttled)
+				share := float64(acc) / d.Seconds() / tt.limit
+				thrShare := float64(thr) / float64(acc+thr)
+				t.Logf("accepted %.3f of the limit, throttled %.2f%% (%d), state %+v", share, 100*thrShare, thr, l.State())
+				if share < tt.minShare {
+					t.Errorf("accepted %.3f of the limit over %v, want >= %v", share, d, tt.minShare)
+				}
+				if thrShare > tt.maxThrottled {
+					t.Errorf("throttled %.3f of requests, want <= %v", thrShare, tt.maxThrottled)
+				}
+			})
+		})
+	}
+}
+
+func TestLimiter_FollowsALimitThatDropsAndRises(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		srv := newBucket(100, 1, true, step{10 * time.Second, 50}, step{20 * time.Second, 100})
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		r := drive(t, l, srv, 16, 30*time.Millisecond, 50*time.Second)
+		// Within 5s of the drop, 429s stop: the rate is at or under 50.
+		if _, thr := r.between(start, 15*time.Second, 20*time.Second); thr > 2 {
+			t.Errorf("429s 5-10s after the limit dropped to 50/s = %d, want at most 2", thr)
+		}
+		// Within 30s of the rise, the pool runs at the new limit again.
+		if acc, _ := r.between(start, 45*time.Second, 50*time.Second); acc < 5*90 {
+			t.Errorf("accepted 25-30s after the limit rose to 100/s = %d in 5s, want >= 450", acc)
+		}
+		if lim := l.State().Limit; lim < 90 || lim > 110 {
+			t.Errorf("State().Limit at the end = %v, want about 100", lim)
+		}
+	})
+}
+
+// TestLimiter_ClientSlownessIsNotTheLimit: a pool that cannot reach the
+// limit (too few workers for the latency, as under CPU starvation) and
+// meets a stray 429 does not lower the limit it measured.
+func TestLimiter_ClientSlownessIsNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		drive(t, l, newBucket(100, 1, true), 16, 30*time.Millisecond, 10*time.Second)
+		before := l.State().Limit
+		if before < 95 || before > 105 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", before)
+		}
+		// 2 workers at 100ms each: 20/s, all accepted but one.
+		slow := &strayRefusal{every: 50}
+		drive(t, l, slow, 2, 100*time.Millisecond, 10*time.Second)
+		if got := l.State().Limit; got != before {
+			t.Errorf("State().Limit after a slow pool met stray 429s = %v, want %v kept", got, before)
+		}
+	})
+}
+
+func TestLimiter_KeepsTheCeilingWhenTheServerHasNoLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 200})
+		r := drive(t, l, unlimited{}, 16, 50*time.Millisecond, 10*time.Second)
+		if got := len(r.accepted); got < 1990 {
+			t.Errorf("accepted in 10s at 200/s without a server limit = %d, want about 2000", got)
+		}
+	})
+}
+
+// TestLimiter_BunchedArrivalsAreNotTheLimit: once the limit is measured,
+// 429s from requests a busy client bunched do not ratchet it down.
+func TestLimiter_BunchedArrivalsAreNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		bucket := newBucket(100, 1, true)
+		drive(t, l, bucket, 16, 30*time.Millisecond, 10*time.Second)
+		if lim := l.State().Limit; lim < 95 || lim > 105 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", lim)
+		}
+		const d = 30 * time.Second
+		srv := &stalls{server: bucket, start: time.Now(), period: 250 * time.Millisecond, stall: 40 * time.Millisecond}
+		r := drive(t, l, srv, 16, 30*time.Millisecond, d)
+		acc, thr := len(r.accepted), len(r.throttled)
+		share := float64(acc) / d.Seconds() / 100
+		t.Logf("accepted %.3f of the limit, throttled %.2f%% (%d), state %+v", share, 100*float64(thr)/float64(acc+thr), thr, l.State())
+		// A stall of 40ms every 250ms loses 3 of the bucket's 25 tokens:
+		// 0.88 of the limit is all there is to take.
+		if share < 0.70 {
+			t.Errorf("accepted %.3f of the limit over %v with bunched arrivals, want >= 0.70", share, d)
+		}
+		if lim := l.State().Limit; lim < 80 {
+			t.Errorf("State().Limit = %v after bunched arrivals at a 100/s bucket, want >= 80", lim)
+		}
+	})
 }

@@ -50,9 +50,10 @@ func (c Config) withDefaults() Config {
 
 // The law's constants. See the package doc for the law.
 const (
-	// startMargin is the share of the limit a saturated server accepted
-	// that the rate drops to: a strict bucket refuses requests that arrive
-	// early by jitter, so holding exactly at the limit costs 429s.
+	// startMargin is the share of the rate that met the first 429s while
+	// the rate grew (or of what a closed server accepted) that the rate
+	// drops to: the rate grew for a round trip past the limit before the
+	// 429 came back.
 	startMargin = 0.97
 
 	// backoff is the share each 429 takes off the rate; creep is the share
@@ -63,7 +64,7 @@ const (
 
 	// floorShare is the share of the limit below which no 429 of an
 	// unsaturated server takes the rate; clientBound, the share of the
-	// rate in force under which what the client sent, not the rate, met a
+	// rate in force under which what the client sent, not that rate, met a
 	// 429.
 	floorShare  = 0.90
 	clientBound = 0.9
@@ -77,8 +78,8 @@ const (
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
-	// probeHold is how long the rate creeps after a decrease before it
-	// probes above the limit on a cubic; probeScale sets the cubic's pace:
+	// probeHold is how long the rate only creeps after a decrease before
+	// it probes above itself on a cubic; probeScale sets the cubic's pace:
 	// the probe adds the whole limit probeHold+probeScale after the
 	// decrease.
 	probeHold  = 3 * time.Second
@@ -107,7 +108,8 @@ type State struct {
 	Rate float64
 	// Limit is the server's limit as last measured; 0 while unknown.
 	Limit float64
-	// Margin is the share of Limit the rate holds at after a decrease.
+	// Margin is the share of the rate that met the first 429s (no limit
+	// known yet) that the rate drops to.
 	Margin float64
 	// Since is when Rate was set by a 429; zero before the first.
 	Since time.Time
@@ -197,9 +199,9 @@ func New(cfg Config) *Limiter {
 // not lower the fixed rate, so up to a second of lateness is made up. Once
 // the server has throttled, lateness is never made up: a departure that
 // left early to catch up would follow the late one closer than the
-// interval, which a strict bucket refuses.
-// A waiter that comes with nobody waiting more than idleAfter (or an
-// interval) after its slot comes after idle time, not late.
+// interval, which a strict bucket refuses. A waiter that comes with
+// nobody waiting more than idleAfter (or an interval) after its slot comes
+// after idle time, not late.
 const (
 	catchUp   = time.Second
 	idleAfter = 50 * time.Millisecond
@@ -210,10 +212,12 @@ const (
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
 // at the next slot, with no debt of reservations made at the old rate, and
-// a pause at once. Slots follow the schedule from the slot that was due,
-// not from the moment a waiter woke, so timer and scheduling lateness on a
-// busy machine (up to catchUp) does not add up into a lower rate; a slot
-// nobody waited for is idle time, which saves up Burst-1 slots, no more.
+// a pause at once. While the server has never throttled, slots follow the
+// schedule from the slot that was due, not from the moment a waiter woke,
+// so timer and scheduling lateness on a busy machine (up to catchUp) does
+// not add up into a lower rate; once it has, each slot follows from the
+// departure before it (see the package doc). A slot nobody waited for is
+// idle time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
 	// A stopped run sends nothing more, even where a slot is free: select
 	// picks at random among ready cases.
