@@ -178,19 +178,19 @@ func (l *Limiter) decrease(now time.Time) {
 	l.cut(now)
 }
 
-// step lowers the rate once the limit is known. The rate that met the 429
-// is what the client sent in the last second if that was clearly less
-// than the rate in force at its start (a slow client; the rate grows
-// after a cut, so that is the least it was since), else cur, the rate in
-// force. The rate steps down from
-// it by backoff, and by a quarter of the share of the last second's
-// answers that were 429s on top. When that share is under saturated, the
-// server took about what it was sent: the limit is at least the rate that
-// met the 429, and the rate stays at floorShare of it at the least, so
-// that a slow or jittery client is not read as the limit. From that share
-// on, the server refused what it could not take, so what it accepted is
-// its limit, whatever its shape, and the rate drops under it. l.mu is
-// held.
+// step lowers the rate once the limit is known: by backoff, and by a
+// quarter of the share of the last second's answers that were 429s on
+// top. While that share is under saturated, the server took about what it
+// was sent: the limit is at least the rate that met the 429 (what the
+// client really sent, if less), and the rate stays at floorShare of the
+// limit at the least, so that a slow or jittery client is not read as the
+// limit. From that share on, the server refused what it could not take:
+// the limit is no more than the rate it steps down to, nor than what the
+// server accepted, unless the client was slow. The client was slow if it
+// sent clearly less in the last second than the rate in force at its start
+// (the rate grows after a cut, so that is the least it was since): CPU
+// starvation, GC, or workers asleep on a throttled row's Retry-After. l.mu
+// is held.
 func (l *Limiter) step(now time.Time, cur float64) {
 	s := &l.st
 	acc, thr, sent, span, ok := l.win.lastSecond(now, l.evidence)
@@ -200,16 +200,18 @@ func (l *Limiter) step(now time.Time, cur float64) {
 		s.Rate = max((1-backoff)*min(cur, s.Limit), floorShare*s.Limit)
 		return
 	}
-	met, share, accepted := cur, thr/max(acc+thr, 1), acc/span.Seconds()
-	if sent < clientBound*s.RateAt(maxTime(now.Add(-span), s.Since), l.ceiling)*span.Seconds() {
-		met = sent / span.Seconds()
-	}
-	next := (1 - min(backoff+share/4, 0.5)) * met
+	share, sentRate := thr/max(acc+thr, 1), sent/span.Seconds()
+	slow := sentRate < clientBound*s.RateAt(maxTime(now.Add(-span), s.Since), l.ceiling)
+	next := (1 - min(backoff+share/4, 0.5)) * cur
 	if l.cutSaturated = share >= saturated; l.cutSaturated {
-		s.Limit, s.Rate = min(accepted, next), next
+		limit := acc / span.Seconds()
+		if slow {
+			limit = s.Limit // it accepted less than it could take
+		}
+		s.Limit, s.Rate = min(limit, next), next
 		return
 	}
-	s.Limit = max(s.Limit, met)
+	s.Limit = max(s.Limit, min(cur, sentRate))
 	s.Rate = max(next, floorShare*s.Limit)
 }
 

@@ -134,7 +134,7 @@ func (s State) RateAt(now time.Time, ceiling float64) float64 {
 		r *= 1 + creep*r*d.Seconds()
 		if d > probeHold {
 			x := (d - probeHold).Seconds() / probeScale.Seconds()
-			r += s.Limit * x * x * x
+			r += max(s.Limit, s.Rate) * x * x * x
 		}
 	}
 	return min(r, ceiling)
