@@ -60,6 +60,29 @@ func TestLimiter_StallsAreNotTheLimit(t *testing.T) {
 	})
 }
 
+// TestLimiter_AHiccupIsNotTheLimit: 150ms in which every request is
+// refused, an eighth of a second's requests, is no saturation: the limit
+// stays, and the rate with it.
+func TestLimiter_AHiccupIsNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l, srv := noisy(13, 400, newBucket(100, 1, true))
+		drive(t, l, srv, 16, 10*time.Millisecond, 10*time.Second)
+		before := l.State().Limit
+		if before < 95 || before > 110 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", before)
+		}
+		h := &hiccup{server: srv, start: time.Now(), from: 2 * time.Second, d: 150 * time.Millisecond}
+		r := drive(t, l, h, 16, 10*time.Millisecond, 10*time.Second)
+		if lim := l.State().Limit; lim < 0.95*before {
+			t.Errorf("State().Limit after a hiccup = %v, want %v kept", lim, before)
+		}
+		if acc, _ := r.between(r.start, 4*time.Second, 10*time.Second); acc < 6*90 {
+			t.Errorf("accepted 2-8s after a hiccup = %d in 6s, want >= 540", acc)
+		}
+	})
+}
+
 // TestLimiter_FollowsAMovingLimitThroughJitter: a limit of 100/s that
 // drops to 50/s at 10s and rises back at 20s, on a machine at rest: 429s
 // stop within 5s of the drop, the pool is back at the limit within 30s of

@@ -103,11 +103,12 @@ func (l *Limiter) judge() {
 }
 
 // saturated reports whether the server refused saturated of the last
-// second's answers or more: refusing what it cannot take, not requests
-// that jitter brought early. l.mu is held.
+// second's answers or more, in spread of its 100ms slots at least:
+// refusing what it cannot take, not requests that jitter brought early or
+// a stall of the client's machine bunched. l.mu is held.
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
-	return ok && thr >= saturated*(acc+thr)
+	return ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread
 }
 
 // clumped reports whether an answer at now comes within a fraction of the
@@ -180,17 +181,17 @@ func (l *Limiter) decrease(now time.Time) {
 
 // step lowers the rate once the limit is known: by backoff, and by a
 // quarter of the share of the last second's answers that were 429s on
-// top. While that share is under saturated, the server took about what it
-// was sent: the limit is at least the rate that met the 429 (what the
-// client really sent, if less), and the rate stays at floorShare of the
-// limit at the least, so that a slow or jittery client is not read as the
-// limit. From that share on, the server refused what it could not take:
-// the limit is no more than the rate it steps down to, nor than what the
+// top. While the server is not saturated (see saturated), it took about
+// what it was sent: the limit is at least the rate that met the 429 (what
+// the client really sent, if less), and the rate stays at floorShare of
+// the limit at the least, so that a slow or jittery client is not read as
+// the limit. Once it is saturated, it refused what it could not take: the
+// limit is no more than the rate stepped down to, nor than what the
 // server accepted, unless the client was slow. The client was slow if it
-// sent clearly less in the last second than the rate in force at its start
-// (the rate grows after a cut, so that is the least it was since): CPU
-// starvation, GC, or workers asleep on a throttled row's Retry-After. l.mu
-// is held.
+// sent clearly less in the last second than the rate in force at its
+// start (the rate grows after a cut, so that is the least it was since):
+// CPU starvation, GC, or workers asleep on a throttled row's Retry-After.
+// l.mu is held.
 func (l *Limiter) step(now time.Time, cur float64) {
 	s := &l.st
 	acc, thr, sent, span, ok := l.win.lastSecond(now, l.evidence)
@@ -203,7 +204,7 @@ func (l *Limiter) step(now time.Time, cur float64) {
 	share, sentRate := thr/max(acc+thr, 1), sent/span.Seconds()
 	slow := sentRate < clientBound*s.RateAt(maxTime(now.Add(-span), s.Since), l.ceiling)
 	next := (1 - min(backoff+share/4, 0.5)) * cur
-	if l.cutSaturated = share >= saturated; l.cutSaturated {
+	if l.cutSaturated = l.saturated(now); l.cutSaturated {
 		limit := acc / span.Seconds()
 		if slow {
 			limit = s.Limit // it accepted less than it could take

@@ -69,10 +69,11 @@ const (
 	floorShare  = 0.90
 	clientBound = 0.9
 
-	// saturated is the share of 429s among a second's answers from which
-	// the server is refusing what it cannot take, not requests that jitter
-	// brought early.
+	// saturated is the share of 429s among a second's answers, and spread
+	// the count of its 100ms slots they must be found in, from which the
+	// server is refusing what it cannot take.
 	saturated = 0.10
+	spread    = 4
 
 	// clump is the share of the interval within which answers come
 	// together: paced requests answer about an interval apart.

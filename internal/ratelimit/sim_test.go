@@ -244,3 +244,18 @@ func (s *strayOnce) allow(time.Time) (bool, time.Duration) {
 	s.i++
 	return s.i != s.n, time.Second
 }
+
+// hiccup refuses every request that reaches srv in [from, from+d) after
+// start: a server (or the way to it) that stalled for d.
+type hiccup struct {
+	server
+	start   time.Time
+	from, d time.Duration
+}
+
+func (h *hiccup) allow(now time.Time) (bool, time.Duration) {
+	if in := now.Sub(h.start); in >= h.from && in < h.from+h.d {
+		return false, time.Second
+	}
+	return h.server.allow(now)
+}
