@@ -14,9 +14,9 @@
 // departure that left early to catch up would follow a late one closer
 // than that. The last 1.5ms of each wait is slept with the OS's nanosleep
 // where there is one (Linux): the runtime's timers wake up to a
-// millisecond late (0.6ms at the median on a 2-core VM), nanosleep within
-// about 0.1ms, and how evenly requests leave decides how close to a
-// strict bucket's limit the pool can hold. Only a slot due with nobody
+// millisecond late, nanosleep about a tenth of that, and how evenly
+// requests leave decides how close to a strict bucket's limit the pool can
+// hold. Only a slot due with nobody
 // waiting is idle time, which saves up Burst-1 slots.
 //
 // # The law
@@ -40,21 +40,25 @@
 //     met no 429 for 3s probes above itself on a cubic (flat first, steep
 //     later: it adds the whole limit 6s later), so a server that raised
 //     its limit is found within seconds, and a probe past the limit costs
-//     the few 429s that step it back. As in the SDKs, a client that sent
-//     clearly less than the rate in force (CPU starvation, GC, too few
-//     workers) steps down from what it measured itself sending, not from
-//     a rate it was not using.
+//     the few 429s that step it back. Unlike the SDKs, the rate does not
+//     step down from the send rate the client measured: a client that
+//     sent less than its rate (CPU starvation, GC, workers asleep on a
+//     throttled row's Retry-After) would ratchet it down.
 //   - From BBR: the limit is estimated from what the server accepted,
-//     never from what this client failed to send. While the 429s are
-//     under a tenth of the last second's answers, the server took about
-//     what it was sent; the limit is then the highest rate that met a 429,
-//     and 429s never take the rate under 90% of it. A slow or jittery
-//     client (whose evenly paced requests reach the server bunched) is
-//     thus not read as the limit, however many 429s it meets. From a
-//     tenth on, the server is refusing what it cannot take: the limit is
-//     what it accepted in that second (its capacity, whatever its shape:
-//     a token bucket of any burst, a fixed window), and the rate follows
-//     it down, so a drop of the limit is followed within a second or two.
+//     never from what this client failed to send. While the server is not
+//     saturated, it took about what it was sent; the limit is then the
+//     highest rate that met a 429 (what the client really sent, if that
+//     was less), and 429s never take the rate under 90% of it. A slow or
+//     jittery client, whose evenly paced requests reach the server
+//     bunched, is thus not read as the limit. The server is saturated
+//     when a tenth or more of the last second's answers are 429s, spread
+//     over four of its ten 100ms slots at least (a stall of the client's
+//     machine refuses a burst in one or two): it is refusing what it
+//     cannot take. The limit is then no more than what it accepted in that
+//     second (its capacity, whatever its shape: a token bucket of any
+//     burst, a fixed window; unless the client sent clearly less than its
+//     rate), and the rate steps down without the floor, so a drop of the
+//     limit is followed within a second or two.
 //
 // Until a limit is known the rate is the ceiling. The first 429 cuts it
 // to the ceiling times the share of the answers the server accepted, and
