@@ -64,8 +64,8 @@ const (
 
 	// floorShare is the share of the limit below which no 429 of an
 	// unsaturated server takes the rate; clientBound, the share of the
-	// rate in force under which what the client sent, not that rate, met a
-	// 429.
+	// rate in force under which the client was slow: what it sent, not
+	// that rate, met a 429.
 	floorShare  = 0.90
 	clientBound = 0.9
 
@@ -121,7 +121,8 @@ type State struct {
 // RateAt is the rate in force at now under ceiling: Rate until
 // Since+startHold, then doubling every startDouble while the limit is
 // unknown; once it is measured, Rate creeping up by creep per request sent
-// at Rate, and after probeHold probing above the limit on a cubic.
+// at Rate, and after probeHold probing above it on a cubic scaled to the
+// larger of Limit and Rate.
 func (s State) RateAt(now time.Time, ceiling float64) float64 {
 	r := s.Rate
 	if s.Since.IsZero() || math.IsInf(r, 1) {
@@ -198,9 +199,9 @@ func New(cfg Config) *Limiter {
 // catchUp is how late a waiter's departure may be and still keep the
 // schedule while the server has never throttled: a stalled process must
 // not lower the fixed rate, so up to a second of lateness is made up. Once
-// the server has throttled, lateness is never made up: a departure that
-// left early to catch up would follow the late one closer than the
-// interval, which a strict bucket refuses. A waiter that comes with
+// the server has throttled (or the state holds a limit), lateness is never
+// made up: a departure that left early to catch up would follow the late
+// one closer than the interval, which a strict bucket refuses. A waiter that comes with
 // nobody waiting more than idleAfter (or an interval) after its slot comes
 // after idle time, not late.
 const (
@@ -314,7 +315,7 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) {
 	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, idleAfter):
 		// Nobody waited for the slot: idle time.
 		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
-	case l.throttles > 0:
+	case l.throttles > 0 || l.st.Limit > 0:
 		l.next = now.Add(iv) // lateness is lost
 	case now.Sub(at) < max(iv, catchUp):
 		l.next = at.Add(iv) // on time, or late: keep the schedule
