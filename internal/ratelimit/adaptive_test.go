@@ -32,6 +32,20 @@ func TestLimiter_HoldsAStrictBucketThroughJitter(t *testing.T) {
 	}
 }
 
+// atTheLimit returns a noisy limiter (see noisy) that has run for 10s
+// against a 100/s bucket of burst 1 at latency, the bucket, and the limit
+// it measured, about 100.
+func atTheLimit(t *testing.T, seed uint64, latency time.Duration) (*ratelimit.Limiter, server, float64) {
+	t.Helper()
+	l, srv := noisy(seed, 400, newBucket(100, 1, true))
+	drive(t, l, srv, 16, latency, 10*time.Second)
+	limit := l.State().Limit
+	if limit < 95 || limit > 110 {
+		t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", limit)
+	}
+	return l, srv, limit
+}
+
 // TestLimiter_StallsAreNotTheLimit: a machine so busy that a waiter wakes
 // up to 30ms late one time in ten sends less than its rate, and the
 // requests after a stall reach the bucket close together. The limit
@@ -39,12 +53,7 @@ func TestLimiter_HoldsAStrictBucketThroughJitter(t *testing.T) {
 func TestLimiter_StallsAreNotTheLimit(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		l, srv := noisy(7, 400, newBucket(100, 1, true))
-		drive(t, l, srv, 16, 30*time.Millisecond, 10*time.Second)
-		before := l.State().Limit
-		if before < 95 || before > 110 {
-			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", before)
-		}
+		l, srv, before := atTheLimit(t, 7, 30*time.Millisecond)
 		const d = 30 * time.Second
 		ratelimit.SetLateWakeUps(l, newJitter(8, 100*time.Microsecond, 30*time.Millisecond, 10).draw)
 		share, refused := shares(drive(t, l, srv, 16, 30*time.Millisecond, d), 100, d)
@@ -66,12 +75,7 @@ func TestLimiter_StallsAreNotTheLimit(t *testing.T) {
 func TestLimiter_AHiccupIsNotTheLimit(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		l, srv := noisy(13, 400, newBucket(100, 1, true))
-		drive(t, l, srv, 16, 10*time.Millisecond, 10*time.Second)
-		before := l.State().Limit
-		if before < 95 || before > 110 {
-			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", before)
-		}
+		l, srv, before := atTheLimit(t, 13, 10*time.Millisecond)
 		h := &hiccup{server: srv, start: time.Now(), from: 2 * time.Second, d: 150 * time.Millisecond}
 		r := drive(t, l, h, 16, 10*time.Millisecond, 10*time.Second)
 		if lim := l.State().Limit; lim < 0.95*before {
