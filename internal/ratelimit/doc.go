@@ -1,67 +1,91 @@
 // Package ratelimit paces the whole worker pool against one API budget
 // that the server does not announce.
 //
-// # The law
+// # The pacer
 //
 // A [Limiter] spaces departures at its rate: a pacer that keeps one slot
 // ahead, not a bucket that can owe tokens, so a decrease takes effect at
-// the next request. Each slot follows from the slot that was due, not from
-// when a waiter woke: the timer and scheduling lateness of a busy machine
-// is made up by the departures after it (up to 50ms once the server has
-// throttled, since a longer clump would only collide at a strict bucket;
-// up to a second while it never has, so a stalled process does not lower
-// a fixed rate). Only a slot due with nobody waiting is idle time. The rate
-// follows a law built from three known ones:
+// the next request. While the server has never throttled, each slot
+// follows from the slot that was due, and up to a second of a late
+// waiter's lateness is made up by the departures after it, so a stalled
+// process does not lower a fixed rate. Once it has throttled, lateness is
+// lost, never made up: at a token bucket of burst 1 the server takes a
+// request only if it comes a whole interval after the one before, and a
+// departure that left early to catch up would follow a late one closer
+// than that. The last 1.5ms of each wait is slept with the OS's nanosleep
+// where there is one (Linux): the runtime's timers wake up to a
+// millisecond late, nanosleep about a tenth of that, and how evenly
+// requests leave decides how close to a strict bucket's limit the pool can
+// hold. Only a slot due with nobody
+// waiting is idle time, which saves up Burst-1 slots.
 //
-//   - From BBR: the server's limit is estimated from what the server
-//     accepted, never from what this client sent. Answers are counted per
-//     100ms over the last second, and what the server accepted in it is
-//     taken as its limit only when the server was saturated (a tenth or
-//     more of the second's answers, and five at least, were 429): then it
-//     took what it could, whatever its shape (a token bucket with any
-//     burst, a fixed window). Only saturation lowers the measured limit, so
-//     429s that meet an unsaturated server (jittered requests colliding at
-//     a strict bucket) never ratchet it down, and a client that was slow
-//     (CPU starvation, GC, scheduling) and sent less than its rate has its
-//     429s ignored: its slowness is not read as the server's limit.
-//   - From the AWS SDKs' adaptive retry mode and TCP CUBIC: after a
-//     decrease the rate holds at a margin under the measured limit, then
-//     probes above it on a cubic curve (flat first, steep later), so a
-//     server that raised its limit is found within seconds, and a refused
-//     probe costs one round of 429s and raises the limit to the rate that
-//     met them. Unlike the SDKs, a 429 sets the rate to the margin times
-//     the measured limit, not to 0.7 times the measured send rate, which
-//     ratchets down on every episode.
-//   - From the AIMD of Netflix's concurrency-limits, applied to the margin:
-//     a 429 while the rate holds under the limit lowers the margin by a
-//     point, three when a twentieth of the second's answers (five at
-//     least) were 429, down to 0.90, without moving the probe's clock; a
-//     refused probe raises it by a point, up to 0.99. The margin settles
-//     where the server's tolerance of the client's jitter is.
+// # The law
 //
-// Before a second of evidence exists, a 429 cuts the rate to what the
-// server accepted since the previous cut (after a 429 the server's bucket
-// is empty, so that is its rate whatever its burst), or to half when there
-// is no such measure, and the rate doubles each second after a second
-// without 429s (TCP's slow start): early 429s cost a fraction of a second,
-// never the run.
+// The law targets a small share of 429s rather than a margin under a
+// measured limit: a 429 costs only the request it refuses (a refused
+// request does not spend the server's token), while every point of margin
+// costs a point of the budget for the whole run. It is built from these
+// known ones:
+//
+//   - From the AIMD of Netflix's concurrency-limits and TCP, applied to
+//     the rate: each 429 that opens an episode steps the rate down by 1%
+//     (plus a quarter of the share of 429s among the last second's
+//     answers), and between 429s the rate creeps up by 0.003% per request
+//     it sends. The rate settles where 429s are about 0.3% of requests,
+//     which at a strict bucket is just under its limit, however much
+//     jitter the client's machine adds: the more jitter, the lower it
+//     settles. Gradient2's reading of latency does not apply: a rate limit
+//     refuses, it does not queue.
+//   - From the AWS SDKs' adaptive retry mode and TCP CUBIC: a rate that
+//     met no 429 for 3s probes above itself on a cubic (flat first, steep
+//     later: it adds the whole limit 6s later), so a server that raised
+//     its limit is found within seconds, and a probe past the limit costs
+//     the few 429s that step it back. Unlike the SDKs, the rate does not
+//     step down from the send rate the client measured: a client that
+//     sent less than its rate (CPU starvation, GC, workers asleep on a
+//     throttled row's Retry-After) would ratchet it down.
+//   - From BBR: the limit is estimated from what the server accepted,
+//     never from what this client failed to send. While the server is not
+//     saturated, it took about what it was sent; the limit is then the
+//     highest rate that met a 429 (what the client really sent, if that
+//     was less), and 429s never take the rate under 90% of it. A slow or
+//     jittery client, whose evenly paced requests reach the server
+//     bunched, is thus not read as the limit. The server is saturated
+//     when a tenth or more of the last second's answers are 429s, spread
+//     over four of its ten 100ms slots at least (a stall of the client's
+//     machine refuses a burst in one or two): it is refusing what it
+//     cannot take. The limit is then no more than what it accepted in that
+//     second (its capacity, whatever its shape: a token bucket of any
+//     burst, a fixed window; unless the client sent clearly less than its
+//     rate), and the rate steps down without the floor, so a drop of the
+//     limit is followed within a second or two.
+//
+// Until a limit is known the rate is the ceiling. The first 429 cuts it
+// to the ceiling times the share of the answers the server accepted, and
+// 429s while the rate holds after a cut cut it again to what the server
+// accepted per second since the start; 250ms after a cut the rate doubles
+// every second (TCP's slow start) until a 429 meets it, and the rate that
+// met it is the limit. A server that refuses everything before any limit
+// is known (a fixed window, closed) gives it at once: what it accepted
+// since the start, per second over a second at least.
 //
 // A 429 answered in one clump with an accepted request (answers each
 // within a quarter of the interval of the one before, in either order) is
 // a collision the client caused, and no evidence at all: a starved machine
 // delivers evenly paced requests bunched, and a strict bucket takes one of
-// each bunch whatever its limit, so reading those 429s as saturation
-// ratchets the measured limit down. 429s are therefore judged when their
-// clump is over; paced answers come about an interval apart, so a clump is
-// the machine's doing, never the server's pace.
+// each bunch whatever its limit. 429s are therefore judged when their
+// clump is over. Several 429s answering requests that left before a cut
+// make one episode and cut once, unless they make the server saturated
+// when the cut found it was not.
 //
-// Several 429s answering requests that left before a cut make one episode
-// and cut once. Retry-After is honoured for the whole pool, like the
-// client-side throttling of Google's SRE book, only when the server
-// refuses everything (eight 429s in a row and nothing accepted for 100ms):
-// a 429 among accepted requests is a collision at the edge of the limit,
+// Retry-After is honoured for the whole pool, like the client-side
+// throttling of Google's SRE book, only when the server refuses
+// everything (eight 429s in a row and nothing accepted for 100ms): a 429
+// among accepted requests is a collision at the edge of the limit,
 // answered by the lower rate, because Retry-After's whole seconds would
-// idle the pool far longer than a per-request bucket needs.
+// idle the pool far longer than a per-request bucket needs. The SRE
+// book's probabilistic dropping is not used: with the pacer holding the
+// rate, a request the client drops is a request the budget loses.
 //
 // The law's state is [State]: five numbers, small enough for a fleet that
 // shares one budget to keep in one database row. The per-100ms counts and
@@ -69,5 +93,7 @@
 //
 // Waiting here never counts as a row's attempt. A Limiter is safe for
 // concurrent use. It reads the clock through Config.Now and sleeps on the
-// time package's timers, so tests run it under testing/synctest.
+// time package's timers, so tests run it under testing/synctest (a clock
+// that does not move during a nanosleep is taken for a test's, and
+// nanosleep is not used again).
 package ratelimit

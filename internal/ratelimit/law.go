@@ -43,14 +43,17 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	l.refusedInARow++
 	if l.refusedInARow >= closedAfter && now.Sub(l.lastAccepted) >= closedFor {
 		// The server refuses everything: that says when, not how fast.
-		// Before a limit is measured, the average it accepted since the
-		// start is the best guess of how fast for a server that opens
-		// and closes (a fixed window).
+		// Before a limit is measured, what it accepted since the start,
+		// per second over a second at least, is its limit: it opens and
+		// closes (a fixed window, which took all it will in its first
+		// second before it closed). Its 429s count among the second's
+		// answers all the same.
+		l.win.add(now, 0, l.pendingN+1, 0)
 		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
-		if s := &l.st; s.Limit == 0 && l.accepted > 0 && now.After(l.start) {
-			avg := float64(l.accepted) / now.Sub(l.start).Seconds()
-			s.Rate = min(max(s.Margin*avg, l.cfg.MinRate), s.RateAt(now, l.ceiling))
+		if s := &l.st; s.Limit == 0 && l.accepted > 0 {
+			s.Limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
+			s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), s.RateAt(now, l.ceiling))
 			s.Since = now
 		}
 		return
@@ -92,10 +95,20 @@ func (l *Limiter) judge() {
 	}
 	l.pendingAt, l.pendingN = time.Time{}, 0
 	l.win.add(at, 0, n, 0)
-	if !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && at.Sub(l.cutAt) < maxEpisode {
+	inEpisode := !l.cutAt.IsZero() && l.answers-l.cutAnswers < l.cutInflight && at.Sub(l.cutAt) < maxEpisode
+	if inEpisode && (l.cutSaturated || !l.saturated(at)) {
 		return
 	}
 	l.decrease(at)
+}
+
+// saturated reports whether the server refused saturated of the last
+// second's answers or more, in spread of its 100ms slots at least:
+// refusing what it cannot take, not requests that jitter brought early or
+// a stall of the client's machine bunched. l.mu is held.
+func (l *Limiter) saturated(now time.Time) bool {
+	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
+	return ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread
 }
 
 // clumped reports whether an answer at now comes within a fraction of the
@@ -144,84 +157,90 @@ func (l *Limiter) pause(now time.Time, wait time.Duration) {
 // decrease applies the law to a 429 that opens an episode. l.mu is held.
 func (l *Limiter) decrease(now time.Time) {
 	s := &l.st
-	cur := l.st.RateAt(now, l.ceiling)
-	acc, thr, sent, span, ok := l.win.lastSecond(now, l.evidence)
-	// Saturated: the server refused a notable share of the second's
-	// answers, and a few at least (one of twenty is chance).
-	sat := thr >= max(minSaturated, saturated*(acc+thr))
+	cur := s.RateAt(now, l.ceiling)
+	l.cutSaturated = false
 	switch {
-	case !ok && s.Limit == 0:
-		// Early: what the server accepted since the last cut is its rate
-		// (its bucket was empty then), whatever its burst. With too few
-		// accepted since to tell, the average since the start is the
-		// better guess: a fixed window refuses everything until it
-		// turns. Bounded to [cur/4, cur].
-		got, from := l.accepted-l.cutAccepted, l.cutAt
-		if got < 3 || from.IsZero() {
-			got, from = l.accepted, l.evidence
-		}
-		next := cur / 2
-		if math.IsInf(cur, 1) {
-			cur = max(float64(l.sent)/max(now.Sub(l.evidence).Seconds(), 1), 10*l.cfg.MinRate)
-			next = cur
-		}
-		if got >= 3 && now.After(from) {
-			next = min(max(float64(got)/now.Sub(from).Seconds(), cur/4), cur)
-		}
-		s.Rate = s.Margin * next
-	case !ok:
-		// Just after a pause: no new evidence; hold under the limit.
-		s.Rate = min(cur, s.Margin*s.Limit)
-	case s.Limit > 0 && sent < clientBound*s.Margin*s.Limit*span.Seconds() && !sat:
-		// The client sent clearly less than the rate it holds (CPU
-		// starvation, GC, too few workers), and the server refused few:
-		// a 429 now is requests its stalls bunched, not the server's
-		// limit. The law goes on as if it had not come.
-		return
-	case sat || s.Limit == 0:
-		// The server refused a notable share: it took what it could,
-		// whatever its shape.
-		s.Limit = acc / span.Seconds()
-		if !sat {
-			// First measure, unsaturated: the limit is near the rate that
-			// met the 429.
-			s.Limit = max(s.Limit, cur*(1-thr/(acc+thr)))
-		}
-		s.Rate = s.Margin * s.Limit
-	case now.Sub(s.Since) > probeHold:
-		// A probe was refused: the limit is the rate that met the 429
-		// (a second's count is too coarse to tell a few percent) if that
-		// is above it, and the margin held under it was safe. Only
-		// saturation lowers the limit: a probe refused under it met
-		// jitter, not the limit.
-		s.Limit = max(s.Limit, cur)
-		s.Margin = min(s.Margin+marginStep, maxMargin)
-		s.Rate = s.Margin * s.Limit
+	case s.Limit == 0 && (s.Since.IsZero() || now.Sub(s.Since) <= startHold):
+		// Early, and the rate was not growing: still too fast. The
+		// second of evidence starts again at the new rate.
+		s.Rate = l.early(now, cur)
+		l.evidence = now
+	case s.Limit == 0:
+		// Early, while the rate grew: the limit is about the rate that
+		// met it. The second of evidence starts at the limit.
+		s.Limit = (1 - backoff) * cur
+		s.Rate = s.Margin * cur
+		l.evidence = now
 	default:
-		// Refused while holding under the limit, unsaturated: requests
-		// collided at a strict bucket, or the limit is a little lower than
-		// measured (a burst or a fixed window's edge counted in); hold
-		// further under it, faster when the 429s are many. The probe
-		// keeps its time: collisions must not stop the search for a
-		// higher limit.
-		step := marginStep
-		if thr >= max(minSaturated, manyRefused*(acc+thr)) {
-			step *= 3
-		}
-		s.Margin = max(s.Margin-step, minMargin)
-		s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), l.ceiling)
-		l.cut(now)
-		return
+		l.step(now, cur)
 	}
 	s.Rate = min(max(s.Rate, l.cfg.MinRate), l.ceiling)
 	s.Since = now
 	l.cut(now)
 }
 
+// step lowers the rate once the limit is known: by backoff, and by a
+// quarter of the share of the last second's answers that were 429s on
+// top. While the server is not saturated (see saturated), it took about
+// what it was sent: the limit is at least the rate that met the 429 (what
+// the client really sent, if less), and the rate stays at floorShare of
+// the limit at the least, so that a slow or jittery client is not read as
+// the limit. Once it is saturated, it refused what it could not take: the
+// limit is no more than the rate stepped down to, nor than what the
+// server accepted, unless the client was slow. The client was slow if it
+// sent clearly less in the last second than the rate in force at its
+// start (the rate grows after a cut, so that is the least it was since):
+// CPU starvation, GC, or workers asleep on a throttled row's Retry-After.
+// l.mu is held.
+func (l *Limiter) step(now time.Time, cur float64) {
+	s := &l.st
+	acc, thr, sent, span, ok := l.win.lastSecond(now, l.evidence)
+	if !ok {
+		// Just after a pause: no new evidence, and the rate in force
+		// grew through it; step down from under the limit.
+		s.Rate = max((1-backoff)*min(cur, s.Limit), floorShare*s.Limit)
+		return
+	}
+	share, sentRate := thr/max(acc+thr, 1), sent/span.Seconds()
+	slow := sentRate < clientBound*s.RateAt(maxTime(now.Add(-span), s.Since), l.ceiling)
+	next := (1 - min(backoff+share/4, 0.5)) * cur
+	if l.cutSaturated = l.saturated(now); l.cutSaturated {
+		limit := acc / span.Seconds()
+		if slow {
+			limit = s.Limit // it accepted less than it could take
+		}
+		s.Limit, s.Rate = min(limit, next), next
+		return
+	}
+	s.Limit = max(s.Limit, min(cur, sentRate))
+	s.Rate = max(next, floorShare*s.Limit)
+}
+
+// early returns the rate after a 429 that comes before any limit is
+// measured and while the rate was not growing. At the first 429 every
+// request left at cur, so the server's rate is cur times the share of the
+// answers it accepted. After, the client has sent faster than the server
+// took since the start, so its rate is what it accepted per second since
+// then (a little less: answers take time to come back). Bounded to
+// [cur/4, cur]; cur/2 while nothing was accepted. l.mu is held.
+func (l *Limiter) early(now time.Time, cur float64) float64 {
+	if math.IsInf(cur, 1) {
+		cur = max(float64(l.sent)/max(now.Sub(l.start).Seconds(), 1), 10*l.cfg.MinRate)
+	}
+	next := cur / 2
+	switch {
+	case l.accepted == 0 || !now.After(l.start):
+	case l.cutAt.IsZero():
+		next = cur * float64(l.accepted) / float64(l.answers)
+	default:
+		next = float64(l.accepted) / now.Sub(l.start).Seconds()
+	}
+	return l.st.Margin * min(max(next, cur/4), cur)
+}
+
 // cut opens an episode at now. l.mu is held.
 func (l *Limiter) cut(now time.Time) {
 	l.cutAt = now
 	l.cutAnswers = l.answers
-	l.cutAccepted = l.accepted
 	l.cutInflight = max(l.sent-l.answers, 0) + 1
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,40 +50,46 @@ func (c Config) withDefaults() Config {
 
 // The law's constants. See the package doc for the law.
 const (
-	// startMargin is the share of a measured limit the rate first holds at:
-	// a strict bucket refuses requests that arrive early by network jitter,
-	// so holding exactly at the limit costs 429s.
+	// startMargin is the share of the rate that met the first 429s while
+	// the rate grew (or of what a closed server accepted) that the rate
+	// drops to: the rate grew for a round trip past the limit before the
+	// 429 came back.
 	startMargin = 0.97
-	minMargin   = 0.90
-	maxMargin   = 0.99
-	marginStep  = 0.01
 
-	// saturated is the share of 429s among a second's answers from which
-	// what the server accepted in it is its capacity; manyRefused, from
-	// which the margin moves three points at a time.
-	saturated    = 0.10
-	manyRefused  = 0.05
-	minSaturated = 5
+	// backoff is the share each 429 takes off the rate; creep is the share
+	// the rate gains per request it sends at that rate. Their ratio is the
+	// share of 429s the rate settles at, where a strict bucket's limit is.
+	backoff = 0.01
+	creep   = 0.00003
+
+	// floorShare is the share of the limit below which no 429 of an
+	// unsaturated server takes the rate; clientBound, the share of the
+	// rate in force under which the client was slow: what it sent, not
+	// that rate, met a 429.
+	floorShare  = 0.90
+	clientBound = 0.9
+
+	// saturated is the share of 429s among a second's answers, and spread
+	// the count of its 100ms slots they must be found in, from which the
+	// server is refusing what it cannot take.
+	saturated = 0.10
+	spread    = 4
 
 	// clump is the share of the interval within which answers come
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
-	// probeHold is how long the rate holds after a decrease before it
-	// probes above the measured limit; probeScale sets the cubic's pace:
-	// the probe reaches twice the limit probeHold+probeScale after the
-	// decrease, and the margin's few points after about a third of
-	// probeScale.
-	probeHold  = 5 * time.Second
+	// probeHold is how long the rate only creeps after a decrease before
+	// it probes above itself on a cubic; probeScale sets the cubic's pace:
+	// the probe adds the whole limit probeHold+probeScale after the
+	// decrease.
+	probeHold  = 3 * time.Second
 	probeScale = 6 * time.Second
 
 	// startHold is how long the rate holds after an early cut (no limit
-	// measured yet) before doubling each second.
-	startHold = time.Second
-
-	// clientBound is the share of the rate it holds under which the
-	// client, not the server, held back what was sent in the last second.
-	clientBound = 0.9
+	// measured yet) before it doubles every startDouble.
+	startHold   = 250 * time.Millisecond
+	startDouble = time.Second
 
 	// closedAfter 429s in a row with nothing accepted for closedFor mean
 	// the server is refusing everything: the pool pauses.
@@ -102,7 +109,8 @@ type State struct {
 	Rate float64
 	// Limit is the server's limit as last measured; 0 while unknown.
 	Limit float64
-	// Margin is the share of Limit the rate holds at after a decrease.
+	// Margin is the share of the rate that met the first 429s (no limit
+	// known yet) that the rate drops to.
 	Margin float64
 	// Since is when Rate was set by a 429; zero before the first.
 	Since time.Time
@@ -110,9 +118,11 @@ type State struct {
 	PausedUntil time.Time
 }
 
-// RateAt is the rate in force at now under ceiling: Rate until Since+hold,
-// then growing: doubling each second while the limit is unknown, on a
-// cubic above Rate (probing past Limit) once it is measured.
+// RateAt is the rate in force at now under ceiling: Rate until
+// Since+startHold, then doubling every startDouble while the limit is
+// unknown; once it is measured, Rate creeping up by creep per request sent
+// at Rate, and after probeHold probing above it on a cubic scaled to the
+// larger of Limit and Rate.
 func (s State) RateAt(now time.Time, ceiling float64) float64 {
 	r := s.Rate
 	if s.Since.IsZero() || math.IsInf(r, 1) {
@@ -121,10 +131,13 @@ func (s State) RateAt(now time.Time, ceiling float64) float64 {
 	d := now.Sub(s.Since)
 	switch {
 	case s.Limit == 0 && d > startHold:
-		r *= math.Exp2(min((d - startHold).Seconds(), 64))
-	case s.Limit > 0 && d > probeHold:
-		x := (d - probeHold).Seconds() / probeScale.Seconds()
-		r += s.Limit * x * x * x
+		r *= math.Exp2(min(float64(d-startHold)/float64(startDouble), 64))
+	case s.Limit > 0:
+		r *= 1 + creep*r*d.Seconds()
+		if d > probeHold {
+			x := (d - probeHold).Seconds() / probeScale.Seconds()
+			r += max(s.Limit, s.Rate) * x * x * x
+		}
 	}
 	return min(r, ceiling)
 }
@@ -147,7 +160,7 @@ type Limiter struct {
 	cutAt         time.Time // the last decrease
 	cutAnswers    int64     // answers at the last decrease
 	cutInflight   int64     // requests out at the last decrease, and the one slot taken at the old rate
-	cutAccepted   int64     // accepted at the last decrease
+	cutSaturated  bool      // the last decrease found the server saturated
 	accepted      int64     // Accepted calls
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
@@ -158,6 +171,12 @@ type Limiter struct {
 	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration
+
+	fine atomic.Bool // sleepFine works with this clock
+
+	// late, when set, is how long after its timer a waiter wakes: a test
+	// hook that plays a busy machine's scheduler.
+	late func() time.Duration
 }
 
 // New returns a Limiter running at cfg.Rate.
@@ -167,24 +186,27 @@ func New(cfg Config) *Limiter {
 	if ceiling <= 0 {
 		ceiling = math.Inf(1)
 	}
-	return &Limiter{
+	l := &Limiter{
 		cfg:     cfg,
 		ceiling: ceiling,
 		gate:    make(chan struct{}, 1),
 		st:      State{Rate: ceiling, Margin: startMargin},
 	}
+	l.fine.Store(true)
+	return l
 }
 
 // catchUp is how late a waiter's departure may be and still keep the
-// schedule once the server has shown a limit: the scheduling delays of a
-// busy machine, which would otherwise lower the rate, are made up by the
-// departures after, but a longer clump of made-up departures would only
-// collide at a strict bucket. Until then the rate is the client's own
-// ceiling, and a second of lateness is made up (a stalled process must not
-// lower the fixed rate).
+// schedule while the server has never throttled: a stalled process must
+// not lower the fixed rate, so up to a second of lateness is made up. Once
+// the server has throttled (or the state holds a limit), lateness is never
+// made up: a departure that left early to catch up would follow the late
+// one closer than the interval, which a strict bucket refuses. A waiter that comes with
+// nobody waiting more than idleAfter (or an interval) after its slot comes
+// after idle time, not late.
 const (
-	catchUp      = 50 * time.Millisecond
-	catchUpFixed = time.Second
+	catchUp   = time.Second
+	idleAfter = 50 * time.Millisecond
 )
 
 // Wait blocks until a request may leave, or ctx is done.
@@ -192,10 +214,12 @@ const (
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
 // at the next slot, with no debt of reservations made at the old rate, and
-// a pause at once. Slots follow the schedule from the slot that was due,
-// not from the moment a waiter woke, so timer and scheduling lateness on a
-// busy machine (up to catchUp) does not add up into a lower rate; a slot
-// nobody waited for is idle time, which saves up Burst-1 slots, no more.
+// a pause at once. While the server has never throttled, slots follow the
+// schedule from the slot that was due, not from the moment a waiter woke,
+// so timer and scheduling lateness on a busy machine (up to catchUp) does
+// not add up into a lower rate; once it has, each slot follows from the
+// departure before it (see the package doc). A slot nobody waited for is
+// idle time, which saves up Burst-1 slots, no more.
 func (l *Limiter) Wait(ctx context.Context) error {
 	// A stopped run sends nothing more, even where a slot is free: select
 	// picks at random among ready cases.
@@ -232,13 +256,38 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			return nil
 		}
 		l.mu.Unlock()
-		t := time.NewTimer(at.Sub(now))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
+		if err := l.sleep(ctx, now, at.Sub(now)); err != nil {
+			return err
 		}
+	}
+}
+
+// sleep sleeps for d from now, or until ctx is done. The last fineWait of
+// it is slept with sleepFine where the OS has it, which wakes within
+// about 0.1ms where the runtime's timers wake up to a millisecond late: at
+// a strict bucket, how evenly requests leave decides how close to its
+// limit the pool can hold. A clock that did not move in sleepFine is a
+// test's, and sleepFine is not used again.
+func (l *Limiter) sleep(ctx context.Context, now time.Time, d time.Duration) error {
+	if l.fine.Load() && d <= fineWait {
+		if sleepFine(d) && l.cfg.Now().After(now) {
+			return nil
+		}
+		l.fine.Store(false)
+	}
+	if l.fine.Load() {
+		d -= fineWait
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		if l.late != nil {
+			time.Sleep(l.late())
+		}
+		return nil
 	}
 }
 
@@ -262,15 +311,13 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) {
 		return
 	}
 	iv := time.Duration(float64(time.Second) / r)
-	late := catchUp
-	if l.throttles == 0 {
-		late = catchUpFixed
-	}
 	switch {
-	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, catchUp):
+	case !idleUntil.IsZero() && idleUntil.Sub(at) >= max(iv, idleAfter):
 		// Nobody waited for the slot: idle time.
 		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
-	case now.Sub(at) < max(iv, late):
+	case l.throttles > 0 || l.st.Limit > 0:
+		l.next = now.Add(iv) // lateness is lost
+	case now.Sub(at) < max(iv, catchUp):
 		l.next = at.Add(iv) // on time, or late: keep the schedule
 	default:
 		l.next = now.Add(iv)

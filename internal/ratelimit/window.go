@@ -47,3 +47,15 @@ func (w *window) lastSecond(now, since time.Time) (acc, thr, sent float64, span 
 	}
 	return acc, thr, sent, now.Sub(start), true
 }
+
+// refusing returns how many of the last second's slots hold a 429.
+func (w *window) refusing(now time.Time) int {
+	t := now.UnixNano() / int64(slot)
+	n := 0
+	for i := range slots {
+		if w.tick[i] > t-slots && w.tick[i] <= t && w.thr[i] > 0 {
+			n++
+		}
+	}
+	return n
+}

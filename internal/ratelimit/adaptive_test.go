@@ -1,0 +1,271 @@
+package ratelimit_test
+
+import (
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
+)
+
+// TestLimiter_HoldsAStrictBucketThroughJitter: late departures are not
+// made up by early ones (which a bucket of burst 1 refuses), and the rate
+// creeps up to where few 429s come: the pool holds 0.95 of the limit with
+// 1% refused or less.
+func TestLimiter_HoldsAStrictBucketThroughJitter(t *testing.T) {
+	t.Parallel()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint("Seed", seed), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const d = 30 * time.Second
+				l, srv := noisy(seed, 400, newBucket(100, 1, true))
+				r := drive(t, l, srv, 16, 10*time.Millisecond, d)
+				share, refused := shares(r, 100, d)
+				t.Logf("accepted %.3f of the limit, refused %.2f%%, state %+v", share, 100*refused, l.State())
+				if share < 0.95 || refused > 0.01 {
+					t.Errorf("accepted %.3f of the limit, refused %.3f of requests; want >= 0.95 and <= 0.01", share, refused)
+				}
+			})
+		})
+	}
+}
+
+// atTheLimit returns a noisy limiter (see noisy) that has run for 10s
+// against a 100/s bucket of burst 1 at latency, the bucket, and the limit
+// it measured, about 100.
+func atTheLimit(t *testing.T, seed uint64, latency time.Duration) (*ratelimit.Limiter, server, float64) {
+	t.Helper()
+	l, srv := noisy(seed, 400, newBucket(100, 1, true))
+	drive(t, l, srv, 16, latency, 10*time.Second)
+	limit := l.State().Limit
+	if limit < 95 || limit > 110 {
+		t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", limit)
+	}
+	return l, srv, limit
+}
+
+// TestLimiter_StallsAreNotTheLimit: a machine so busy that a waiter wakes
+// up to 30ms late one time in ten sends less than its rate, and the
+// requests after a stall reach the bucket close together. The limit
+// measured before stays, and the pool takes most of what the stalls leave.
+func TestLimiter_StallsAreNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l, srv, before := atTheLimit(t, 7, 30*time.Millisecond)
+		const d = 30 * time.Second
+		ratelimit.SetLateWakeUps(l, newJitter(8, 100*time.Microsecond, 30*time.Millisecond, 10).draw)
+		share, refused := shares(drive(t, l, srv, 16, 30*time.Millisecond, d), 100, d)
+		t.Logf("accepted %.3f of the limit, refused %.2f%%, state %+v", share, 100*refused, l.State())
+		if lim := l.State().Limit; lim < 0.95*before {
+			t.Errorf("State().Limit after 30s of stalls = %v, want %v kept", lim, before)
+		}
+		// The stalls cost 1.5ms a departure on average: 0.87 is all
+		// there is to take.
+		if share < 0.80 {
+			t.Errorf("accepted %.3f of the limit through stalls, want >= 0.80", share)
+		}
+	})
+}
+
+// TestLimiter_AHiccupIsNotTheLimit: 150ms in which every request is
+// refused, an eighth of a second's requests, is no saturation: the limit
+// stays, and the rate with it.
+func TestLimiter_AHiccupIsNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l, srv, before := atTheLimit(t, 13, 10*time.Millisecond)
+		h := &hiccup{server: srv, start: time.Now(), from: 2 * time.Second, d: 150 * time.Millisecond}
+		r := drive(t, l, h, 16, 10*time.Millisecond, 10*time.Second)
+		if lim := l.State().Limit; lim < 0.95*before {
+			t.Errorf("State().Limit after a hiccup = %v, want %v kept", lim, before)
+		}
+		if acc, _ := r.between(r.start, 4*time.Second, 10*time.Second); acc < 6*90 {
+			t.Errorf("accepted 2-8s after a hiccup = %d in 6s, want >= 540", acc)
+		}
+	})
+}
+
+// TestLimiter_FollowsAMovingLimitThroughJitter: a limit of 100/s that
+// drops to 50/s at 10s and rises back at 20s, on a machine at rest: 429s
+// stop within 5s of the drop, the pool is back at the limit within 30s of
+// the rise, and it takes 0.85 of what the moving limit allows at least.
+func TestLimiter_FollowsAMovingLimitThroughJitter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const d = 50 * time.Second
+		l, srv := noisy(11, 400, newBucket(100, 1, true, step{10 * time.Second, 50}, step{20 * time.Second, 100}))
+		r := drive(t, l, srv, 16, 30*time.Millisecond, d)
+		share, refused := shares(r, (10*100+10*50+30*100)/d.Seconds(), d)
+		t.Logf("accepted %.3f of the moving limit, refused %.2f%%, state %+v", share, 100*refused, l.State())
+		if _, thr := r.between(r.start, 15*time.Second, 20*time.Second); thr > 2 {
+			t.Errorf("429s 5-10s after the limit dropped to 50/s = %d, want at most 2", thr)
+		}
+		if acc, _ := r.between(r.start, 45*time.Second, 50*time.Second); acc < 5*90 {
+			t.Errorf("accepted 25-30s after the limit rose to 100/s = %d in 5s, want >= 450", acc)
+		}
+		if share < 0.85 {
+			t.Errorf("accepted %.3f of the moving limit, want >= 0.85", share)
+		}
+	})
+}
+
+// TestLimiter_NoLimitKeepsTheCeiling: against a server without a limit
+// the pool runs at the ceiling and measures no limit, even when one early
+// 429 came: the server accepted all it was sent until then, so the rate
+// is hardly cut.
+func TestLimiter_NoLimitKeepsTheCeiling(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		srv  server
+	}{
+		{"NeverRefuses", unlimited{}},
+		{"RefusesTheFifth", &strayOnce{n: 5}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const d = 10 * time.Second
+				l := ratelimit.New(ratelimit.Config{Rate: 200})
+				srv := &delayed{server: tt.srv, j: newJitter(5, 100*time.Microsecond, 100*time.Microsecond, 1)}
+				share, _ := shares(drive(t, l, srv, 16, 50*time.Millisecond, d), 200, d)
+				t.Logf("accepted %.3f of the ceiling, state %+v", share, l.State())
+				if share < 0.98 {
+					t.Errorf("accepted %.3f of the ceiling without a server limit, want >= 0.98", share)
+				}
+				if lim := l.State().Limit; lim != 0 {
+					t.Errorf("State().Limit = %v without a server limit, want 0", lim)
+				}
+			})
+		})
+	}
+}
+
+// TestLimiter_FindsAndHoldsTheLimit runs a pool against simulated servers
+// of each shape and checks the law, without network or CPU noise: the
+// benchmarks measure it with both.
+func TestLimiter_FindsAndHoldsTheLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		ceiling      float64
+		server       func() server
+		limit        float64
+		minShare     float64 // of the limit, accepted over the run
+		maxThrottled float64 // share of requests
+	}{
+		// Each probe above a burst-1 bucket's limit costs about three
+		// 429s at this round trip (it refuses every other request until
+		// the cut takes effect), and the first round trip at the
+		// ceiling a dozen.
+		{"Bucket100Burst1", 400, func() server { return newBucket(100, 1, true) }, 100, 0.95, 0.015},
+		{"Bucket50Burst1Ceiling20x", 1000, func() server { return newBucket(50, 1, true) }, 50, 0.93, 0.04},
+		{"Bucket100Burst10NoRetryAfter", 400, func() server { return newBucket(100, 10, false) }, 100, 0.95, 0.02},
+		// Above issue 18's 2% target: learning the window in the first
+		// seconds costs that much of a 30s run (BENCHMARKS.md, figure 10).
+		{"FixedWindow100NoRetryAfter", 400, func() server { return &fixedWindow{perWindow: 100, start: time.Now()} }, 100, 0.93, 0.03},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const d = 30 * time.Second
+				l := ratelimit.New(ratelimit.Config{Rate: tt.ceiling})
+				r := drive(t, l, tt.server(), 16, 30*time.Millisecond, d)
+				acc, thr := len(r.accepted), len(r.throttled)
+				share := float64(acc) / d.Seconds() / tt.limit
+				thrShare := float64(thr) / float64(acc+thr)
+				t.Logf("accepted %.3f of the limit, throttled %.2f%% (%d), state %+v", share, 100*thrShare, thr, l.State())
+				if share < tt.minShare {
+					t.Errorf("accepted %.3f of the limit over %v, want >= %v", share, d, tt.minShare)
+				}
+				if thrShare > tt.maxThrottled {
+					t.Errorf("throttled %.3f of requests, want <= %v", thrShare, tt.maxThrottled)
+				}
+			})
+		})
+	}
+}
+
+func TestLimiter_FollowsALimitThatDropsAndRises(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		srv := newBucket(100, 1, true, step{10 * time.Second, 50}, step{20 * time.Second, 100})
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		r := drive(t, l, srv, 16, 30*time.Millisecond, 50*time.Second)
+		// Within 5s of the drop, 429s stop: the rate is at or under 50.
+		if _, thr := r.between(start, 15*time.Second, 20*time.Second); thr > 2 {
+			t.Errorf("429s 5-10s after the limit dropped to 50/s = %d, want at most 2", thr)
+		}
+		// Within 30s of the rise, the pool runs at the new limit again.
+		if acc, _ := r.between(start, 45*time.Second, 50*time.Second); acc < 5*90 {
+			t.Errorf("accepted 25-30s after the limit rose to 100/s = %d in 5s, want >= 450", acc)
+		}
+		if lim := l.State().Limit; lim < 90 || lim > 110 {
+			t.Errorf("State().Limit at the end = %v, want about 100", lim)
+		}
+	})
+}
+
+// TestLimiter_ClientSlownessIsNotTheLimit: a pool that cannot reach the
+// limit (too few workers for the latency, as under CPU starvation) and
+// meets a stray 429 does not lower the limit it measured.
+func TestLimiter_ClientSlownessIsNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		drive(t, l, newBucket(100, 1, true), 16, 30*time.Millisecond, 10*time.Second)
+		before := l.State().Limit
+		if before < 95 || before > 105 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", before)
+		}
+		// 2 workers at 100ms each: 20/s, all accepted but one.
+		slow := &strayRefusal{every: 50}
+		drive(t, l, slow, 2, 100*time.Millisecond, 10*time.Second)
+		if got := l.State().Limit; got != before {
+			t.Errorf("State().Limit after a slow pool met stray 429s = %v, want %v kept", got, before)
+		}
+	})
+}
+
+func TestLimiter_KeepsTheCeilingWhenTheServerHasNoLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 200})
+		r := drive(t, l, unlimited{}, 16, 50*time.Millisecond, 10*time.Second)
+		if got := len(r.accepted); got < 1990 {
+			t.Errorf("accepted in 10s at 200/s without a server limit = %d, want about 2000", got)
+		}
+	})
+}
+
+// TestLimiter_BunchedArrivalsAreNotTheLimit: once the limit is measured,
+// 429s from requests a busy client bunched do not ratchet it down.
+func TestLimiter_BunchedArrivalsAreNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		bucket := newBucket(100, 1, true)
+		drive(t, l, bucket, 16, 30*time.Millisecond, 10*time.Second)
+		if lim := l.State().Limit; lim < 95 || lim > 105 {
+			t.Fatalf("State().Limit after 10s at a 100/s bucket = %v, want about 100", lim)
+		}
+		const d = 30 * time.Second
+		srv := &stalls{server: bucket, start: time.Now(), period: 250 * time.Millisecond, stall: 40 * time.Millisecond}
+		r := drive(t, l, srv, 16, 30*time.Millisecond, d)
+		acc, thr := len(r.accepted), len(r.throttled)
+		share := float64(acc) / d.Seconds() / 100
+		t.Logf("accepted %.3f of the limit, throttled %.2f%% (%d), state %+v", share, 100*float64(thr)/float64(acc+thr), thr, l.State())
+		// A stall of 40ms every 250ms loses 3 of the bucket's 25 tokens:
+		// 0.88 of the limit is all there is to take.
+		if share < 0.70 {
+			t.Errorf("accepted %.3f of the limit over %v with bunched arrivals, want >= 0.70", share, d)
+		}
+		if lim := l.State().Limit; lim < 80 {
+			t.Errorf("State().Limit = %v after bunched arrivals at a 100/s bucket, want >= 80", lim)
+		}
+	})
+}
