@@ -97,6 +97,10 @@ func checkAfterCrash(t *testing.T, url, schema string, round int, marked []strin
 			t.Errorf("round %d: Lookup(%s).Status = %q, want %q: the child saw it flushed", round, k, p.Status, recorded[k])
 		}
 	}
+	// A commit the child sent before it died may still land: the server
+	// notices a dead client only when it reads its socket. Count once the
+	// child's connections are gone.
+	waitGone(t, l, childApp(schema))
 	var inFlight int64 // in flight in the ledger, reported or not
 	if err := l.pool.QueryRow(t.Context(), `SELECT COUNT(*) FROM rows WHERE status = 'in_flight'`).Scan(&inFlight); err != nil {
 		t.Fatal(err)
@@ -136,7 +140,12 @@ func checkAfterCrash(t *testing.T, url, schema string, round int, marked []strin
 // "R key status" once a Flush after its Record returned.
 func crashChild(t *testing.T, schema, round string) {
 	ctx := context.Background()
-	l, err := Open(ctx, testURL(t), Options{Schema: schema, MaxBatch: 64})
+	url := testURL(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	l, err := Open(ctx, url+sep+"application_name="+childApp(schema), Options{Schema: schema, MaxBatch: 64})
 	if err != nil {
 		t.Fatalf("Open() = %v", err)
 	}
@@ -197,4 +206,26 @@ func crashChild(t *testing.T, schema, round string) {
 		})
 	}
 	wg.Wait()
+}
+
+// childApp is the application name of the connections of the child that
+// writes to schema.
+func childApp(schema string) string {
+	return "crash-" + schema[max(len(schema)-12, 0):]
+}
+
+// waitGone waits until the server holds no connection named app.
+func waitGone(t *testing.T, l *Ledger, app string) {
+	t.Helper()
+	for range 200 {
+		var n int
+		if err := l.pool.QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the killed child's connections (%s) are still open after 10s", app)
 }
