@@ -50,14 +50,23 @@ const (
 	opReplace
 	opFinish
 	opAssignsIDs
+	opQueue      // fleet.go: sends queued in a new chunk of the run
+	opLoaded     // fleet.go: the run's rows are all queued
+	opChunkEnd   // fleet.go: a worker is done with a chunk, or gives it back
 )
 
 // writeOp is one write, as its caller described it; the writer turns it
 // into SQL when it commits.
 type writeOp struct {
-	kind      opKind
-	targetID  int64
-	runID     int64
+	kind     opKind
+	targetID int64
+	runID    int64
+	// chunk and fence, when chunk > 0: a worker's write for a row of that
+	// chunk, which it claimed with that fence. The commit is refused whole
+	// if the chunk's fence has changed (fence_chunks); such writes are not
+	// fenced by their run, which a worker does not hold.
+	chunk, fence int64
+	finished     bool // opChunkEnd: every row of the chunk is taken to an outcome
 	sends     []ledger.Send  // opMark
 	outcome   ledger.Outcome // opRecord
 	key       string         // opRelease, opSetMessage, opReplace
@@ -212,6 +221,9 @@ func (w *writer) commit(batch []writeOp) error {
 	if runs := runsOf(batch); len(runs) > 0 {
 		b.Queue(`SELECT fence_runs($1)`, runs)
 	}
+	if ids, fences := chunksOf(batch); len(ids) > 0 {
+		b.Queue(`SELECT fence_chunks($1, $2)`, ids, fences)
+	}
 	fences := b.Len()
 	buildBatch(&b, batch)
 	if b.Len() == fences {
@@ -221,6 +233,9 @@ func (w *writer) commit(batch []writeOp) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "BC001" {
 		return fmt.Errorf("%w: another import has taken the target and ended this run", ErrLockLost)
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "BC002" {
+		return fmt.Errorf("%w: another worker has claimed a chunk of this write", ErrLeaseLost)
 	}
 	if err != nil {
 		return fmt.Errorf("ledger: write: %w", err)
@@ -233,11 +248,23 @@ func (w *writer) commit(batch []writeOp) error {
 func runsOf(batch []writeOp) []int64 {
 	var runs []int64
 	for _, op := range batch {
-		if op.runID > 0 && !slices.Contains(runs, op.runID) {
+		if op.runID > 0 && op.chunk == 0 && !slices.Contains(runs, op.runID) {
 			runs = append(runs, op.runID)
 		}
 	}
 	return runs
+}
+
+// chunksOf lists the chunks batch writes for, each once, with the fence
+// each was claimed with.
+func chunksOf(batch []writeOp) (ids, fences []int64) {
+	for _, op := range batch {
+		if op.chunk > 0 && !slices.Contains(ids, op.chunk) {
+			ids = append(ids, op.chunk)
+			fences = append(fences, op.fence)
+		}
+	}
+	return ids, fences
 }
 
 // close commits what is queued, stops the writer and gives its connection
