@@ -3,8 +3,8 @@ package postgres
 import (
 	"errors"
 	"fmt"
-	"testing"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -143,7 +143,6 @@ func TestFleet_ExpiredLeaseFencesTheOldHolder(t *testing.T) {
 		t.Errorf("row after the refused write = %+v, want it in doubt as the claim left it", got)
 	}
 }
-
 
 // TestFleet_StartRunSparesLiveLeases: an import starting on the target
 // leaves the rows in flight of a worker whose lease holds, and makes in

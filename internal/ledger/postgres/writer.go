@@ -50,9 +50,9 @@ const (
 	opReplace
 	opFinish
 	opAssignsIDs
-	opQueue      // fleet.go: sends queued in a new chunk of the run
-	opLoaded     // fleet.go: the run's rows are all queued
-	opChunkEnd   // fleet.go: a worker is done with a chunk, or gives it back
+	opQueue    // fleet.go: sends queued in a new chunk of the run
+	opLoaded   // fleet.go: the run's rows are all queued
+	opChunkEnd // fleet.go: a worker is done with a chunk, or gives it back
 )
 
 // writeOp is one write, as its caller described it; the writer turns it
@@ -66,15 +66,15 @@ type writeOp struct {
 	// if the chunk's fence has changed (fence_chunks); such writes are not
 	// fenced by their run, which a worker does not hold.
 	chunk, fence int64
-	finished     bool // opChunkEnd: every row of the chunk is taken to an outcome
-	sends     []ledger.Send  // opMark
-	outcome   ledger.Outcome // opRecord
-	key       string         // opRelease, opSetMessage, opReplace
-	prior     *ledger.Prior  // opRelease; nil: the row was new
-	issue     ledger.LineIssue
-	message   string // opSetMessage
-	end       ledger.RunEnd
-	endCounts []byte // opFinish: end.Counts as JSON
+	finished     bool           // opChunkEnd: every row of the chunk is taken to an outcome
+	sends        []ledger.Send  // opMark
+	outcome      ledger.Outcome // opRecord
+	key          string         // opRelease, opSetMessage, opReplace
+	prior        *ledger.Prior  // opRelease; nil: the row was new
+	issue        ledger.LineIssue
+	message      string // opSetMessage
+	end          ledger.RunEnd
+	endCounts    []byte // opFinish: end.Counts as JSON
 	// done, when not nil, gets the result once the write is committed,
 	// which in PostgreSQL is on disk. Nil for fire-and-forget.
 	done chan error
