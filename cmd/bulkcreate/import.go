@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/postgres"
 )
 
 const importUsage = `Usage: bulkcreate import [flags] FILE|-
@@ -58,6 +59,8 @@ type importFlags struct {
 	verbose                         bool
 	summaryJSON                     string
 	progressEvery                   time.Duration
+	detach                          bool          // fleet: return once the rows are queued
+	lease                           time.Duration // fleet: a chunk's lease
 	target                          targetFlags
 	metrics                         metricsFlags
 }
@@ -86,6 +89,8 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
+	fs.BoolVar(&f.detach, "detach", false, "PostgreSQL ledger: return once the rows are queued, leaving them to workers (bulkcreate worker)")
+	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "PostgreSQL ledger: how long a claim of a chunk of rows holds without a heartbeat; a dead process's rows are sent again after it")
 	f.target.register(fs)
 	f.metrics.register(fs)
 }
@@ -167,6 +172,8 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	case f.unreachableAfter < 0:
 		return cfg, fmt.Errorf("--unreachable-after %v: want 0 (never) or more", f.unreachableAfter)
+	case f.lease < minLease:
+		return cfg, fmt.Errorf("--lease %v: want %v or more", f.lease, minLease)
 	case f.maxRetryAfter < 0:
 		return cfg, fmt.Errorf("--max-retry-after %v: want 0 (never) or more", f.maxRetryAfter)
 	}
@@ -242,6 +249,9 @@ func parseDelimiter(s string) (rune, error) {
 	}
 	return r[0], nil
 }
+
+// minLease keeps a lease longer than a heartbeat's round trip.
+const minLease = time.Second
 
 // minProgressEvery keeps --progress-every from flooding the log: a
 // non-positive one made the ticker panic, a tiny one logs without pause.

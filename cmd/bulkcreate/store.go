@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -123,4 +124,41 @@ func (r postgresRun) MarkInFlightCommitted(ctx context.Context, sends []ledger.S
 		return nil, err
 	}
 	return p, nil
+}
+
+// postgresWorker is a PostgreSQL ledger's Worker as the importer's.
+type postgresWorker struct{ *postgres.Worker }
+
+func (w postgresWorker) MarkInFlightCommitted(ctx context.Context, sends []ledger.Send) (importer.Pending, error) {
+	p, err := w.Worker.MarkInFlightCommitted(ctx, sends)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadingStore is a PostgreSQL ledger whose StartRun keeps the run it
+// started, for the fleet import that waits on it.
+type loadingStore struct {
+	postgresStore
+	mu  sync.Mutex
+	run *postgres.Run
+}
+
+func (s *loadingStore) StartRun(ctx context.Context, info ledger.RunInfo) (importer.Run, error) {
+	r, err := s.Ledger.StartRun(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.run = r
+	s.mu.Unlock()
+	return postgresRun{r}, nil
+}
+
+// started is the run StartRun started; nil before.
+func (s *loadingStore) started() *postgres.Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.run
 }

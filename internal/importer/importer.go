@@ -89,6 +89,11 @@ type Config struct {
 	// leaves more rows in_doubt, never sent, if the process dies. Default
 	// 256; the command sizes it to about half a second of sending.
 	MarkAhead int
+	// Queue loads the rows to send into the store as queued, in chunks of
+	// MarkAhead rows, for workers to send (fleet mode, fleet.go), instead
+	// of sending them; the run's store must queue (Queuer). Summary.ToSend
+	// counts the rows queued.
+	Queue bool
 	// DryRun reads, validates and plans against the store, through a memory
 	// store that records nothing durable, and sends nothing.
 	DryRun bool
@@ -148,7 +153,7 @@ type Summary struct {
 	Requests  int64         `json:"requests"`  // create requests sent
 	Throttled int64         `json:"throttled"` // of them answered 429
 	Elapsed   time.Duration `json:"-"`
-	Outcome   string        `json:"outcome"` // completed, interrupted, aborted
+	Outcome   string        `json:"outcome"` // completed, interrupted, aborted; loaded (Config.Queue)
 	ReadAll   bool          `json:"readAll"` // the run read its file to the end
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
@@ -204,6 +209,7 @@ func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Im
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
+	queuedElsewhere                                                                                       atomic.Int64 // rows another fleet import queued and the fleet still owes
 	consumed                                                                                              atomic.Int64 // bytes of the file parsed
 	waiting                                                                                               atomic.Int64 // rows sleeping out a 429's Retry-After
 }
@@ -215,7 +221,7 @@ func (im *Importer) Progress() Summary {
 		Counts: Counts{
 			Read: c.read.Load(), Created: c.created.Load(), Exists: c.exists.Load(), Skipped: c.skipped.Load(),
 			Invalid: c.invalid.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(),
-			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load(),
+			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load() + c.queuedElsewhere.Load(),
 		},
 		Requests:   im.requests.Load(),
 		Throttled:  im.throttled.Load(),
@@ -231,7 +237,11 @@ func (im *Importer) Progress() Summary {
 // Limiter is the pacer in use when it is a *ratelimit.Limiter, for
 // progress displays; nil otherwise.
 func (im *Importer) Limiter() *ratelimit.Limiter {
-	l, _ := im.pacer.(*ratelimit.Limiter)
+	p := im.pacer
+	if lp, ok := p.(leasePacer); ok {
+		p = lp.Pacer
+	}
+	l, _ := p.(*ratelimit.Limiter)
 	return l
 }
 
@@ -253,6 +263,9 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		store = newMemoryStore(store, rr.hasCustomerID)
 	} else if store == nil {
 		return im.summary(start, "aborted"), errors.New("importer: no store")
+	}
+	if im.cfg.Queue && im.cfg.DryRun {
+		return im.summary(start, "aborted"), errors.New("importer: a dry run queues nothing")
 	}
 	assigns, err := store.AssignsIDs(ctx, im.target)
 	if err != nil {
@@ -289,10 +302,19 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	// The run's own context may be gone: finishing must still happen.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	ferr := im.run.Finish(fctx, ledger.RunEnd{
+	end := ledger.RunEnd{
 		Outcome: outcome, Counts: sum.Counts,
 		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
-	})
+	}
+	var ferr error
+	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && runErr == nil {
+		if outcome == "completed" {
+			sum.Outcome = "loaded"
+		}
+		ferr = q.Loaded(fctx, end)
+	} else {
+		ferr = im.run.Finish(fctx, end)
+	}
 	if runErr == nil {
 		runErr = ferr
 	}

@@ -110,30 +110,31 @@ func queueFleet(b *pgx.Batch, op *writeOp) {
 	}
 }
 
-// FleetCounts counts the rows the run queued by their status now, and how
-// many of them are still owed work (queued, in flight, or in doubt in a
-// chunk not done). A row queued again by a later import counts there.
-func (l *Ledger) FleetCounts(ctx context.Context, runID int64) (counts map[row.Status]int, left int, err error) {
-	rows, err := l.pool.Query(ctx, `SELECT r.status, NOT c.done, COUNT(*) FROM rows r JOIN chunks c ON c.id = r.chunk_id
-		WHERE c.run_id = $1 GROUP BY r.status, NOT c.done`, runID)
+// FleetCounts counts the rows the run queued that have ended, by their
+// status, and how many are still owed work (queued, in flight, or in doubt
+// in a chunk not done). A row queued again by a later import counts there.
+func (l *Ledger) FleetCounts(ctx context.Context, runID int64) (ended map[row.Status]int, left int, err error) {
+	rows, err := l.pool.Query(ctx, `SELECT r.status, NOT c.done AND r.status IN ('queued', 'in_flight', 'in_doubt'), COUNT(*)
+		FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = $1 GROUP BY 1, 2`, runID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger: fleet counts: %w", err)
 	}
-	counts = map[row.Status]int{}
+	ended = map[row.Status]int{}
 	var st row.Status
-	var open bool
+	var owed bool
 	var n int
-	_, err = pgx.ForEachRow(rows, []any{&st, &open, &n}, func() error {
-		counts[st] += n
-		if open && (st == row.Queued || st == row.InFlight || st == row.InDoubt) {
+	_, err = pgx.ForEachRow(rows, []any{&st, &owed, &n}, func() error {
+		if owed {
 			left += n
+		} else {
+			ended[st] += n
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger: fleet counts: %w", err)
 	}
-	return counts, left, nil
+	return ended, left, nil
 }
 
 // RunEnded reports whether the run has ended, and how.
