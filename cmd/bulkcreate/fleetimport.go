@@ -14,8 +14,8 @@ import (
 
 // runFleet imports on a PostgreSQL ledger: it loads the file's rows to
 // send as queued chunks and, unless --detach, works them with its own pool
-// beside any workers until every row of its import has ended, whichever
-// process sent it. Its summary counts those rows as the ledger has them.
+// beside any workers until every queued row of its target has ended,
+// whichever process sent it. Its summary counts those rows as the ledger has them.
 func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, pg postgresStore) error {
 	start := time.Now()
 	name := j.tgt.Name()
@@ -67,8 +67,10 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	return importExit(ctx, sum, err)
 }
 
-// workOwn works chunks, its import's first, beside any workers, until the
-// loader has ended and no chunk of its import is open.
+// workOwn works chunks beside any workers until the loader has ended and
+// no chunk of the target is open: its import's, and those of earlier
+// imports, which come first (claims go in the order rows were queued) and
+// may hold rows this import found queued already.
 func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingStore, loadEnd <-chan struct{}) (importer.Summary, error) {
 	name := j.tgt.Name()
 	pacer, err := fleetPacer(ctx, pg.Ledger, name, j.f.rps, j.f.burst, true)
@@ -88,11 +90,10 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 		default:
 			return false, nil
 		}
-		r := ls.started()
-		if r == nil {
-			return true, nil
+		if ls.started() == nil {
+			return true, nil // nothing loaded
 		}
-		return w.Idle(ctx, r.ID)
+		return w.Idle(ctx, 0)
 	}
 	return im.Work(ctx, postgresWorker{w}, importer.WorkConfig{Done: done, Poll: pollEvery(j.f.lease)})
 }

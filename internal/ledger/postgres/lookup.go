@@ -38,9 +38,12 @@ func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []stri
 // fleet import queued and no worker has taken to an outcome yet (its chunk
 // is open) is queued, whatever it was before, so that no later import
 // queues or sends it a second time.
-const lookupColumns = `CASE WHEN chunk_id IS NOT NULL AND status IN ('queued', 'in_flight', 'in_doubt')
-		AND EXISTS (SELECT 1 FROM chunks c WHERE c.id = rows.chunk_id AND NOT c.done) THEN 'queued' ELSE status END,
+const lookupColumns = owedStatus + `,
 	email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
+
+// owedStatus is a row's status, or queued while a fleet owes it work.
+const owedStatus = `CASE WHEN chunk_id IS NOT NULL AND status IN ('queued', 'in_flight', 'in_doubt')
+		AND EXISTS (SELECT 1 FROM chunks c WHERE c.id = rows.chunk_id AND NOT c.done) THEN 'queued' ELSE status END`
 
 const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
 

@@ -12,8 +12,8 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
-// Report counts the target's rows per status (rows in flight count as
-// in_doubt) and lists its last maxRuns runs, newest first. A target the
+// Report counts the target's rows per status (rows a fleet still owes
+// work count as queued, other rows in flight as in_doubt) and lists its last maxRuns runs, newest first. A target the
 // ledger has never seen reports zeros.
 func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger.Report, error) {
 	rep := ledger.Report{Target: target, Counts: make(map[row.Status]int, len(row.Statuses)), Runs: []ledger.RunRecord{}}
@@ -28,7 +28,7 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 		return rep, nil
 	}
 	rows, err := l.pool.Query(ctx, `
-		SELECT status, COUNT(*) FROM rows WHERE target_id = $1 GROUP BY status
+		SELECT `+owedStatus+`, COUNT(*) FROM rows WHERE target_id = $1 GROUP BY 1
 		UNION ALL
 		SELECT status, COUNT(*) FROM line_issues WHERE target_id = $1 GROUP BY status`, tid)
 	if err != nil {
