@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,12 +82,19 @@ func TestCLI_FleetSurvivesKillAndPause(t *testing.T) {
 	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "20", "in.csv"); r.code != 0 || !strings.Contains(r.stdout, "300 rows queued") {
 		t.Fatalf("import --detach: exit %d, want 0 and 300 rows queued\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	if r := runBin(t, dir, env, "", "report"); !regexp.MustCompile(`live imports:\n.*\n1 .* sending +300 `).MatchString(r.stdout) {
+		t.Errorf("report after import --detach: want its import live, 300 rows left\n%s%s", r.stdout, r.stderr)
+	}
 	const lease = "2s"
 	worker := func() *proc {
 		return startProc(t, dir, env, "worker", "--exit-when-idle", "--lease", lease, "--rps", "25", "--concurrency", "4")
 	}
 	killed, paused, steady := worker(), worker(), worker()
 	time.Sleep(1500 * time.Millisecond)
+	if r := runBin(t, dir, env, "", "report"); strings.Count(r.stdout, " "+strconv.Itoa(killed.cmd.Process.Pid)+" ")+
+		strings.Count(r.stdout, " "+strconv.Itoa(steady.cmd.Process.Pid)+" ") != 2 {
+		t.Errorf("report while workers work: want them listed by pid\n%s%s", r.stdout, r.stderr)
+	}
 	killed.cmd.Process.Signal(syscall.SIGKILL)
 	paused.cmd.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(5 * time.Second) // over two leases
@@ -169,4 +178,27 @@ func ledgerRows(t *testing.T, ledgerURL string) []ledgerRow {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestCLI_WorkerUsageErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"SQLiteLedger", env, []string{"worker", "--ledger", "x.db"}, "postgres://"},
+		{"EmbeddedTarget", map[string]string{}, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db"}, "RIPIO_BASE_URL"},
+		{"ShortLease", env, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db", "--lease", "10ms"}, "--lease"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBin(t, dir, c.env, "", c.args...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("%v: exit %d, stderr %q; want %d naming %s", c.args, r.code, r.stderr, exitUsage, c.want)
+			}
+		})
+	}
 }
