@@ -81,12 +81,14 @@ func (w *fakeWorker) MarkInFlightCommitted(_ context.Context, sends []ledger.Sen
 	return done{}, nil
 }
 
-func (w *fakeWorker) MarkInFlight(_ context.Context, s ledger.Send) error { return w.set(s.Key, row.InFlight) }
-func (w *fakeWorker) Record(_ context.Context, o ledger.Outcome) error    { return w.set(o.Key, o.Status) }
+func (w *fakeWorker) MarkInFlight(_ context.Context, s ledger.Send) error {
+	return w.set(s.Key, row.InFlight)
+}
+func (w *fakeWorker) Record(_ context.Context, o ledger.Outcome) error { return w.set(o.Key, o.Status) }
 func (w *fakeWorker) Release(_ context.Context, key string, p *ledger.Prior) error {
 	return w.set(key, p.Status)
 }
-func (w *fakeWorker) RecordAssignsIDs(context.Context) error     { return nil }
+func (w *fakeWorker) RecordAssignsIDs(context.Context) error      { return nil }
 func (w *fakeWorker) Finish(context.Context, ledger.RunEnd) error { return nil }
 func (w *fakeWorker) ChunkEnd(_ context.Context, chunk int64, finished bool) error {
 	w.mu.Lock()
