@@ -101,7 +101,7 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 // pollEvery is how often a process with nothing to claim asks again: often
 // enough that a dead worker's chunk is taken soon after its lease ends.
 func pollEvery(lease time.Duration) time.Duration {
-	return min(time.Second, max(100*time.Millisecond, lease/10))
+	return min(time.Second, max(50*time.Millisecond, lease/20))
 }
 
 // workerStats reports, for the workers table, the requests im has sent and
