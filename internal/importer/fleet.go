@@ -93,13 +93,7 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	if runErr == nil && context.Cause(stopCtx) != nil && ctx.Err() == nil {
 		runErr = context.Cause(stopCtx) // the lease was lost
 	}
-	outcome := "completed"
-	switch {
-	case runErr != nil:
-		outcome = "aborted"
-	case ctx.Err() != nil:
-		outcome = "interrupted"
-	}
+	outcome := outcomeOf(ctx, runErr)
 	sum := im.summary(start, outcome)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

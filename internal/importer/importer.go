@@ -287,13 +287,7 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		runErr = feedErr
 	}
 
-	outcome := "completed"
-	switch {
-	case runErr != nil:
-		outcome = "aborted"
-	case ctx.Err() != nil:
-		outcome = "interrupted"
-	}
+	outcome := outcomeOf(ctx, runErr)
 	sum := im.summary(start, outcome)
 	sum.ReadAll = readAll
 	if im.cfg.DryRun {
@@ -319,6 +313,17 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		runErr = ferr
 	}
 	return sum, runErr
+}
+
+// outcomeOf names how a run whose context is ctx ended with err.
+func outcomeOf(ctx context.Context, err error) string {
+	switch {
+	case err != nil:
+		return "aborted"
+	case ctx.Err() != nil:
+		return "interrupted"
+	}
+	return "completed"
 }
 
 func (im *Importer) summary(start time.Time, outcome string) Summary {
