@@ -86,24 +86,29 @@ PIDS=()
 fleet=$(echo "$SEND / ($t1 - $t0)" | bc -l)
 out "12. throughput: 4 workers $(printf '%.0f' "$fleet") rows/s, one SQLite import $(printf '%.0f' "$single") rows/s: ratio $(echo "$fleet / $single" | bc -l | xargs printf '%.2f') (target >= 1.0)"
 
-# 13: kill -9 to the dead worker's chunk claimed again
+# 13: kill -9 to the dead worker's chunk claimed again, three times, the
+# kill at a random point of the heartbeat's period
 "$BIN" sample --rows 6000 --prefix kill -o "$WORK/kill.csv"
-KILL=$(ledger ${tag}_kill)
-"$BIN" import --detach --rps 100 --quiet --ledger "$KILL" "$WORK/kill.csv" >/dev/null
-"$BIN" worker --rps 100 --lease "$LEASE" --quiet --ledger "$KILL" >"$WORK/victim.out" 2>&1 &
-victim=$!
-PIDS+=($victim)
-"$BIN" worker --rps 100 --lease "$LEASE" --quiet --ledger "$KILL" >"$WORK/survivor.out" 2>&1 &
-PIDS+=($!)
-sleep 3
-chunk=$(sql "SELECT c.id FROM ${tag}_kill.chunks c JOIN ${tag}_kill.workers w ON w.id = c.owner WHERE w.pid = $victim AND NOT c.done ORDER BY c.id DESC LIMIT 1")
-kill -KILL "$victim"
-t0=$(now)
-[ -n "$chunk" ] || { out "13. recovery: the victim held no chunk"; exit 1; }
-while [ "$(sql "SELECT w.pid FROM ${tag}_kill.chunks c JOIN ${tag}_kill.workers w ON w.id = c.owner WHERE c.id = $chunk")" = "$victim" ]; do
-	sleep 0.05
-done
-t1=$(now)
 lease_s=$(echo "$LEASE" | sed 's/s$//')
-took=$(echo "$t1 - $t0" | bc -l)
-out "13. recovery: chunk $chunk claimed again $(printf '%.2f' "$took") s after kill -9, lease $LEASE: ratio $(echo "$took / $lease_s" | bc -l | xargs printf '%.2f') (target <= 1)"
+for k in 1 2 3; do
+	KILL=$(ledger ${tag}_kill$k)
+	"$BIN" import --detach --rps 100 --quiet --ledger "$KILL" "$WORK/kill.csv" >/dev/null
+	"$BIN" worker --rps 100 --lease "$LEASE" --quiet --ledger "$KILL" >"$WORK/victim$k.out" 2>&1 &
+	victim=$!
+	"$BIN" worker --rps 100 --lease "$LEASE" --quiet --ledger "$KILL" >"$WORK/survivor$k.out" 2>&1 &
+	survivor=$!
+	PIDS+=($victim $survivor)
+	sleep "$(echo "2 + $RANDOM / 32768 * $lease_s" | bc -l)"
+	chunk=$(sql "SELECT c.id FROM ${tag}_kill$k.chunks c JOIN ${tag}_kill$k.workers w ON w.id = c.owner WHERE w.pid = $victim AND NOT c.done ORDER BY c.id DESC LIMIT 1")
+	kill -KILL "$victim"
+	t0=$(now)
+	[ -n "$chunk" ] || { out "13. recovery: the victim held no chunk"; exit 1; }
+	while [ "$(sql "SELECT w.pid FROM ${tag}_kill$k.chunks c JOIN ${tag}_kill$k.workers w ON w.id = c.owner WHERE c.id = $chunk")" = "$victim" ]; do
+		sleep 0.02
+	done
+	t1=$(now)
+	kill -KILL "$survivor"
+	wait "$victim" "$survivor" 2>/dev/null || true
+	took=$(echo "$t1 - $t0" | bc -l)
+	out "13. recovery: chunk $chunk claimed again $(printf '%.2f' "$took") s after kill -9, lease $LEASE: ratio $(echo "$took / $lease_s" | bc -l | xargs printf '%.2f') (target <= 1)"
+done
