@@ -202,3 +202,34 @@ func TestCLI_WorkerUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCLI_FleetImportCountsRowsOtherProcessesSent: an import on a
+// PostgreSQL ledger works its rows beside a worker, ends when every row
+// has ended, and its summary counts the rows the worker sent too.
+func TestCLI_FleetImportCountsRowsOtherProcessesSent(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{Latency: 5 * time.Millisecond})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	for i := range 200 {
+		fmt.Fprintf(&csv, "q%03d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	w := startProc(t, dir, env, "worker", "--lease", "2s", "--rps", "50")
+	r := runBin(t, dir, env, "", "import", "--rps", "50", "in.csv")
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.wait(t, time.Minute)
+	if r.code != 0 || !regexp.MustCompile(`created +200\b`).MatchString(r.stdout) {
+		t.Errorf("import beside a worker: exit %d, want 0 and 200 created\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	m := regexp.MustCompile(`(\d+) rows taken, (\d+) created`).FindStringSubmatch(w.stdout.String())
+	if m == nil || m[1] == "0" || m[1] != m[2] {
+		t.Errorf("worker beside the import: want it to have created rows of it\n%s%s", w.stdout.String(), w.errb.String())
+	}
+	if n := len(srv.Customers()); n != 200 {
+		t.Errorf("server customers = %d, want 200", n)
+	}
+}
