@@ -197,3 +197,38 @@ func TestFleet_LoadedRunCountsItsRowsAsTheyEnded(t *testing.T) {
 		t.Errorf("run counts = %v, want 2 read, 1 created, 1 failed, 0 not started", got)
 	}
 }
+
+// TestFleet_FailuresLeaveOutRowsStillOwed: a row a worker holds is not a
+// failure while its chunk is open, even in doubt; once the chunk is done,
+// it is.
+func TestFleet_FailuresLeaveOutRowsStillOwed(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	load(t, l, targetA, "a.csv", 1, chunkOf("a.csv", 2, 1))
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: InDoubt, Message: "no answer"}); err != nil {
+		t.Fatal(err)
+	}
+	flushWorker(t, w)
+	if got := failures(t, l, targetA); len(got) != 0 {
+		t.Errorf("Failures() with the row's chunk open = %+v, want none", got)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := failures(t, l, targetA); len(got) != 1 || got[0].Status != InDoubt {
+		t.Errorf("Failures() with the chunk done = %+v, want the row in doubt", got)
+	}
+}
+
+func flushWorker(t *testing.T, w *Worker) {
+	t.Helper()
+	if err := w.l.w.flush(t.Context()); err != nil {
+		t.Fatalf("flush = %v", err)
+	}
+}
