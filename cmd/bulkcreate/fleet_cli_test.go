@@ -180,10 +180,11 @@ func ledgerRows(t *testing.T, ledgerURL string) []ledgerRow {
 	return out
 }
 
-func TestCLI_WorkerUsageErrors(t *testing.T) {
+func TestCLI_FleetUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	_, env := newServer(t, sandbox.Options{})
+	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\n")
 	for _, c := range []struct {
 		name string
 		env  map[string]string
@@ -193,6 +194,7 @@ func TestCLI_WorkerUsageErrors(t *testing.T) {
 		{"SQLiteLedger", env, []string{"worker", "--ledger", "x.db"}, "postgres://"},
 		{"EmbeddedTarget", map[string]string{}, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db"}, "RIPIO_BASE_URL"},
 		{"ShortLease", env, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db", "--lease", "10ms"}, "--lease"},
+		{"DetachOnSQLite", env, []string{"import", "--detach", "--ledger", "x.db", "in.csv"}, "--detach"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runBin(t, dir, c.env, "", c.args...)

@@ -172,6 +172,8 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	case f.unreachableAfter < 0:
 		return cfg, fmt.Errorf("--unreachable-after %v: want 0 (never) or more", f.unreachableAfter)
+	case f.detach && !isPostgres(f.ledger):
+		return cfg, errors.New("--detach: needs a PostgreSQL ledger (--ledger postgres://...), whose workers send the rows")
 	case f.lease < minLease:
 		return cfg, fmt.Errorf("--lease %v: want %v or more", f.lease, minLease)
 	case f.maxRetryAfter < 0:
