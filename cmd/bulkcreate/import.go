@@ -34,6 +34,12 @@ Examples:
   RIPIO_BASE_URL=sandbox RIPIO_CLIENT_ID=my-id RIPIO_CLIENT_SECRET_FILE=secret.txt \
     bulkcreate import --rps 50 --ledger ripio-sandbox.db customers.csv
 
+On a PostgreSQL ledger (--ledger postgres://...), import queues the rows to
+send in the ledger and sends them with its own pool beside any workers
+(bulkcreate worker), on this machine or others, ending when every row has
+ended; --detach returns once the rows are queued, leaving them to workers:
+  bulkcreate import --ledger postgres://bulk@db/imports --detach big.csv
+
 Flags:
 `
 
