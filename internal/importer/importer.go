@@ -176,7 +176,8 @@ type Summary struct {
 	Waiting int64 `json:"-"`
 }
 
-// Importer runs one import. Construct with New; call Import once.
+// Importer runs one import, or one worker of a fleet. Construct with New;
+// call Import or Work once.
 type Importer struct {
 	cfg    Config
 	sender Sender
