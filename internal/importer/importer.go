@@ -3,7 +3,9 @@
 // store (plan.go, by the rules of decide.go) -> a pool of workers
 // (errgroup, SetLimit) paced by one Pacer sending through a Sender
 // (send.go) -> the store. The importer consumes the small interfaces of
-// deps.go; a dry run plans through a memory store (dryrun.go).
+// deps.go; a dry run plans through a memory store (dryrun.go). In fleet
+// mode (fleet.go) an import queues its rows to send in the store instead,
+// and Work sends the rows a worker claims from it, by the same send path.
 //
 // A row's failure is data written to the ledger; only a reason to stop
 // everything (the ledger cannot write, the credentials are refused, the
