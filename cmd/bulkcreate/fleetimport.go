@@ -80,6 +80,7 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 	wcfg := j.cfg
 	wcfg.Queue = false
 	im := importer.New(wcfg, j.client, pacer, pg, name)
+	j.mx.watch(im, -1) // --metrics-addr: this process's own sending
 	w, err := pg.StartWorker(ctx, name, postgres.WorkerOptions{Lease: j.f.lease, Stats: workerStats(im)})
 	if err != nil {
 		return importer.Summary{}, err
