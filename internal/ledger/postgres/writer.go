@@ -224,6 +224,14 @@ func (w *writer) commit(batch []writeOp) error {
 	if ids, fences := chunksOf(batch); len(ids) > 0 {
 		b.Queue(`SELECT fence_chunks($1, $2)`, ids, fences)
 	}
+	if onlyQueues(batch) {
+		// Queued rows are not yet a promise to anyone: a load lost to a
+		// crash of the database is loaded again, and a worker's mark of a
+		// queued row, committed synchronously, makes the queue durable
+		// with it (the log is flushed in order). So a load waits for no
+		// disk flush; its Loaded does.
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	}
 	fences := b.Len()
 	buildBatch(&b, batch)
 	if b.Len() == fences {
@@ -241,6 +249,16 @@ func (w *writer) commit(batch []writeOp) error {
 		return fmt.Errorf("ledger: write: %w", err)
 	}
 	return nil
+}
+
+// onlyQueues reports whether every write of batch queues rows.
+func onlyQueues(batch []writeOp) bool {
+	for _, op := range batch {
+		if op.kind != opQueue {
+			return false
+		}
+	}
+	return len(batch) > 0
 }
 
 // runsOf lists the runs batch writes for, each once: the commit is
