@@ -85,7 +85,7 @@ func TestCLI_FleetSurvivesKillAndPause(t *testing.T) {
 	if r := runBin(t, dir, env, "", "report"); !regexp.MustCompile(`live imports:\n.*\n1 .* sending +300 `).MatchString(r.stdout) {
 		t.Errorf("report after import --detach: want its import live, 300 rows left\n%s%s", r.stdout, r.stderr)
 	}
-	const lease = "2s"
+	const lease = "3s"
 	worker := func() *proc {
 		return startProc(t, dir, env, "worker", "--exit-when-idle", "--lease", lease, "--rps", "25", "--concurrency", "4")
 	}
@@ -97,7 +97,7 @@ func TestCLI_FleetSurvivesKillAndPause(t *testing.T) {
 	}
 	killed.cmd.Process.Signal(syscall.SIGKILL)
 	paused.cmd.Process.Signal(syscall.SIGSTOP)
-	time.Sleep(5 * time.Second) // over two leases
+	time.Sleep(7 * time.Second) // over two leases
 	paused.cmd.Process.Signal(syscall.SIGCONT)
 
 	if code := paused.wait(t, time.Minute); code != exitAborted || !strings.Contains(paused.stdout.String()+paused.errb.String(), "lease") {
