@@ -103,8 +103,9 @@ func TestCLI_FleetSurvivesKillAndPause(t *testing.T) {
 	if code := paused.wait(t, time.Minute); code != exitAborted || !strings.Contains(paused.stdout.String()+paused.errb.String(), "lease") {
 		t.Errorf("paused worker: exit %d, want %d naming its lost lease\n%s%s", code, exitAborted, paused.stdout.String(), paused.errb.String())
 	}
-	if code := steady.wait(t, 2*time.Minute); code != 0 {
-		t.Errorf("steady worker: exit %d, want 0\n%s%s", code, steady.stdout.String(), steady.errb.String())
+	// 1: a row of its own left in doubt (see below); not 3, a stop.
+	if code := steady.wait(t, 2*time.Minute); code != 0 && code != exitNotDone {
+		t.Errorf("steady worker: exit %d, want 0 or %d\n%s%s", code, exitNotDone, steady.stdout.String(), steady.errb.String())
 	}
 	killed.wait(t, time.Minute)
 
