@@ -90,7 +90,7 @@ func TestCLI_FleetSurvivesKillAndPause(t *testing.T) {
 		return startProc(t, dir, env, "worker", "--exit-when-idle", "--lease", lease, "--rps", "25", "--concurrency", "4")
 	}
 	killed, paused, steady := worker(), worker(), worker()
-	time.Sleep(1500 * time.Millisecond)
+	waitHolding(t, ledgerURL, killed.cmd.Process.Pid, paused.cmd.Process.Pid)
 	if r := runBin(t, dir, env, "", "report"); strings.Count(r.stdout, " "+strconv.Itoa(killed.cmd.Process.Pid)+" ")+
 		strings.Count(r.stdout, " "+strconv.Itoa(steady.cmd.Process.Pid)+" ") != 2 {
 		t.Errorf("report while workers work: want them listed by pid\n%s%s", r.stdout, r.stderr)
@@ -153,23 +153,53 @@ func checkLedger(t *testing.T, ledgerURL string, byEmail map[string][]string, n 
 	}
 }
 
-type ledgerRow struct{ email, status, customerIDSent string }
+// waitHolding waits until each worker of pids holds a chunk.
+func waitHolding(t *testing.T, ledgerURL string, pids ...int) {
+	t.Helper()
+	conn, schema := ledgerConn(t, ledgerURL)
+	deadline := time.Now().Add(time.Minute)
+	for _, pid := range pids {
+		for {
+			var n int
+			err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.chunks c JOIN `+schema+`.workers w ON w.id = c.owner
+				WHERE w.pid = $1 AND NOT c.done AND c.lease_until > now()`, pid).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d holds no chunk after a minute", pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
 
-// ledgerRows reads every row of the ledger at ledgerURL.
-func ledgerRows(t *testing.T, ledgerURL string) []ledgerRow {
+// ledgerConn connects to the ledger at ledgerURL, until the test ends, and
+// returns its schema, quoted.
+func ledgerConn(t *testing.T, ledgerURL string) (*pgx.Conn, string) {
 	t.Helper()
 	u, err := url.Parse(ledgerURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(t.Context(), u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	rs, err := conn.Query(ctx, `SELECT email, status, customer_id_sent FROM `+pgx.Identifier{u.Query().Get("search_path")}.Sanitize()+`.rows ORDER BY email`)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, pgx.Identifier{u.Query().Get("search_path")}.Sanitize()
+}
+
+type ledgerRow struct{ email, status, customerIDSent string }
+
+// ledgerRows reads every row of the ledger at ledgerURL.
+func ledgerRows(t *testing.T, ledgerURL string) []ledgerRow {
+	t.Helper()
+	conn, schema := ledgerConn(t, ledgerURL)
+	rs, err := conn.Query(t.Context(), `SELECT email, status, customer_id_sent FROM `+schema+`.rows ORDER BY email`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,60 +209,4 @@ func ledgerRows(t *testing.T, ledgerURL string) []ledgerRow {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func TestCLI_FleetUsageErrors(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	_, env := newServer(t, sandbox.Options{})
-	writeFile(t, dir, "in.csv", "email,type\na@example.com,INDIVIDUAL\n")
-	for _, c := range []struct {
-		name string
-		env  map[string]string
-		args []string
-		want string
-	}{
-		{"SQLiteLedger", env, []string{"worker", "--ledger", "x.db"}, "postgres://"},
-		{"EmbeddedTarget", map[string]string{}, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db"}, "RIPIO_BASE_URL"},
-		{"ShortLease", env, []string{"worker", "--ledger", "postgres://127.0.0.1:1/db", "--lease", "10ms"}, "--lease"},
-		{"DetachOnSQLite", env, []string{"import", "--detach", "--ledger", "x.db", "in.csv"}, "--detach"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := runBin(t, dir, c.env, "", c.args...)
-			if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
-				t.Errorf("%v: exit %d, stderr %q; want %d naming %s", c.args, r.code, r.stderr, exitUsage, c.want)
-			}
-		})
-	}
-}
-
-// TestCLI_FleetImportCountsRowsOtherProcessesSent: an import on a
-// PostgreSQL ledger works its rows beside a worker, ends when every row
-// has ended, and its summary counts the rows the worker sent too.
-func TestCLI_FleetImportCountsRowsOtherProcessesSent(t *testing.T) {
-	t.Parallel()
-	ledgerURL, _ := postgresLedgerURL(t)
-	dir := t.TempDir()
-	srv, env := newServer(t, sandbox.Options{Latency: 5 * time.Millisecond})
-	env[ledgerEnv] = ledgerURL
-	var csv strings.Builder
-	csv.WriteString("email,type\n")
-	for i := range 200 {
-		fmt.Fprintf(&csv, "q%03d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", csv.String())
-	w := startProc(t, dir, env, "worker", "--lease", "2s", "--rps", "50")
-	r := runBin(t, dir, env, "", "import", "--rps", "50", "in.csv")
-	w.cmd.Process.Signal(syscall.SIGTERM)
-	w.wait(t, time.Minute)
-	if r.code != 0 || !regexp.MustCompile(`created +200\b`).MatchString(r.stdout) {
-		t.Errorf("import beside a worker: exit %d, want 0 and 200 created\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	m := regexp.MustCompile(`(\d+) rows taken, (\d+) created`).FindStringSubmatch(w.stdout.String())
-	if m == nil || m[1] == "0" || m[1] != m[2] {
-		t.Errorf("worker beside the import: want it to have created rows of it\n%s%s", w.stdout.String(), w.errb.String())
-	}
-	if n := len(srv.Customers()); n != 200 {
-		t.Errorf("server customers = %d, want 200", n)
-	}
 }
