@@ -120,9 +120,9 @@ func testClaimOnce[W Worker](t *testing.T, h FleetHarness[W]) {
 func testHeartbeat[W Worker](t *testing.T, h FleetHarness[W]) {
 	s := h.Open(t)
 	h.Load(t, s, targetA, "a.csv", 2, sends("a.csv", 2, 2))
-	a, b := h.StartWorker(t, s, targetA, 900*time.Millisecond), h.StartWorker(t, s, targetA, 900*time.Millisecond)
+	a, b := h.StartWorker(t, s, targetA, 1500*time.Millisecond), h.StartWorker(t, s, targetA, 1500*time.Millisecond)
 	claim(t, a)
-	time.Sleep(2 * time.Second)
+	time.Sleep(3200 * time.Millisecond)
 	if _, ok := claim(t, b); ok {
 		t.Errorf("a chunk whose holder beats was claimed after twice its lease")
 	}
