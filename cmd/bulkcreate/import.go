@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/postgres"
 )
 
 const importUsage = `Usage: bulkcreate import [flags] FILE|-
@@ -32,6 +33,12 @@ Examples:
   bulkcreate import --dry-run big.csv
   RIPIO_BASE_URL=sandbox RIPIO_CLIENT_ID=my-id RIPIO_CLIENT_SECRET_FILE=secret.txt \
     bulkcreate import --rps 50 --ledger ripio-sandbox.db customers.csv
+
+On a PostgreSQL ledger (--ledger postgres://...), import queues the rows to
+send in the ledger and sends them with its own pool beside any workers
+(bulkcreate worker), on this machine or others, ending when every row has
+ended; --detach returns once the rows are queued, leaving them to workers:
+  bulkcreate import --ledger postgres://bulk@db/imports --detach big.csv
 
 Flags:
 `
@@ -58,6 +65,8 @@ type importFlags struct {
 	verbose                         bool
 	summaryJSON                     string
 	progressEvery                   time.Duration
+	detach                          bool          // fleet: return once the rows are queued
+	lease                           time.Duration // fleet: a chunk's lease
 	target                          targetFlags
 	metrics                         metricsFlags
 }
@@ -86,6 +95,8 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
+	fs.BoolVar(&f.detach, "detach", false, "PostgreSQL ledger: return once the rows are queued, leaving them to workers (bulkcreate worker)")
+	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "PostgreSQL ledger: how long a claim of a chunk of rows holds without a heartbeat; a dead process's rows are sent again after it")
 	f.target.register(fs)
 	f.metrics.register(fs)
 }
@@ -167,6 +178,10 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	case f.unreachableAfter < 0:
 		return cfg, fmt.Errorf("--unreachable-after %v: want 0 (never) or more", f.unreachableAfter)
+	case f.detach && !isPostgres(f.ledger):
+		return cfg, errors.New("--detach: needs a PostgreSQL ledger (--ledger postgres://...), whose workers send the rows")
+	case f.lease < minLease:
+		return cfg, fmt.Errorf("--lease %v: want %v or more", f.lease, minLease)
 	case f.maxRetryAfter < 0:
 		return cfg, fmt.Errorf("--max-retry-after %v: want 0 (never) or more", f.maxRetryAfter)
 	}
@@ -242,6 +257,9 @@ func parseDelimiter(s string) (rune, error) {
 	}
 	return r[0], nil
 }
+
+// minLease keeps a lease longer than a heartbeat's round trip.
+const minLease = time.Second
 
 // minProgressEvery keeps --progress-every from flooding the log: a
 // non-positive one made the ticker panic, a tiny one logs without pause.

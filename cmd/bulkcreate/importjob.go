@@ -159,21 +159,18 @@ func (j *importJob) connect(ctx context.Context, e env) error {
 		return usageError("import: %v", err)
 	}
 	j.client = client
-	pg, ok := j.ledger.(postgresStore)
-	if !ok {
-		j.pacer = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
-		return nil
-	}
-	if err := pg.SetCeiling(ctx, j.tgt.Name(), j.f.rps); err != nil {
-		return err
-	}
-	j.pacer, err = fleetPacer(ctx, pg.Ledger, j.tgt.Name(), 0)
-	return err
+	// On a PostgreSQL ledger the pool sending beside the fleet takes the
+	// target's budget instead (runFleet); a dry run sends nothing.
+	j.pacer = ratelimit.New(ratelimit.Config{Rate: j.f.rps, Burst: j.f.burst})
+	return nil
 }
 
 // run imports, with the run report's sampler and the progress display
 // beside it, prints the summary and returns the run's exit code.
 func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error {
+	if pg, ok := j.ledger.(postgresStore); ok && !j.f.dryRun {
+		return j.runFleet(ctx, e, rec, pg)
+	}
 	name := j.tgt.Name()
 	var st importer.Store
 	if j.ledger != nil {
@@ -204,8 +201,7 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	if !j.f.dryRun {
 		rec.run = lastRun(ctx, j.sqlite, name, j.cfg.SourceFile, rec.started)
 	}
-	var headerErr *importer.HeaderError
-	if !errors.As(err, &headerErr) && !errors.Is(err, ledger.ErrBusy) { // nothing was read: no summary
+	if !noSummary(err) {
 		printSummary(e.stdout, sum, j.f.rps, j.tgt, ledgerHint(j.f.ledger, j.f.ledgerFromEnv), err)
 		printInputChanged(e.stdout, rec.inputChanged)
 		printReasons(e.stdout, rec.run.Reasons)
@@ -215,6 +211,13 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 		exit = withCode(exitNotDone, errQuiet)
 	}
 	return exit
+}
+
+// noSummary reports whether a run that ended with err read nothing, and so
+// has no summary to print.
+func noSummary(err error) bool {
+	var headerErr *importer.HeaderError
+	return errors.As(err, &headerErr) || errors.Is(err, ledger.ErrBusy)
 }
 
 // importExit maps a run's end to the documented exit code.

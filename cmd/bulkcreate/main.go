@@ -109,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch cmd {
 	case "import":
 		return runImport(ctx, e, rest)
+	case "worker":
+		return runWorker(ctx, e, rest)
 	case "report":
 		return runReport(ctx, e, rest)
 	case "failures":
@@ -134,6 +136,7 @@ customer twice.
 
 Usage:
   bulkcreate import [flags] FILE|-     import a CSV (- reads stdin)
+  bulkcreate worker [flags]            send rows imports queued on a PostgreSQL ledger
   bulkcreate report [flags]            counts per status and the last runs
   bulkcreate failures [flags]          rows not created, as a CSV to fix and re-import
   bulkcreate sandbox [flags]           serve a fake Ripio API for trials

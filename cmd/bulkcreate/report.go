@@ -79,16 +79,25 @@ func runReport(ctx context.Context, e env, args []string) error {
 		return withCode(exitUsage, err)
 	}
 	others := otherTargets(ctx, location, name, rep.Rows, len(rep.Runs))
+	fleet, err := readFleet(ctx, l, name)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
 	if *format == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(reportToJSON(rep, shownLedger(location), others))
+		out := reportToJSON(rep, shownLedger(location), others)
+		out.liveFleet = fleet
+		return enc.Encode(out)
 	}
 	warnOtherTargets(e.stderr, name, others)
 	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, shownLedger(location))
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range row.Statuses {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
+	}
+	if n := rep.Counts[row.Queued]; n > 0 {
+		fmt.Fprintf(tw, "queued (to send)\t%d\t\n", n)
 	}
 	fmt.Fprintf(tw, "rows\t%d\t\n", rep.Rows)
 	tw.Flush()
@@ -103,6 +112,7 @@ func runReport(ctx context.Context, e env, args []string) error {
 		}
 		tw.Flush()
 	}
+	printFleet(e.stdout, fleet)
 	return nil
 }
 
@@ -119,12 +129,13 @@ func shortTime(rfc string) string {
 
 // reportJSON is report --format json; its runs have --summary-json's keys.
 type reportJSON struct {
-	Target  string         `json:"target"`
-	Ledger  string         `json:"ledger"`
-	Rows    int            `json:"rows"`
-	Counts  map[string]int `json:"counts"`
-	Runs    []runJSON      `json:"runs"`                   // newest first
-	Targets []ledgerTarget `json:"otherTargets,omitempty"` // when this target has no rows: the ones the ledger holds
+	Target    string         `json:"target"`
+	Ledger    string         `json:"ledger"`
+	Rows      int            `json:"rows"`
+	Counts    map[string]int `json:"counts"`
+	Runs      []runJSON      `json:"runs"`                   // newest first
+	Targets   []ledgerTarget `json:"otherTargets,omitempty"` // when this target has no rows: the ones the ledger holds
+	liveFleet                // PostgreSQL: imports and workers at work
 }
 
 func reportToJSON(rep ledger.Report, path string, others []ledgerTarget) reportJSON {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -123,4 +125,45 @@ func (r postgresRun) MarkInFlightCommitted(ctx context.Context, sends []ledger.S
 		return nil, err
 	}
 	return p, nil
+}
+
+// postgresWorker is a PostgreSQL ledger's Worker as the importer's.
+type postgresWorker struct{ *postgres.Worker }
+
+func (w postgresWorker) MarkInFlightCommitted(ctx context.Context, sends []ledger.Send) (importer.Pending, error) {
+	p, err := w.Worker.MarkInFlightCommitted(ctx, sends)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadingStore is a PostgreSQL ledger whose StartRun keeps the run it
+// started, for the fleet import that waits on it.
+type loadingStore struct {
+	postgresStore
+	ceiling float64 // import --rps: the target's budget, set once the load holds the target
+	mu      sync.Mutex
+	run     *postgres.Run
+}
+
+func (s *loadingStore) StartRun(ctx context.Context, info ledger.RunInfo) (importer.Run, error) {
+	r, err := s.Ledger.StartRun(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ledger.SetCeiling(ctx, info.Target, s.ceiling); err != nil {
+		return nil, errors.Join(err, r.Finish(context.WithoutCancel(ctx), ledger.RunEnd{Outcome: "aborted", SourceFile: info.SourceFile}))
+	}
+	s.mu.Lock()
+	s.run = r
+	s.mu.Unlock()
+	return postgresRun{r}, nil
+}
+
+// started is the run StartRun started; nil before.
+func (s *loadingStore) started() *postgres.Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.run
 }

@@ -3,7 +3,9 @@
 // store (plan.go, by the rules of decide.go) -> a pool of workers
 // (errgroup, SetLimit) paced by one Pacer sending through a Sender
 // (send.go) -> the store. The importer consumes the small interfaces of
-// deps.go; a dry run plans through a memory store (dryrun.go).
+// deps.go; a dry run plans through a memory store (dryrun.go). In fleet
+// mode (fleet.go) an import queues its rows to send in the store instead,
+// and Work sends the rows a worker claims from it, by the same send path.
 //
 // A row's failure is data written to the ledger; only a reason to stop
 // everything (the ledger cannot write, the credentials are refused, the
@@ -89,6 +91,11 @@ type Config struct {
 	// leaves more rows in_doubt, never sent, if the process dies. Default
 	// 256; the command sizes it to about half a second of sending.
 	MarkAhead int
+	// Queue loads the rows to send into the store as queued, in chunks of
+	// MarkAhead rows, for workers to send (fleet mode, fleet.go), instead
+	// of sending them; the run's store must queue (Queuer). Summary.ToSend
+	// counts the rows queued.
+	Queue bool
 	// DryRun reads, validates and plans against the store, through a memory
 	// store that records nothing durable, and sends nothing.
 	DryRun bool
@@ -148,7 +155,7 @@ type Summary struct {
 	Requests  int64         `json:"requests"`  // create requests sent
 	Throttled int64         `json:"throttled"` // of them answered 429
 	Elapsed   time.Duration `json:"-"`
-	Outcome   string        `json:"outcome"` // completed, interrupted, aborted
+	Outcome   string        `json:"outcome"` // completed, interrupted, aborted; loaded (Config.Queue)
 	ReadAll   bool          `json:"readAll"` // the run read its file to the end
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
@@ -171,7 +178,8 @@ type Summary struct {
 	Waiting int64 `json:"-"`
 }
 
-// Importer runs one import. Construct with New; call Import once.
+// Importer runs one import, or one worker of a fleet. Construct with New;
+// call Import or Work once.
 type Importer struct {
 	cfg    Config
 	sender Sender
@@ -204,6 +212,7 @@ func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Im
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
+	queuedElsewhere                                                                                       atomic.Int64 // rows another fleet import queued and the fleet still owes
 	consumed                                                                                              atomic.Int64 // bytes of the file parsed
 	waiting                                                                                               atomic.Int64 // rows sleeping out a 429's Retry-After
 }
@@ -215,7 +224,7 @@ func (im *Importer) Progress() Summary {
 		Counts: Counts{
 			Read: c.read.Load(), Created: c.created.Load(), Exists: c.exists.Load(), Skipped: c.skipped.Load(),
 			Invalid: c.invalid.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(),
-			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load(),
+			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load() + c.queuedElsewhere.Load(),
 		},
 		Requests:   im.requests.Load(),
 		Throttled:  im.throttled.Load(),
@@ -230,9 +239,14 @@ func (im *Importer) Progress() Summary {
 
 // Limiter is the pacer in use when it is a *ratelimit.Limiter, or the
 // limiter whose law a pacer runs (a fleet's: its Limiter method), for
-// progress displays; nil otherwise.
+// progress displays; nil otherwise. A lease's check around the pacer is
+// looked through.
 func (im *Importer) Limiter() *ratelimit.Limiter {
-	switch p := im.pacer.(type) {
+	p := im.pacer
+	if lp, ok := p.(leasePacer); ok {
+		p = lp.Pacer
+	}
+	switch p := p.(type) {
 	case *ratelimit.Limiter:
 		return p
 	case interface{ Limiter() *ratelimit.Limiter }:
@@ -260,6 +274,9 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	} else if store == nil {
 		return im.summary(start, "aborted"), errors.New("importer: no store")
 	}
+	if im.cfg.Queue && im.cfg.DryRun {
+		return im.summary(start, "aborted"), errors.New("importer: a dry run queues nothing")
+	}
 	assigns, err := store.AssignsIDs(ctx, im.target)
 	if err != nil {
 		return im.summary(start, "aborted"), err
@@ -280,13 +297,7 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		runErr = feedErr
 	}
 
-	outcome := "completed"
-	switch {
-	case runErr != nil:
-		outcome = "aborted"
-	case ctx.Err() != nil:
-		outcome = "interrupted"
-	}
+	outcome := outcomeOf(ctx, runErr)
 	sum := im.summary(start, outcome)
 	sum.ReadAll = readAll
 	if im.cfg.DryRun {
@@ -295,14 +306,34 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	// The run's own context may be gone: finishing must still happen.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	ferr := im.run.Finish(fctx, ledger.RunEnd{
+	end := ledger.RunEnd{
 		Outcome: outcome, Counts: sum.Counts,
 		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
-	})
+	}
+	var ferr error
+	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && runErr == nil {
+		if outcome == "completed" {
+			sum.Outcome = "loaded"
+		}
+		ferr = q.Loaded(fctx, end)
+	} else {
+		ferr = im.run.Finish(fctx, end)
+	}
 	if runErr == nil {
 		runErr = ferr
 	}
 	return sum, runErr
+}
+
+// outcomeOf names how a run whose context is ctx ended with err.
+func outcomeOf(ctx context.Context, err error) string {
+	switch {
+	case err != nil:
+		return "aborted"
+	case ctx.Err() != nil:
+		return "interrupted"
+	}
+	return "completed"
 }
 
 func (im *Importer) summary(start time.Time, outcome string) Summary {

@@ -36,9 +36,9 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader, 
 		defer close(batches)
 		readAll, readErr = im.read(readCtx, rr, batches)
 	}()
-	var marked chan markedChunk // nil in a dry run: nothing is started
+	var marked chan markedChunk // nil in a dry run or a load: nothing is started
 	startDone := make(chan struct{})
-	if im.cfg.DryRun {
+	if im.cfg.DryRun || im.cfg.Queue {
 		close(startDone)
 	} else {
 		marked = make(chan markedChunk)

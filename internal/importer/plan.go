@@ -37,6 +37,12 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 	var sends []planned
 	for _, r := range rows {
 		k := knownOf(r, byKey, byEmail)
+		if k.own != nil && k.own.Status == row.Queued {
+			// A fleet import queued it and the fleet has not yet taken it
+			// to an outcome: it is that import's to finish.
+			im.counts.queuedElsewhere.Add(1)
+			continue
+		}
 		var first *plannedRow
 		if b, ok := batch[foldedEmail(r)]; ok {
 			first = &b
@@ -189,6 +195,12 @@ func (p *planner) mark(ctx context.Context, rows []planned) error {
 		for _, p := range chunk {
 			marks = append(marks, im.markOf(p.row))
 		}
+		if im.cfg.Queue {
+			if err := p.queue(ctx, marks); err != nil {
+				return err
+			}
+			continue
+		}
 		pending, err := im.run.MarkInFlightCommitted(context.WithoutCancel(ctx), marks)
 		if err != nil {
 			return err
@@ -236,6 +248,9 @@ func (im *Importer) markOf(r Row) ledger.Send {
 	s := ledger.Send{
 		Key: r.Key, Email: r.Email, Type: string(r.Type), CustomerID: r.CustomerID,
 		Fingerprint: r.fingerprint(), SourceFile: im.cfg.SourceFile, SourceLine: r.Line,
+	}
+	if r.file != "" {
+		s.SourceFile = r.file
 	}
 	if keyKind(r.Key) == "customerId" {
 		s.FoldedEmail = foldedEmail(r)

@@ -36,6 +36,9 @@ type Row struct {
 	Type       ripio.CustomerType
 	CustomerID string // sent as customerId; empty until planned for rows keyed by email
 	Key        string // the ledger's row key
+	// file is the source file of a row a worker claimed (fleet.go); ""
+	// for a row of the run's own file (Config.SourceFile).
+	file string
 }
 
 // customerNamespace roots the UUIDv5 customerIds derived from emails: the

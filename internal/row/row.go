@@ -18,6 +18,10 @@ const (
 	Failed    Status = "failed"    // retries ran out and nothing reached the server
 	InDoubt   Status = "in_doubt"  // the server may have seen it; outcome unknown
 	InFlight  Status = "in_flight" // a request is out (reported as in_doubt)
+	// Queued: loaded by a fleet import, waiting for a worker (PostgreSQL
+	// ledgers only). A lookup reports every row a fleet still owes work as
+	// queued.
+	Queued Status = "queued"
 )
 
 // Statuses lists the reported statuses in display order.
@@ -27,8 +31,8 @@ var Statuses = []Status{Created, Exists, Invalid, Duplicate, Rejected, Failed, I
 func (s Status) Done() bool { return s == Created || s == Exists }
 
 // MayExist reports whether a row in this state created its customer or may
-// have: done, or sent without an answer.
-func (s Status) MayExist() bool { return s.Done() || s == InDoubt || s == InFlight }
+// have: done, sent without an answer, or queued to be sent.
+func (s Status) MayExist() bool { return s.Done() || s == InDoubt || s == InFlight || s == Queued }
 
 // Counts are the rows of one run by what happened to them.
 type Counts struct {

@@ -208,6 +208,8 @@ func queueSingle(b *pgx.Batch, op *writeOp) {
 		}
 		b.Queue(`UPDATE runs SET ended_at = now(), outcome = $1, counts = $2 WHERE id = $3`,
 			op.end.Outcome, string(op.endCounts), op.runID)
+	case opQueue, opLoaded, opChunkEnd:
+		queueFleet(b, op)
 	case opAssignsIDs:
 		b.Queue(`UPDATE targets SET assigns_ids_since = now() WHERE id = $1 AND assigns_ids_since IS NULL`, op.targetID)
 	default:

@@ -13,7 +13,7 @@ import (
 // Lookup returns what the ledger holds on target for each of keys that it
 // knows. It only reads: a dry run uses it without starting a run.
 func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[string]ledger.Prior, error) {
-	out, err := l.lookup(ctx, target, keys, `SELECT row_key, `+priorColumns+` FROM rows
+	out, err := l.lookup(ctx, target, keys, `SELECT row_key, `+lookupColumns+` FROM rows
 		WHERE target_id = $1 AND row_key = ANY($2::text[])`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: lookup: %w", err)
@@ -26,13 +26,24 @@ func (l *Ledger) Lookup(ctx context.Context, target string, keys []string) (map[
 // most surely exists (done, then in doubt or in flight). It only reads.
 func (l *Ledger) LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error) {
 	// The <> '' term is the partial index's own.
-	out, err := l.lookup(ctx, target, emails, `SELECT folded_email, `+priorColumns+` FROM rows
+	out, err := l.lookup(ctx, target, emails, `SELECT folded_email, `+lookupColumns+` FROM rows
 		WHERE target_id = $1 AND folded_email <> '' AND folded_email = ANY($2::text[])`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: lookup by email: %w", err)
 	}
 	return out, nil
 }
+
+// lookupColumns are priorColumns as a lookup reads them: a row that a
+// fleet import queued and no worker has taken to an outcome yet (its chunk
+// is open) is queued, whatever it was before, so that no later import
+// queues or sends it a second time.
+const lookupColumns = owedStatus + `,
+	email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
+
+// owedStatus is a row's status, or queued while a fleet owes it work.
+const owedStatus = `CASE WHEN chunk_id IS NOT NULL AND status IN ('queued', 'in_flight', 'in_doubt')
+		AND EXISTS (SELECT 1 FROM chunks c WHERE c.id = rows.chunk_id AND NOT c.done) THEN 'queued' ELSE status END`
 
 const priorColumns = `status, email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
 

@@ -1,7 +1,8 @@
 // Package postgres is the ledger in a PostgreSQL database: the same rows,
 // states and guarantees as package ledger's SQLite file (see its package
 // doc for the state machine of a row), for operators who want the ledger in
-// a database they already run, and for a fleet of processes later.
+// a database they already run, and for a fleet of processes that import
+// together.
 //
 // The ledger's tables live in one schema (Options.Schema), created on first
 // Open and brought up to date by embedded, numbered migrations.
@@ -24,6 +25,16 @@
 // one server connection, not PgBouncer's transaction pooling, which would
 // hand the connection to others.
 // A Ledger and its Runs are safe for concurrent use.
+//
+// Fleet mode (fleet.go, worker.go): an import's Run may Queue its rows,
+// chunk by chunk, instead of sending them, and end with Loaded, which
+// releases the target's lock: the lock then serializes only the imports
+// that read files. Workers (StartWorker) claim chunks by lease on the
+// database's clock, renew their leases by heartbeat, and fence every write
+// by the chunk's fencing token, which grows on every claim; a claim of a
+// chunk whose lease ran out first makes its rows in flight in_doubt. Rows
+// move queued -> in_flight -> an outcome, as marks and records of a run do;
+// a row in doubt when queued stays in_doubt until a worker sends it.
 //
 // Text columns cannot hold NUL bytes or invalid UTF-8. The fields of an
 // invalid line are kept as bytes; a source file whose name is not UTF-8 is
@@ -128,6 +139,13 @@ func Open(ctx context.Context, url string, opts Options) (*Ledger, error) {
 	// disk when it returns. The URL may ask for more (remote_apply).
 	if _, ok := rp["synchronous_commit"]; !ok {
 		rp["synchronous_commit"] = "on"
+	}
+	// Each statement is planned for its arguments: a generic plan, made
+	// once a statement has run a few times, is costed on the table as it
+	// was then, and a lookup planned on the nearly empty rows table of a
+	// fresh load scans the whole table ever after, 60 times slower.
+	if _, ok := rp["plan_cache_mode"]; !ok {
+		rp["plan_cache_mode"] = "force_custom_plan"
 	}
 	if _, ok := rp["application_name"]; !ok {
 		rp["application_name"] = "bulkcreate"

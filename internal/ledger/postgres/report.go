@@ -12,8 +12,8 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
-// Report counts the target's rows per status (rows in flight count as
-// in_doubt) and lists its last maxRuns runs, newest first. A target the
+// Report counts the target's rows per status (rows a fleet still owes
+// work count as queued, other rows in flight as in_doubt) and lists its last maxRuns runs, newest first. A target the
 // ledger has never seen reports zeros.
 func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger.Report, error) {
 	rep := ledger.Report{Target: target, Counts: make(map[row.Status]int, len(row.Statuses)), Runs: []ledger.RunRecord{}}
@@ -28,7 +28,7 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 		return rep, nil
 	}
 	rows, err := l.pool.Query(ctx, `
-		SELECT status, COUNT(*) FROM rows WHERE target_id = $1 GROUP BY status
+		SELECT `+owedStatus+`, COUNT(*) FROM rows WHERE target_id = $1 GROUP BY 1
 		UNION ALL
 		SELECT status, COUNT(*) FROM line_issues WHERE target_id = $1 GROUP BY status`, tid)
 	if err != nil {
@@ -77,7 +77,8 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // Failures calls fn for every row of target whose status is in statuses
-// (all not-done statuses when empty), ordered by file and line. It streams:
+// (all not-done statuses when empty), ordered by file and line; not the
+// rows a fleet still owes work, which are not failures yet. It streams:
 // rows are read as fn takes them.
 func (l *Ledger) Failures(ctx context.Context, target string, statuses []row.Status, fn func(ledger.Failure) error) error {
 	if len(statuses) == 0 {
@@ -103,7 +104,7 @@ func (l *Ledger) Failures(ctx context.Context, target string, statuses []row.Sta
 	rows, err := l.pool.Query(ctx, `SELECT * FROM (
 			SELECT convert_to(email, 'UTF8') AS email, convert_to(type, 'UTF8') AS type,
 					convert_to(customer_id_sent, 'UTF8') AS customer_id, status, error_message AS reason, source_file, source_line
-				FROM rows WHERE target_id = $1 AND status = ANY($2::text[])
+				FROM rows WHERE target_id = $1 AND status = ANY($2::text[]) AND `+owedStatus+` <> 'queued'
 			UNION ALL
 			SELECT email, type, customer_id, status, reason, source_file, source_line
 				FROM line_issues WHERE target_id = $1 AND status = ANY($2::text[])

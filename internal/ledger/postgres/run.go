@@ -42,8 +42,10 @@ var ErrLockLost = errors.New("ledger: the database session holding this import's
 const lockCheckEvery = 5 * time.Second
 
 // StartRun takes the lock for info.Target (ledger.ErrBusy when another
-// import holds it), turns rows a dead run left in flight into in_doubt,
-// marks such runs crashed, and records the new run.
+// import holds it), turns rows a dead run or worker left in flight into
+// in_doubt (recoverSQL), marks dead runs crashed, and records the new run.
+// The lock serializes the imports that read files; workers never take it,
+// and a fleet import's run outlives its lock while its chunks are open.
 func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error) {
 	tid, _, err := l.targetID(ctx, info.Target, true)
 	if err != nil {
@@ -65,8 +67,8 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 	// Holding the lock, this run is the target's only one: whatever is in
 	// flight there was left by a run that died.
 	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE rows SET status = 'in_doubt', error_message = $2, updated_at = now()
-			WHERE target_id = $1 AND status = 'in_flight'`, tid, "the run sending it ended before an answer came")
+		tag, err := tx.Exec(ctx, recoverSQL, tid, "the run sending it ended before an answer came",
+			"the lease of the worker sending it ran out before an answer came")
 		if err != nil {
 			return err
 		}
@@ -80,7 +82,8 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 						UNION ALL
 						SELECT status, COUNT(*) AS n FROM line_issues WHERE target_id = runs.target_id AND run_id = runs.id GROUP BY status
 					) AS each GROUP BY status) AS total), '{}')
-			WHERE target_id = $1 AND outcome = 'running'`, tid); err != nil {
+			WHERE target_id = $1 AND outcome = 'running' AND loaded_at IS NULL
+				AND NOT EXISTS (SELECT 1 FROM chunks WHERE run_id = runs.id AND NOT done)`, tid); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `INSERT INTO runs (target_id, source_file, options, pid, host)
@@ -92,6 +95,15 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 	}
 	return r, nil
 }
+
+// recoverSQL turns the rows of target $1 left in flight by a process that
+// is gone into in_doubt: rows no fleet queued, whose run's lock this run
+// now holds, and rows of chunks whose lease ran out or was given back.
+// Rows in flight in a chunk whose lease holds are a live worker's.
+const recoverSQL = `UPDATE rows SET status = 'in_doubt', updated_at = now(),
+		error_message = CASE WHEN chunk_id IS NULL THEN $2 ELSE $3 END
+	WHERE target_id = $1 AND status = 'in_flight' AND (chunk_id IS NULL OR chunk_id IN (
+		SELECT id FROM chunks WHERE target_id = $1 AND (lease_until IS NULL OR lease_until < now())))`
 
 // watchLock pings the lock's session every interval until unlock stops
 // it. A ping that fails or gets no answer within the interval fails the

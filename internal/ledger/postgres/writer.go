@@ -50,22 +50,31 @@ const (
 	opReplace
 	opFinish
 	opAssignsIDs
+	opQueue    // fleet.go: sends queued in a new chunk of the run
+	opLoaded   // fleet.go: the run's rows are all queued
+	opChunkEnd // fleet.go: a worker is done with a chunk, or gives it back
 )
 
 // writeOp is one write, as its caller described it; the writer turns it
 // into SQL when it commits.
 type writeOp struct {
-	kind      opKind
-	targetID  int64
-	runID     int64
-	sends     []ledger.Send  // opMark
-	outcome   ledger.Outcome // opRecord
-	key       string         // opRelease, opSetMessage, opReplace
-	prior     *ledger.Prior  // opRelease; nil: the row was new
-	issue     ledger.LineIssue
-	message   string // opSetMessage
-	end       ledger.RunEnd
-	endCounts []byte // opFinish: end.Counts as JSON
+	kind     opKind
+	targetID int64
+	runID    int64
+	// chunk and fence, when chunk > 0: a worker's write for a row of that
+	// chunk, which it claimed with that fence. The commit is refused whole
+	// if the chunk's fence has changed (fence_chunks); such writes are not
+	// fenced by their run, which a worker does not hold.
+	chunk, fence int64
+	finished     bool           // opChunkEnd: every row of the chunk is taken to an outcome
+	sends        []ledger.Send  // opMark
+	outcome      ledger.Outcome // opRecord
+	key          string         // opRelease, opSetMessage, opReplace
+	prior        *ledger.Prior  // opRelease; nil: the row was new
+	issue        ledger.LineIssue
+	message      string // opSetMessage
+	end          ledger.RunEnd
+	endCounts    []byte // opFinish: end.Counts as JSON
 	// done, when not nil, gets the result once the write is committed,
 	// which in PostgreSQL is on disk. Nil for fire-and-forget.
 	done chan error
@@ -212,6 +221,17 @@ func (w *writer) commit(batch []writeOp) error {
 	if runs := runsOf(batch); len(runs) > 0 {
 		b.Queue(`SELECT fence_runs($1)`, runs)
 	}
+	if ids, fences := chunksOf(batch); len(ids) > 0 {
+		b.Queue(`SELECT fence_chunks($1, $2)`, ids, fences)
+	}
+	if onlyQueues(batch) {
+		// Queued rows are not yet a promise to anyone: a load lost to a
+		// crash of the database is loaded again, and a worker's mark of a
+		// queued row, committed synchronously, makes the queue durable
+		// with it (the log is flushed in order). So a load waits for no
+		// disk flush; its Loaded does.
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	}
 	fences := b.Len()
 	buildBatch(&b, batch)
 	if b.Len() == fences {
@@ -222,10 +242,23 @@ func (w *writer) commit(batch []writeOp) error {
 	if errors.As(err, &pgErr) && pgErr.Code == "BC001" {
 		return fmt.Errorf("%w: another import has taken the target and ended this run", ErrLockLost)
 	}
+	if errors.As(err, &pgErr) && pgErr.Code == "BC002" {
+		return fmt.Errorf("%w: another worker has claimed a chunk of this write", ErrLeaseLost)
+	}
 	if err != nil {
 		return fmt.Errorf("ledger: write: %w", err)
 	}
 	return nil
+}
+
+// onlyQueues reports whether every write of batch queues rows.
+func onlyQueues(batch []writeOp) bool {
+	for _, op := range batch {
+		if op.kind != opQueue {
+			return false
+		}
+	}
+	return len(batch) > 0
 }
 
 // runsOf lists the runs batch writes for, each once: the commit is
@@ -233,11 +266,23 @@ func (w *writer) commit(batch []writeOp) error {
 func runsOf(batch []writeOp) []int64 {
 	var runs []int64
 	for _, op := range batch {
-		if op.runID > 0 && !slices.Contains(runs, op.runID) {
+		if op.runID > 0 && op.chunk == 0 && !slices.Contains(runs, op.runID) {
 			runs = append(runs, op.runID)
 		}
 	}
 	return runs
+}
+
+// chunksOf lists the chunks batch writes for, each once, with the fence
+// each was claimed with.
+func chunksOf(batch []writeOp) (ids, fences []int64) {
+	for _, op := range batch {
+		if op.chunk > 0 && !slices.Contains(ids, op.chunk) {
+			ids = append(ids, op.chunk)
+			fences = append(fences, op.fence)
+		}
+	}
+	return ids, fences
 }
 
 // close commits what is queued, stops the writer and gives its connection

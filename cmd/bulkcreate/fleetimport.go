@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/postgres"
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// runFleet imports on a PostgreSQL ledger: it loads the file's rows to
+// send as queued chunks and, unless --detach, works them with its own pool
+// beside any workers until every queued row of its target has ended,
+// whichever process sent it. Its summary counts those rows as the ledger has them.
+func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, pg postgresStore) error {
+	start := time.Now()
+	name := j.tgt.Name()
+	ls := &loadingStore{postgresStore: pg, ceiling: j.f.rps}
+	lcfg := j.cfg
+	lcfg.Queue = true
+	loader := importer.New(lcfg, nil, nil, ls, name)
+	var (
+		lsum    importer.Summary
+		lerr    error
+		loadEnd = make(chan struct{})
+	)
+	go func() {
+		defer close(loadEnd)
+		lsum, lerr = loader.Import(ctx, j.in)
+	}()
+	var wsum importer.Summary
+	var werr error
+	if j.f.detach {
+		<-loadEnd
+	} else {
+		stopProgress := j.fleetProgress(ctx, e, pg.Ledger, ls, loader)
+		wsum, werr = j.workOwn(ctx, pg, ls, loadEnd)
+		<-loadEnd
+		stopProgress()
+	}
+	sum := lsum
+	err := lerr
+	if err == nil {
+		err = werr
+	}
+	if r := ls.started(); r != nil && !j.f.detach {
+		sum = fleetSummary(ctx, pg.Ledger, r.ID, lsum, wsum, err)
+		sum.Elapsed = time.Since(start)
+	}
+	rec.sum = &sum
+	if j.input != nil {
+		rec.inputChanged = j.input.Changed()
+	}
+	if j.f.detach && err == nil && ls.started() != nil {
+		printDetached(e.stdout, sum, ls.started().ID, name, ledgerHint(j.f.ledger, j.f.ledgerFromEnv))
+		printInputChanged(e.stdout, rec.inputChanged)
+		return nil
+	}
+	if !noSummary(err) {
+		printSummary(e.stdout, sum, j.f.rps, j.tgt, ledgerHint(j.f.ledger, j.f.ledgerFromEnv), err)
+		printInputChanged(e.stdout, rec.inputChanged)
+	}
+	return importExit(ctx, sum, err)
+}
+
+// workOwn works chunks beside any workers until the loader has ended and
+// no chunk of the target is open: its import's, and those of earlier
+// imports, which come first (claims go in the order rows were queued) and
+// may hold rows this import found queued already.
+func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingStore, loadEnd <-chan struct{}) (importer.Summary, error) {
+	name := j.tgt.Name()
+	pacer, err := fleetPacer(ctx, pg.Ledger, name, 0) // the budget that --rps set
+	if err != nil {
+		return importer.Summary{}, err
+	}
+	wcfg := j.cfg
+	wcfg.Queue = false
+	im := importer.New(wcfg, j.client, pacer, pg, name)
+	j.mx.watch(im, -1) // --metrics-addr: this process's own sending
+	w, err := pg.StartWorker(ctx, name, postgres.WorkerOptions{Lease: j.f.lease, Stats: workerStats(im)})
+	if err != nil {
+		return importer.Summary{}, err
+	}
+	done := func(ctx context.Context) (bool, error) {
+		select {
+		case <-loadEnd:
+		default:
+			return false, nil
+		}
+		if ls.started() == nil {
+			return true, nil // nothing loaded
+		}
+		return w.Idle(ctx, 0)
+	}
+	return im.Work(ctx, postgresWorker{w}, importer.WorkConfig{Done: done, Poll: pollEvery(j.f.lease)})
+}
+
+// pollEvery is how often a process with nothing to claim asks again: often
+// enough that a dead worker's chunk is taken soon after its lease ends.
+func pollEvery(lease time.Duration) time.Duration {
+	return min(time.Second, max(50*time.Millisecond, lease/20))
+}
+
+// workerStats reports, for the workers table, the requests im has sent and
+// its rate since the last call.
+func workerStats(im *importer.Importer) func() (int64, float64) {
+	var mu sync.Mutex
+	last, lastAt := int64(0), time.Now()
+	return func() (int64, float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		n, now := im.Progress().Requests, time.Now()
+		rate := float64(n-last) / max(now.Sub(lastAt).Seconds(), 1e-3)
+		last, lastAt = n, now
+		return n, rate
+	}
+}
+
+// fleetSummary is the import's summary: the loader's counts of the rows it
+// did not queue, the ledger's of those it queued (by whatever process),
+// and this process's requests.
+func fleetSummary(ctx context.Context, l *postgres.Ledger, runID int64, lsum, wsum importer.Summary, err error) importer.Summary {
+	sum := lsum
+	sum.Requests, sum.Throttled = wsum.Requests, wsum.Throttled
+	sum.AssignsIDs = sum.AssignsIDs || wsum.AssignsIDs
+	sum.Held += wsum.Held
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ended, left, cerr := l.FleetCounts(cctx, runID)
+	if cerr != nil {
+		sum.Pending += sum.ToSend // unknown: none counted done
+		return sum
+	}
+	sum.Created += int64(ended[row.Created])
+	sum.Exists += int64(ended[row.Exists])
+	sum.Rejected += int64(ended[row.Rejected])
+	sum.Failed += int64(ended[row.Failed])
+	sum.InDoubt += int64(ended[row.InDoubt] + ended[row.InFlight])
+	sum.Pending += int64(left)
+	switch {
+	case err != nil:
+		sum.Outcome = "aborted"
+	case ctx.Err() != nil:
+		sum.Outcome = "interrupted"
+	case lsum.Outcome == "loaded":
+		sum.Outcome = "completed"
+	}
+	return sum
+}
+
+// fleetProgress logs, every --progress-every until stopped, how far the
+// import has come across every process.
+func (j *importJob) fleetProgress(ctx context.Context, e env, l *postgres.Ledger, ls *loadingStore, loader *importer.Importer) (stop func()) {
+	if j.f.quiet {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(j.f.progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			p := loader.Progress()
+			r := ls.started()
+			if r == nil {
+				continue
+			}
+			ended, left, err := l.FleetCounts(ctx, r.ID)
+			if err != nil {
+				continue
+			}
+			n := 0
+			for _, c := range ended {
+				n += c
+			}
+			j.logger.Info("progress", "read", p.Read, "queued", p.ToSend, "ended", n, "left", left)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// printDetached says what a detached import loaded and how to follow it.
+func printDetached(w io.Writer, s importer.Summary, runID int64, target, ledgerPath string) {
+	ledgerFlag := ""
+	if ledgerPath != defaultLedger {
+		ledgerFlag = " --ledger " + ledgerPath
+	}
+	fmt.Fprintf(w, "%s: import %d loaded in %s: %d rows queued for workers", target, runID, s.Elapsed.Round(time.Millisecond), s.ToSend)
+	if n := s.Invalid + s.Duplicate; n > 0 {
+		fmt.Fprintf(w, ", %d invalid or duplicate", n)
+	}
+	fmt.Fprintf(w, ", %d skipped (done before), %d rows read\n", s.Skipped, s.Read)
+	fmt.Fprintf(w, "next: start workers (bulkcreate worker%s, with this target's environment); watch: bulkcreate report%s\n", ledgerFlag, ledgerFlag)
+}

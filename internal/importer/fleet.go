@@ -1,0 +1,212 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+)
+
+// Fleet mode. An import with Config.Queue plans its file as any import
+// does, by the same rules, but queues the rows to send in the store, in
+// chunks, instead of sending them (Queuer). Work takes chunks of queued
+// rows from a Worker and sends their rows by the same path as an import
+// (send.go), with the chunk's fenced writes as its Run: any number of
+// processes on any number of machines work one target's imports together.
+
+// Queuer is the Run of a store that can queue rows for workers.
+type Queuer interface {
+	// Queue writes sends as rows queued in one new chunk; it returns once
+	// lookups see them.
+	Queue(ctx context.Context, sends []ledger.Send) error
+	// Loaded records that the run has queued all it will, in place of
+	// Finish: the run ends when workers have worked its last chunk.
+	Loaded(ctx context.Context, end ledger.RunEnd) error
+}
+
+// Worker is a store's side of fleet mode: a Run whose writes are fenced by
+// the chunk that holds their row, and the claims of chunks.
+type Worker interface {
+	Run
+	// Claim takes a chunk free to work; ok is false when none is now.
+	Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err error)
+	// ChunkEnd marks a chunk done (finished) or gives it back.
+	ChunkEnd(ctx context.Context, chunk int64, finished bool) error
+	// Holds returns an error once the worker may no longer hold a chunk
+	// it claimed: it must send nothing more.
+	Holds() error
+}
+
+// WorkConfig says when Work ends.
+type WorkConfig struct {
+	// Done, when set, is asked before each claim and whenever no chunk is
+	// free: Work ends when it says true. Nil: Work ends with its context.
+	Done func(ctx context.Context) (bool, error)
+	// Poll is how long Work waits when no chunk is free. Default 500ms.
+	Poll time.Duration
+}
+
+// queue queues marks as one chunk (Config.Queue).
+func (p *planner) queue(ctx context.Context, marks []ledger.Send) error {
+	q, ok := p.im.run.(Queuer)
+	if !ok {
+		return errors.New("importer: this store cannot queue rows for workers")
+	}
+	if err := q.Queue(context.WithoutCancel(ctx), marks); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Work claims chunks from w and sends their rows until wc.Done says so,
+// ctx is done, or a reason to stop everything comes (then its error: the
+// store's, ErrUnauthorized, ErrTooManyErrors, or the worker's lost lease).
+// A worker that may have lost its lease sends nothing more. The summary
+// counts the rows this process took: Read is the rows claimed.
+func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary, error) {
+	start := time.Now()
+	if wc.Poll <= 0 {
+		wc.Poll = 500 * time.Millisecond
+	}
+	im.run = w
+	stopCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	im.pacer = leasePacer{Pacer: im.pacer, holds: w.Holds, stop: stop}
+	g, gctx := errgroup.WithContext(stopCtx)
+	g.SetLimit(im.cfg.Concurrency)
+	var chunks sync.WaitGroup
+	claimErr := im.claimLoop(gctx, g, &chunks, w, wc)
+	if claimErr != nil {
+		stop(claimErr)
+	}
+	runErr := g.Wait()
+	chunks.Wait()
+	if runErr == nil {
+		runErr = claimErr
+	}
+	if runErr == nil && context.Cause(stopCtx) != nil && ctx.Err() == nil {
+		runErr = context.Cause(stopCtx) // the lease was lost
+	}
+	outcome := outcomeOf(ctx, runErr)
+	sum := im.summary(start, outcome)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if ferr := w.Finish(fctx, ledger.RunEnd{Outcome: outcome, Counts: sum.Counts}); runErr == nil {
+		runErr = ferr
+	}
+	return sum, runErr
+}
+
+// claimLoop claims chunks and starts their rows on the pool, claiming the
+// next once every row of the last is started.
+func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, wc WorkConfig) error {
+	for ctx.Err() == nil {
+		if wc.Done != nil {
+			done, err := wc.Done(ctx)
+			if err != nil || done {
+				return err
+			}
+		}
+		chunk, ok, err := w.Claim(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if sleep(ctx, wc.Poll) != nil {
+				return nil
+			}
+			continue
+		}
+		// Another process may have found that the target assigns its ids.
+		if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
+			im.assignsIDs.Store(true)
+		}
+		if err := im.startChunk(ctx, g, chunks, w, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startChunk marks the chunk's rows in flight, in one write, and starts
+// each on the pool. Once every row has ended, the chunk is done; if the
+// run stopped meanwhile (a row may then have been put back, not sent) it
+// is given back.
+func (im *Importer) startChunk(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk) error {
+	rows := make([]Row, len(chunk.Rows))
+	marks := make([]ledger.Send, len(chunk.Rows))
+	for i, q := range chunk.Rows {
+		rows[i] = Row{Line: q.SourceLine, Email: q.Email, Type: ripio.CustomerType(q.Type), CustomerID: q.CustomerIDSent, Key: q.Key, file: q.SourceFile}
+		marks[i] = im.markOf(rows[i])
+	}
+	im.counts.read.Add(int64(len(rows)))
+	if len(rows) > 0 {
+		if _, err := w.MarkInFlightCommitted(context.WithoutCancel(ctx), marks); err != nil {
+			return err
+		}
+	}
+	im.counts.inFlight.Add(int64(len(rows)))
+	var left atomic.Int64
+	left.Store(int64(len(rows)))
+	var stopped atomic.Bool
+	chunks.Add(1)
+	end := func() {
+		defer chunks.Done()
+		finished := !stopped.Load() && ctx.Err() == nil
+		if err := w.ChunkEnd(context.WithoutCancel(ctx), chunk.ID, finished); err != nil {
+			im.cfg.Logger.Warn("chunk not ended", "chunk", chunk.ID, "error", err)
+		}
+	}
+	if len(rows) == 0 {
+		end()
+		return nil
+	}
+	for i := range rows {
+		prior := &chunk.Rows[i].Prior
+		g.Go(func() error {
+			defer im.counts.inFlight.Add(-1)
+			err := im.send(ctx, rows[i], prior)
+			if err != nil || ctx.Err() != nil {
+				stopped.Store(true)
+			}
+			if left.Add(-1) == 0 {
+				end()
+			}
+			return err
+		})
+	}
+	return nil
+}
+
+// leasePacer checks, before a request leaves and again after its wait,
+// that the worker still holds its chunks; once it does not, it stops the
+// run (with the cause) and lets no request leave.
+type leasePacer struct {
+	Pacer
+	holds func() error
+	stop  context.CancelCauseFunc
+}
+
+func (p leasePacer) Wait(ctx context.Context) error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	if err := p.Pacer.Wait(ctx); err != nil {
+		return err
+	}
+	return p.check()
+}
+
+func (p leasePacer) check() error {
+	if err := p.holds(); err != nil {
+		p.stop(err)
+		return err
+	}
+	return nil
+}

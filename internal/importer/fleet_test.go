@@ -1,0 +1,168 @@
+package importer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/memstore"
+	"github.com/bulkcreate/bulkcreate/internal/ripio"
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+var errLost = errors.New("lease lost")
+
+// fakeWorker hands out chunks and keeps what is written of their rows.
+type fakeWorker struct {
+	importer.Run // unused writes panic
+	mu           sync.Mutex
+	chunks       []ledger.Chunk
+	status       map[string]row.Status
+	ended        map[int64]bool // chunk -> finished
+	lost         bool
+}
+
+func newFakeWorker(chunks, rows int) *fakeWorker {
+	w := &fakeWorker{status: map[string]row.Status{}, ended: map[int64]bool{}}
+	for c := range chunks {
+		ch := ledger.Chunk{ID: int64(c + 1)}
+		for r := range rows {
+			email := fmt.Sprintf("c%dr%d@example.com", c, r)
+			ch.Rows = append(ch.Rows, ledger.Queued{Key: "email:" + email, Prior: ledger.Prior{Status: row.Queued,
+				Email: email, Type: "INDIVIDUAL", CustomerIDSent: importer.CustomerIDFor(email), SourceFile: "q.csv", SourceLine: r + 2}})
+		}
+		w.chunks = append(w.chunks, ch)
+	}
+	return w
+}
+
+func (w *fakeWorker) Claim(context.Context) (ledger.Chunk, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lost {
+		return ledger.Chunk{}, false, errLost
+	}
+	if len(w.chunks) == 0 {
+		return ledger.Chunk{}, false, nil
+	}
+	c := w.chunks[0]
+	w.chunks = w.chunks[1:]
+	return c, true, nil
+}
+
+func (w *fakeWorker) Holds() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lost {
+		return errLost
+	}
+	return nil
+}
+
+// set writes a row's status. It does not check the lease: only Holds
+// does, so that the tests see what the importer makes of Holds alone.
+func (w *fakeWorker) set(key string, st row.Status) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status[key] = st
+	return nil
+}
+
+func (w *fakeWorker) MarkInFlightCommitted(_ context.Context, sends []ledger.Send) (importer.Pending, error) {
+	for _, s := range sends {
+		if err := w.set(s.Key, row.InFlight); err != nil {
+			return nil, err
+		}
+	}
+	return done{}, nil
+}
+
+func (w *fakeWorker) MarkInFlight(_ context.Context, s ledger.Send) error {
+	return w.set(s.Key, row.InFlight)
+}
+func (w *fakeWorker) Record(_ context.Context, o ledger.Outcome) error { return w.set(o.Key, o.Status) }
+func (w *fakeWorker) Release(_ context.Context, key string, p *ledger.Prior) error {
+	return w.set(key, p.Status)
+}
+func (w *fakeWorker) RecordAssignsIDs(context.Context) error      { return nil }
+func (w *fakeWorker) Finish(context.Context, ledger.RunEnd) error { return nil }
+func (w *fakeWorker) ChunkEnd(_ context.Context, chunk int64, finished bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended[chunk] = finished
+	return nil
+}
+
+type done struct{}
+
+func (done) Durable() error { return nil }
+
+// countingSender creates every customer; after its lose-th request its
+// worker loses the lease.
+type countingSender struct {
+	mu   sync.Mutex
+	n    int
+	lose int
+	w    *fakeWorker
+}
+
+func (s *countingSender) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if s.n == s.lose {
+		s.w.mu.Lock()
+		s.w.lost = true
+		s.w.mu.Unlock()
+	}
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
+}
+
+func TestWork_SendsEveryClaimedRowAndEndsItsChunks(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(3, 4)
+	srv := &countingSender{w: w}
+	im := importer.New(importer.Config{Concurrency: 2}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
+	sum, err := im.Work(t.Context(), w, importer.WorkConfig{Done: idle})
+	if err != nil {
+		t.Fatalf("Work() = %v", err)
+	}
+	if sum.Read != 12 || sum.Created != 12 || srv.n != 12 {
+		t.Errorf("Work: %d rows taken, %d created, %d requests; want 12 each", sum.Read, sum.Created, srv.n)
+	}
+	for key, st := range w.status {
+		if st != row.Created {
+			t.Errorf("row %s: %s, want created", key, st)
+		}
+	}
+	for c := int64(1); c <= 3; c++ {
+		if finished, ok := w.ended[c]; !ok || !finished {
+			t.Errorf("chunk %d: ended %v, finished %v; want done", c, ok, finished)
+		}
+	}
+}
+
+// TestWork_StopsBeforeTheNextRequestOnceTheLeaseIsLost: a worker that no
+// longer holds its chunks sends nothing more, gives the chunk it worked
+// back undone, and returns why.
+func TestWork_StopsBeforeTheNextRequestOnceTheLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(2, 5)
+	srv := &countingSender{w: w, lose: 3}
+	im := importer.New(importer.Config{Concurrency: 1}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	_, err := im.Work(t.Context(), w, importer.WorkConfig{})
+	if !errors.Is(err, errLost) {
+		t.Fatalf("Work() = %v, want the lost lease", err)
+	}
+	if srv.n != 3 {
+		t.Errorf("requests = %d, want 3: none after the lease was lost", srv.n)
+	}
+	if finished := w.ended[1]; finished {
+		t.Errorf("the chunk being worked was ended done; want it left undone")
+	}
+}

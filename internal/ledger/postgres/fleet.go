@@ -1,0 +1,147 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// Fleet mode: an import (a Run) queues its rows to send in chunks instead
+// of sending them, and any process working the target (a Worker) claims a
+// chunk by lease and sends its rows. The target's lock serializes the
+// imports that load rows; workers never take it. See worker.go for claims.
+
+// Queue writes sends as queued rows of one new chunk of the run, for a
+// worker to claim. A row the ledger held in doubt stays in_doubt (the
+// worker then knows it may have been sent); any other becomes queued. Its
+// attempts are not counted: the worker's MarkInFlight counts them. It
+// returns once committed, so the next lookups see the rows.
+func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
+	if len(sends) == 0 {
+		return nil
+	}
+	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, true)
+}
+
+// Loaded records that the run has queued every row it will (end's counts
+// are of the rows it read; the rows it queued are counted as they end) and
+// releases the target's lock. The run stays running while a chunk of it is
+// open; the commit that ends its last chunk, or this one when none is open,
+// ends it completed. It releases the lock even when it fails.
+func (r *Run) Loaded(ctx context.Context, end ledger.RunEnd) error {
+	defer r.unlock()
+	counts, err := json.Marshal(end.Counts.Record())
+	if err != nil {
+		return fmt.Errorf("ledger: loaded: %w", err)
+	}
+	if err := r.l.w.submit(ctx, writeOp{kind: opLoaded, targetID: r.targetID, runID: r.ID, end: end, endCounts: counts}, true); err != nil {
+		return fmt.Errorf("ledger: loaded: %w", err)
+	}
+	return nil
+}
+
+// queueSQL inserts a chunk and its rows in one statement. On a row the
+// ledger knows, it takes the send's fields, as markSQL does.
+const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, $2) RETURNING id)
+	INSERT INTO rows AS r (target_id, row_key, email, type, customer_id_sent, status, attempts,
+		source_file, source_line, fingerprint, folded_email, first_run, last_run, created_at, updated_at, chunk_id)
+	SELECT $1, k, e, ty, cid, 'queued', 0, f, l, fp, fe, $2, $2, now(), now(), (SELECT id FROM c)
+	FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::text[], $10::text[])
+		AS u (k, e, ty, cid, f, l, fp, fe)
+	ON CONFLICT (target_id, row_key) DO UPDATE SET
+		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
+		folded_email = excluded.folded_email,
+		status = CASE WHEN r.status IN ('in_doubt', 'in_flight') THEN 'in_doubt' ELSE 'queued' END,
+		source_file = excluded.source_file, source_line = excluded.source_line,
+		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at,
+		chunk_id = excluded.chunk_id`
+
+func queueArgs(op *writeOp) []any {
+	n := len(op.sends)
+	key, email, typ, cid, file, fp, folded := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	line := make([]int32, n)
+	for i, s := range op.sends {
+		key[i], email[i], typ[i], cid[i], file[i], fp[i], folded[i] = s.Key, s.Email, s.Type, s.CustomerID, s.SourceFile, s.Fingerprint, s.FoldedEmail
+		line[i] = int32(s.SourceLine)
+	}
+	return []any{op.targetID, op.runID, key, email, typ, cid, file, line, fp, folded}
+}
+
+// completeRunSQL ends run $1 completed once it is loaded and none of its
+// chunks is open: its counts are the loader's, with the rows it queued
+// counted by the status they ended in.
+const completeRunSQL = `UPDATE runs SET outcome = 'completed', ended_at = now(), counts = COALESCE((
+		SELECT jsonb_object_agg(k, v) FROM (
+			SELECT k, SUM(v) AS v FROM (
+				SELECT key AS k, value::bigint AS v FROM jsonb_each_text(runs.counts)
+				UNION ALL
+				SELECT r.status, COUNT(*) FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = runs.id GROUP BY r.status
+				UNION ALL
+				SELECT 'not_started', -COUNT(*) FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = runs.id
+			) AS each GROUP BY k) AS total), '{}')
+	WHERE id = $1 AND loaded_at IS NOT NULL AND outcome = 'running'
+		AND NOT EXISTS (SELECT 1 FROM chunks WHERE run_id = $1 AND NOT done)`
+
+// queueFleet queues the statements of the fleet's writes.
+func queueFleet(b *pgx.Batch, op *writeOp) {
+	switch op.kind {
+	case opQueue:
+		b.Queue(queueSQL, queueArgs(op)...)
+	case opLoaded:
+		if op.end.ReadWholeFile {
+			b.Queue(`DELETE FROM line_issues WHERE target_id = $1 AND source_file = $2 AND run_id < $3`,
+				op.targetID, op.end.SourceFile, op.runID)
+		}
+		b.Queue(`UPDATE runs SET loaded_at = now(), counts = $1 WHERE id = $2`, string(op.endCounts), op.runID)
+		b.Queue(completeRunSQL, op.runID)
+	case opChunkEnd:
+		if !op.finished {
+			b.Queue(`UPDATE chunks SET lease_until = NULL WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
+			return
+		}
+		b.Queue(`UPDATE chunks SET done = true, lease_until = NULL WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
+		b.Queue(completeRunSQL, op.runID)
+	}
+}
+
+// FleetCounts counts the rows the run queued that have ended, by their
+// status, and how many are still owed work (queued, in flight, or in doubt
+// in a chunk not done). A row queued again by a later import counts there.
+func (l *Ledger) FleetCounts(ctx context.Context, runID int64) (ended map[row.Status]int, left int, err error) {
+	rows, err := l.pool.Query(ctx, `SELECT r.status, NOT c.done AND r.status IN ('queued', 'in_flight', 'in_doubt'), COUNT(*)
+		FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = $1 GROUP BY 1, 2`, runID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: fleet counts: %w", err)
+	}
+	ended = map[row.Status]int{}
+	var st row.Status
+	var owed bool
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&st, &owed, &n}, func() error {
+		if owed {
+			left += n
+		} else {
+			ended[st] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: fleet counts: %w", err)
+	}
+	return ended, left, nil
+}
+
+// RunEnded reports whether the run has ended, and how.
+func (l *Ledger) RunEnded(ctx context.Context, runID int64) (outcome string, ended bool, err error) {
+	err = l.pool.QueryRow(ctx, `SELECT outcome, ended_at IS NOT NULL FROM runs WHERE id = $1`, runID).Scan(&outcome, &ended)
+	if err != nil {
+		return "", false, fmt.Errorf("ledger: run %d: %w", runID, err)
+	}
+	return outcome, ended, nil
+}

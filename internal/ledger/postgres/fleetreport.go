@@ -1,0 +1,78 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// LiveImport is an import of a target that has not ended: loading, or
+// loaded with rows left for workers.
+type LiveImport struct {
+	RunID      int64  `json:"runId"`
+	SourceFile string `json:"file"`
+	StartedAt  string `json:"startedAt"`
+	Loaded     bool   `json:"loaded"` // every row is queued
+	Left       int    `json:"rowsLeft"`
+}
+
+// LiveWorker is a process that claims chunks of a target and has not said
+// it stopped. One not seen for a while (LastSeen) has died.
+type LiveWorker struct {
+	ID        int64   `json:"id"`
+	Host      string  `json:"host"`
+	PID       int     `json:"pid"`
+	StartedAt string  `json:"startedAt"`
+	LastSeen  string  `json:"lastSeen"`
+	Requests  int64   `json:"requests"`
+	Rate      float64 `json:"rate"` // create requests a second, over its last heartbeat
+}
+
+// workerForgotten is how long report lists a worker after its last
+// heartbeat: long enough to show that it died.
+const workerForgotten = 10 * time.Minute
+
+// Live lists the target's imports not ended and its workers not stopped,
+// oldest first.
+func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveWorker, error) {
+	tid, ok, err := l.targetID(ctx, target, false)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	rows, err := l.pool.Query(ctx, `SELECT r.id, r.source_file, r.started_at, r.loaded_at IS NOT NULL,
+			(SELECT COUNT(*) FROM rows x JOIN chunks c ON c.id = x.chunk_id
+				WHERE c.run_id = r.id AND NOT c.done AND x.status IN ('queued', 'in_flight', 'in_doubt'))
+		FROM runs r WHERE r.target_id = $1 AND r.outcome = 'running' ORDER BY r.id`, tid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: live imports: %w", err)
+	}
+	var imports []LiveImport
+	var li LiveImport
+	var started time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&li.RunID, &li.SourceFile, &started, &li.Loaded, &li.Left}, func() error {
+		li.StartedAt = stamp(started)
+		imports = append(imports, li)
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("ledger: live imports: %w", err)
+	}
+	rows, err = l.pool.Query(ctx, `SELECT id, host, pid, started_at, last_seen, requests, rate FROM workers
+		WHERE target_id = $1 AND stopped_at IS NULL AND last_seen > now() - make_interval(secs => $2) ORDER BY id`,
+		tid, workerForgotten.Seconds())
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: workers: %w", err)
+	}
+	var workers []LiveWorker
+	var lw LiveWorker
+	var seen time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&lw.ID, &lw.Host, &lw.PID, &started, &seen, &lw.Requests, &lw.Rate}, func() error {
+		lw.StartedAt, lw.LastSeen = stamp(started), stamp(seen)
+		workers = append(workers, lw)
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("ledger: workers: %w", err)
+	}
+	return imports, workers, nil
+}
