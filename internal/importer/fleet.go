@@ -30,6 +30,19 @@ type Queuer interface {
 	Loaded(ctx context.Context, end ledger.RunEnd) error
 }
 
+// aheadQueuer is a Queuer that can tell a load into an empty target, and
+// queue without waiting for each commit.
+type aheadQueuer interface {
+	Queuer
+	// TargetEmpty reports whether the target holds no row; no other
+	// process adds one while the run queues.
+	TargetEmpty(ctx context.Context) (bool, error)
+	// QueueAhead queues as Queue does but returns before the commit;
+	// lookups see the rows after QueueSync.
+	QueueAhead(ctx context.Context, sends []ledger.Send) error
+	QueueSync(ctx context.Context) error
+}
+
 // Worker is a store's side of fleet mode: a Run whose writes are fenced by
 // the chunk that holds their row, and the claims of chunks.
 type Worker interface {
@@ -52,16 +65,61 @@ type WorkConfig struct {
 	Poll time.Duration
 }
 
-// queue queues marks as one chunk (Config.Queue).
+// queue queues marks as one chunk (Config.Queue). A blind load queues
+// ahead of the commit: its next batch is planned without lookups.
 func (p *planner) queue(ctx context.Context, marks []ledger.Send) error {
 	q, ok := p.im.run.(Queuer)
 	if !ok {
 		return errors.New("importer: this store cannot queue rows for workers")
 	}
-	if err := q.Queue(context.WithoutCancel(ctx), marks); err != nil {
-		return err
+	if aq, ok := q.(aheadQueuer); ok && p.blind {
+		p.unsynced = true
+		return aq.QueueAhead(context.WithoutCancel(ctx), marks)
 	}
-	return nil
+	return q.Queue(context.WithoutCancel(ctx), marks)
+}
+
+// startBlind decides whether a load can plan without lookups: its target
+// held no row when it started, and the file has no customerId column.
+// Then every row is keyed by its folded email, which the file's repeat
+// set (seenSet) already holds once, and no row of the ledger can hold one
+// of its keys or emails but the rows this load queued, each under its own
+// key: a lookup could only find a repeat, which never reaches the plan.
+// The exception is a row whose email has a legacy form (legacyEmail),
+// which another row of the file might hold as its key; a batch with one
+// is looked up, after the rows queued ahead are committed.
+func (p *planner) startBlind(ctx context.Context, hasCustomerID bool) error {
+	aq, ok := p.im.run.(aheadQueuer)
+	if !ok || !p.im.cfg.Queue || hasCustomerID {
+		return nil
+	}
+	empty, err := aq.TargetEmpty(ctx)
+	p.blind = empty
+	return err
+}
+
+// needsLookup reports whether rows must be looked up: always, but in a
+// blind load for a batch with no email of a legacy form.
+func (p *planner) needsLookup(rows []Row) bool {
+	if !p.blind {
+		return true
+	}
+	for _, r := range rows {
+		if keyKind(r.Key) == "customerId" || legacyEmail(r) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// sync waits for the rows queued ahead to be committed, so that a lookup
+// sees them.
+func (p *planner) sync(ctx context.Context) error {
+	if !p.unsynced {
+		return nil
+	}
+	p.unsynced = false
+	return p.im.run.(aheadQueuer).QueueSync(context.WithoutCancel(ctx))
 }
 
 // Work claims chunks from w and sends their rows until wc.Done says so,

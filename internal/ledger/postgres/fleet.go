@@ -28,6 +28,35 @@ func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, true)
 }
 
+// QueueAhead queues sends as Queue does, but returns once the writer has
+// taken them, before they are committed: the writer commits them in order,
+// with the writes queued before and after, and lookups see them after
+// QueueSync. A write that fails fails every later one, Loaded's included.
+// The writer's queue is bounded, so a load runs at most that far ahead.
+func (r *Run) QueueAhead(ctx context.Context, sends []ledger.Send) error {
+	if len(sends) == 0 {
+		return nil
+	}
+	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, false)
+}
+
+// QueueSync returns once every write queued before it is committed.
+func (r *Run) QueueSync(ctx context.Context) error {
+	return r.l.w.flush(ctx)
+}
+
+// TargetEmpty reports whether the run's target holds no row at all. The
+// run holds the target's lock, which every import that writes rows takes,
+// and workers write only the rows of chunks already queued: while the run
+// queues, no other process adds a row to the target.
+func (r *Run) TargetEmpty(ctx context.Context) (bool, error) {
+	var empty bool
+	if err := r.l.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM rows WHERE target_id = $1)`, r.targetID).Scan(&empty); err != nil {
+		return false, fmt.Errorf("ledger: target empty: %w", err)
+	}
+	return empty, nil
+}
+
 // Loaded records that the run has queued every row it will (end's counts
 // are of the rows it read; the rows it queued are counted as they end) and
 // releases the target's lock. The run stays running while a chunk of it is
