@@ -28,21 +28,43 @@ func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, true)
 }
 
-// QueueAhead queues sends as Queue does, but returns once the writer has
-// taken them, before they are committed: the writer commits them in order,
-// with the writes queued before and after, and lookups see them after
-// QueueSync. A write that fails fails every later one, Loaded's included.
-// The writer's queue is bounded, so a load runs at most that far ahead.
+// maxAhead is the most writes QueueAhead leaves uncommitted: enough for
+// the writer to commit one batch while the loader plans the next, few
+// enough that the rows held in memory stay a few chunks' worth.
+const maxAhead = 8
+
+// QueueAhead queues sends as Queue does, but returns before they are
+// committed, once at most maxAhead writes of the run are still to commit:
+// the writer commits them in order, and lookups see them after QueueSync.
+// A write that fails fails every later one, Loaded's included. Only one
+// goroutine may queue ahead.
 func (r *Run) QueueAhead(ctx context.Context, sends []ledger.Send) error {
 	if len(sends) == 0 {
 		return nil
 	}
-	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, false)
+	op := writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends, done: make(chan error, 1)}
+	if err := r.l.w.send(ctx, op); err != nil {
+		return err
+	}
+	r.ahead = append(r.ahead, op.done)
+	if len(r.ahead) <= maxAhead {
+		return nil
+	}
+	err := <-r.ahead[0]
+	r.ahead = r.ahead[1:]
+	return err
 }
 
-// QueueSync returns once every write queued before it is committed.
-func (r *Run) QueueSync(ctx context.Context) error {
-	return r.l.w.flush(ctx)
+// QueueSync returns once every write QueueAhead queued is committed.
+func (r *Run) QueueSync(context.Context) error {
+	var first error
+	for _, done := range r.ahead {
+		if err := <-done; err != nil && first == nil {
+			first = err
+		}
+	}
+	r.ahead = nil
+	return first
 }
 
 // TargetEmpty reports whether the run's target holds no row at all. The
