@@ -36,13 +36,15 @@ const maxAhead = 8
 // QueueAhead queues sends as Queue does, but returns before they are
 // committed, once at most maxAhead writes of the run are still to commit:
 // the writer commits them in order, and lookups see them after QueueSync.
-// A write that fails fails every later one, Loaded's included. Only one
-// goroutine may queue ahead.
+// It is for a load into a target that held no row (TargetEmpty), whose
+// rows' keys are distinct: the rows are copied in (copy.go), and one the
+// ledger holds already fails the write. A write that fails fails every
+// later one, Loaded's included. Only one goroutine may queue ahead.
 func (r *Run) QueueAhead(ctx context.Context, sends []ledger.Send) error {
 	if len(sends) == 0 {
 		return nil
 	}
-	op := writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends, done: make(chan error, 1)}
+	op := writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends, copy: true, done: make(chan error, 1)}
 	if err := r.l.w.send(ctx, op); err != nil {
 		return err
 	}
