@@ -230,11 +230,11 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 				return err
 			}
 			if ok {
-				jobs, err := im.startChunk(ctx, chunks, w, chunk, q.freed)
+				jobs, err := im.takeOver(ctx, chunks, w, chunk, q.freed)
+				q.jobs = append(jobs, q.jobs...)
 				if err != nil {
 					return err
 				}
-				q.jobs = append(jobs, q.jobs...)
 				continue
 			}
 			lookAt = now.Add(wc.Poll)
@@ -251,6 +251,29 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 		t.Stop()
 	}
 	return nil
+}
+
+// takeOver claims every other chunk whose lease ran out, before it marks
+// the rows of any (a commit that waits for the disk), and returns the
+// sending of the rows of chunk and of those, in that order.
+func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) ([]func() error, error) {
+	claimed := []ledger.Chunk{chunk}
+	for {
+		c, ok, _, err := w.ClaimExpired(ctx)
+		if err != nil || !ok {
+			break // a failed claim holds nothing: the next look finds it again
+		}
+		claimed = append(claimed, c)
+	}
+	var jobs []func() error
+	for _, c := range claimed {
+		more, err := im.startChunk(ctx, chunks, w, c, freed)
+		jobs = append(jobs, more...)
+		if err != nil {
+			return jobs, err
+		}
+	}
+	return jobs, nil
 }
 
 // startChunk marks the chunk's rows in flight, in one write, and returns

@@ -12,7 +12,7 @@ import (
 )
 
 // TestWork_TakesOverAnExpiredChunkWhileBusy: a worker whose one-request
-// pool is busy for many leases with its own chunk (a slow server) claims a
+// pool is busy for three leases with its own chunk (a slow server) claims a
 // dead worker's chunk within moments of that chunk's lease running out,
 // as the database's clock has it (claimed_at against the dead lease's
 // lease_until): the rows of the expired chunk go ahead of its own. The
@@ -20,10 +20,10 @@ import (
 // keeps the ids it is sent), and every row ends created.
 func TestWork_TakesOverAnExpiredChunkWhileBusy(t *testing.T) {
 	t.Parallel()
-	const lease = time.Second
+	const lease = 2 * time.Second // a loaded machine's heartbeats keep it
 	l := newLedger(t)
 	dead := chunkOf("a.csv", 2, 3)
-	own := chunkOf("a.csv", 5, 40) // 40 requests of 150 ms: six leases
+	own := chunkOf("a.csv", 5, 40) // 40 requests of 150 ms: three leases
 	load(t, l, targetA, "a.csv", 43, dead, own)
 	d := startWorker(t, l, targetA, lease)
 	c, _ := claimChunk(t, d)
@@ -57,7 +57,7 @@ func TestWork_TakesOverAnExpiredChunkWhileBusy(t *testing.T) {
 		t.Fatalf("the dead worker's chunk was last claimed by worker %d, want %d", owner, w.ID)
 	}
 	// Before: the chunk was claimed once every row of the worker's own was
-	// started, about 5.85 s of sending after its claim.
+	// started, about 5.85 s of sending after its claim: 4 s late.
 	late := claimed.Sub(expires)
 	t.Logf("claimed %v after the lease ran out", late)
 	if late > lease/2 {
@@ -66,6 +66,39 @@ func TestWork_TakesOverAnExpiredChunkWhileBusy(t *testing.T) {
 	got := lookup(t, l, targetA, c.Rows[0].Key)
 	if p := got[c.Rows[0].Key]; p.Status != row.Created || p.Attempts < 2 {
 		t.Errorf("the dead worker's row in flight: %s after %d attempts; want created, sent again", p.Status, p.Attempts)
+	}
+}
+
+// TestWorker_ClaimExpiredTakesOnlyARunOutLease: ClaimExpired leaves a
+// chunk nobody holds to Claim, says how long until the lease another
+// worker holds runs out (and 0 when no other holds one), and claims that
+// chunk once it has, its row in flight then in doubt.
+func TestWorker_ClaimExpiredTakesOnlyARunOutLease(t *testing.T) {
+	t.Parallel()
+	const lease = time.Second
+	l := newLedger(t)
+	first := chunkOf("a.csv", 2, 2)
+	load(t, l, targetA, "a.csv", 4, first, chunkOf("a.csv", 4, 2))
+	a, b := startWorker(t, l, targetA, lease), startWorker(t, l, targetA, lease)
+	if _, ok, wait, err := b.ClaimExpired(t.Context()); err != nil || ok || wait != 0 {
+		t.Fatalf("ClaimExpired() with no chunk held = ok %v, wait %v, %v; want nothing to claim, wait 0", ok, wait, err)
+	}
+	c, _ := claimChunk(t, a)
+	if err := a.MarkInFlight(t.Context(), first[0]); err != nil {
+		t.Fatal(err)
+	}
+	pause(a)
+	_, ok, wait, err := b.ClaimExpired(t.Context())
+	if err != nil || ok || wait <= 0 || wait > lease {
+		t.Fatalf("ClaimExpired() while another holds a live lease = ok %v, wait %v, %v; want nothing, a wait within %v", ok, wait, err, lease)
+	}
+	time.Sleep(wait + 10*time.Millisecond)
+	got, ok, _, err := b.ClaimExpired(t.Context())
+	if err != nil || !ok || got.ID != c.ID {
+		t.Fatalf("ClaimExpired() once the lease ran out = chunk %d, ok %v, %v; want chunk %d", got.ID, ok, err, c.ID)
+	}
+	if got.Rows[0].Key != first[0].Key || got.Rows[0].Status != row.InDoubt {
+		t.Errorf("the row in flight of the expired chunk: claimed as %s; want in_doubt", got.Rows[0].Status)
 	}
 }
 

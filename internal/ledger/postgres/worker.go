@@ -118,8 +118,9 @@ func (w *Worker) ClaimExpired(ctx context.Context) (chunk ledger.Chunk, ok bool,
 		WHERE target_id = $1 AND NOT done AND lease_until IS NOT NULL AND owner <> $2`, w.targetID, w.ID).Scan(&secs); err != nil {
 		return chunk, false, 0, fmt.Errorf("ledger: next lease end: %w", err)
 	}
-	if secs != nil && *secs > 0 {
-		wait = time.Duration(*secs * float64(time.Second))
+	if secs != nil {
+		// A lease that ran out between the two statements: look again soon.
+		wait = max(time.Duration(*secs*float64(time.Second)), time.Millisecond)
 	}
 	return chunk, false, wait, nil
 }
