@@ -30,12 +30,29 @@ type Queuer interface {
 	Loaded(ctx context.Context, end ledger.RunEnd) error
 }
 
+// aheadQueuer is a Queuer that can tell a load into an empty target, and
+// queue without waiting for each commit.
+type aheadQueuer interface {
+	Queuer
+	// TargetEmpty reports whether the target holds no row; no other
+	// process adds one while the run queues.
+	TargetEmpty(ctx context.Context) (bool, error)
+	// QueueAhead queues as Queue does but returns before the commit;
+	// lookups see the rows after QueueSync.
+	QueueAhead(ctx context.Context, sends []ledger.Send) error
+	QueueSync(ctx context.Context) error
+}
+
 // Worker is a store's side of fleet mode: a Run whose writes are fenced by
 // the chunk that holds their row, and the claims of chunks.
 type Worker interface {
 	Run
 	// Claim takes a chunk free to work; ok is false when none is now.
 	Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err error)
+	// ClaimExpired takes a chunk whose holder's lease ran out. When none
+	// has, wait is how long until the first lease another holds runs
+	// out (0: none is held).
+	ClaimExpired(ctx context.Context) (chunk ledger.Chunk, ok bool, wait time.Duration, err error)
 	// ChunkEnd marks a chunk done (finished) or gives it back.
 	ChunkEnd(ctx context.Context, chunk int64, finished bool) error
 	// Holds returns an error once the worker may no longer hold a chunk
@@ -48,20 +65,67 @@ type WorkConfig struct {
 	// Done, when set, is asked before each claim and whenever no chunk is
 	// free: Work ends when it says true. Nil: Work ends with its context.
 	Done func(ctx context.Context) (bool, error)
-	// Poll is how long Work waits when no chunk is free. Default 500ms.
+	// Poll is how long Work waits when no chunk is free, and the longest
+	// it waits, while its pool is full, before it looks for a chunk whose
+	// lease ran out. Default 500ms.
 	Poll time.Duration
 }
 
-// queue queues marks as one chunk (Config.Queue).
+// queue queues marks as one chunk (Config.Queue). A blind load queues
+// ahead of the commit: its next batch is planned without lookups.
 func (p *planner) queue(ctx context.Context, marks []ledger.Send) error {
 	q, ok := p.im.run.(Queuer)
 	if !ok {
 		return errors.New("importer: this store cannot queue rows for workers")
 	}
-	if err := q.Queue(context.WithoutCancel(ctx), marks); err != nil {
-		return err
+	if aq, ok := q.(aheadQueuer); ok && p.blind {
+		p.unsynced = true
+		return aq.QueueAhead(context.WithoutCancel(ctx), marks)
 	}
-	return nil
+	return q.Queue(context.WithoutCancel(ctx), marks)
+}
+
+// startBlind decides whether a load can plan without lookups: its target
+// held no row when it started, and the file has no customerId column.
+// Then every row is keyed by its folded email, which the file's repeat
+// set (seenSet) already holds once, and no row of the ledger can hold one
+// of its keys or emails but the rows this load queued, each under its own
+// key: a lookup could only find a repeat, which never reaches the plan.
+// The exception is a row whose email has a legacy form (legacyEmail),
+// which another row of the file might hold as its key; a batch with one
+// is looked up, after the rows queued ahead are committed.
+func (p *planner) startBlind(ctx context.Context, hasCustomerID bool) error {
+	aq, ok := p.im.run.(aheadQueuer)
+	if !ok || !p.im.cfg.Queue || hasCustomerID {
+		return nil
+	}
+	empty, err := aq.TargetEmpty(ctx)
+	p.blind = empty
+	return err
+}
+
+// needsLookup reports whether rows must be looked up: always, but in a
+// blind load for a batch with no email of a legacy form.
+func (p *planner) needsLookup(rows []Row) bool {
+	if !p.blind {
+		return true
+	}
+	for _, r := range rows {
+		if keyKind(r.Key) == "customerId" || legacyEmail(r) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// sync waits for the rows queued ahead to be committed, so that a lookup
+// sees them.
+func (p *planner) sync(ctx context.Context) error {
+	if !p.unsynced {
+		return nil
+	}
+	p.unsynced = false
+	return p.im.run.(aheadQueuer).QueueSync(context.WithoutCancel(ctx))
 }
 
 // Work claims chunks from w and sends their rows until wc.Done says so,
@@ -81,9 +145,15 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	g, gctx := errgroup.WithContext(stopCtx)
 	g.SetLimit(im.cfg.Concurrency)
 	var chunks sync.WaitGroup
-	claimErr := im.claimLoop(gctx, g, &chunks, w, wc)
+	q := &rowQueue{freed: make(chan struct{}, 1)}
+	claimErr := im.claimLoop(gctx, g, &chunks, w, wc, q)
 	if claimErr != nil {
 		stop(claimErr)
+	}
+	// Rows marked in flight but not started are started now that the run
+	// stops: each is put back unsent.
+	for _, job := range q.jobs {
+		g.Go(job)
 	}
 	runErr := g.Wait()
 	chunks.Wait()
@@ -103,42 +173,118 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	return sum, runErr
 }
 
-// claimLoop claims chunks and starts their rows on the pool, claiming the
-// next once every row of the last is started.
-func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, wc WorkConfig) error {
+// rowQueue holds the rows of the chunks claimed that wait for a place in
+// the pool, in the order they start. freed is signalled as a row ends.
+type rowQueue struct {
+	jobs  []func() error
+	freed chan struct{}
+}
+
+// startSome starts waiting rows while the pool has room.
+func (q *rowQueue) startSome(g *errgroup.Group) {
+	for len(q.jobs) > 0 && g.TryGo(q.jobs[0]) {
+		q.jobs[0] = nil
+		q.jobs = q.jobs[1:]
+	}
+}
+
+// claimLoop claims a chunk whenever no row waits for the pool, and starts
+// the rows of the chunks it holds as the pool has room. While rows wait,
+// it looks for a chunk whose holder's lease ran out, as soon as the first
+// lease another worker holds runs out (or each wc.Poll), and claims it:
+// its rows go ahead of those waiting. A dead worker's chunk is thus taken
+// moments after its lease ends, however long this worker's own rows take.
+func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, wc WorkConfig, q *rowQueue) error {
+	var lookAt time.Time // when to look for an expired chunk next
 	for ctx.Err() == nil {
-		if wc.Done != nil {
-			done, err := wc.Done(ctx)
-			if err != nil || done {
+		if len(q.jobs) > 0 {
+			q.startSome(g)
+		}
+		if len(q.jobs) == 0 {
+			if wc.Done != nil {
+				done, err := wc.Done(ctx)
+				if err != nil || done {
+					return err
+				}
+			}
+			chunk, ok, err := w.Claim(ctx)
+			if err != nil {
 				return err
 			}
-		}
-		chunk, ok, err := w.Claim(ctx)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if sleep(ctx, wc.Poll) != nil {
-				return nil
+			if !ok {
+				if sleep(ctx, wc.Poll) != nil {
+					return nil
+				}
+				continue
 			}
+			jobs, err := im.startChunk(ctx, chunks, w, chunk, q.freed)
+			if err != nil {
+				return err
+			}
+			q.jobs = jobs
 			continue
 		}
-		// Another process may have found that the target assigns its ids.
-		if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
-			im.assignsIDs.Store(true)
+		if now := time.Now(); !now.Before(lookAt) {
+			chunk, ok, wait, err := w.ClaimExpired(ctx)
+			if err != nil {
+				return err
+			}
+			if ok {
+				jobs, err := im.takeOver(ctx, chunks, w, chunk, q.freed)
+				q.jobs = append(jobs, q.jobs...)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			lookAt = now.Add(wc.Poll)
+			if wait > 0 && wait < wc.Poll {
+				lookAt = now.Add(wait + time.Millisecond)
+			}
 		}
-		if err := im.startChunk(ctx, g, chunks, w, chunk); err != nil {
-			return err
+		t := time.NewTimer(time.Until(lookAt))
+		select {
+		case <-q.freed:
+		case <-t.C:
+		case <-ctx.Done():
 		}
+		t.Stop()
 	}
 	return nil
 }
 
-// startChunk marks the chunk's rows in flight, in one write, and starts
-// each on the pool. Once every row has ended, the chunk is done; if the
-// run stopped meanwhile (a row may then have been put back, not sent) it
-// is given back.
-func (im *Importer) startChunk(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk) error {
+// takeOver claims every other chunk whose lease ran out, before it marks
+// the rows of any (a commit that waits for the disk), and returns the
+// sending of the rows of chunk and of those, in that order.
+func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) ([]func() error, error) {
+	claimed := []ledger.Chunk{chunk}
+	for {
+		c, ok, _, err := w.ClaimExpired(ctx)
+		if err != nil || !ok {
+			break // a failed claim holds nothing: the next look finds it again
+		}
+		claimed = append(claimed, c)
+	}
+	var jobs []func() error
+	for _, c := range claimed {
+		more, err := im.startChunk(ctx, chunks, w, c, freed)
+		jobs = append(jobs, more...)
+		if err != nil {
+			return jobs, err
+		}
+	}
+	return jobs, nil
+}
+
+// startChunk marks the chunk's rows in flight, in one write, and returns
+// the sending of each, to start on the pool. Once every row has ended,
+// the chunk is done; if the run stopped meanwhile (a row may then have
+// been put back, not sent) it is given back.
+func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) ([]func() error, error) {
+	// Another process may have found that the target assigns its ids.
+	if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
+		im.assignsIDs.Store(true)
+	}
 	rows := make([]Row, len(chunk.Rows))
 	marks := make([]ledger.Send, len(chunk.Rows))
 	for i, q := range chunk.Rows {
@@ -148,7 +294,7 @@ func (im *Importer) startChunk(ctx context.Context, g *errgroup.Group, chunks *s
 	im.counts.read.Add(int64(len(rows)))
 	if len(rows) > 0 {
 		if _, err := w.MarkInFlightCommitted(context.WithoutCancel(ctx), marks); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	im.counts.inFlight.Add(int64(len(rows)))
@@ -165,11 +311,18 @@ func (im *Importer) startChunk(ctx context.Context, g *errgroup.Group, chunks *s
 	}
 	if len(rows) == 0 {
 		end()
-		return nil
+		return nil, nil
 	}
+	jobs := make([]func() error, len(rows))
 	for i := range rows {
 		prior := &chunk.Rows[i].Prior
-		g.Go(func() error {
+		jobs[i] = func() error {
+			defer func() {
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
 			defer im.counts.inFlight.Add(-1)
 			err := im.send(ctx, rows[i], prior)
 			if err != nil || ctx.Err() != nil {
@@ -179,9 +332,9 @@ func (im *Importer) startChunk(ctx context.Context, g *errgroup.Group, chunks *s
 				end()
 			}
 			return err
-		})
+		}
 	}
-	return nil
+	return jobs, nil
 }
 
 // leasePacer checks, before a request leaves and again after its wait,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
@@ -52,6 +53,11 @@ func (w *fakeWorker) Claim(context.Context) (ledger.Chunk, bool, error) {
 	c := w.chunks[0]
 	w.chunks = w.chunks[1:]
 	return c, true, nil
+}
+
+// ClaimExpired finds none: no chunk of the fake has a lease to run out.
+func (w *fakeWorker) ClaimExpired(context.Context) (ledger.Chunk, bool, time.Duration, error) {
+	return ledger.Chunk{}, false, 0, w.Holds()
 }
 
 func (w *fakeWorker) Holds() error {

@@ -48,6 +48,7 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader, 
 		}()
 	}
 	p := planner{im: im, store: store, marked: marked}
+	err = p.startBlind(ctx, rr.hasCustomerID)
 	for batch := range batches {
 		if err == nil && ctx.Err() == nil {
 			err = p.plan(ctx, batch)

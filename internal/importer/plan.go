@@ -16,6 +16,9 @@ type planner struct {
 	im     *Importer
 	store  Store
 	marked chan<- markedChunk // nil: the rows marked are not sent (a dry run)
+	// blind: a load into an empty target, planned without lookups
+	// (startBlind); unsynced: rows were queued ahead since the last sync.
+	blind, unsynced bool
 }
 
 // planned is a row to send and what the store knew of it.
@@ -28,9 +31,15 @@ type planned struct {
 // rows refused and marks the rows to send.
 func (p *planner) plan(ctx context.Context, rows []Row) error {
 	im := p.im
-	byKey, byEmail, err := p.lookup(ctx, rows)
-	if err != nil {
-		return err
+	var byKey, byEmail map[string]ledger.Prior
+	if p.needsLookup(rows) {
+		if err := p.sync(ctx); err != nil {
+			return err
+		}
+		var err error
+		if byKey, byEmail, err = p.lookup(ctx, rows); err != nil {
+			return err
+		}
 	}
 	opt := rules{sourceFile: im.cfg.SourceFile, retryRejected: im.cfg.RetryRejected, holdInDoubt: im.holdsInDoubt()}
 	batch := map[string]plannedRow{} // rows of this batch to be sent, by folded email

@@ -28,6 +28,59 @@ func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, true)
 }
 
+// maxAhead is the most writes QueueAhead leaves uncommitted: enough for
+// the writer to commit one batch while the loader plans the next, few
+// enough that the rows held in memory stay a few chunks' worth.
+const maxAhead = 8
+
+// QueueAhead queues sends as Queue does, but returns before they are
+// committed, once at most maxAhead writes of the run are still to commit:
+// the writer commits them in order, and lookups see them after QueueSync.
+// It is for a load into a target that held no row (TargetEmpty), whose
+// rows' keys are distinct: the rows are copied in (copy.go), and one the
+// ledger holds already fails the write. A write that fails fails every
+// later one, Loaded's included. Only one goroutine may queue ahead.
+func (r *Run) QueueAhead(ctx context.Context, sends []ledger.Send) error {
+	if len(sends) == 0 {
+		return nil
+	}
+	op := writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends, copy: true, done: make(chan error, 1)}
+	if err := r.l.w.send(ctx, op); err != nil {
+		return err
+	}
+	r.ahead = append(r.ahead, op.done)
+	if len(r.ahead) <= maxAhead {
+		return nil
+	}
+	err := <-r.ahead[0]
+	r.ahead = r.ahead[1:]
+	return err
+}
+
+// QueueSync returns once every write QueueAhead queued is committed.
+func (r *Run) QueueSync(context.Context) error {
+	var first error
+	for _, done := range r.ahead {
+		if err := <-done; err != nil && first == nil {
+			first = err
+		}
+	}
+	r.ahead = nil
+	return first
+}
+
+// TargetEmpty reports whether the run's target holds no row at all. The
+// run holds the target's lock, which every import that writes rows takes,
+// and workers write only the rows of chunks already queued: while the run
+// queues, no other process adds a row to the target.
+func (r *Run) TargetEmpty(ctx context.Context) (bool, error) {
+	var empty bool
+	if err := r.l.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM rows WHERE target_id = $1)`, r.targetID).Scan(&empty); err != nil {
+		return false, fmt.Errorf("ledger: target empty: %w", err)
+	}
+	return empty, nil
+}
+
 // Loaded records that the run has queued every row it will (end's counts
 // are of the rows it read; the rows it queued are counted as they end) and
 // releases the target's lock. The run stays running while a chunk of it is

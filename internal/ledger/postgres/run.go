@@ -27,6 +27,8 @@ type Run struct {
 	mu   sync.Mutex
 	lock *pgx.Conn // the session holding the target's lock; nil once released
 
+	ahead []chan error // QueueAhead's writes not yet seen committed, oldest first
+
 	stopWatch chan struct{} // closed to stop watchLock
 	stopOnce  sync.Once
 	watchDone chan struct{} // closed when watchLock has returned

@@ -83,20 +83,49 @@ func (l *Ledger) StartWorker(ctx context.Context, target string, opts WorkerOpti
 }
 
 // claimSQL takes the first open chunk of the target whose lease is free or
-// ran out, and returns its previous owner (0: none).
-const claimSQL = `WITH c AS (
+// ran out, and returns its previous owner (0: none); claimExpiredSQL only
+// one whose lease ran out.
+var claimSQL, claimExpiredSQL = claimQuery(`lease_until IS NULL OR lease_until < now()`), claimQuery(`lease_until < now()`)
+
+func claimQuery(free string) string {
+	return `WITH c AS (
 		SELECT id, owner AS prev, lease_until IS NOT NULL AS expired FROM chunks
-		WHERE target_id = $1 AND NOT done AND (lease_until IS NULL OR lease_until < now())
+		WHERE target_id = $1 AND NOT done AND (` + free + `)
 		ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-	UPDATE chunks SET owner = $2, fence = chunks.fence + 1, lease_until = now() + make_interval(secs => $3)
+	UPDATE chunks SET owner = $2, fence = chunks.fence + 1, claimed_at = now(), lease_until = now() + make_interval(secs => $3)
 	FROM c WHERE chunks.id = c.id
 	RETURNING chunks.id, chunks.run_id, chunks.fence, c.prev, c.expired`
+}
 
 // Claim takes the next chunk free to work: one nobody holds, or whose
 // holder's lease ran out, whose rows in flight then become in_doubt. It
 // returns the chunk's rows still owed work, and ok false when no chunk is
 // free now.
 func (w *Worker) Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err error) {
+	return w.claim(ctx, claimSQL)
+}
+
+// ClaimExpired claims, as Claim does, a chunk whose holder's lease ran
+// out. When there is none, wait is how long, on the database's clock,
+// until the first lease another worker holds on an open chunk runs out;
+// 0 when no other worker holds one.
+func (w *Worker) ClaimExpired(ctx context.Context) (chunk ledger.Chunk, ok bool, wait time.Duration, err error) {
+	if chunk, ok, err = w.claim(ctx, claimExpiredSQL); err != nil || ok {
+		return chunk, ok, 0, err
+	}
+	var secs *float64
+	if err := w.l.pool.QueryRow(ctx, `SELECT EXTRACT(EPOCH FROM min(lease_until) - now())::float8 FROM chunks
+		WHERE target_id = $1 AND NOT done AND lease_until IS NOT NULL AND owner <> $2`, w.targetID, w.ID).Scan(&secs); err != nil {
+		return chunk, false, 0, fmt.Errorf("ledger: next lease end: %w", err)
+	}
+	if secs != nil {
+		// A lease that ran out between the two statements: look again soon.
+		wait = max(time.Duration(*secs*float64(time.Second)), time.Millisecond)
+	}
+	return chunk, false, wait, nil
+}
+
+func (w *Worker) claim(ctx context.Context, query string) (chunk ledger.Chunk, ok bool, err error) {
 	if err := w.Holds(); err != nil {
 		return chunk, false, err
 	}
@@ -105,7 +134,7 @@ func (w *Worker) Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err er
 	err = pgx.BeginFunc(ctx, w.l.pool, func(tx pgx.Tx) error {
 		var prev int64
 		var expired bool
-		err := tx.QueryRow(ctx, claimSQL, w.targetID, w.ID, w.opts.Lease.Seconds()).Scan(&c.chunk, &c.run, &c.fence, &prev, &expired)
+		err := tx.QueryRow(ctx, query, w.targetID, w.ID, w.opts.Lease.Seconds()).Scan(&c.chunk, &c.run, &c.fence, &prev, &expired)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

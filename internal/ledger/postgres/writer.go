@@ -67,6 +67,7 @@ type writeOp struct {
 	// fenced by their run, which a worker does not hold.
 	chunk, fence int64
 	finished     bool           // opChunkEnd: every row of the chunk is taken to an outcome
+	copy         bool           // opQueue: rows new to the ledger, copied in (copy.go)
 	sends        []ledger.Send  // opMark
 	outcome      ledger.Outcome // opRecord
 	key          string         // opRelease, opSetMessage, opReplace
@@ -217,6 +218,9 @@ func (w *writer) commit(batch []writeOp) error {
 	// The batch is committed even when the caller that queued it gave up:
 	// those writes describe requests that may already be out.
 	ctx := context.Background()
+	if allCopied(batch) {
+		return w.commitCopy(batch)
+	}
 	var b pgx.Batch
 	if runs := runsOf(batch); len(runs) > 0 {
 		b.Queue(`SELECT fence_runs($1)`, runs)
@@ -237,7 +241,11 @@ func (w *writer) commit(batch []writeOp) error {
 	if b.Len() == fences {
 		return nil // nothing to write (a flush)
 	}
-	err := w.conn.SendBatch(ctx, &b).Close()
+	return commitError(w.conn.SendBatch(ctx, &b).Close())
+}
+
+// commitError is the error of a commit that failed with err, or nil.
+func commitError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "BC001" {
 		return fmt.Errorf("%w: another import has taken the target and ended this run", ErrLockLost)
