@@ -269,21 +269,3 @@ func TestLimiter_BunchedArrivalsAreNotTheLimit(t *testing.T) {
 		}
 	})
 }
-
-// TestLimiter_CollisionsKeepTheRateNearTheLimit: on a machine whose
-// jitter makes one request in 40 collide at a strict bucket whatever the
-// rate, 429s that do not saturate the server hold the rate at the floor
-// under the limit measured, no lower: 0.95 of it, less the collisions.
-func TestLimiter_CollisionsKeepTheRateNearTheLimit(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		l, srv, limit := atTheLimit(t, 17, 10*time.Millisecond)
-		const d = 20 * time.Second
-		r := drive(t, l, &collisions{server: srv, every: 40}, 16, 10*time.Millisecond, d)
-		share, refused := shares(r, limit, d)
-		t.Logf("accepted %.3f of the limit measured, refused %.2f%%, state %+v", share, 100*refused, l.State())
-		if share < 0.90 {
-			t.Errorf("accepted %.3f of the limit measured through collisions, want >= 0.90", share)
-		}
-	})
-}

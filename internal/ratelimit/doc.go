@@ -48,11 +48,9 @@
 //     never from what this client failed to send. While the server is not
 //     saturated, it took about what it was sent; the limit is then the
 //     highest rate that met a 429 (what the client really sent, if that
-//     was less), and 429s never take the rate under 95% of it. A slow or
+//     was less), and 429s never take the rate under 90% of it. A slow or
 //     jittery client, whose evenly paced requests reach the server
-//     bunched, is thus not read as the limit: on a busy machine a strict
-//     bucket refuses a share of requests at any rate near its limit, and
-//     a lower rate would lose more of the budget than it saves in 429s. The server is saturated
+//     bunched, is thus not read as the limit. The server is saturated
 //     when a tenth or more of the last second's answers are 429s, spread
 //     over four of its ten 100ms slots at least (a stall of the client's
 //     machine refuses a burst in one or two): it is refusing what it

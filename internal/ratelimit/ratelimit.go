@@ -66,7 +66,7 @@ const (
 	// unsaturated server takes the rate; clientBound, the share of the
 	// rate in force under which the client was slow: what it sent, not
 	// that rate, met a 429.
-	floorShare  = 0.95
+	floorShare  = 0.90
 	clientBound = 0.9
 
 	// saturated is the share of 429s among a second's answers, and spread

@@ -259,29 +259,3 @@ func (h *hiccup) allow(now time.Time) (bool, time.Duration) {
 	}
 	return h.server.allow(now)
 }
-
-// collisions refuses every nth request that reaches it, whatever srv
-// would say, from start+from on: the 429s of a strict bucket whose
-// requests reach it with more jitter than the pool's rate leaves room
-// for, a share of them at any rate near the limit.
-type collisions struct {
-	server
-	mu       sync.Mutex
-	start    time.Time
-	from     time.Duration
-	n, every int
-}
-
-func (c *collisions) allow(now time.Time) (bool, time.Duration) {
-	c.mu.Lock()
-	refuse := false
-	if now.Sub(c.start) >= c.from {
-		c.n++
-		refuse = c.n%c.every == 0
-	}
-	c.mu.Unlock()
-	if refuse {
-		return false, time.Second
-	}
-	return c.server.allow(now)
-}
