@@ -1,0 +1,52 @@
+package importer_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/memstore"
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// failingPacer's Wait fails, its context alive: fleetrate's Pacer does so
+// once its budget's statements have failed for Config.GiveUp (30 s), or
+// at once for ErrNoBudget.
+type failingPacer struct{ freePacer }
+
+func (failingPacer) Wait(context.Context) error { return errors.New("fleetrate: budget unreachable") }
+
+// TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack: when the pacer
+// fails (a fleet budget the worker cannot reach), send puts each row back
+// as the claim found it (queued) and returns nil; nothing marks the chunk
+// stopped, so its end says finished and the store marks it done. A queued
+// row of a done chunk is owed by no chunk: no worker claims it again, and
+// a later import skips it as "queued by another import" (its Lookup says
+// queued). The rows are lost, and the worker exits 0 having sent nothing.
+func TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(1, 3)
+	srv := &countingSender{w: w}
+	im := importer.New(importer.Config{Concurrency: 2}, srv, failingPacer{}, memoryStore{memstore.New()}, "t")
+	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	sum, err := im.Work(ctx, w, importer.WorkConfig{Done: idle})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	queued := 0
+	for _, st := range w.status {
+		if st == row.Queued {
+			queued++
+		}
+	}
+	if w.ended[1] && queued > 0 {
+		t.Errorf("chunk 1 ended done (finished) with %d of its rows put back queued, never sent: no claim will take them again", queued)
+	}
+	if err == nil && sum.NotDone() == 0 {
+		t.Errorf("Work() = nil, summary %+v (%d requests): a worker that sent none of the %d rows it took reports success (exit 0)",
+			sum.Counts, srv.n, sum.Read)
+	}
+}

@@ -1,0 +1,96 @@
+package postgres
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/row"
+)
+
+// Review findings on fleet mode: each test fails on main.
+
+// TestReview_AChunkEndedDoneWithARowPutBackLosesTheRow: a worker puts a
+// row back (Release to the claim's prior: queued) and ends the chunk
+// finished, as importer.Work does when its pacer fails (see the importer's
+// TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack). The store takes
+// it: the chunk is done, the row stays queued in it, owed by no chunk. No
+// claim gives it out again, FleetCounts counts it neither ended (as a
+// status the summary adds) nor left, and a later import's Lookup says
+// queued, which the planner skips as another import's: lost for good.
+func TestReview_AChunkEndedDoneWithARowPutBackLosesTheRow(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	run := load(t, l, targetA, "a.csv", 1, chunkOf("a.csv", 2, 1))
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	prior := q.Prior
+	if err := w.Release(t.Context(), q.Key, &prior); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatalf("ChunkEnd(done) = %v", err)
+	}
+	_, left, err := l.FleetCounts(t.Context(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, claimed := claimChunk(t, startWorker(t, l, targetA, time.Minute))
+	got := lookup(t, l, targetA, q.Key)[q.Key]
+	if !claimed && left == 0 {
+		t.Errorf("a row put back queued, its chunk ended done: no claim gets it, FleetCounts left = 0, Lookup = %s "+
+			"(a later import skips it as queued by another); want the chunk refused done, or the row owed work", got.Status)
+	}
+}
+
+// TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt: import
+// without --detach loads its file and works chunks with its own worker on
+// one Ledger, so one writer. When that worker loses a lease (its write for
+// a chunk another claimed since is refused), the writer fails for good
+// with ErrLeaseLost, and the loader's next Queue, and its Loaded, fail
+// with "this worker's lease on a chunk ended": the load stops half done,
+// for a reason that is not the loader's, and its run is never loaded.
+func TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	other := openLedger(t, url, schema)
+	load(t, other, targetA, "old.csv", 1, chunkOf("old.csv", 2, 1))
+
+	l := openLedger(t, url, schema)
+	loader := startRun(t, l, targetA, "new.csv")
+	if err := loader.Queue(t.Context(), chunkOf("new.csv", 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	own := startWorker(t, l, targetA, time.Second) // the import's own pool
+	c, ok := claimChunk(t, own)
+	if !ok {
+		t.Fatal("no chunk")
+	}
+	q := c.Rows[0]
+	if err := own.MarkInFlight(t.Context(), sendFor(q.Key, q.SourceFile, q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	pause(own) // a GC pause, a slow machine
+	time.Sleep(1500 * time.Millisecond)
+	if _, ok := claimChunk(t, startWorker(t, other, targetA, time.Minute)); !ok {
+		t.Fatal("the expired chunk could not be claimed")
+	}
+	// The paused worker's answer comes, past its Holds check.
+	op := writeOp{kind: opRecord, targetID: own.targetID, runID: own.held[c.ID].run, chunk: c.ID, fence: own.held[c.ID].fence,
+		outcome: Outcome{Key: q.Key, Status: Created}}
+	if err := l.w.submit(t.Context(), op, true); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("the old holder's write = %v, want ErrLeaseLost", err)
+	}
+	// The loader goes on reading its file.
+	if err := loader.Queue(t.Context(), chunkOf("new.csv", 4, 2)); err != nil {
+		t.Errorf("the loader's Queue after its own worker lost a lease = %v; want nil: the loader holds the target's lock", err)
+	}
+	if err := loader.Loaded(t.Context(), RunEnd{Outcome: "completed", SourceFile: "new.csv", Counts: row.Counts{Read: 4}}); err != nil {
+		t.Errorf("the loader's Loaded after its own worker lost a lease = %v; want nil", err)
+	}
+}
