@@ -3,6 +3,7 @@ package importer_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,5 +49,55 @@ func TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack(t *testing.T) {
 	if err == nil && sum.NotDone() == 0 {
 		t.Errorf("Work() = nil, summary %+v (%d requests): a worker that sent none of the %d rows it took reports success (exit 0)",
 			sum.Counts, srv.n, sum.Read)
+	}
+}
+
+// assignsLaterStore is a store on which another process records, at some
+// point, that the target assigns its own customer ids.
+type assignsLaterStore struct {
+	memoryStore
+	assigns *atomic.Bool
+}
+
+func (s assignsLaterStore) AssignsIDs(context.Context, string) (bool, error) {
+	return s.assigns.Load(), nil
+}
+
+// discoveringPacer lets each request leave once another worker of the
+// fleet has recorded, in the store, that the target assigns its own ids:
+// the time a row waits in a pacer (its chunk's turn, a pause) is when
+// that happens.
+type discoveringPacer struct {
+	freePacer
+	assigns *atomic.Bool
+}
+
+func (p discoveringPacer) Wait(ctx context.Context) error {
+	p.assigns.Store(true)
+	return ctx.Err()
+}
+
+// TestReview_WorkHoldsAnInDoubtRowOnceTheFleetKnowsTheTargetAssignsIDs:
+// a worker claims a chunk with a row in doubt (a dead worker's); while it
+// waits to send it, another worker learns that the target assigns its own
+// ids and records it in the ledger. The rules say a row in doubt is then
+// not sent again (a second customer); send checks that after the pacer's
+// wait, but against this process's own knowledge, which Work refreshes
+// from the store only at its next claim: the row is sent.
+func TestReview_WorkHoldsAnInDoubtRowOnceTheFleetKnowsTheTargetAssignsIDs(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(1, 1)
+	w.chunks[0].Rows[0].Prior.Status = row.InDoubt
+	w.chunks[0].Rows[0].Prior.Message = "the lease of worker 7 on its chunk ran out before an answer came"
+	assigns := new(atomic.Bool)
+	srv := &countingSender{w: w}
+	im := importer.New(importer.Config{Concurrency: 1, MaxAttempts: 3}, srv, discoveringPacer{assigns: assigns},
+		assignsLaterStore{memoryStore{memstore.New()}, assigns}, "t")
+	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
+	if _, err := im.Work(t.Context(), w, importer.WorkConfig{Done: idle}); err != nil {
+		t.Fatalf("Work() = %v", err)
+	}
+	if srv.n != 0 {
+		t.Errorf("a row in doubt was sent %d times after the ledger recorded that the target assigns its own ids; want 0 (held in doubt): a second customer", srv.n)
 	}
 }

@@ -94,3 +94,38 @@ func TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt(t *testing.T) {
 		t.Errorf("the loader's Loaded after its own worker lost a lease = %v; want nil", err)
 	}
 }
+
+// TestReview_AnInterruptedLoadIsNotRecordedCompleted: an import
+// interrupted (SIGINT) while loading ends with runErr nil and outcome
+// interrupted, and the importer records it with Loaded (importer.go: a
+// Queuer's run with runErr == nil), passing end.Outcome "interrupted".
+// Loaded ignores end.Outcome: once its chunks are done (here: at once)
+// completeRunSQL ends the run "completed", though part of its file was
+// never read. report then shows a completed import of a file half loaded.
+func TestReview_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	r := startRun(t, l, targetA, "a.csv")
+	if err := r.Queue(t.Context(), chunkOf("a.csv", 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	end := RunEnd{Outcome: "interrupted", SourceFile: "a.csv", Counts: row.Counts{Read: 1}}
+	if err := r.Loaded(t.Context(), end); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: Created}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if outcome, ended, err := l.RunEnded(t.Context(), r.ID); err != nil || outcome != "interrupted" {
+		t.Errorf("RunEnded() of a load interrupted, its chunks done = %s, %v, %v; want interrupted", outcome, ended, err)
+	}
+}
