@@ -129,3 +129,76 @@ func TestReview_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
 		t.Errorf("RunEnded() of a load interrupted, its chunks done = %s, %v, %v; want interrupted", outcome, ended, err)
 	}
 }
+
+// TestReview_IdleIsFalseWhileAnImportIsStillLoading: worker
+// --exit-when-idle asks Idle(0) before each claim and ends when it says
+// true. Idle looks only at open chunks, so while an import is loading
+// (its run running, not loaded) and the workers have caught up with the
+// chunks queued so far, it says idle: every worker started beside a
+// detached load exits 0, and the rest of the file stays queued with no
+// worker to send it.
+func TestReview_IdleIsFalseWhileAnImportIsStillLoading(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	loader := startRun(t, l, targetA, "big.csv")
+	if err := loader.Queue(t.Context(), chunkOf("big.csv", 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "big.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: Created}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	// The loader is still reading big.csv: its next chunk comes.
+	idle, err := w.Idle(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle {
+		t.Errorf("Idle(0) = true while import %d is loading (running, not loaded); want false: --exit-when-idle workers exit before its next chunks", loader.ID)
+	}
+}
+
+// TestReview_ACrashedLoadIsNotLiveForever: a fleet import killed while
+// loading never records Loaded; its lock goes with its session. Workers
+// send what it queued; then nothing ends its run (completeRunSQL wants it
+// loaded; only a later StartRun on the target marks it crashed), and
+// report lists it as a live import, loading, with no process behind it.
+func TestReview_ACrashedLoadIsNotLiveForever(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	loader := startRun(t, l, targetA, "a.csv")
+	if err := loader.Queue(t.Context(), chunkOf("a.csv", 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	loader.unlock() // kill -9: the session, and the lock, are gone
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: Created}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := l.Live(t.Context(), targetA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, li := range live {
+		if li.RunID == loader.ID {
+			t.Errorf("Live() lists import %d, whose loader died and whose chunks are all done, as live (loaded %v, %d left); want it ended crashed",
+				li.RunID, li.Loaded, li.Left)
+		}
+	}
+}
