@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
@@ -45,5 +47,63 @@ func TestReview_CLI_ImportOfAFileAlreadyQueuedReportsTheTruth(t *testing.T) {
 	}
 	if r.code != 0 || strings.Contains(r.stdout, "not reached") {
 		t.Errorf("second import: exit %d, every row of its file created by its own pool; want exit 0 and nothing \"not reached\"\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted: import --detach
+// of a large file is interrupted (SIGINT) while loading; workers
+// then send what it queued. It exits 0 and prints "loaded" (runFleet's
+// detached path returns nil without asking ctx), and the ledger records the import "completed"
+// (Loaded ignores the outcome interrupted), so report shows a completed
+// import of a file that was only partly read.
+func TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	const n = 300000
+	for i := range n {
+		fmt.Fprintf(&csv, "big%06d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "big.csv", csv.String())
+	p := startProc(t, dir, env, "import", "--detach", "--rps", "0", "big.csv")
+	conn, schema := ledgerConn(t, ledgerURL)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var chunks int
+		err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.chunks`).Scan(&chunks)
+		if err == nil && chunks > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk queued after a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	code := p.wait(t, time.Minute)
+	var queued int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.rows`).Scan(&queued); err != nil {
+		t.Fatal(err)
+	}
+	if queued >= n {
+		t.Fatalf("the load ended before the interrupt (exit %d); make the file larger", code)
+	}
+	if code != exitInterrupted {
+		t.Errorf("import --detach interrupted after queueing %d of %d rows: exit %d, want %d\n%s%s",
+			queued, n, code, exitInterrupted, p.stdout.String(), p.errb.String())
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle", "--rps", "0")
+	w.wait(t, 2*time.Minute)
+	var outcome string
+	if err := conn.QueryRow(t.Context(), `SELECT outcome FROM `+schema+`.runs ORDER BY id LIMIT 1`).Scan(&outcome); err != nil {
+		t.Fatal(err)
+	}
+	if outcome == "completed" {
+		t.Errorf("import interrupted after queueing %d of %d rows (exit %d): its run is recorded %q once workers sent them; want interrupted",
+			queued, n, code, outcome)
 	}
 }
