@@ -107,3 +107,51 @@ func TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
 			queued, n, code, outcome)
 	}
 }
+
+// TestReview_CLI_AWorkerWhoseBudgetFailsLosesNoRow: the target's budget
+// row goes away while a worker works (an operator clears a stuck pause
+// with DELETE FROM budgets; the same holds for any budget statement that
+// fails for fleetrate's GiveUp, 30 s). Each row's pacer Wait then fails;
+// send puts the row back as the claim found it (queued) and returns nil;
+// the chunk's end says finished and the chunk is marked done. The rows
+// not yet sent stay queued in done chunks: no worker claims them, a later
+// import skips them (Lookup: queued, another import's), and the worker
+// exits 0.
+func TestReview_CLI_AWorkerWhoseBudgetFailsLosesNoRow(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	writeFile(t, dir, "in.csv", "email,type\nb1@example.com,INDIVIDUAL\nb2@example.com,INDIVIDUAL\nb3@example.com,INDIVIDUAL\nb4@example.com,INDIVIDUAL\n")
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "1", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle", "--concurrency", "4")
+	waitHolding(t, ledgerURL, w.cmd.Process.Pid)
+	conn, schema := ledgerConn(t, ledgerURL)
+	if _, err := conn.Exec(t.Context(), `DELETE FROM `+schema+`.budgets`); err != nil {
+		t.Fatal(err)
+	}
+	code := w.wait(t, 3*time.Minute)
+	var lost, created int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FILTER (WHERE r.status = 'queued' AND c.done), COUNT(*) FILTER (WHERE r.status = 'created')
+		FROM `+schema+`.rows r JOIN `+schema+`.chunks c ON c.id = r.chunk_id`).Scan(&lost, &created); err != nil {
+		t.Fatal(err)
+	}
+	if lost > 0 {
+		t.Errorf("%d rows queued in chunks marked done (owed by no chunk: never sent again), %d created", lost, created)
+	}
+	if created < 4 && code == 0 {
+		t.Errorf("worker exit 0 with %d of 4 rows created\n%s%s", created, w.stdout.String(), w.errb.String())
+	}
+	// The same import again does not send them either: it finds them queued.
+	r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv")
+	var after int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.rows WHERE status = 'created'`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != 4 {
+		t.Errorf("after the same import again (exit %d): %d of 4 rows created\n%s%s", r.code, after, r.stdout, r.stderr)
+	}
+}
