@@ -55,7 +55,7 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	if j.input != nil {
 		rec.inputChanged = j.input.Changed()
 	}
-	if j.f.detach && err == nil && ls.started() != nil {
+	if j.f.detach && err == nil && ctx.Err() == nil && ls.started() != nil {
 		printDetached(e.stdout, sum, ls.started().ID, name, ledgerHint(j.f.ledger, j.f.ledgerFromEnv))
 		printInputChanged(e.stdout, rec.inputChanged)
 		return nil

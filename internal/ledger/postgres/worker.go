@@ -151,12 +151,15 @@ func (w *Worker) Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err er
 }
 
 // Holds returns nil while every chunk the worker holds is surely its own:
-// no heartbeat found one claimed by another, and each lease, by this
-// process's clock, has not run out. Once it returns ErrLeaseLost it always
-// does.
+// no heartbeat found one claimed by another, no commit of the ledger was
+// refused for a lost lease, and each lease, by this process's clock, has
+// not run out. Once it returns ErrLeaseLost it always does.
 func (w *Worker) Holds() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lost == nil {
+		w.lost = w.l.w.leaseLost()
+	}
 	if w.lost != nil {
 		return w.lost
 	}

@@ -21,7 +21,11 @@ import (
 // kind (marks, outcomes, line issues) become one statement over arrays
 // (unnest), so a thousand outcomes cost one statement and one commit.
 // After a failed commit every later write fails with the same error: a
-// ledger that cannot write must stop the import, not drop outcomes.
+// ledger that cannot write must stop the import, not drop outcomes. A
+// commit refused for a worker's lost lease (ErrLeaseLost) is the worker's
+// alone: the writes of the batch for no chunk (a loader's) are committed
+// again without the others, the writer goes on, and leaseLost says so
+// to the workers, which stop (Worker.Holds).
 //
 // It owns one connection for its life.
 type writer struct {
@@ -30,8 +34,9 @@ type writer struct {
 	maxBatch int
 	done     chan struct{} // closed when the loop has ended
 
-	mu  sync.Mutex
-	err error
+	mu       sync.Mutex
+	err      error
+	leaseErr error // the first commit refused with ErrLeaseLost
 
 	sendMu  sync.RWMutex // held to send on ops; close takes it to close ops
 	closing bool
@@ -194,19 +199,56 @@ func (w *writer) loop() {
 		if lingering {
 			timer.Stop()
 		}
-		err := w.failed()
+		err, leaseErr := w.failed(), error(nil)
 		if err == nil {
-			if err = w.commit(batch); err != nil {
+			err = w.commit(batch)
+			if errors.Is(err, ErrLeaseLost) {
+				leaseErr = err
+				err = w.commitUnfenced(batch, err)
+			}
+			if err != nil {
 				w.fail(err)
 			}
 		}
 		for _, op := range batch {
-			if op.done != nil {
+			switch {
+			case op.done == nil:
+			case op.chunk > 0 && leaseErr != nil:
+				op.done <- leaseErr
+			default:
 				op.done <- err
 			}
 		}
 		clear(batch) // let the sends go
 	}
+}
+
+// commitUnfenced records leaseErr, the error of batch's commit, for the
+// workers, and commits again the writes of batch for no chunk.
+func (w *writer) commitUnfenced(batch []writeOp, leaseErr error) error {
+	w.mu.Lock()
+	if w.leaseErr == nil {
+		w.leaseErr = leaseErr
+	}
+	w.mu.Unlock()
+	var rest []writeOp
+	for _, op := range batch {
+		if op.chunk == 0 {
+			rest = append(rest, op)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	return w.commit(rest)
+}
+
+// leaseLost returns the error of the first commit refused for a worker's
+// lost lease, or nil.
+func (w *writer) leaseLost() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leaseErr
 }
 
 // commit applies batch in one transaction, in one round trip: pgx sends a

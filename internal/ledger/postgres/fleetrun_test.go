@@ -8,17 +8,16 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
-// Review findings on fleet mode: each test fails on main.
+// The ends of fleet chunks and runs: a chunk ended with rows still owed,
+// a worker's lost lease beside a loader, and how a load's run ends.
 
-// TestReview_AChunkEndedDoneWithARowPutBackLosesTheRow: a worker puts a
+// TestFleet_AChunkEndedDoneWithARowStillOwedIsGivenBack: a worker puts a
 // row back (Release to the claim's prior: queued) and ends the chunk
-// finished, as importer.Work does when its pacer fails (see the importer's
-// TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack). The store takes
-// it: the chunk is done, the row stays queued in it, owed by no chunk. No
-// claim gives it out again, FleetCounts counts it neither ended (as a
-// status the summary adds) nor left, and a later import's Lookup says
-// queued, which the planner skips as another import's: lost for good.
-func TestReview_AChunkEndedDoneWithARowPutBackLosesTheRow(t *testing.T) {
+// finished. Done, the chunk would leave the row queued and owed by no
+// chunk: no claim would give it out again and a later import would skip
+// it as another's. The store gives the chunk back instead: the next claim
+// takes it.
+func TestFleet_AChunkEndedDoneWithARowStillOwedIsGivenBack(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	run := load(t, l, targetA, "a.csv", 1, chunkOf("a.csv", 2, 1))
@@ -47,14 +46,12 @@ func TestReview_AChunkEndedDoneWithARowPutBackLosesTheRow(t *testing.T) {
 	}
 }
 
-// TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt: import
+// TestFleet_AWorkersLostLeaseLeavesTheLoaderBesideItWriting: import
 // without --detach loads its file and works chunks with its own worker on
 // one Ledger, so one writer. When that worker loses a lease (its write for
-// a chunk another claimed since is refused), the writer fails for good
-// with ErrLeaseLost, and the loader's next Queue, and its Loaded, fail
-// with "this worker's lease on a chunk ended": the load stops half done,
-// for a reason that is not the loader's, and its run is never loaded.
-func TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt(t *testing.T) {
+// a chunk another claimed since is refused with ErrLeaseLost), the worker
+// stops; the loader's next Queue, and its Loaded, are committed.
+func TestFleet_AWorkersLostLeaseLeavesTheLoaderBesideItWriting(t *testing.T) {
 	t.Parallel()
 	url := testURL(t)
 	schema := newSchema(t, url)
@@ -95,14 +92,11 @@ func TestReview_AWorkersLostLeaseFailsTheImportLoadingBesideIt(t *testing.T) {
 	}
 }
 
-// TestReview_AnInterruptedLoadIsNotRecordedCompleted: an import
-// interrupted (SIGINT) while loading ends with runErr nil and outcome
-// interrupted, and the importer records it with Loaded (importer.go: a
-// Queuer's run with runErr == nil), passing end.Outcome "interrupted".
-// Loaded ignores end.Outcome: once its chunks are done (here: at once)
-// completeRunSQL ends the run "completed", though part of its file was
-// never read. report then shows a completed import of a file half loaded.
-func TestReview_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
+// TestFleet_AnInterruptedLoadEndsInterrupted: an import interrupted
+// (SIGINT) while loading records Loaded with the outcome interrupted; once
+// workers have done its chunks its run ends interrupted, not completed:
+// part of its file was never read.
+func TestFleet_AnInterruptedLoadEndsInterrupted(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	r := startRun(t, l, targetA, "a.csv")
@@ -130,14 +124,12 @@ func TestReview_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
 	}
 }
 
-// TestReview_IdleIsFalseWhileAnImportIsStillLoading: worker
-// --exit-when-idle asks Idle(0) before each claim and ends when it says
-// true. Idle looks only at open chunks, so while an import is loading
-// (its run running, not loaded) and the workers have caught up with the
-// chunks queued so far, it says idle: every worker started beside a
-// detached load exits 0, and the rest of the file stays queued with no
-// worker to send it.
-func TestReview_IdleIsFalseWhileAnImportIsStillLoading(t *testing.T) {
+// TestFleet_IdleIsFalseWhileAnImportIsLoading: worker --exit-when-idle
+// asks Idle(0) before each claim and ends when it says true. While an
+// import is loading (its run running, not loaded, its lock held), more
+// chunks may come, though the workers have caught up with those queued so
+// far: Idle says false.
+func TestFleet_IdleIsFalseWhileAnImportIsLoading(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	loader := startRun(t, l, targetA, "big.csv")
@@ -166,12 +158,11 @@ func TestReview_IdleIsFalseWhileAnImportIsStillLoading(t *testing.T) {
 	}
 }
 
-// TestReview_ACrashedLoadIsNotLiveForever: a fleet import killed while
-// loading never records Loaded; its lock goes with its session. Workers
-// send what it queued; then nothing ends its run (completeRunSQL wants it
-// loaded; only a later StartRun on the target marks it crashed), and
-// report lists it as a live import, loading, with no process behind it.
-func TestReview_ACrashedLoadIsNotLiveForever(t *testing.T) {
+// TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk: a fleet
+// import killed while loading never records Loaded; its lock goes with its
+// session. Workers send what it queued; the end of its last chunk ends
+// its run crashed, and Live no longer lists it.
+func TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	loader := startRun(t, l, targetA, "a.csv")

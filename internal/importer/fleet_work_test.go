@@ -19,14 +19,13 @@ type failingPacer struct{ freePacer }
 
 func (failingPacer) Wait(context.Context) error { return errors.New("fleetrate: budget unreachable") }
 
-// TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack: when the pacer
-// fails (a fleet budget the worker cannot reach), send puts each row back
-// as the claim found it (queued) and returns nil; nothing marks the chunk
-// stopped, so its end says finished and the store marks it done. A queued
-// row of a done chunk is owed by no chunk: no worker claims it again, and
-// a later import skips it as "queued by another import" (its Lookup says
-// queued). The rows are lost, and the worker exits 0 having sent nothing.
-func TestReview_WorkDoesNotEndAChunkDoneWithItsRowsPutBack(t *testing.T) {
+// TestWork_AChunkWithRowsPutBackIsGivenBackNotDone: when the pacer fails
+// (a fleet budget the worker cannot reach), send puts each row back as the
+// claim found it (queued) and stops the run with the pacer's error: the
+// chunk is given back, not ended done (a queued row of a done chunk would
+// be owed by no chunk, and a later import would skip it as queued by
+// another), and Work reports the error.
+func TestWork_AChunkWithRowsPutBackIsGivenBackNotDone(t *testing.T) {
 	t.Parallel()
 	w := newFakeWorker(1, 3)
 	srv := &countingSender{w: w}
@@ -77,14 +76,13 @@ func (p discoveringPacer) Wait(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// TestReview_WorkHoldsAnInDoubtRowOnceTheFleetKnowsTheTargetAssignsIDs:
-// a worker claims a chunk with a row in doubt (a dead worker's); while it
+// TestWork_HoldsAnInDoubtRowOnceTheFleetRecordedTheTargetAssignsIDs: a
+// worker claims a chunk with a row in doubt (a dead worker's); while it
 // waits to send it, another worker learns that the target assigns its own
-// ids and records it in the ledger. The rules say a row in doubt is then
-// not sent again (a second customer); send checks that after the pacer's
-// wait, but against this process's own knowledge, which Work refreshes
-// from the store only at its next claim: the row is sent.
-func TestReview_WorkHoldsAnInDoubtRowOnceTheFleetKnowsTheTargetAssignsIDs(t *testing.T) {
+// ids and records it in the ledger. A row in doubt is then not sent again
+// (it could be a second customer): after the pacer's wait, send asks the
+// store, not only this process's knowledge of its last claim.
+func TestWork_HoldsAnInDoubtRowOnceTheFleetRecordedTheTargetAssignsIDs(t *testing.T) {
 	t.Parallel()
 	w := newFakeWorker(1, 1)
 	w.chunks[0].Rows[0].Prior.Status = row.InDoubt

@@ -50,13 +50,12 @@ func TestReview_CLI_ImportOfAFileAlreadyQueuedReportsTheTruth(t *testing.T) {
 	}
 }
 
-// TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted: import --detach
-// of a large file is interrupted (SIGINT) while loading; workers
-// then send what it queued. It exits 0 and prints "loaded" (runFleet's
-// detached path returns nil without asking ctx), and the ledger records the import "completed"
-// (Loaded ignores the outcome interrupted), so report shows a completed
-// import of a file that was only partly read.
-func TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
+// TestCLI_AnInterruptedDetachedLoadExitsInterruptedAndEndsSo: import
+// --detach of a large file is interrupted (SIGINT) while loading; workers
+// then send what it queued. It exits interrupted, not 0 with "loaded", and
+// the ledger ends the import interrupted, not completed, once workers have
+// sent what it queued: its file was only partly read.
+func TestCLI_AnInterruptedDetachedLoadExitsInterruptedAndEndsSo(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)
 	dir := t.TempDir()
@@ -108,16 +107,15 @@ func TestReview_CLI_AnInterruptedLoadIsNotRecordedCompleted(t *testing.T) {
 	}
 }
 
-// TestReview_CLI_AWorkerWhoseBudgetFailsLosesNoRow: the target's budget
+// TestCLI_AWorkerWhoseBudgetFailsGivesItsChunksBack: the target's budget
 // row goes away while a worker works (an operator clears a stuck pause
 // with DELETE FROM budgets; the same holds for any budget statement that
 // fails for fleetrate's GiveUp, 30 s). Each row's pacer Wait then fails;
-// send puts the row back as the claim found it (queued) and returns nil;
-// the chunk's end says finished and the chunk is marked done. The rows
-// not yet sent stay queued in done chunks: no worker claims them, a later
-// import skips them (Lookup: queued, another import's), and the worker
-// exits 0.
-func TestReview_CLI_AWorkerWhoseBudgetFailsLosesNoRow(t *testing.T) {
+// send puts the row back as the claim found it (queued) and the worker
+// stops with the error, giving its chunks back: no row is left queued in
+// a chunk marked done, the worker does not exit 0 with rows unsent, and
+// the same import again sends them.
+func TestCLI_AWorkerWhoseBudgetFailsGivesItsChunksBack(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)
 	dir := t.TempDir()
