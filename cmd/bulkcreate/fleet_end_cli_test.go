@@ -10,16 +10,14 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/sandbox"
 )
 
-// TestReview_CLI_ImportOfAFileAlreadyQueuedReportsTheTruth: an import
-// --detach queues a file; the same file is then imported without
-// --detach (an operator "helping", a cron job's next run). Its planner
-// finds every row queued by the first import and leaves it to that one
-// (queuedElsewhere, counted Pending), but its own pool works every chunk
-// of the target until idle, so it sends those very rows and they end
-// created. Its summary still counts them "not reached" (Pending: the
-// ledger's counts are read for its own run only) and it exits 1, though
-// every row of its file was created, as the ledger says.
-func TestReview_CLI_ImportOfAFileAlreadyQueuedReportsTheTruth(t *testing.T) {
+// TestCLI_FleetImportOfAFileAlreadyQueuedCountsWhatItsPoolEnded: an import
+// --detach queues a file; the same file is then imported without --detach
+// (an operator "helping", a cron job's next run). Its planner finds every
+// row queued by the first import and leaves it to that one, but its own
+// pool works every chunk of the target until idle, so it sends those very
+// rows and they end created. Its summary counts them as the ledger has
+// them in the end (created), not "not reached", and it exits 0.
+func TestCLI_FleetImportOfAFileAlreadyQueuedCountsWhatItsPoolEnded(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)
 	dir := t.TempDir()

@@ -200,6 +200,8 @@ type Importer struct {
 	assignsIDs atomic.Bool
 	// ownIDs: the target was seen to keep the customerIds sent (assigned.go).
 	ownIDs atomic.Bool
+	// elsewhere: the rows another fleet import had queued (elsewhere.go).
+	elsewhere elsewhereKeys
 }
 
 // New returns an importer of rows into target (the store's name for the
