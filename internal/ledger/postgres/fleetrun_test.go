@@ -193,3 +193,44 @@ func TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk(t *testing.T) {
 		}
 	}
 }
+
+// TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat: a heartbeat
+// reads the chunks held, then extends their leases in a statement of its
+// own. A chunk given back (ChunkEnd, not finished: lease_until = NULL,
+// for another to claim at once) between the two has its lease set again
+// by the heartbeat, fence unchanged: no one can claim it for a whole
+// lease, and the next claim takes it as an expired lease.
+func TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	load(t, l, targetA, "a.csv", 1, chunkOf("a.csv", 2, 1))
+	a, b := startWorker(t, l, targetA, time.Minute), startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, a)
+	// The heartbeat's first statement (the workers row) waits on a lock,
+	// as on a busy database, after it has read the chunks held.
+	tx, err := l.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	if _, err := tx.Exec(t.Context(), `SELECT 1 FROM workers WHERE id = $1 FOR UPDATE`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	beat := make(chan error, 1)
+	go func() { beat <- a.beat(t.Context()) }()
+	time.Sleep(300 * time.Millisecond) // the heartbeat has read a.held
+	if err := a.ChunkEnd(t.Context(), c.ID, false); err != nil {
+		t.Fatalf("ChunkEnd(given back) = %v", err)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-beat; err != nil {
+		t.Logf("beat() = %v", err)
+	}
+	if c2, ok := claimChunk(t, b); !ok || c2.ID != c.ID {
+		var until *time.Time
+		l.pool.QueryRow(t.Context(), `SELECT lease_until FROM chunks WHERE id = $1`, c.ID).Scan(&until)
+		t.Errorf("claim of the chunk just given back = %v; want it at once (its lease_until is %v, set by the giver's heartbeat)", ok, until)
+	}
+}
