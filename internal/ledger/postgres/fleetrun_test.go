@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -232,5 +233,67 @@ func TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat(t *testing.T) {
 		var until *time.Time
 		l.pool.QueryRow(t.Context(), `SELECT lease_until FROM chunks WHERE id = $1`, c.ID).Scan(&until)
 		t.Errorf("claim of the chunk just given back = %v; want it at once (its lease_until is %v, set by the giver's heartbeat)", ok, until)
+	}
+}
+
+// TestReview_TheLastTwoChunksEndedAtOnceEndTheRun: completeRunSQL ends a
+// loaded run when none of its chunks is open, each ChunkEnd asking in its
+// own commit. Two workers that end a run's last two chunks at the same
+// moment each see the other's chunk still open (READ COMMITTED: the other
+// commit is not visible yet; the NOT EXISTS takes no lock), so neither
+// ends the run: it stays running, loaded, with nothing left, for good
+// (StartRun marks crashed only runs not loaded), and report lists it live.
+func TestReview_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	la, lb := openLedger(t, url, schema), openLedger(t, url, schema)
+	stuck := 0
+	const trials = 60
+	for i := range trials {
+		file := fmt.Sprintf("t%d.csv", i)
+		run := load(t, la, targetA, file, 2, chunkOf(file, 2, 1), chunkOf(file, 3, 1))
+		a, b := startWorker(t, la, targetA, time.Minute), startWorker(t, lb, targetA, time.Minute)
+		var chunks [2]int64
+		for j, w := range []*Worker{a, b} {
+			c, ok := claimChunk(t, w)
+			if !ok {
+				t.Fatal("no chunk")
+			}
+			q := c.Rows[0]
+			if err := w.MarkInFlight(t.Context(), sendFor(q.Key, file, q.SourceLine)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: Created}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.l.w.flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			chunks[j] = c.ID
+		}
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for j, w := range []*Worker{a, b} {
+			go func() {
+				<-start
+				errs <- w.ChunkEnd(t.Context(), chunks[j], true)
+			}()
+		}
+		close(start)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if outcome, ended, err := la.RunEnded(t.Context(), run.ID); err != nil || !ended {
+			stuck++
+			t.Logf("trial %d: run %d %s, ended %v, %v", i, run.ID, outcome, ended, err)
+		}
+		pause(a)
+		pause(b)
+	}
+	if stuck > 0 {
+		t.Errorf("%d of %d loaded runs whose last two chunks two workers ended at once never ended", stuck, trials)
 	}
 }
