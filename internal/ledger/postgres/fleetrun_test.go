@@ -297,3 +297,24 @@ func TestReview_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
 		t.Errorf("%d of %d loaded runs whose last two chunks two workers ended at once never ended", stuck, trials)
 	}
 }
+
+// TestReview_ATinyRateSpacesItsSlots: import --rps accepts any rate above
+// 0 and SetCeiling stores it; fleetrate reserves at the ceiling. Reserve
+// computes the interval as time.Duration(1e9/rate), which overflows for a
+// rate under about 1.1e-10/s: the interval comes out negative, the
+// schedule moves backwards, and the slots fall all at once (the pacer
+// takes an interval <= 0 for no limit): a budget of nearly nothing sends
+// without any.
+func TestReview_ATinyRateSpacesItsSlots(t *testing.T) {
+	t.Parallel()
+	l := openBudgets(t, 1)[0]
+	const rate = 1e-10
+	if err := l.SetCeiling(t.Context(), targetA, rate); err != nil {
+		t.Fatalf("SetCeiling(%v) = %v", rate, err)
+	}
+	r := reserve(t, l, 3, rate)
+	if r.Interval <= 0 || !r.Slot(1).After(r.Slot(0)) {
+		t.Errorf("Reserve(3 slots at %v/s) = interval %v, slots %v, %v; want them spaced 1/rate apart (or the rate refused)",
+			rate, r.Interval, r.Slot(0), r.Slot(1))
+	}
+}
