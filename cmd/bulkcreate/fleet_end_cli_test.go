@@ -201,3 +201,44 @@ func TestReview_CLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
 			neverSent, rps, rps)
 	}
 }
+
+// TestReview_CLI_ResendInDoubtOfAnImportReachesItsWorkers: at a target
+// that assigns its own ids, rows in doubt are held until the operator
+// checks them in Ripio and runs import --resend-in-doubt. In fleet mode
+// the import queues them, but the workers that send them apply their own
+// --resend-in-doubt (default off), not the import's: each is held again,
+// never sent, and the operator's run changes nothing.
+func TestReview_CLI_ResendInDoubtOfAnImportReachesItsWorkers(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{AssignIDs: true})
+	env[ledgerEnv] = ledgerURL
+	writeFile(t, dir, "in.csv", "email,type\nh1@example.com,INDIVIDUAL\nh2@example.com,INDIVIDUAL\nh3@example.com,INDIVIDUAL\n")
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "0", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// An earlier fleet lost every answer: the rows are in doubt, their
+	// chunks done, and the ledger knows the target assigns its ids.
+	conn, schema := ledgerConn(t, ledgerURL)
+	for _, q := range []string{
+		`UPDATE ` + schema + `.rows SET status = 'in_doubt', error_message = 'no answer'`,
+		`UPDATE ` + schema + `.chunks SET done = true`,
+		`UPDATE ` + schema + `.targets SET assigns_ids_since = now()`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The operator checked them in Ripio: none is there. Send them again.
+	r := runBin(t, dir, env, "", "import", "--detach", "--resend-in-doubt", "--rps", "0", "in.csv")
+	if r.code != 0 || !strings.Contains(r.stdout, "3 rows queued") {
+		t.Fatalf("import --detach --resend-in-doubt: exit %d, want 3 rows queued\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle")
+	code := w.wait(t, time.Minute)
+	if n := len(srv.Customers()); n != 3 {
+		t.Errorf("server has %d customers after import --resend-in-doubt and a worker (exit %d); want 3: the import asked to send them again\n%s%s",
+			n, code, w.stdout.String(), w.errb.String())
+	}
+}
