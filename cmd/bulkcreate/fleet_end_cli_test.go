@@ -202,13 +202,13 @@ func TestReview_CLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
 	}
 }
 
-// TestReview_CLI_ResendInDoubtOfAnImportReachesItsWorkers: at a target
-// that assigns its own ids, rows in doubt are held until the operator
-// checks them in Ripio and runs import --resend-in-doubt. In fleet mode
-// the import queues them, but the workers that send them apply their own
-// --resend-in-doubt (default off), not the import's: each is held again,
-// never sent, and the operator's run changes nothing.
-func TestReview_CLI_ResendInDoubtOfAnImportReachesItsWorkers(t *testing.T) {
+// TestCLI_ResendInDoubtOfAFleetImportReachesItsWorkers: at a target that
+// assigns its own ids, rows in doubt are held until the operator checks
+// them in Ripio and runs import --resend-in-doubt. In fleet mode the
+// import queues them, and the workers that send them apply their own
+// --resend-in-doubt (default off): so the import queues them owed a send,
+// no longer in doubt, and the workers send them.
+func TestCLI_ResendInDoubtOfAFleetImportReachesItsWorkers(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)
 	dir := t.TempDir()

@@ -195,13 +195,12 @@ func TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk(t *testing.T) {
 	}
 }
 
-// TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat: a heartbeat
+// TestFleet_AChunkGivenBackIsNotLeasedAgainByAHeartbeat: a heartbeat
 // reads the chunks held, then extends their leases in a statement of its
 // own. A chunk given back (ChunkEnd, not finished: lease_until = NULL,
-// for another to claim at once) between the two has its lease set again
-// by the heartbeat, fence unchanged: no one can claim it for a whole
-// lease, and the next claim takes it as an expired lease.
-func TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat(t *testing.T) {
+// for another to claim at once) between the two keeps no lease (the
+// heartbeat extends only a lease set): the next claim takes it at once.
+func TestFleet_AChunkGivenBackIsNotLeasedAgainByAHeartbeat(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
 	load(t, l, targetA, "a.csv", 1, chunkOf("a.csv", 2, 1))
@@ -236,14 +235,14 @@ func TestReview_AChunkGivenBackIsNotLeasedAgainByAHeartbeat(t *testing.T) {
 	}
 }
 
-// TestReview_TheLastTwoChunksEndedAtOnceEndTheRun: completeRunSQL ends a
+// TestFleet_TheLastTwoChunksEndedAtOnceEndTheRun: completeRunSQL ends a
 // loaded run when none of its chunks is open, each ChunkEnd asking in its
 // own commit. Two workers that end a run's last two chunks at the same
-// moment each see the other's chunk still open (READ COMMITTED: the other
-// commit is not visible yet; the NOT EXISTS takes no lock), so neither
-// ends the run: it stays running, loaded, with nothing left, for good
-// (StartRun marks crashed only runs not loaded), and report lists it live.
-func TestReview_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
+// moment would each see the other's chunk still open (READ COMMITTED: the
+// other commit not yet visible) and neither end the run, which would stay
+// running for good; a commit that ends chunks done locks their runs
+// first, so the later one sees the earlier's chunk done and ends the run.
+func TestFleet_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
 	t.Parallel()
 	url := testURL(t)
 	schema := newSchema(t, url)
@@ -295,26 +294,5 @@ func TestReview_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
 	}
 	if stuck > 0 {
 		t.Errorf("%d of %d loaded runs whose last two chunks two workers ended at once never ended", stuck, trials)
-	}
-}
-
-// TestReview_ATinyRateSpacesItsSlots: import --rps accepts any rate above
-// 0 and SetCeiling stores it; fleetrate reserves at the ceiling. Reserve
-// computes the interval as time.Duration(1e9/rate), which overflows for a
-// rate under about 1.1e-10/s: the interval comes out negative, the
-// schedule moves backwards, and the slots fall all at once (the pacer
-// takes an interval <= 0 for no limit): a budget of nearly nothing sends
-// without any.
-func TestReview_ATinyRateSpacesItsSlots(t *testing.T) {
-	t.Parallel()
-	l := openBudgets(t, 1)[0]
-	const rate = 1e-10
-	if err := l.SetCeiling(t.Context(), targetA, rate); err != nil {
-		t.Fatalf("SetCeiling(%v) = %v", rate, err)
-	}
-	r := reserve(t, l, 3, rate)
-	if r.Interval <= 0 || !r.Slot(1).After(r.Slot(0)) {
-		t.Errorf("Reserve(3 slots at %v/s) = interval %v, slots %v, %v; want them spaced 1/rate apart (or the rate refused)",
-			rate, r.Interval, r.Slot(0), r.Slot(1))
 	}
 }

@@ -72,6 +72,7 @@ type writeOp struct {
 	// fenced by their run, which a worker does not hold.
 	chunk, fence int64
 	finished     bool           // opChunkEnd: every row of the chunk is taken to an outcome
+	resend       bool           // opQueue: rows in doubt are queued owed a send (Run.resendInDoubt)
 	sends        []ledger.Send  // opMark
 	outcome      ledger.Outcome // opRecord
 	key          string         // opRelease, opSetMessage, opReplace
@@ -266,6 +267,13 @@ func (w *writer) commit(batch []writeOp) error {
 	if ids, fences := chunksOf(batch); len(ids) > 0 {
 		b.Queue(`SELECT fence_chunks($1, $2)`, ids, fences)
 	}
+	if runs := endingRuns(batch); len(runs) > 0 {
+		// Two commits that end the last chunks of a run at once: the
+		// later waits here for the earlier, and its completeRunSQL sees
+		// the earlier's chunk done. In id order, so that two never wait
+		// on each other.
+		b.Queue(`SELECT id FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE`, runs)
+	}
 	if onlyQueues(batch) {
 		// Queued rows are not yet a promise to anyone: a load lost to a
 		// crash of the database is loaded again, and a worker's mark of a
@@ -309,6 +317,17 @@ func runsOf(batch []writeOp) []int64 {
 	var runs []int64
 	for _, op := range batch {
 		if op.runID > 0 && op.chunk == 0 && !slices.Contains(runs, op.runID) {
+			runs = append(runs, op.runID)
+		}
+	}
+	return runs
+}
+
+// endingRuns lists the runs of the chunks batch ends done, each once.
+func endingRuns(batch []writeOp) []int64 {
+	var runs []int64
+	for _, op := range batch {
+		if op.kind == opChunkEnd && op.finished && !slices.Contains(runs, op.runID) {
 			runs = append(runs, op.runID)
 		}
 	}
