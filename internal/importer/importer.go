@@ -346,6 +346,8 @@ func (im *Importer) summary(start time.Time, outcome string) Summary {
 	return s
 }
 
+// runOptions are recorded with the run. A PostgreSQL ledger's Queue reads
+// resendInDoubt: the rows in doubt it queues are then owed a send.
 func (im *Importer) runOptions() map[string]any {
 	return map[string]any{
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,

@@ -19,15 +19,16 @@ import (
 // Queue writes sends as queued rows of one new chunk of the run, for a
 // worker to claim. A row the ledger held in doubt stays in_doubt (the
 // worker then knows it may have been sent), unless the import was asked
-// to send rows in doubt again (the operator checked them: its workers are
-// to send them, not hold them); any other becomes queued. Its
+// to send rows in doubt again (its options' resendInDoubt: the operator
+// checked them, and its workers are to send them, not hold them); any
+// other becomes queued. Its
 // attempts are not counted: the worker's MarkInFlight counts them. It
 // returns once committed, so the next lookups see the rows.
 func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	if len(sends) == 0 {
 		return nil
 	}
-	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends, resend: r.resendInDoubt}, true)
+	return r.l.w.submit(ctx, writeOp{kind: opQueue, targetID: r.targetID, runID: r.ID, sends: sends}, true)
 }
 
 // Loaded records that the run has queued every row it will (end's counts
@@ -58,7 +59,8 @@ const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, 
 	ON CONFLICT (target_id, row_key) DO UPDATE SET
 		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
 		folded_email = excluded.folded_email,
-		status = CASE WHEN r.status = 'in_flight' OR (r.status = 'in_doubt' AND NOT $11) THEN 'in_doubt' ELSE 'queued' END,
+		status = CASE WHEN r.status = 'in_flight' OR (r.status = 'in_doubt' AND NOT COALESCE(
+				(SELECT (options->>'resendInDoubt')::boolean FROM runs WHERE id = $2), false)) THEN 'in_doubt' ELSE 'queued' END,
 		source_file = excluded.source_file, source_line = excluded.source_line,
 		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at,
 		chunk_id = excluded.chunk_id`
@@ -72,7 +74,7 @@ func queueArgs(op *writeOp) []any {
 		key[i], email[i], typ[i], cid[i], file[i], fp[i], folded[i] = s.Key, s.Email, s.Type, s.CustomerID, s.SourceFile, s.Fingerprint, s.FoldedEmail
 		line[i] = int32(s.SourceLine)
 	}
-	return []any{op.targetID, op.runID, key, email, typ, cid, file, line, fp, folded, op.resend}
+	return []any{op.targetID, op.runID, key, email, typ, cid, file, line, fp, folded}
 }
 
 // completeRunSQL ends run $1 once it is loaded and none of its chunks is

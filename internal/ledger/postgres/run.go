@@ -23,9 +23,6 @@ type Run struct {
 	targetID int64
 	// Recovered counts rows a dead run left in flight, now in_doubt.
 	Recovered int64
-	// resendInDoubt: the import was asked to send rows in doubt again
-	// (its options' resendInDoubt): Queue queues them as owed a send.
-	resendInDoubt bool
 
 	mu   sync.Mutex
 	lock *pgx.Conn // the session holding the target's lock; nil once released
@@ -59,9 +56,6 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 		return nil, err
 	}
 	r := &Run{l: l, targetID: tid, lock: lock, stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
-	if o, ok := info.Options.(map[string]any); ok {
-		r.resendInDoubt, _ = o["resendInDoubt"].(bool)
-	}
 	go r.watchLock(l.lockCheckEvery)
 	l.addRun(r)
 	opts, err := json.Marshal(info.Options)

@@ -72,7 +72,6 @@ type writeOp struct {
 	// fenced by their run, which a worker does not hold.
 	chunk, fence int64
 	finished     bool           // opChunkEnd: every row of the chunk is taken to an outcome
-	resend       bool           // opQueue: rows in doubt are queued owed a send (Run.resendInDoubt)
 	sends        []ledger.Send  // opMark
 	outcome      ledger.Outcome // opRecord
 	key          string         // opRelease, opSetMessage, opReplace
