@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkcreate/bulkcreate/internal/ledger"
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -294,5 +295,53 @@ func TestFleet_TheLastTwoChunksEndedAtOnceEndTheRun(t *testing.T) {
 	}
 	if stuck > 0 {
 		t.Errorf("%d of %d loaded runs whose last two chunks two workers ended at once never ended", stuck, trials)
+	}
+}
+
+// TestFleet_ALostLeaseRefusesOnlyTheWritesForItsChunk: a commit refused
+// because one chunk of it was claimed by another is committed again in
+// parts: the outcome for a chunk still held, in the same batch, is kept.
+func TestFleet_ALostLeaseRefusesOnlyTheWritesForItsChunk(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	schema := newSchema(t, url)
+	other := openLedger(t, url, schema)
+	load(t, other, targetA, "a.csv", 2, chunkOf("a.csv", 2, 1), chunkOf("a.csv", 3, 1))
+	l := openLedger(t, url, schema)
+	lost, held := startWorker(t, l, targetA, time.Second), startWorker(t, l, targetA, time.Minute)
+	var rows [2]ledger.Queued
+	for i, w := range []*Worker{lost, held} {
+		c, ok := claimChunk(t, w)
+		if !ok {
+			t.Fatal("no chunk")
+		}
+		rows[i] = c.Rows[0]
+		if err := w.MarkInFlight(t.Context(), sendFor(rows[i].Key, "a.csv", rows[i].SourceLine)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pause(lost)
+	time.Sleep(1500 * time.Millisecond)
+	c, ok := claimChunk(t, startWorker(t, other, targetA, time.Minute))
+	if !ok || c.Rows[0].Key != rows[0].Key {
+		t.Fatalf("claim of the expired chunk = %v, %+v", ok, c)
+	}
+	lc := lost.keys[rows[0].Key]
+	op := writeOp{kind: opRecord, targetID: lost.targetID, runID: lc.run, chunk: lc.chunk, fence: lc.fence,
+		outcome: Outcome{Key: rows[0].Key, Status: Created}}
+	if err := l.w.submit(t.Context(), op, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Record(t.Context(), Outcome{Key: rows[1].Key, Status: Created}); err != nil {
+		t.Fatal(err)
+	}
+	l.w.flush(t.Context())
+	got := lookup(t, l, targetA, rows[0].Key, rows[1].Key)
+	if got[rows[0].Key].Status == row.Created || got[rows[1].Key].Status != row.Created {
+		t.Errorf("after a batch with writes for a chunk lost and one held: %s (lost), %s (held); want the lost one's refused, the held one's created",
+			got[rows[0].Key].Status, got[rows[1].Key].Status)
+	}
+	if err := held.Holds(); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("Holds() of a worker on the ledger = %v, want ErrLeaseLost: the ledger's workers stop", err)
 	}
 }

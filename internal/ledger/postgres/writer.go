@@ -23,9 +23,9 @@ import (
 // After a failed commit every later write fails with the same error: a
 // ledger that cannot write must stop the import, not drop outcomes. A
 // commit refused for a worker's lost lease (ErrLeaseLost) is the worker's
-// alone: the writes of the batch for no chunk (a loader's) are committed
-// again without the others, the writer goes on, and leaseLost says so
-// to the workers, which stop (Worker.Holds).
+// alone: the batch is committed again in parts (commitApart), only the
+// writes for the lost chunk are refused, the writer goes on, and
+// leaseLost says so to the workers, which stop (Worker.Holds).
 //
 // It owns one connection for its life.
 type writer struct {
@@ -199,23 +199,24 @@ func (w *writer) loop() {
 		if lingering {
 			timer.Stop()
 		}
-		err, leaseErr := w.failed(), error(nil)
+		var errs map[int64]error // by chunk, after a commit refused for a lost lease
+		err := w.failed()
 		if err == nil {
 			err = w.commit(batch)
 			if errors.Is(err, ErrLeaseLost) {
-				leaseErr = err
-				err = w.commitUnfenced(batch, err)
+				errs, err = w.commitApart(batch)
 			}
 			if err != nil {
 				w.fail(err)
 			}
 		}
 		for _, op := range batch {
-			switch {
-			case op.done == nil:
-			case op.chunk > 0 && leaseErr != nil:
-				op.done <- leaseErr
-			default:
+			if op.done == nil {
+				continue
+			}
+			if e, ok := errs[op.chunk]; ok {
+				op.done <- e
+			} else {
 				op.done <- err
 			}
 		}
@@ -223,24 +224,40 @@ func (w *writer) loop() {
 	}
 }
 
-// commitUnfenced records leaseErr, the error of batch's commit, for the
-// workers, and commits again the writes of batch for no chunk.
-func (w *writer) commitUnfenced(batch []writeOp, leaseErr error) error {
-	w.mu.Lock()
-	if w.leaseErr == nil {
-		w.leaseErr = leaseErr
-	}
-	w.mu.Unlock()
-	var rest []writeOp
+// commitApart commits batch again, after a commit of it was refused for a
+// lost lease: its writes for no chunk (0) together, and those for each
+// chunk apart, so that only the writes for a chunk claimed by another are
+// refused. It returns each group's error, and the first that is not
+// ErrLeaseLost (the groups after it are not committed, and get it).
+func (w *writer) commitApart(batch []writeOp) (map[int64]error, error) {
+	var order []int64
+	groups := map[int64][]writeOp{}
 	for _, op := range batch {
-		if op.chunk == 0 {
-			rest = append(rest, op)
+		if _, ok := groups[op.chunk]; !ok {
+			order = append(order, op.chunk)
 		}
+		groups[op.chunk] = append(groups[op.chunk], op)
 	}
-	if len(rest) == 0 {
-		return nil
+	errs := make(map[int64]error, len(order))
+	var failed error
+	for _, chunk := range order {
+		if failed != nil {
+			errs[chunk] = failed
+			continue
+		}
+		err := w.commit(groups[chunk])
+		if errors.Is(err, ErrLeaseLost) {
+			w.mu.Lock()
+			if w.leaseErr == nil {
+				w.leaseErr = err
+			}
+			w.mu.Unlock()
+		} else if err != nil {
+			failed = err
+		}
+		errs[chunk] = err
 	}
-	return w.commit(rest)
+	return errs, failed
 }
 
 // leaseLost returns the error of the first commit refused for a worker's
