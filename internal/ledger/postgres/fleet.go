@@ -21,9 +21,9 @@ import (
 // worker then knows it may have been sent), unless the import was asked
 // to send rows in doubt again (its options' resendInDoubt: the operator
 // checked them, and its workers are to send them, not hold them); any
-// other becomes queued. Its
-// attempts are not counted: the worker's MarkInFlight counts them. It
-// returns once committed, so the next lookups see the rows.
+// other becomes queued. Its attempts are not counted: the worker's
+// MarkInFlight counts them. It returns once committed, so the next
+// lookups see the rows.
 func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	if len(sends) == 0 {
 		return nil

@@ -197,7 +197,8 @@ func (w *Worker) heartbeat() {
 
 // beat extends the leases of the chunks held, in one statement: a chunk
 // it could not extend has been claimed by another, and the worker has lost
-// it, or was ended (given back or done: no lease) since beat read it. A beat that fails otherwise extends nothing; Holds notices when the
+// it, or it was ended (given back or done: no lease) since beat read it.
+// A beat that fails otherwise extends nothing; Holds notices when the
 // leases run out.
 func (w *Worker) beat(ctx context.Context) error {
 	w.mu.Lock()

@@ -111,9 +111,9 @@ func (w *Worker) ReplaceWithLineIssue(context.Context, string, ledger.LineIssue)
 // ChunkEnd ends the worker's hold on a chunk: done when every row of it
 // was taken to an outcome (the last chunk of a loaded import ends that
 // import), else given back for another to claim at once. A chunk ended
-// finished with a row of it still queued or in flight is given back. It returns once
-// committed. A chunk claimed by another meanwhile is left as it is, and
-// the error is ErrLeaseLost.
+// finished with a row of it still queued or in flight is given back. It
+// returns once committed. A chunk claimed by another meanwhile is left as
+// it is, and the error is ErrLeaseLost.
 func (w *Worker) ChunkEnd(ctx context.Context, chunk int64, finished bool) error {
 	w.mu.Lock()
 	c, ok := w.held[chunk]
