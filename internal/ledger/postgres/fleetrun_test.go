@@ -345,3 +345,46 @@ func TestFleet_ALostLeaseRefusesOnlyTheWritesForItsChunk(t *testing.T) {
 		t.Errorf("Holds() of a worker on the ledger = %v, want ErrLeaseLost: the ledger's workers stop", err)
 	}
 }
+
+// TestFleet_LiveLeavesOutALoadWhoseLoaderDiedWithNothingOpen: a loader
+// whose chunks were all done is live while it loads, and no longer once
+// it died (its lock gone), though no chunk end came after to end its run.
+func TestFleet_LiveLeavesOutALoadWhoseLoaderDiedWithNothingOpen(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	loader := startRun(t, l, targetA, "a.csv")
+	if err := loader.Queue(t.Context(), chunkOf("a.csv", 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	q := c.Rows[0]
+	if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: Created}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() bool {
+		live, _, err := l.Live(t.Context(), targetA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, li := range live {
+			if li.RunID == loader.ID {
+				return true
+			}
+		}
+		return false
+	}
+	if !listed() {
+		t.Errorf("Live() leaves out import %d while it loads", loader.ID)
+	}
+	loader.unlock() // kill -9
+	if listed() {
+		t.Errorf("Live() lists import %d, whose loader died with none of its chunks open", loader.ID)
+	}
+}
