@@ -49,13 +49,14 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	}
 	if r := ls.started(); r != nil && !j.f.detach {
 		sum = fleetSummary(ctx, pg.Ledger, r.ID, lsum, wsum, err)
+		countElsewhere(ctx, pg.Ledger, name, loader.QueuedElsewhere(), &sum)
 		sum.Elapsed = time.Since(start)
 	}
 	rec.sum = &sum
 	if j.input != nil {
 		rec.inputChanged = j.input.Changed()
 	}
-	if j.f.detach && err == nil && ls.started() != nil {
+	if j.f.detach && err == nil && ctx.Err() == nil && ls.started() != nil {
 		printDetached(e.stdout, sum, ls.started().ID, name, ledgerHint(j.f.ledger, j.f.ledgerFromEnv))
 		printInputChanged(e.stdout, rec.inputChanged)
 		return nil
@@ -150,6 +151,33 @@ func fleetSummary(ctx context.Context, l *postgres.Ledger, runID int64, lsum, ws
 		sum.Outcome = "completed"
 	}
 	return sum
+}
+
+// countElsewhere counts the rows of the file that another import had
+// queued (counted Pending by the loader) as the ledger has them now: this
+// import's pool has worked every chunk of the target, theirs included. A
+// row still queued or in flight stays Pending; when the ledger cannot say,
+// all do.
+func countElsewhere(ctx context.Context, l *postgres.Ledger, target string, keys []string, sum *importer.Summary) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ended := map[row.Status]int64{}
+	for len(keys) > 0 {
+		n := min(len(keys), 5000)
+		got, err := l.Lookup(cctx, target, keys[:n])
+		if err != nil {
+			return
+		}
+		for _, p := range got {
+			ended[p.Status]++
+		}
+		keys = keys[n:]
+	}
+	for st, c := range map[row.Status]*int64{row.Created: &sum.Created, row.Exists: &sum.Exists,
+		row.Rejected: &sum.Rejected, row.Failed: &sum.Failed, row.InDoubt: &sum.InDoubt} {
+		*c += ended[st]
+		sum.Pending -= ended[st]
+	}
 }
 
 // fleetProgress logs, every --progress-every until stopped, how far the

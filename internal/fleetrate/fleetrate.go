@@ -55,6 +55,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Law.MaxPause <= 0 {
+		c.Law.MaxPause = time.Minute // ratelimit's default, which pauseErr reads
+	}
 	c.Law.Rate, c.Law.Now = 0, c.Now
 	return c
 }
@@ -166,6 +169,9 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			failing = time.Time{}
 		}
 		now := p.cfg.Now()
+		if err := p.pauseErr(now); err != nil {
+			return err
+		}
 		if at.IsZero() || !now.Before(at) {
 			if err == nil && p.take(now, at) {
 				return nil
@@ -176,6 +182,23 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// pauseErr returns an error when the budget is paused past the longest
+// pause a law sets (Config.Law.MaxPause, and a second for the clocks):
+// written by a process configured otherwise, or by hand. Wait then ends
+// the run rather than sleep it out, no request leaving and no stop rule
+// firing meanwhile.
+func (p *Pacer) pauseErr(now time.Time) error {
+	p.mu.Lock()
+	until := p.budget.Law.PausedUntil
+	local := p.clock.toLocal(until)
+	p.mu.Unlock()
+	if until.IsZero() || local.Sub(now) <= p.cfg.Law.MaxPause+time.Second {
+		return nil
+	}
+	return fmt.Errorf("fleetrate: the budget of %s is paused until %s, longer than any pause (%v): clear its paused_until in the ledger's budgets, or wait and run again",
+		p.cfg.Target, until.Format(time.RFC3339), p.cfg.Law.MaxPause)
 }
 
 // next returns the slot to leave at, reserving when none is left; zero

@@ -49,6 +49,27 @@ func (im *Importer) holdsInDoubt() bool {
 	return im.assignsIDs.Load() && !im.cfg.ResendInDoubt
 }
 
+// holdsInDoubtNow is holdsInDoubt for a row in doubt about to be sent
+// again. A Work process asks the store too: another process of the fleet
+// may have recorded since its last claim that the target assigns its ids.
+// A store that cannot say holds the row.
+func (im *Importer) holdsInDoubtNow(ctx context.Context) bool {
+	if im.holdsInDoubt() {
+		return true
+	}
+	if _, working := im.run.(Worker); !working || im.cfg.ResendInDoubt {
+		return false
+	}
+	assigns, err := im.store.AssignsIDs(ctx, im.target)
+	if err != nil {
+		return true
+	}
+	if assigns {
+		im.assignsIDs.Store(true)
+	}
+	return assigns
+}
+
 // heldMessage is the message of a row held in doubt: its own (msg, without
 // an earlier hold's reason), and what the operator is to do.
 func heldMessage(msg, email string) string {

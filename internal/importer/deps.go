@@ -71,7 +71,8 @@ type Sender interface {
 
 // Pacer paces the requests of the whole pool; *ratelimit.Limiter is one.
 type Pacer interface {
-	// Wait blocks until a request may leave, or ctx is done.
+	// Wait blocks until a request may leave, or ctx is done. An error
+	// with ctx alive (a shared budget out of reach) stops the run.
 	Wait(ctx context.Context) error
 	// Accepted tells the pacer the server took a request.
 	Accepted()

@@ -200,6 +200,8 @@ type Importer struct {
 	assignsIDs atomic.Bool
 	// ownIDs: the target was seen to keep the customerIds sent (assigned.go).
 	ownIDs atomic.Bool
+	// elsewhere: the rows another fleet import had queued (elsewhere.go).
+	elsewhere elsewhereKeys
 }
 
 // New returns an importer of rows into target (the store's name for the
@@ -344,6 +346,8 @@ func (im *Importer) summary(start time.Time, outcome string) Summary {
 	return s
 }
 
+// runOptions are recorded with the run. A PostgreSQL ledger's Queue reads
+// resendInDoubt: the rows in doubt it queues are then owed a send.
 func (im *Importer) runOptions() map[string]any {
 	return map[string]any{
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,

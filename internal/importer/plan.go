@@ -49,7 +49,7 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 		if k.own != nil && k.own.Status == row.Queued {
 			// A fleet import queued it and the fleet has not yet taken it
 			// to an outcome: it is that import's to finish.
-			im.counts.queuedElsewhere.Add(1)
+			im.noteQueuedElsewhere(r.Key)
 			continue
 		}
 		var first *plannedRow

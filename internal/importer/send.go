@@ -40,9 +40,14 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 	// those that spend one of the row's attempts.
 	for attempt, tries, throttles := 0, 0, 0; ; {
 		if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
+			if ctx.Err() == nil {
+				// The pacer failed (a fleet budget out of reach): the row
+				// goes back, and the run stops with the reason.
+				return im.abort(ctx, s, err)
+			}
 			return im.releaseOrDoubt(ctx, s)
 		}
-		if s.maybeSent && im.holdsInDoubt() {
+		if s.maybeSent && im.holdsInDoubtNow(ctx) {
 			// The target was found to assign its own ids while this row,
 			// in doubt, waited: a second send may be a second customer.
 			if s.last.Reason == "" && s.prior != nil {

@@ -121,6 +121,9 @@ func (s *budgetScan) done() {
 	}
 }
 
+// maxInterval is the longest interval between two slots Reserve spaces.
+const maxInterval = 365 * 24 * time.Hour
+
 // Reserve reserves n departure slots on target at rate (requests per
 // second; +Inf or 0: slots all at once) in one statement, on the database's
 // clock: the first is the latest of the schedule's next free slot, now and
@@ -136,8 +139,9 @@ func (l *Ledger) Reserve(ctx context.Context, target string, n int, rate float64
 	var iv time.Duration
 	if rate > 0 && !math.IsInf(rate, 1) {
 		// The database's precision: the slots computed here are the ones
-		// the schedule moved over.
-		iv = time.Duration(float64(time.Second) / rate).Truncate(time.Microsecond)
+		// the schedule moved over. A rate under one a maxInterval spaces
+		// its slots maxInterval apart (a Duration of 1/rate would overflow).
+		iv = time.Duration(min(float64(time.Second)/rate, float64(maxInterval))).Truncate(time.Microsecond)
 	}
 	r := Reservation{Interval: iv}
 	sc := budgetScan{b: &r.Budget}

@@ -231,3 +231,22 @@ func TestBudget_UnknownTarget(t *testing.T) {
 		t.Errorf("Reserve(a target without OpenBudget) = %v, want ErrNoBudget", err)
 	}
 }
+
+// TestBudget_ATinyRateSpacesItsSlots: import --rps accepts any rate above
+// 0 and SetCeiling stores it; fleetrate reserves at the ceiling. A
+// time.Duration of 1/rate overflows for a rate under about 1.1e-10/s (the
+// interval would come out negative, the slots all at once, as with no
+// limit): Reserve spaces such slots maxInterval apart.
+func TestBudget_ATinyRateSpacesItsSlots(t *testing.T) {
+	t.Parallel()
+	l := openBudgets(t, 1)[0]
+	const rate = 1e-10
+	if err := l.SetCeiling(t.Context(), targetA, rate); err != nil {
+		t.Fatalf("SetCeiling(%v) = %v", rate, err)
+	}
+	r := reserve(t, l, 3, rate)
+	if r.Interval <= 0 || !r.Slot(1).After(r.Slot(0)) {
+		t.Errorf("Reserve(3 slots at %v/s) = interval %v, slots %v, %v; want them spaced 1/rate apart (or the rate refused)",
+			rate, r.Interval, r.Slot(0), r.Slot(1))
+	}
+}

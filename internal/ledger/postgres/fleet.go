@@ -18,9 +18,12 @@ import (
 
 // Queue writes sends as queued rows of one new chunk of the run, for a
 // worker to claim. A row the ledger held in doubt stays in_doubt (the
-// worker then knows it may have been sent); any other becomes queued. Its
-// attempts are not counted: the worker's MarkInFlight counts them. It
-// returns once committed, so the next lookups see the rows.
+// worker then knows it may have been sent), unless the import was asked
+// to send rows in doubt again (its options' resendInDoubt: the operator
+// checked them, and its workers are to send them, not hold them); any
+// other becomes queued. Its attempts are not counted: the worker's
+// MarkInFlight counts them. It returns once committed, so the next
+// lookups see the rows.
 func (r *Run) Queue(ctx context.Context, sends []ledger.Send) error {
 	if len(sends) == 0 {
 		return nil
@@ -109,7 +112,8 @@ const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, 
 	ON CONFLICT (target_id, row_key) DO UPDATE SET
 		email = excluded.email, type = excluded.type, customer_id_sent = excluded.customer_id_sent,
 		folded_email = excluded.folded_email,
-		status = CASE WHEN r.status IN ('in_doubt', 'in_flight') THEN 'in_doubt' ELSE 'queued' END,
+		status = CASE WHEN r.status = 'in_flight' OR (r.status = 'in_doubt' AND NOT COALESCE(
+				(SELECT (options->>'resendInDoubt')::boolean FROM runs WHERE id = $2), false)) THEN 'in_doubt' ELSE 'queued' END,
 		source_file = excluded.source_file, source_line = excluded.source_line,
 		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at,
 		chunk_id = excluded.chunk_id`
@@ -126,10 +130,10 @@ func queueArgs(op *writeOp) []any {
 	return []any{op.targetID, op.runID, key, email, typ, cid, file, line, fp, folded}
 }
 
-// completeRunSQL ends run $1 completed once it is loaded and none of its
-// chunks is open: its counts are the loader's, with the rows it queued
-// counted by the status they ended in.
-const completeRunSQL = `UPDATE runs SET outcome = 'completed', ended_at = now(), counts = COALESCE((
+// completeRunSQL ends run $1 once it is loaded and none of its chunks is
+// open, as its loading ended (completed, or interrupted): its counts are
+// the loader's, with the rows it queued counted by the status they ended in.
+const completeRunSQL = `UPDATE runs SET outcome = COALESCE(runs.load_outcome, 'completed'), ended_at = now(), counts = COALESCE((
 		SELECT jsonb_object_agg(k, v) FROM (
 			SELECT k, SUM(v) AS v FROM (
 				SELECT key AS k, value::bigint AS v FROM jsonb_each_text(runs.counts)
@@ -151,17 +155,40 @@ func queueFleet(b *pgx.Batch, op *writeOp) {
 			b.Queue(`DELETE FROM line_issues WHERE target_id = $1 AND source_file = $2 AND run_id < $3`,
 				op.targetID, op.end.SourceFile, op.runID)
 		}
-		b.Queue(`UPDATE runs SET loaded_at = now(), counts = $1 WHERE id = $2`, string(op.endCounts), op.runID)
+		b.Queue(`UPDATE runs SET loaded_at = now(), load_outcome = $3, counts = $1 WHERE id = $2`,
+			string(op.endCounts), op.runID, op.end.Outcome)
 		b.Queue(completeRunSQL, op.runID)
 	case opChunkEnd:
 		if !op.finished {
 			b.Queue(`UPDATE chunks SET lease_until = NULL WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
 			return
 		}
-		b.Queue(`UPDATE chunks SET done = true, lease_until = NULL WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
+		// A row still queued or in flight (put back, or never reached) is
+		// owed work: its chunk is given back instead.
+		b.Queue(`UPDATE chunks SET lease_until = NULL, done = NOT EXISTS (
+				SELECT 1 FROM rows WHERE chunk_id = $1 AND status IN ('queued', 'in_flight'))
+			WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
 		b.Queue(completeRunSQL, op.runID)
+		b.Queue(crashedLoadSQL, op.runID)
 	}
 }
+
+// loadingRun is true for run r while its loader lives: r is running, not
+// loaded, and the target's lock (run.go's lockTarget) is held, by r's
+// session, as no later import has taken the target since.
+const loadingRun = `(r.outcome = 'running' AND r.loaded_at IS NULL
+	AND NOT EXISTS (SELECT 1 FROM runs later WHERE later.target_id = r.target_id AND later.id > r.id)
+	AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND classid = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+		AND objid::bigint = r.target_id))`
+
+// crashedLoadSQL ends run $1 crashed once none of its chunks is open when
+// it was never loaded and its loader is gone (killed while loading).
+const crashedLoadSQL = `UPDATE runs SET outcome = 'crashed', counts = ` + deadRunCounts + `
+	WHERE id = $1 AND outcome = 'running' AND loaded_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM chunks WHERE run_id = $1 AND NOT done)
+		AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = $1 AND ` + loadingRun + `)`
 
 // FleetCounts counts the rows the run queued that have ended, by their
 // status, and how many are still owed work (queued, in flight, or in doubt

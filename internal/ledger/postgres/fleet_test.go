@@ -92,8 +92,8 @@ func pause(w *Worker) {
 
 // TestFleet_TheFenceRefusesAnOldHoldersWrite: a write the old holder of a
 // chunk had queued before another claimed the chunk (past Holds, as a
-// paused process's) is refused whole, changes nothing, and fails the old
-// holder's ledger for good: that worker stops.
+// paused process's) is refused whole and changes nothing; the old holder
+// stops (Holds), while its ledger's writer goes on for a loader beside it.
 func TestFleet_TheFenceRefusesAnOldHoldersWrite(t *testing.T) {
 	t.Parallel()
 	url := testURL(t)
@@ -121,8 +121,11 @@ func TestFleet_TheFenceRefusesAnOldHoldersWrite(t *testing.T) {
 	if err := la.w.submit(t.Context(), op, true); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("a fenced write for a chunk claimed since = %v, want ErrLeaseLost", err)
 	}
-	if err := la.w.flush(t.Context()); !errors.Is(err, ErrLeaseLost) {
-		t.Errorf("a later flush of the old holder = %v, want ErrLeaseLost", err)
+	if err := la.w.leaseLost(); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("the old holder's writer after the refused write: leaseLost() = %v, want ErrLeaseLost", err)
+	}
+	if err := a.Holds(); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("the old holder's Holds() = %v, want ErrLeaseLost", err)
 	}
 	if got := lookup(t, l, targetA, sent.Key)[sent.Key]; got.Status != row.Queued || !strings.Contains(got.Message, "lease") {
 		t.Errorf("row after the refused write = %+v, want it owed work, in doubt as the claim left it", got)

@@ -34,8 +34,10 @@ type LiveWorker struct {
 // heartbeat: long enough to show that it died.
 const workerForgotten = 10 * time.Minute
 
-// Live lists the target's imports not ended and its workers not stopped,
-// oldest first.
+// Live lists the target's imports not ended that are loaded, loading or
+// owed work (not one whose loader died once none of its chunks was open:
+// the next import marks it crashed), and its workers not stopped, oldest
+// first.
 func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveWorker, error) {
 	tid, ok, err := l.targetID(ctx, target, false)
 	if err != nil || !ok {
@@ -44,7 +46,8 @@ func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveW
 	rows, err := l.pool.Query(ctx, `SELECT r.id, r.source_file, r.started_at, r.loaded_at IS NOT NULL,
 			(SELECT COUNT(*) FROM rows x JOIN chunks c ON c.id = x.chunk_id
 				WHERE c.run_id = r.id AND NOT c.done AND x.status IN ('queued', 'in_flight', 'in_doubt'))
-		FROM runs r WHERE r.target_id = $1 AND r.outcome = 'running' ORDER BY r.id`, tid)
+		FROM runs r WHERE r.target_id = $1 AND r.outcome = 'running' AND (r.loaded_at IS NOT NULL OR `+loadingRun+`
+			OR EXISTS (SELECT 1 FROM chunks c WHERE c.run_id = r.id AND NOT c.done)) ORDER BY r.id`, tid)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ledger: live imports: %w", err)
 	}

@@ -77,13 +77,7 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 		r.Recovered = tag.RowsAffected()
 		// A dead run wrote no counts: its rows tell what it did, while
 		// they still name it as the run that wrote them last.
-		if _, err := tx.Exec(ctx, `UPDATE runs SET outcome = 'crashed', counts = COALESCE((
-				SELECT jsonb_object_agg(status, n) FROM (
-					SELECT status, SUM(n) AS n FROM (
-						SELECT status, COUNT(*) AS n FROM rows WHERE target_id = runs.target_id AND last_run = runs.id GROUP BY status
-						UNION ALL
-						SELECT status, COUNT(*) AS n FROM line_issues WHERE target_id = runs.target_id AND run_id = runs.id GROUP BY status
-					) AS each GROUP BY status) AS total), '{}')
+		if _, err := tx.Exec(ctx, `UPDATE runs SET outcome = 'crashed', counts = `+deadRunCounts+`
 			WHERE target_id = $1 AND outcome = 'running' AND loaded_at IS NULL
 				AND NOT EXISTS (SELECT 1 FROM chunks WHERE run_id = runs.id AND NOT done)`, tid); err != nil {
 			return err
@@ -97,6 +91,17 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 	}
 	return r, nil
 }
+
+// deadRunCounts is the counts of the run of the row updated (runs) that
+// died before it wrote any: its rows tell what it did, while they still
+// name it as the run that wrote them last.
+const deadRunCounts = `COALESCE((
+		SELECT jsonb_object_agg(status, n) FROM (
+			SELECT status, SUM(n) AS n FROM (
+				SELECT status, COUNT(*) AS n FROM rows WHERE target_id = runs.target_id AND last_run = runs.id GROUP BY status
+				UNION ALL
+				SELECT status, COUNT(*) AS n FROM line_issues WHERE target_id = runs.target_id AND run_id = runs.id GROUP BY status
+			) AS each GROUP BY status) AS total), '{}')`
 
 // recoverSQL turns the rows of target $1 left in flight by a process that
 // is gone into in_doubt: rows no fleet queued, whose run's lock this run

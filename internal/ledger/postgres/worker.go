@@ -180,12 +180,15 @@ func (w *Worker) claim(ctx context.Context, query string) (chunk ledger.Chunk, o
 }
 
 // Holds returns nil while every chunk the worker holds is surely its own:
-// no heartbeat found one claimed by another, and each lease, by this
-// process's clock, has not run out. Once it returns ErrLeaseLost it always
-// does.
+// no heartbeat found one claimed by another, no commit of the ledger was
+// refused for a lost lease, and each lease, by this process's clock, has
+// not run out. Once it returns ErrLeaseLost it always does.
 func (w *Worker) Holds() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lost == nil {
+		w.lost = w.l.w.leaseLost()
+	}
 	if w.lost != nil {
 		return w.lost
 	}
@@ -223,7 +226,8 @@ func (w *Worker) heartbeat() {
 
 // beat extends the leases of the chunks held, in one statement: a chunk
 // it could not extend has been claimed by another, and the worker has lost
-// it. A beat that fails otherwise extends nothing; Holds notices when the
+// it, or it was ended (given back or done: no lease) since beat read it.
+// A beat that fails otherwise extends nothing; Holds notices when the
 // leases run out.
 func (w *Worker) beat(ctx context.Context) error {
 	w.mu.Lock()
@@ -244,7 +248,7 @@ func (w *Worker) beat(ctx context.Context) error {
 	b.Queue(`UPDATE workers SET last_seen = now(), requests = $2, rate = $3 WHERE id = $1`, w.ID, requests, rate)
 	ext := b.Queue(`UPDATE chunks AS c SET lease_until = now() + make_interval(secs => $3)
 		FROM unnest($1::bigint[], $2::bigint[]) AS u (id, f)
-		WHERE c.id = u.id AND c.fence = u.f RETURNING c.id`, ids, fences, w.opts.Lease.Seconds())
+		WHERE c.id = u.id AND c.fence = u.f AND c.lease_until IS NOT NULL RETURNING c.id`, ids, fences, w.opts.Lease.Seconds())
 	extended := map[int64]bool{}
 	var id int64
 	ext.Query(func(rows pgx.Rows) error {
@@ -256,10 +260,10 @@ func (w *Worker) beat(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, chunk := range ids {
+	for i, chunk := range ids {
 		c, ok := w.held[chunk]
 		switch {
-		case !ok || c.ending: // ended meanwhile
+		case !ok || c.ending || c.fence != fences[i]: // ended (and claimed again) meanwhile
 		case extended[chunk]:
 			c.deadline = start.Add(w.opts.Lease)
 		case w.lost == nil:

@@ -110,9 +110,10 @@ func (w *Worker) ReplaceWithLineIssue(context.Context, string, ledger.LineIssue)
 
 // ChunkEnd ends the worker's hold on a chunk: done when every row of it
 // was taken to an outcome (the last chunk of a loaded import ends that
-// import), else given back for another to claim at once. It returns once
-// committed. A chunk claimed by another meanwhile is left as it is, and
-// the error is ErrLeaseLost.
+// import), else given back for another to claim at once. A chunk ended
+// finished with a row of it still queued or in flight is given back. It
+// returns once committed. A chunk claimed by another meanwhile is left as
+// it is, and the error is ErrLeaseLost.
 func (w *Worker) ChunkEnd(ctx context.Context, chunk int64, finished bool) error {
 	w.mu.Lock()
 	c, ok := w.held[chunk]
@@ -135,11 +136,13 @@ func (w *Worker) ChunkEnd(ctx context.Context, chunk int64, finished bool) error
 	return err
 }
 
-// Idle reports whether no chunk of the target is open, or, with run > 0,
-// no chunk of that run.
+// Idle reports whether no chunk of the target is open and no import of
+// it is loading (more chunks may come), or, with run > 0, the same of that
+// run.
 func (w *Worker) Idle(ctx context.Context, run int64) (bool, error) {
 	var open bool
-	err := w.l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM chunks WHERE target_id = $1 AND NOT done AND ($2 = 0 OR run_id = $2))`,
+	err := w.l.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM chunks WHERE target_id = $1 AND NOT done AND ($2 = 0 OR run_id = $2))
+		OR EXISTS (SELECT 1 FROM runs r WHERE r.target_id = $1 AND ($2 = 0 OR r.id = $2) AND `+loadingRun+`)`,
 		w.targetID, run).Scan(&open)
 	if err != nil {
 		return false, fmt.Errorf("ledger: idle: %w", err)
@@ -149,7 +152,8 @@ func (w *Worker) Idle(ctx context.Context, run int64) (bool, error) {
 
 // Finish stops the heartbeat, gives back the chunks still held, commits
 // what is pending and records that the worker stopped. end is unused: a
-// worker's counts are of the imports it worked for.
+// worker's counts are of the imports it worked for. A commit refused for
+// a lost lease is its error (writes for that chunk were dropped).
 func (w *Worker) Finish(ctx context.Context, _ ledger.RunEnd) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.beatDone
@@ -169,6 +173,9 @@ func (w *Worker) Finish(ctx context.Context, _ ledger.RunEnd) error {
 		}
 	}
 	if err := w.l.w.flush(ctx); err != nil && first == nil {
+		first = err
+	}
+	if err := w.l.w.leaseLost(); err != nil && first == nil {
 		first = err
 	}
 	if _, err := w.l.pool.Exec(ctx, `UPDATE workers SET stopped_at = now(), last_seen = now() WHERE id = $1`, w.ID); err != nil && first == nil {

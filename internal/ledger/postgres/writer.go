@@ -21,7 +21,11 @@ import (
 // kind (marks, outcomes, line issues) become one statement over arrays
 // (unnest), so a thousand outcomes cost one statement and one commit.
 // After a failed commit every later write fails with the same error: a
-// ledger that cannot write must stop the import, not drop outcomes.
+// ledger that cannot write must stop the import, not drop outcomes. A
+// commit refused for a worker's lost lease (ErrLeaseLost) is the worker's
+// alone: the batch is committed again in parts (commitApart), only the
+// writes for the lost chunk are refused, the writer goes on, and
+// leaseLost says so to the workers, which stop (Worker.Holds).
 //
 // It owns one connection for its life.
 type writer struct {
@@ -30,8 +34,9 @@ type writer struct {
 	maxBatch int
 	done     chan struct{} // closed when the loop has ended
 
-	mu  sync.Mutex
-	err error
+	mu       sync.Mutex
+	err      error
+	leaseErr error // the first commit refused with ErrLeaseLost
 
 	sendMu  sync.RWMutex // held to send on ops; close takes it to close ops
 	closing bool
@@ -195,19 +200,73 @@ func (w *writer) loop() {
 		if lingering {
 			timer.Stop()
 		}
+		var errs map[int64]error // by chunk, after a commit refused for a lost lease
 		err := w.failed()
 		if err == nil {
-			if err = w.commit(batch); err != nil {
+			err = w.commit(batch)
+			if errors.Is(err, ErrLeaseLost) {
+				errs, err = w.commitApart(batch)
+			}
+			if err != nil {
 				w.fail(err)
 			}
 		}
 		for _, op := range batch {
-			if op.done != nil {
+			if op.done == nil {
+				continue
+			}
+			if e, ok := errs[op.chunk]; ok {
+				op.done <- e
+			} else {
 				op.done <- err
 			}
 		}
 		clear(batch) // let the sends go
 	}
+}
+
+// commitApart commits batch again, after a commit of it was refused for a
+// lost lease: its writes for no chunk (0) together, and those for each
+// chunk apart, so that only the writes for a chunk claimed by another are
+// refused. It returns each group's error, and the first that is not
+// ErrLeaseLost (the groups after it are not committed, and get it).
+func (w *writer) commitApart(batch []writeOp) (map[int64]error, error) {
+	var order []int64
+	groups := map[int64][]writeOp{}
+	for _, op := range batch {
+		if _, ok := groups[op.chunk]; !ok {
+			order = append(order, op.chunk)
+		}
+		groups[op.chunk] = append(groups[op.chunk], op)
+	}
+	errs := make(map[int64]error, len(order))
+	var failed error
+	for _, chunk := range order {
+		if failed != nil {
+			errs[chunk] = failed
+			continue
+		}
+		err := w.commit(groups[chunk])
+		if errors.Is(err, ErrLeaseLost) {
+			w.mu.Lock()
+			if w.leaseErr == nil {
+				w.leaseErr = err
+			}
+			w.mu.Unlock()
+		} else if err != nil {
+			failed = err
+		}
+		errs[chunk] = err
+	}
+	return errs, failed
+}
+
+// leaseLost returns the error of the first commit refused for a worker's
+// lost lease, or nil.
+func (w *writer) leaseLost() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leaseErr
 }
 
 // commit applies batch in one transaction, in one round trip: pgx sends a
@@ -227,6 +286,13 @@ func (w *writer) commit(batch []writeOp) error {
 	}
 	if ids, fences := chunksOf(batch); len(ids) > 0 {
 		b.Queue(`SELECT fence_chunks($1, $2)`, ids, fences)
+	}
+	if runs := endingRuns(batch); len(runs) > 0 {
+		// Two commits that end the last chunks of a run at once: the
+		// later waits here for the earlier, and its completeRunSQL sees
+		// the earlier's chunk done. In id order, so that two never wait
+		// on each other.
+		b.Queue(`SELECT id FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE`, runs)
 	}
 	if onlyQueues(batch) {
 		// Queued rows are not yet a promise to anyone: a load lost to a
@@ -275,6 +341,17 @@ func runsOf(batch []writeOp) []int64 {
 	var runs []int64
 	for _, op := range batch {
 		if op.runID > 0 && op.chunk == 0 && !slices.Contains(runs, op.runID) {
+			runs = append(runs, op.runID)
+		}
+	}
+	return runs
+}
+
+// endingRuns lists the runs of the chunks batch ends done, each once.
+func endingRuns(batch []writeOp) []int64 {
+	var runs []int64
+	for _, op := range batch {
+		if op.kind == opChunkEnd && op.finished && !slices.Contains(runs, op.runID) {
 			runs = append(runs, op.runID)
 		}
 	}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bulkcreate/bulkcreate/internal/sandbox"
+)
+
+// TestCLI_FleetImportOfAFileAlreadyQueuedCountsWhatItsPoolEnded: an import
+// --detach queues a file; the same file is then imported without --detach
+// (an operator "helping", a cron job's next run). Its planner finds every
+// row queued by the first import and leaves it to that one, but its own
+// pool works every chunk of the target until idle, so it sends those very
+// rows and they end created. Its summary counts them as the ledger has
+// them in the end (created), not "not reached", and it exits 0.
+func TestCLI_FleetImportOfAFileAlreadyQueuedCountsWhatItsPoolEnded(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	for i := range 20 {
+		fmt.Fprintf(&csv, "q%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "0", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv")
+	rows := ledgerRows(t, ledgerURL)
+	created := 0
+	for _, lr := range rows {
+		if lr.status == "created" {
+			created++
+		}
+	}
+	if created != 20 {
+		t.Fatalf("ledger: %d of 20 rows created after the second import\n%s%s", created, r.stdout, r.stderr)
+	}
+	if r.code != 0 || strings.Contains(r.stdout, "not reached") {
+		t.Errorf("second import: exit %d, every row of its file created by its own pool; want exit 0 and nothing \"not reached\"\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCLI_AnInterruptedDetachedLoadExitsInterruptedAndEndsSo: import
+// --detach of a large file is interrupted (SIGINT) while loading; workers
+// then send what it queued. It exits interrupted, not 0 with "loaded", and
+// the ledger ends the import interrupted, not completed, once workers have
+// sent what it queued: its file was only partly read.
+func TestCLI_AnInterruptedDetachedLoadExitsInterruptedAndEndsSo(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	const n = 300000
+	for i := range n {
+		fmt.Fprintf(&csv, "big%06d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "big.csv", csv.String())
+	p := startProc(t, dir, env, "import", "--detach", "--rps", "0", "big.csv")
+	conn, schema := ledgerConn(t, ledgerURL)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var chunks int
+		err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.chunks`).Scan(&chunks)
+		if err == nil && chunks > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk queued after a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	code := p.wait(t, time.Minute)
+	var queued int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.rows`).Scan(&queued); err != nil {
+		t.Fatal(err)
+	}
+	if queued >= n {
+		t.Fatalf("the load ended before the interrupt (exit %d); make the file larger", code)
+	}
+	if code != exitInterrupted {
+		t.Errorf("import --detach interrupted after queueing %d of %d rows: exit %d, want %d\n%s%s",
+			queued, n, code, exitInterrupted, p.stdout.String(), p.errb.String())
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle", "--rps", "0")
+	w.wait(t, 2*time.Minute)
+	var outcome string
+	if err := conn.QueryRow(t.Context(), `SELECT outcome FROM `+schema+`.runs ORDER BY id LIMIT 1`).Scan(&outcome); err != nil {
+		t.Fatal(err)
+	}
+	if outcome == "completed" {
+		t.Errorf("import interrupted after queueing %d of %d rows (exit %d): its run is recorded %q once workers sent them; want interrupted",
+			queued, n, code, outcome)
+	}
+}
+
+// TestCLI_AWorkerWhoseBudgetFailsGivesItsChunksBack: the target's budget
+// row goes away while a worker works (an operator clears a stuck pause
+// with DELETE FROM budgets; the same holds for any budget statement that
+// fails for fleetrate's GiveUp, 30 s). Each row's pacer Wait then fails;
+// send puts the row back as the claim found it (queued) and the worker
+// stops with the error, giving its chunks back: no row is left queued in
+// a chunk marked done, the worker does not exit 0 with rows unsent, and
+// the same import again sends them.
+func TestCLI_AWorkerWhoseBudgetFailsGivesItsChunksBack(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	writeFile(t, dir, "in.csv", "email,type\nb1@example.com,INDIVIDUAL\nb2@example.com,INDIVIDUAL\nb3@example.com,INDIVIDUAL\nb4@example.com,INDIVIDUAL\n")
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "1", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle", "--concurrency", "4")
+	waitHolding(t, ledgerURL, w.cmd.Process.Pid)
+	conn, schema := ledgerConn(t, ledgerURL)
+	if _, err := conn.Exec(t.Context(), `DELETE FROM `+schema+`.budgets`); err != nil {
+		t.Fatal(err)
+	}
+	code := w.wait(t, 3*time.Minute)
+	var lost, created int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FILTER (WHERE r.status = 'queued' AND c.done), COUNT(*) FILTER (WHERE r.status = 'created')
+		FROM `+schema+`.rows r JOIN `+schema+`.chunks c ON c.id = r.chunk_id`).Scan(&lost, &created); err != nil {
+		t.Fatal(err)
+	}
+	if lost > 0 {
+		t.Errorf("%d rows queued in chunks marked done (owed by no chunk: never sent again), %d created", lost, created)
+	}
+	if created < 4 && code == 0 {
+		t.Errorf("worker exit 0 with %d of 4 rows created\n%s%s", created, w.stdout.String(), w.errb.String())
+	}
+	// The same import again does not send them either: it finds them queued.
+	r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv")
+	var after int
+	if err := conn.QueryRow(t.Context(), `SELECT COUNT(*) FROM `+schema+`.rows WHERE status = 'created'`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != 4 {
+		t.Errorf("after the same import again (exit %d): %d of 4 rows created\n%s%s", r.code, after, r.stdout, r.stderr)
+	}
+}
+
+// TestReview_CLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt: the README
+// promises rows are marked at most about a second of sending ahead of
+// their requests, so that a crash leaves about a second's rows in doubt
+// that were never sent. A worker claims its next chunk, and marks all its
+// rows in flight, as soon as every row of the last has a place in its
+// pool (--concurrency, default enough for --rps at 100 ms a call), not
+// when they are sent: at a fleet budget of 5/s it holds dozens of rows in
+// flight, seconds of sending. Killed, it leaves them all in doubt; at a
+// target that assigns its own ids they are held in doubt for a person to
+// check in Ripio one by one, though most never left.
+//
+// Not fixed yet: the fix is to mark a chunk's rows in flight in batches of
+// about half a second of sending as the pool takes them, in Work's claim
+// loop (importer/fleet.go startChunk), which another line of work is
+// rewriting; it is to be done on top of that.
+func TestCLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
+	t.Skip("not fixed yet: Work marks a whole chunk in flight at its claim (see the comment)")
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{AssignIDs: true})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	const n, rps = 80, 5
+	for i := range n {
+		fmt.Fprintf(&csv, "k%03d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", strconv.Itoa(rps), "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	killed := startProc(t, dir, env, "worker", "--lease", "2s")
+	time.Sleep(3 * time.Second)
+	killed.cmd.Process.Signal(syscall.SIGKILL)
+	killed.wait(t, time.Minute)
+	time.Sleep(2500 * time.Millisecond) // its lease runs out
+	steady := startProc(t, dir, env, "worker", "--exit-when-idle", "--lease", "2s")
+	steady.wait(t, 2*time.Minute)
+	onServer := map[string]bool{}
+	for _, c := range srv.Customers() {
+		onServer[c.Email] = true
+	}
+	neverSent := 0
+	for _, r := range ledgerRows(t, ledgerURL) {
+		if r.status == "in_doubt" && !onServer[r.email] {
+			neverSent++
+		}
+	}
+	if neverSent > 2*rps {
+		t.Errorf("%d rows left in doubt (held: the target assigns its ids) that never reached the server, after a worker was killed at %d/s; want about a second's (%d)",
+			neverSent, rps, rps)
+	}
+}
+
+// TestCLI_ResendInDoubtOfAFleetImportReachesItsWorkers: at a target that
+// assigns its own ids, rows in doubt are held until the operator checks
+// them in Ripio and runs import --resend-in-doubt. In fleet mode the
+// import queues them, and the workers that send them apply their own
+// --resend-in-doubt (default off): so the import queues them owed a send,
+// no longer in doubt, and the workers send them.
+func TestCLI_ResendInDoubtOfAFleetImportReachesItsWorkers(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{AssignIDs: true})
+	env[ledgerEnv] = ledgerURL
+	writeFile(t, dir, "in.csv", "email,type\nh1@example.com,INDIVIDUAL\nh2@example.com,INDIVIDUAL\nh3@example.com,INDIVIDUAL\n")
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "0", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// An earlier fleet lost every answer: the rows are in doubt, their
+	// chunks done, and the ledger knows the target assigns its ids.
+	conn, schema := ledgerConn(t, ledgerURL)
+	for _, q := range []string{
+		`UPDATE ` + schema + `.rows SET status = 'in_doubt', error_message = 'no answer'`,
+		`UPDATE ` + schema + `.chunks SET done = true`,
+		`UPDATE ` + schema + `.targets SET assigns_ids_since = now()`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The operator checked them in Ripio: none is there. Send them again.
+	r := runBin(t, dir, env, "", "import", "--detach", "--resend-in-doubt", "--rps", "0", "in.csv")
+	if r.code != 0 || !strings.Contains(r.stdout, "3 rows queued") {
+		t.Fatalf("import --detach --resend-in-doubt: exit %d, want 3 rows queued\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	w := startProc(t, dir, env, "worker", "--exit-when-idle")
+	code := w.wait(t, time.Minute)
+	if n := len(srv.Customers()); n != 3 {
+		t.Errorf("server has %d customers after import --resend-in-doubt and a worker (exit %d); want 3: the import asked to send them again\n%s%s",
+			n, code, w.stdout.String(), w.errb.String())
+	}
+}
