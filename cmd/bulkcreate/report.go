@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -91,8 +92,16 @@ func runReport(ctx context.Context, e env, args []string) error {
 		return enc.Encode(out)
 	}
 	warnOtherTargets(e.stderr, name, others)
-	fmt.Fprintf(e.stdout, "target: %s\nledger: %s\n\n", rep.Target, shownLedger(location))
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	printReportTable(e.stdout, rep, shownLedger(location))
+	printFleet(e.stdout, fleet)
+	return nil
+}
+
+// printReportTable writes rep as report's table: the rows by status, then
+// the last runs.
+func printReportTable(w io.Writer, rep ledger.Report, ledgerName string) {
+	fmt.Fprintf(w, "target: %s\nledger: %s\n\n", rep.Target, ledgerName)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range row.Statuses {
 		fmt.Fprintf(tw, "%s\t%d\t\n", s, rep.Counts[s])
 	}
@@ -102,8 +111,8 @@ func runReport(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(tw, "rows\t%d\t\n", rep.Rows)
 	tw.Flush()
 	if len(rep.Runs) > 0 {
-		fmt.Fprintln(e.stdout, "\nlast runs:")
-		tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "\nlast runs:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "run\tstarted\toutcome\tcreated\texists\tskipped\tnot done\tfile")
 		for _, r := range rep.Runs {
 			c := row.CountsOf(r.Counts)
@@ -112,8 +121,6 @@ func runReport(ctx context.Context, e env, args []string) error {
 		}
 		tw.Flush()
 	}
-	printFleet(e.stdout, fleet)
-	return nil
 }
 
 // shortTime shows a ledger time (RFC 3339, UTC) in the local zone, to the

@@ -39,21 +39,8 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 	// tries counts every request but 429s, for the backoff; attempt only
 	// those that spend one of the row's attempts.
 	for attempt, tries, throttles := 0, 0, 0; ; {
-		if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
-			if ctx.Err() == nil {
-				// The pacer failed (a fleet budget out of reach): the row
-				// goes back, and the run stops with the reason.
-				return im.abort(ctx, s, err)
-			}
-			return im.releaseOrDoubt(ctx, s)
-		}
-		if s.maybeSent && im.holdsInDoubtNow(ctx) {
-			// The target was found to assign its own ids while this row,
-			// in doubt, waited: a second send may be a second customer.
-			if s.last.Reason == "" && s.prior != nil {
-				s.last.Reason = s.prior.Message
-			}
-			return im.record(ctx, s, row.InDoubt, "")
+		if ended, err := im.ready(ctx, s); ended {
+			return err
 		}
 		if tries+throttles > 0 {
 			// Marked again, counting the attempt, before the retry leaves.
@@ -123,6 +110,29 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			return im.releaseOrDoubt(ctx, s)
 		}
 	}
+}
+
+// ready waits for the pacer's slot for row s. ended reports that the row
+// ended here instead, with err the run's: the run stops, or the row, in
+// doubt, is held because the target assigns its own ids.
+func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err error) {
+	if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
+		if ctx.Err() == nil {
+			// The pacer failed (a fleet budget out of reach): the row
+			// goes back, and the run stops with the reason.
+			return true, im.abort(ctx, s, err)
+		}
+		return true, im.releaseOrDoubt(ctx, s)
+	}
+	if s.maybeSent && im.holdsInDoubtNow(ctx) {
+		// The target was found to assign its own ids while this row, in
+		// doubt, waited: a second send may be a second customer.
+		if s.last.Reason == "" && s.prior != nil {
+			s.last.Reason = s.prior.Message
+		}
+		return true, im.record(ctx, s, row.InDoubt, "")
+	}
+	return false, nil
 }
 
 // abort ends row s as a stopping run leaves it, and returns err, the
