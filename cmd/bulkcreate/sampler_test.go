@@ -27,7 +27,9 @@ func TestImport_RecordsTheRunsTimeSeries(t *testing.T) {
 	}
 	writeFile(t, dir, "in.csv", csv.String())
 	env["BULKCREATE_SAMPLE_EVERY"] = "100ms"
-	if r := runBin(t, dir, env, "", "import", "--quiet", "--rps", "150", "--summary-json", "sum.json", "in.csv"); r.code != 0 {
+	// Exit 1 is a row left in doubt: a 503 that came before any answer
+	// showed the target keeps our customerIds is not sent again this run.
+	if r := runBin(t, dir, env, "", "import", "--quiet", "--rps", "150", "--summary-json", "sum.json", "in.csv"); r.code != 0 && r.code != 1 {
 		t.Fatalf("import = exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	var sum struct {
