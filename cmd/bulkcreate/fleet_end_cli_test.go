@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,6 +150,56 @@ func TestCLI_AWorkerWhoseBudgetFailsGivesItsChunksBack(t *testing.T) {
 	}
 	if after != 4 {
 		t.Errorf("after the same import again (exit %d): %d of 4 rows created\n%s%s", r.code, after, r.stdout, r.stderr)
+	}
+}
+
+// TestCLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt: a worker marks its
+// chunks' rows in flight as its pool takes them, and sizes its pool for the
+// target's budget, so that killed it leaves about a second of rows in doubt
+// that never left, not whole chunks. At a target that assigns its own ids
+// each such row is held for a person to check in Ripio.
+func TestCLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{AssignIDs: true})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	const n, rps = 80, 5
+	for i := range n {
+		fmt.Fprintf(&csv, "k%03d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", strconv.Itoa(rps), "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	killed := startProc(t, dir, env, "worker", "--lease", "2s")
+	time.Sleep(3 * time.Second)
+	killed.cmd.Process.Signal(syscall.SIGKILL)
+	killed.wait(t, time.Minute)
+	time.Sleep(2500 * time.Millisecond) // its lease runs out
+	steady := startProc(t, dir, env, "worker", "--exit-when-idle", "--lease", "2s")
+	steady.wait(t, 2*time.Minute)
+	onServer := map[string]bool{}
+	for _, c := range srv.Customers() {
+		onServer[c.Email] = true
+	}
+	neverSent, inDoubt := 0, 0
+	for _, r := range ledgerRows(t, ledgerURL) {
+		if r.status == "in_doubt" {
+			inDoubt++
+			if !onServer[r.email] {
+				neverSent++
+			}
+		}
+	}
+	if inDoubt == 0 {
+		t.Fatalf("no row in doubt: the worker was not killed while it held rows")
+	}
+	if neverSent > 2*rps {
+		t.Errorf("%d rows left in doubt (held: the target assigns its ids) that never reached the server, after a worker was killed at %d/s; want about a second's (%d)",
+			neverSent, rps, rps)
 	}
 }
 

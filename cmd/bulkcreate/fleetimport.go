@@ -74,7 +74,7 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 // may hold rows this import found queued already.
 func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingStore, loadEnd <-chan struct{}) (importer.Summary, error) {
 	name := j.tgt.Name()
-	pacer, err := fleetPacer(ctx, pg.Ledger, name, 0) // the budget that --rps set
+	pacer, _, err := fleetPacer(ctx, pg.Ledger, name, 0) // the budget that --rps set
 	if err != nil {
 		return importer.Summary{}, err
 	}

@@ -14,12 +14,19 @@ import (
 // fleetrate): every process on the target shares its ceiling and its
 // adaptive law. own caps this process alone, in requests per second (0:
 // only the budget). Setting the budget's ceiling is the import's
-// (postgres.Ledger.SetCeiling), not the pacer's.
-func fleetPacer(ctx context.Context, l *postgres.Ledger, target string, own float64) (importer.Pacer, error) {
+// (postgres.Ledger.SetCeiling), not the pacer's. rps is the most this
+// process may send by own and the budget's ceiling as it starts (0: no
+// limit), which sizes its pool.
+func fleetPacer(ctx context.Context, l *postgres.Ledger, target string, own float64) (p importer.Pacer, rps float64, err error) {
 	start := time.Now()
 	b, err := l.OpenBudget(ctx, target)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return fleetrate.New(fleetrate.Config{Budget: l, Target: target, Rate: own}, b, start, time.Now())
+	rps = own
+	if b.Ceiling > 0 && (rps == 0 || b.Ceiling < rps) {
+		rps = b.Ceiling
+	}
+	p, err = fleetrate.New(fleetrate.Config{Budget: l, Target: target, Rate: own}, b, start, time.Now())
+	return p, rps, err
 }

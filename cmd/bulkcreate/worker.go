@@ -56,7 +56,7 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.exitIdle, "exit-when-idle", false, "exit once no import of the target has rows left to send")
 	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "how long a claim of a chunk holds without a heartbeat (the heartbeat renews it every third of it)")
 	fs.Float64Var(&f.rps, "rps", 0, "most create requests per second of this worker (0: no limit of its own)")
-	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
+	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach the target's budget, or --rps if lower, at 100ms a call)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row for errors that may pass (429s not counted)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
 	fs.BoolVar(&f.resend, "resend-in-doubt", false, "send again rows in doubt at a target that assigns its own customer ids")
@@ -123,13 +123,15 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usageError("worker: %v", err)
 	}
-	pacer, err := fleetPacer(ctx, l, tgt.Name(), f.rps)
+	pacer, rps, err := fleetPacer(ctx, l, tgt.Name(), f.rps)
 	if err != nil {
 		return withCode(exitAborted, err)
 	}
 	cfg := importer.Config{Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, ResendInDoubt: f.resend, Logger: logger}
 	if cfg.Concurrency == 0 {
-		cfg.Concurrency = defaultConcurrency(f.rps)
+		// Sized for the budget as the worker starts: the pool is the most
+		// rows a killed worker leaves in doubt, with a batch of marks.
+		cfg.Concurrency = defaultConcurrency(rps)
 	}
 	im := importer.New(cfg, client, pacer, postgresStore{l}, tgt.Name())
 	w, err := l.StartWorker(ctx, tgt.Name(), postgres.WorkerOptions{Lease: f.lease, Stats: workerStats(im)})

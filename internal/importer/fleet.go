@@ -145,15 +145,18 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	g, gctx := errgroup.WithContext(stopCtx)
 	g.SetLimit(im.cfg.Concurrency)
 	var chunks sync.WaitGroup
-	q := &rowQueue{freed: make(chan struct{}, 1)}
+	q := &rowQueue{freed: make(chan struct{}, 1), batch: im.cfg.Concurrency}
 	claimErr := im.claimLoop(gctx, g, &chunks, w, wc, q)
 	if claimErr != nil {
 		stop(claimErr)
 	}
 	// Rows marked in flight but not started are started now that the run
-	// stops: each is put back unsent.
-	for _, job := range q.jobs {
+	// stops: each is put back unsent. Rows not marked end unsent.
+	for _, job := range q.ready {
 		g.Go(job)
+	}
+	for _, r := range q.unmarked {
+		r.drop()
 	}
 	runErr := g.Wait()
 	chunks.Wait()
@@ -173,18 +176,58 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	return sum, runErr
 }
 
-// rowQueue holds the rows of the chunks claimed that wait for a place in
-// the pool, in the order they start. freed is signalled as a row ends.
+// rowQueue holds the rows of the chunks claimed that wait for the pool:
+// ready, marked in flight, in the order they start, then unmarked, in the
+// order they are marked. Rows are marked a batch at a time as the pool
+// takes them, not at their chunk's claim, so a worker that dies leaves at
+// most its pool and a batch in flight (in doubt, though most never left),
+// not whole chunks. freed is signalled as a row ends.
 type rowQueue struct {
-	jobs  []func() error
-	freed chan struct{}
+	ready    []func() error
+	unmarked []claimedRow
+	batch    int // rows marked in one write
+	freed    chan struct{}
 }
 
-// startSome starts waiting rows while the pool has room.
-func (q *rowQueue) startSome(g *errgroup.Group) {
-	for len(q.jobs) > 0 && g.TryGo(q.jobs[0]) {
-		q.jobs[0] = nil
-		q.jobs = q.jobs[1:]
+// claimedRow is a row of a claimed chunk: its mark, its sending once
+// marked, and its end unsent when the run stops before it is marked.
+type claimedRow struct {
+	mark ledger.Send
+	send func() error
+	drop func()
+}
+
+// waiting reports whether rows wait for the pool.
+func (q *rowQueue) waiting() bool { return len(q.ready)+len(q.unmarked) > 0 }
+
+// startSome starts rows while the pool has room, and marks the next batch
+// in flight, in one write, when no marked row waits. A row is started
+// only once its mark is committed.
+func (q *rowQueue) startSome(ctx context.Context, g *errgroup.Group, w Worker, inFlight *atomic.Int64) error {
+	for {
+		for len(q.ready) > 0 {
+			if !g.TryGo(q.ready[0]) {
+				return nil
+			}
+			q.ready[0] = nil
+			q.ready = q.ready[1:]
+		}
+		if len(q.unmarked) == 0 {
+			return nil
+		}
+		rows := q.unmarked[:min(max(q.batch, 1), len(q.unmarked))]
+		marks := make([]ledger.Send, len(rows))
+		for i, r := range rows {
+			marks[i] = r.mark
+		}
+		if _, err := w.MarkInFlightCommitted(context.WithoutCancel(ctx), marks); err != nil {
+			return err
+		}
+		inFlight.Add(int64(len(rows)))
+		for _, r := range rows {
+			q.ready = append(q.ready, r.send)
+		}
+		q.unmarked = q.unmarked[len(rows):]
 	}
 }
 
@@ -197,10 +240,12 @@ func (q *rowQueue) startSome(g *errgroup.Group) {
 func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, wc WorkConfig, q *rowQueue) error {
 	var lookAt time.Time // when to look for an expired chunk next
 	for ctx.Err() == nil {
-		if len(q.jobs) > 0 {
-			q.startSome(g)
+		if q.waiting() {
+			if err := q.startSome(ctx, g, w, &im.counts.inFlight); err != nil {
+				return err
+			}
 		}
-		if len(q.jobs) == 0 {
+		if !q.waiting() {
 			if wc.Done != nil {
 				done, err := wc.Done(ctx)
 				if err != nil || done {
@@ -217,11 +262,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 				}
 				continue
 			}
-			jobs, err := im.startChunk(ctx, chunks, w, chunk, q.freed)
-			if err != nil {
-				return err
-			}
-			q.jobs = jobs
+			q.unmarked = im.startChunk(ctx, chunks, w, chunk, q.freed)
 			continue
 		}
 		if now := time.Now(); !now.Before(lookAt) {
@@ -230,11 +271,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 				return err
 			}
 			if ok {
-				jobs, err := im.takeOver(ctx, chunks, w, chunk, q.freed)
-				q.jobs = append(jobs, q.jobs...)
-				if err != nil {
-					return err
-				}
+				q.unmarked = append(im.takeOver(ctx, chunks, w, chunk, q.freed), q.unmarked...)
 				continue
 			}
 			lookAt = now.Add(wc.Poll)
@@ -253,10 +290,9 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 	return nil
 }
 
-// takeOver claims every other chunk whose lease ran out, before it marks
-// the rows of any (a commit that waits for the disk), and returns the
-// sending of the rows of chunk and of those, in that order.
-func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) ([]func() error, error) {
+// takeOver claims every other chunk whose lease ran out, and returns the
+// rows of chunk and of those, in that order, to mark and send.
+func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) []claimedRow {
 	claimed := []ledger.Chunk{chunk}
 	for {
 		c, ok, _, err := w.ClaimExpired(ctx)
@@ -265,41 +301,24 @@ func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Work
 		}
 		claimed = append(claimed, c)
 	}
-	var jobs []func() error
+	var rows []claimedRow
 	for _, c := range claimed {
-		more, err := im.startChunk(ctx, chunks, w, c, freed)
-		jobs = append(jobs, more...)
-		if err != nil {
-			return jobs, err
-		}
+		rows = append(rows, im.startChunk(ctx, chunks, w, c, freed)...)
 	}
-	return jobs, nil
+	return rows
 }
 
-// startChunk marks the chunk's rows in flight, in one write, and returns
-// the sending of each, to start on the pool. Once every row has ended,
-// the chunk is done; if the run stopped meanwhile (a row may then have
-// been put back, not sent) it is given back.
-func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) ([]func() error, error) {
+// startChunk returns the chunk's rows to mark and send on the pool. Once
+// every row has ended, the chunk is done; if the run stopped meanwhile (a
+// row may then have been put back, or never marked) it is given back.
+func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) []claimedRow {
 	// Another process may have found that the target assigns its ids.
 	if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
 		im.assignsIDs.Store(true)
 	}
-	rows := make([]Row, len(chunk.Rows))
-	marks := make([]ledger.Send, len(chunk.Rows))
-	for i, q := range chunk.Rows {
-		rows[i] = Row{Line: q.SourceLine, Email: q.Email, Type: ripio.CustomerType(q.Type), CustomerID: q.CustomerIDSent, Key: q.Key, file: q.SourceFile}
-		marks[i] = im.markOf(rows[i])
-	}
-	im.counts.read.Add(int64(len(rows)))
-	if len(rows) > 0 {
-		if _, err := w.MarkInFlightCommitted(context.WithoutCancel(ctx), marks); err != nil {
-			return nil, err
-		}
-	}
-	im.counts.inFlight.Add(int64(len(rows)))
+	im.counts.read.Add(int64(len(chunk.Rows)))
 	var left atomic.Int64
-	left.Store(int64(len(rows)))
+	left.Store(int64(len(chunk.Rows)))
 	var stopped atomic.Bool
 	chunks.Add(1)
 	end := func() {
@@ -309,32 +328,43 @@ func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Wo
 			im.cfg.Logger.Warn("chunk not ended", "chunk", chunk.ID, "error", err)
 		}
 	}
-	if len(rows) == 0 {
+	if len(chunk.Rows) == 0 {
 		end()
-		return nil, nil
+		return nil
 	}
-	jobs := make([]func() error, len(rows))
-	for i := range rows {
-		prior := &chunk.Rows[i].Prior
-		jobs[i] = func() error {
-			defer func() {
-				select {
-				case freed <- struct{}{}:
-				default:
-				}
-			}()
-			defer im.counts.inFlight.Add(-1)
-			err := im.send(ctx, rows[i], prior)
-			if err != nil || ctx.Err() != nil {
-				stopped.Store(true)
-			}
-			if left.Add(-1) == 0 {
-				end()
-			}
-			return err
+	rowEnded := func() {
+		if left.Add(-1) == 0 {
+			end()
 		}
 	}
-	return jobs, nil
+	rows := make([]claimedRow, len(chunk.Rows))
+	for i, q := range chunk.Rows {
+		r := Row{Line: q.SourceLine, Email: q.Email, Type: ripio.CustomerType(q.Type), CustomerID: q.CustomerIDSent, Key: q.Key, file: q.SourceFile}
+		prior := &chunk.Rows[i].Prior
+		rows[i] = claimedRow{
+			mark: im.markOf(r),
+			send: func() error {
+				defer func() {
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+				defer im.counts.inFlight.Add(-1)
+				err := im.send(ctx, r, prior)
+				if err != nil || ctx.Err() != nil {
+					stopped.Store(true)
+				}
+				rowEnded()
+				return err
+			},
+			drop: func() {
+				stopped.Store(true)
+				rowEnded()
+			},
+		}
+	}
+	return rows
 }
 
 // leasePacer checks, before a request leaves and again after its wait,

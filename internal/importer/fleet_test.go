@@ -25,6 +25,7 @@ type fakeWorker struct {
 	status       map[string]row.Status
 	ended        map[int64]bool // chunk -> finished
 	lost         bool
+	marks        int // rows marked in flight
 }
 
 func newFakeWorker(chunks, rows int) *fakeWorker {
@@ -79,6 +80,9 @@ func (w *fakeWorker) set(key string, st row.Status) error {
 }
 
 func (w *fakeWorker) MarkInFlightCommitted(_ context.Context, sends []ledger.Send) (importer.Pending, error) {
+	w.mu.Lock()
+	w.marks += len(sends)
+	w.mu.Unlock()
 	for _, s := range sends {
 		if err := w.set(s.Key, row.InFlight); err != nil {
 			return nil, err
@@ -170,5 +174,76 @@ func TestWork_StopsBeforeTheNextRequestOnceTheLeaseIsLost(t *testing.T) {
 	}
 	if finished := w.ended[1]; finished {
 		t.Errorf("the chunk being worked was ended done; want it left undone")
+	}
+}
+
+// inFlightSender checks, at each request, how many rows its worker holds
+// marked in flight: the rows a worker killed then would leave in doubt.
+type inFlightSender struct {
+	countingSender
+	most int
+}
+
+func (s *inFlightSender) CreateCustomer(ctx context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	s.w.mu.Lock()
+	n := 0
+	for _, st := range s.w.status {
+		if st == row.InFlight {
+			n++
+		}
+	}
+	s.w.mu.Unlock()
+	s.mu.Lock()
+	s.most = max(s.most, n)
+	s.mu.Unlock()
+	return s.countingSender.CreateCustomer(ctx, req)
+}
+
+// TestWork_MarksRowsInFlightAsThePoolTakesThem: a worker marks a chunk's
+// rows in flight a batch at a time as its pool takes them, so that killed
+// it leaves its pool and a batch in doubt, not whole chunks of rows that
+// never left.
+func TestWork_MarksRowsInFlightAsThePoolTakesThem(t *testing.T) {
+	t.Parallel()
+	const concurrency = 3
+	w := newFakeWorker(2, 100)
+	srv := &inFlightSender{countingSender: countingSender{w: w}}
+	im := importer.New(importer.Config{Concurrency: concurrency}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
+	sum, err := im.Work(t.Context(), w, importer.WorkConfig{Done: idle})
+	if err != nil {
+		t.Fatalf("Work() = %v", err)
+	}
+	if sum.Created != 200 {
+		t.Errorf("Work: %d created, want 200", sum.Created)
+	}
+	if srv.most > 2*concurrency {
+		t.Errorf("at a request, %d rows were marked in flight; want the pool and a batch at most (%d)", srv.most, 2*concurrency)
+	}
+}
+
+// TestWork_RowsNotYetMarkedEndUnsentWhenTheLeaseIsLost: rows of a claimed
+// chunk that the pool had not taken are neither sent nor marked once the
+// lease is lost (a mark, even put back, is a write a lost lease may not
+// make), every row left ends as it was, and the chunk is given back.
+func TestWork_RowsNotYetMarkedEndUnsentWhenTheLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(1, 50)
+	srv := &countingSender{w: w, lose: 5}
+	im := importer.New(importer.Config{Concurrency: 2}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	_, err := im.Work(t.Context(), w, importer.WorkConfig{})
+	if !errors.Is(err, errLost) {
+		t.Fatalf("Work() = %v, want the lost lease", err)
+	}
+	if w.marks > 5+2*2 {
+		t.Errorf("%d rows were marked in flight by 5 requests; want those, the pool and a batch at most", w.marks)
+	}
+	for key, st := range w.status {
+		if st != row.Queued && st != row.Created {
+			t.Errorf("row %s: %s, want created or put back queued", key, st)
+		}
+	}
+	if finished, ok := w.ended[1]; !ok || finished {
+		t.Errorf("chunk 1: ended %v, finished %v; want given back", ok, finished)
 	}
 }
