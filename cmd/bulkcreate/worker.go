@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
@@ -31,7 +34,10 @@ Examples:
 
 Exit codes are import's: 0 when every row this worker took was created or
 already existed, 1 when some were not, 3 when it stopped for a reason that
-stops every row (credentials, a lost lease, the ledger), 130 on a signal.
+stops every row (credentials, a lost lease, the ledger) or, with
+--exit-when-idle, when the ledger holds no import of its target at all,
+130 on a signal. A worker whose target has no import says so on stderr,
+naming the targets that have; without --exit-when-idle it waits for one.
 
 Flags:
 `
@@ -53,7 +59,7 @@ type workerFlags struct {
 
 func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ledger, "ledger", "", "the PostgreSQL ledger: a postgres:// URL (default $"+ledgerEnv+")")
-	fs.BoolVar(&f.exitIdle, "exit-when-idle", false, "exit once no import of the target has rows left to send")
+	fs.BoolVar(&f.exitIdle, "exit-when-idle", false, "exit once no import of the target has rows left to send; exit 3 at once when the ledger holds no import of the target at all (a mistyped RIPIO_BASE_URL, RIPIO_CLIENT_ID or --ledger, or a worker started before its import: a Job retries it)")
 	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "how long a claim of a chunk holds without a heartbeat (the heartbeat renews it every third of it)")
 	fs.Float64Var(&f.rps, "rps", 0, "most create requests per second of this worker (0: no limit of its own)")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach the target's budget, or --rps if lower, at 100ms a call)")
@@ -118,6 +124,15 @@ func runWorker(ctx context.Context, e env, args []string) error {
 		return withCode(exitUsage, err)
 	}
 	defer l.Close()
+	if err := f.checkTarget(ctx, l, tgt.Name(), logger); err != nil {
+		return err
+	}
+	return f.work(ctx, e, l, tgt, logger)
+}
+
+// work registers the worker and sends its target's queued rows with a
+// pool of its own, then prints what it did and returns its exit.
+func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt target, logger *slog.Logger) error {
 	client, err := ripio.New(ripio.Config{BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
 		Timeout: f.timeout, UserAgent: "bulkcreate/" + version})
 	if err != nil {
@@ -146,6 +161,57 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	sum, err := im.Work(ctx, postgresWorker{w}, wc)
 	printWorkerSummary(e.stdout, w.ID, tgt, sum, err)
 	return importExit(ctx, sum, err)
+}
+
+// maxOtherTargets is the most targets a worker whose own target has no
+// import names of those that have.
+const maxOtherTargets = 3
+
+// checkTarget tells the operator of a worker whose target the ledger holds
+// no import of: a mistyped RIPIO_BASE_URL or RIPIO_CLIENT_ID, or a --ledger
+// of another database or schema, would otherwise find nothing to do and,
+// with --exit-when-idle, end at once as if its work were done. With
+// --exit-when-idle that is exit 3, not 2: a Job whose workers start before
+// their import has queued anything retries them, instead of failing for
+// good. Without it the worker warns once and waits for an import. It reads
+// the ledger before the worker registers, so a target with no import is
+// not added to it for the asking.
+func (f *workerFlags) checkTarget(ctx context.Context, l *postgres.Ledger, target string, logger *slog.Logger) error {
+	names, err := l.ImportTargets(ctx)
+	if err != nil {
+		return withCode(exitAborted, err)
+	}
+	if slices.Contains(names, target) {
+		return nil
+	}
+	if f.exitIdle {
+		return withCode(exitAborted, fmt.Errorf("worker: the ledger %s holds no import for target %q; %s",
+			shownLedger(f.ledger), target, importsElsewhere(names)))
+	}
+	logger.Warn("the ledger holds no import for target yet; waiting for one", "target", target,
+		"ledger", shownLedger(f.ledger), "hint", importsElsewhere(names))
+	return nil
+}
+
+// importsElsewhere names the targets of names, the ledger's targets with
+// an import, for a worker whose own target is not among them.
+func importsElsewhere(names []string) string {
+	if len(names) == 0 {
+		return "it holds no import at all: queue one with bulkcreate import --detach FILE, or check --ledger"
+	}
+	var b strings.Builder
+	b.WriteString("it holds imports for ")
+	for i, n := range names[:min(len(names), maxOtherTargets)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", n)
+	}
+	if more := len(names) - maxOtherTargets; more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	b.WriteString(": check RIPIO_BASE_URL, RIPIO_CLIENT_ID and --ledger")
+	return b.String()
 }
 
 // printWorkerSummary writes what this worker did.

@@ -235,3 +235,36 @@ func flushWorker(t *testing.T, w *Worker) {
 		t.Fatalf("flush = %v", err)
 	}
 }
+
+// TestFleet_ImportTargetsNamesTargetsWithAnImportAndCreatesNone: a target
+// known only from a worker's budget has no import; asking creates no target.
+func TestFleet_ImportTargetsNamesTargetsWithAnImportAndCreatesNone(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	importTargets := func() []string {
+		t.Helper()
+		names, err := l.ImportTargets(t.Context())
+		if err != nil {
+			t.Fatalf("ImportTargets() = %v", err)
+		}
+		return names
+	}
+	if got := importTargets(); len(got) != 0 {
+		t.Errorf("ImportTargets() of an empty ledger = %q, want none", got)
+	}
+	load(t, l, "a", "a.csv", 1, chunkOf("a.csv", 2, 1))
+	load(t, l, "b", "b.csv", 1, chunkOf("b.csv", 2, 1))
+	if _, err := l.OpenBudget(t.Context(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got := importTargets(); strings.Join(got, ",") != "b,a" {
+		t.Errorf("ImportTargets() = %q, want [b a]: the last started first, none without an import", got)
+	}
+	var n int
+	if err := l.pool.QueryRow(t.Context(), `SELECT COUNT(*) FROM targets`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("%d targets after ImportTargets, want 3", n)
+	}
+}

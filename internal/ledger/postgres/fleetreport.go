@@ -79,3 +79,20 @@ func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveW
 	}
 	return imports, workers, nil
 }
+
+// ImportTargets names the targets an import was ever started on, the one
+// whose last import started last first. It reads, and so creates no
+// target: a worker asks it before it registers, to tell a target that has
+// no import from one whose imports are done.
+func (l *Ledger) ImportTargets(ctx context.Context) ([]string, error) {
+	rows, err := l.pool.Query(ctx, `SELECT t.name FROM targets t JOIN runs r ON r.target_id = t.id
+		GROUP BY t.id, t.name ORDER BY max(r.id) DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: import targets: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("ledger: import targets: %w", err)
+	}
+	return names, nil
+}
