@@ -59,9 +59,7 @@ func (f *importFlags) job(e env, posArgs []string, rec *summaryRecorder) (*impor
 	if err != nil {
 		return nil, usageError("import: %v", err)
 	}
-	if mx != nil {
-		cfg.Observe = mx.observe
-	}
+	cfg.Observe = mx.observer()
 	return &importJob{f: f, cfg: cfg, logger: logger, tgt: tgt, path: posArgs[0], mx: mx,
 		closers: []func() error{func() error { mx.close(); return nil }}}, nil
 }

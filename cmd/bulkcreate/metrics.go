@@ -15,7 +15,7 @@ import (
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
 )
 
-// metricsFlags are import's Prometheus endpoint.
+// metricsFlags are the Prometheus endpoint of an import or a worker.
 type metricsFlags struct {
 	addr   string
 	linger time.Duration
@@ -23,7 +23,7 @@ type metricsFlags struct {
 
 func (f *metricsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (off when empty; the host must be named: 0.0.0.0 for every interface)")
-	fs.DurationVar(&f.linger, "metrics-linger", 0, "with --metrics-addr, keep serving this long after the import ends, so that a last scrape sees the final counts (a signal ends it)")
+	fs.DurationVar(&f.linger, "metrics-linger", 0, "with --metrics-addr, keep serving this long after the run ends, so that a last scrape sees the final counts (a signal ends it)")
 }
 
 // checkMetricsAddr refuses an address whose host is left out: ":9464" binds
@@ -44,8 +44,9 @@ func checkMetricsAddr(addr string) error {
 	return nil
 }
 
-// importMetrics is one import's metrics endpoint. A nil *importMetrics (no
-// --metrics-addr) does nothing, so that import reads the same either way.
+// importMetrics is the metrics endpoint of one import or one worker. A nil
+// *importMetrics (no --metrics-addr) does nothing, so that their code reads
+// the same either way.
 type importMetrics struct {
 	m      *metrics.Metrics
 	srv    *metrics.Server
@@ -75,6 +76,14 @@ func (f *metricsFlags) start(stderr io.Writer) (*importMetrics, error) {
 	}
 	fmt.Fprintf(stderr, "metrics at %s\n", srv.URL())
 	return &importMetrics{m: m, srv: srv, linger: f.linger, stderr: stderr}, nil
+}
+
+// observer is importer.Config.Observe; nil without metrics.
+func (x *importMetrics) observer() func(ripio.Verdict, time.Duration) {
+	if x == nil {
+		return nil
+	}
+	return x.observe
 }
 
 // observe is importer.Config.Observe: each create's verdict, counted in

@@ -296,3 +296,67 @@ func TestMetricClass(t *testing.T) {
 		}
 	}
 }
+
+// TestMetrics_ScrapedDuringWorkerRun: a worker serves the import's metrics
+// with --metrics-addr: its request counters move while it sends the rows
+// an import --detach queued, and end at the rows it created.
+func TestMetrics_ScrapedDuringWorkerRun(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	const rows = 150
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{Latency: 2 * time.Millisecond})
+	env[ledgerEnv] = ledgerURL
+	data, _ := genRows(rows)
+	writeFile(t, dir, "in.csv", data)
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "100", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &syncBuffer{}
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- run(ctx, []string{"worker", "--exit-when-idle", "--quiet", "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "1m"},
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, stderr)
+	}()
+	url := waitMetricsURL(t, stderr, runErr)
+	var running map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		running = scrape(t, url)
+		if n := metricValue(running, "bulkcreate_requests_total"); n > 0 && n < rows && metricValue(running, "bulkcreate_run_done") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no scrape saw the worker's requests under way")
+		}
+	}
+	var final map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		final = scrape(t, url)
+		if metricValue(final, "bulkcreate_run_done") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not end")
+		}
+	}
+	cancel() // ends the linger
+	if err := <-runErr; err != nil {
+		t.Fatalf("worker: %v\n%s", err, stderr)
+	}
+	for _, c := range []struct {
+		what      string
+		got, want float64
+	}{
+		{`bulkcreate_requests_total{class="created"}`, metricValue(final, "bulkcreate_requests_total", "class", "created"), rows},
+		{`bulkcreate_rows_total{outcome="created"}`, metricValue(final, "bulkcreate_rows_total", "outcome", "created"), rows},
+		{"sum(bulkcreate_request_duration_seconds_count)", histogramCount(final, "bulkcreate_request_duration_seconds"), metricValue(final, "bulkcreate_requests_total")},
+		{"bulkcreate_requests_in_flight", metricValue(final, "bulkcreate_requests_in_flight"), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
+}

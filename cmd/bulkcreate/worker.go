@@ -31,6 +31,7 @@ Examples:
   BULKCREATE_LEDGER=postgres://bulk@db/imports RIPIO_BASE_URL=sandbox \
     RIPIO_CLIENT_ID=my-id RIPIO_CLIENT_SECRET_FILE=secret.txt bulkcreate worker
   bulkcreate worker --ledger postgres://bulk@db/imports --exit-when-idle
+  bulkcreate worker --metrics-addr 127.0.0.1:9464    # Prometheus, as for import
 
 Exit codes are import's: 0 when every row this worker took was created or
 already existed, 1 when some were not, 3 when it stopped for a reason that
@@ -55,6 +56,7 @@ type workerFlags struct {
 	logFormat   string
 	verbose     bool
 	target      targetFlags
+	metrics     metricsFlags
 }
 
 func (f *workerFlags) register(fs *flag.FlagSet) {
@@ -70,6 +72,7 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs (they name emails)")
 	f.target.register(fs)
+	f.metrics.register(fs)
 }
 
 // check refuses what the flags cannot mean.
@@ -119,6 +122,11 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if tgt.Embedded {
 		return usageError("worker: set RIPIO_BASE_URL (and RIPIO_CLIENT_ID, the secret): a worker sends to the API its imports' target names, never to an embedded sandbox")
 	}
+	mx, err := f.metrics.start(e.stderr)
+	if err != nil {
+		return usageError("worker: %v", err)
+	}
+	defer mx.close()
 	l, err := postgres.Open(ctx, f.ledger, postgres.Options{})
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -127,14 +135,16 @@ func runWorker(ctx context.Context, e env, args []string) error {
 	if err := f.checkTarget(ctx, l, tgt.Name(), logger); err != nil {
 		return err
 	}
-	return f.work(ctx, e, l, tgt, logger)
+	err = f.work(ctx, e, l, tgt, logger, mx)
+	mx.end(ctx)
+	return err
 }
 
 // work registers the worker and sends its target's queued rows with a
 // pool of its own, then prints what it did and returns its exit.
-func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt target, logger *slog.Logger) error {
+func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt target, logger *slog.Logger, mx *importMetrics) error {
 	client, err := ripio.New(ripio.Config{BaseURL: tgt.BaseURL, ClientID: tgt.ClientID, ClientSecret: tgt.ClientSecret,
-		Timeout: f.timeout, UserAgent: "bulkcreate/" + version})
+		Timeout: f.timeout, UserAgent: "bulkcreate/" + version, WrapTransport: mx.wrapTransport()})
 	if err != nil {
 		return usageError("worker: %v", err)
 	}
@@ -142,13 +152,15 @@ func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt t
 	if err != nil {
 		return withCode(exitAborted, err)
 	}
-	cfg := importer.Config{Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, ResendInDoubt: f.resend, Logger: logger}
+	cfg := importer.Config{Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, ResendInDoubt: f.resend, Logger: logger,
+		Observe: mx.observer()}
 	if cfg.Concurrency == 0 {
 		// Sized for the budget as the worker starts: the pool is the most
 		// rows a killed worker leaves in doubt, with a batch of marks.
 		cfg.Concurrency = defaultConcurrency(rps)
 	}
 	im := importer.New(cfg, client, pacer, postgresStore{l}, tgt.Name())
+	mx.watch(im, -1)
 	w, err := l.StartWorker(ctx, tgt.Name(), postgres.WorkerOptions{Lease: f.lease, Stats: workerStats(im)})
 	if err != nil {
 		return withCode(exitAborted, err)
