@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger/postgres"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -37,10 +39,12 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	if j.f.detach {
 		<-loadEnd
 	} else {
-		stopProgress := j.fleetProgress(ctx, e, pg.Ledger, ls, loader)
-		wsum, werr = j.workOwn(ctx, pg, ls, loadEnd)
+		fp := &fleetProgress{ctx: ctx, l: pg.Ledger, ls: ls, loader: loader}
+		prog := j.startProgress(e, fp)
+		wsum, werr = j.workOwn(ctx, pg, ls, loadEnd, fp)
 		<-loadEnd
-		stopProgress()
+		fp.stale() // the last state shown is the ledger's at the end
+		prog.stop()
 	}
 	sum := lsum
 	err := lerr
@@ -72,7 +76,7 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 // no chunk of the target is open: its import's, and those of earlier
 // imports, which come first (claims go in the order rows were queued) and
 // may hold rows this import found queued already.
-func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingStore, loadEnd <-chan struct{}) (importer.Summary, error) {
+func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingStore, loadEnd <-chan struct{}, fp *fleetProgress) (importer.Summary, error) {
 	name := j.tgt.Name()
 	pacer, _, err := fleetPacer(ctx, pg.Ledger, name, 0) // the budget that --rps set
 	if err != nil {
@@ -82,6 +86,7 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 	wcfg.Queue = false
 	im := importer.New(wcfg, j.client, pacer, pg, name)
 	j.mx.watch(im, -1) // --metrics-addr: this process's own sending
+	fp.own.Store(im)
 	w, err := pg.StartWorker(ctx, name, postgres.WorkerOptions{Lease: j.f.lease, Stats: workerStats(im)})
 	if err != nil {
 		return importer.Summary{}, err
@@ -136,12 +141,7 @@ func fleetSummary(ctx context.Context, l *postgres.Ledger, runID int64, lsum, ws
 		sum.Pending += sum.ToSend // unknown: none counted done
 		return sum
 	}
-	sum.Created += int64(ended[row.Created])
-	sum.Exists += int64(ended[row.Exists])
-	sum.Rejected += int64(ended[row.Rejected])
-	sum.Failed += int64(ended[row.Failed])
-	sum.InDoubt += int64(ended[row.InDoubt] + ended[row.InFlight])
-	sum.Pending += int64(left)
+	sum = addFleetCounts(sum, ended, left)
 	switch {
 	case err != nil:
 		sum.Outcome = "aborted"
@@ -150,6 +150,18 @@ func fleetSummary(ctx context.Context, l *postgres.Ledger, runID int64, lsum, ws
 	case lsum.Outcome == "loaded":
 		sum.Outcome = "completed"
 	}
+	return sum
+}
+
+// addFleetCounts adds to sum, a loader's, the rows it queued as the
+// ledger's FleetCounts has them: ended, by status, and left, still owed work.
+func addFleetCounts(sum importer.Summary, ended map[row.Status]int, left int) importer.Summary {
+	sum.Created += int64(ended[row.Created])
+	sum.Exists += int64(ended[row.Exists])
+	sum.Rejected += int64(ended[row.Rejected])
+	sum.Failed += int64(ended[row.Failed])
+	sum.InDoubt += int64(ended[row.InDoubt] + ended[row.InFlight])
+	sum.Pending += int64(left)
 	return sum
 }
 
@@ -180,41 +192,63 @@ func countElsewhere(ctx context.Context, l *postgres.Ledger, target string, keys
 	}
 }
 
-// fleetProgress logs, every --progress-every until stopped, how far the
-// import has come across every process.
-func (j *importJob) fleetProgress(ctx context.Context, e env, l *postgres.Ledger, ls *loadingStore, loader *importer.Importer) (stop func()) {
-	if j.f.quiet {
-		return func() {}
+// fleetProgress is what a fleet import's progress display shows: the
+// loader's counts of the rows it read, the ledger's of the rows it queued,
+// whichever process sent them, and the requests and rate limit of this
+// process's pool. It reads the ledger at most every fleetCountsEvery (a
+// count reads every row of the run) and keeps the last counts read when a
+// read fails. Safe for concurrent use.
+type fleetProgress struct {
+	ctx    context.Context
+	l      *postgres.Ledger
+	ls     *loadingStore
+	loader *importer.Importer
+	own    atomic.Pointer[importer.Importer] // the pool beside the workers, once it runs
+
+	mu    sync.Mutex
+	ended map[row.Status]int // nil until read
+	left  int
+	at    time.Time // when ended and left were read
+}
+
+// fleetCountsEvery is the shortest time between two reads of the ledger's
+// counts by a fleet import's progress display.
+const fleetCountsEvery = time.Second
+
+// Progress is the import's summary so far.
+func (fp *fleetProgress) Progress() importer.Summary {
+	sum := fp.loader.Progress()
+	if own := fp.own.Load(); own != nil {
+		o := own.Progress()
+		sum.Requests, sum.Throttled, sum.Waiting = o.Requests, o.Throttled, o.Waiting
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(j.f.progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			p := loader.Progress()
-			r := ls.started()
-			if r == nil {
-				continue
-			}
-			ended, left, err := l.FleetCounts(ctx, r.ID)
-			if err != nil {
-				continue
-			}
-			n := 0
-			for _, c := range ended {
-				n += c
-			}
-			j.logger.Info("progress", "read", p.Read, "queued", p.ToSend, "ended", n, "left", left)
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if r := fp.ls.started(); r != nil && time.Since(fp.at) >= fleetCountsEvery {
+		if ended, left, err := fp.l.FleetCounts(fp.ctx, r.ID); err == nil {
+			fp.ended, fp.left = ended, left
 		}
-	}()
-	return func() { cancel(); <-done }
+		fp.at = time.Now()
+	}
+	if fp.ended == nil {
+		return sum
+	}
+	return addFleetCounts(sum, fp.ended, fp.left)
+}
+
+// Limiter is the limiter of this process's pool; nil before it runs.
+func (fp *fleetProgress) Limiter() *ratelimit.Limiter {
+	if own := fp.own.Load(); own != nil {
+		return own.Limiter()
+	}
+	return nil
+}
+
+// stale makes the next Progress read the ledger.
+func (fp *fleetProgress) stale() {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.at = time.Time{}
 }
 
 // printDetached says what a detached import loaded and how to follow it.

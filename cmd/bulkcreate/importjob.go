@@ -176,21 +176,11 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 	}
 	im := importer.New(j.cfg, j.client, j.pacer, st, name)
 	smp := startSampler(ctx, e, j.sqlite, im, name, j.logger) // nil in a dry run and on PostgreSQL
-	size := int64(-1)
-	if j.input != nil {
-		size = j.input.Size()
-	}
-	j.mx.watch(im, size)
-	var prog *progress
-	if !j.f.quiet {
-		prog = &progress{im: im, size: size, logger: j.logger, w: e.stderr, tty: isTerminal(e.stderr), interval: j.f.progressEvery}
-		prog.start()
-	}
+	j.mx.watch(im, j.inputSize())
+	prog := j.startProgress(e, im)
 	sum, err := im.Import(ctx, j.in)
 	smp.stop()
-	if prog != nil {
-		prog.stop()
-	}
+	prog.stop()
 
 	rec.sum = &sum
 	if j.input != nil {
@@ -209,6 +199,25 @@ func (j *importJob) run(ctx context.Context, e env, rec *summaryRecorder) error 
 		exit = withCode(exitNotDone, errQuiet)
 	}
 	return exit
+}
+
+// inputSize is the size of FILE in bytes; -1 for stdin.
+func (j *importJob) inputSize() int64 {
+	if j.input == nil {
+		return -1
+	}
+	return j.input.Size()
+}
+
+// startProgress starts the progress display of src: a bar on a terminal,
+// else a log line every --progress-every; nil with --quiet.
+func (j *importJob) startProgress(e env, src progressSource) *progress {
+	if j.f.quiet {
+		return nil
+	}
+	p := &progress{im: src, size: j.inputSize(), logger: j.logger, w: e.stderr, tty: isTerminal(e.stderr), interval: j.f.progressEvery}
+	p.start()
+	return p
 }
 
 // noSummary reports whether a run that ended with err read nothing, and so

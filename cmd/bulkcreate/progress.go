@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 )
 
 // isTerminal reports whether w is a terminal a live bar can redraw.
@@ -26,7 +27,7 @@ func isTerminal(w io.Writer) bool {
 // file's bytes with the counts per outcome and the rate limit; elsewhere
 // (cron, CI), one structured log line every interval; with quiet, nothing.
 type progress struct {
-	im       *importer.Importer
+	im       progressSource
 	size     int64 // -1 when unknown (stdin)
 	logger   *slog.Logger
 	w        io.Writer
@@ -37,14 +38,26 @@ type progress struct {
 	wg   sync.WaitGroup
 }
 
+// progressSource is what a progress display reads: the counts so far and
+// the rate limiter in force, nil for none. An *importer.Importer is one; a
+// fleet import's counts across every process (fleetProgress) another.
+type progressSource interface {
+	Progress() importer.Summary
+	Limiter() *ratelimit.Limiter
+}
+
 func (p *progress) start() {
 	p.done = make(chan struct{})
 	p.wg.Add(1)
 	go p.loop()
 }
 
-// stop ends the display; the summary follows on a clean line.
+// stop ends the display; the summary follows on a clean line. A nil
+// *progress (--quiet) has nothing to stop.
 func (p *progress) stop() {
+	if p == nil {
+		return
+	}
 	close(p.done)
 	p.wg.Wait()
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -230,4 +232,30 @@ func TestRenderBar_ShowsThrottlingAt80Columns(t *testing.T) {
 			t.Errorf("renderBar(80 columns) = %q, want it to say %q", line, want)
 		}
 	}
+}
+
+// TestCLI_FleetImportShowsAProgressBarOnATerminal: an import on a
+// PostgreSQL ledger with stderr on a terminal draws the same live bar as
+// one on SQLite, counting the rows of its file as the ledger has them,
+// whichever process sent them: here a worker sends beside its own pool.
+func TestCLI_FleetImportShowsAProgressBarOnATerminal(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	data, _ := genRows(120)
+	writeFile(t, dir, "in.csv", data)
+	worker := startProc(t, dir, maps.Clone(env), "worker", "--quiet")
+	screen, stdout := runOnPty(t, dir, 160, env, "import", "--rps", "60", "in.csv")
+	worker.cmd.Process.Signal(syscall.SIGINT)
+	worker.wait(t, time.Minute)
+	bar := regexp.MustCompile(`\d+% \|[█ ]+\| \(\d+/\d+, \d+ rows/s\)`)
+	if !bar.MatchString(screen) {
+		t.Errorf("a fleet import's terminal has no progress bar:\n%q", screen)
+	}
+	if !strings.Contains(screen, "100% |") || !strings.Contains(screen, "created 120") {
+		t.Errorf("the bar's last state lacks 100%% or created 120:\n%q\n%s", screen, stdout)
+	}
+	t.Logf("the worker beside: %s", worker.stdout.String())
 }
