@@ -142,8 +142,7 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	stopCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	im.pacer = leasePacer{Pacer: im.pacer, holds: w.Holds, stop: stop}
-	g, gctx := errgroup.WithContext(stopCtx)
-	g.SetLimit(im.cfg.Concurrency)
+	g, gctx := errgroup.WithContext(stopCtx) // the pool's size is its places
 	var chunks sync.WaitGroup
 	q := &rowQueue{freed: make(chan struct{}, 1), batch: im.cfg.Concurrency}
 	claimErr := im.claimLoop(gctx, g, &chunks, w, wc, q)
@@ -153,7 +152,8 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	// Rows marked in flight but not started are started now that the run
 	// stops: each is put back unsent. Rows not marked end unsent.
 	for _, job := range q.ready {
-		g.Go(job)
+		im.takePlace()
+		g.Go(im.inPlace(job))
 	}
 	for _, r := range q.unmarked {
 		r.drop()
@@ -203,12 +203,15 @@ func (q *rowQueue) waiting() bool { return len(q.ready)+len(q.unmarked) > 0 }
 // startSome starts rows while the pool has room, and marks the next batch
 // in flight, in one write, when no marked row waits. A row is started
 // only once its mark is committed.
-func (q *rowQueue) startSome(ctx context.Context, g *errgroup.Group, w Worker, inFlight *atomic.Int64) error {
+func (im *Importer) startSome(ctx context.Context, g *errgroup.Group, w Worker, q *rowQueue) error {
 	for {
 		for len(q.ready) > 0 {
-			if !g.TryGo(q.ready[0]) {
-				return nil
+			select {
+			case im.places <- struct{}{}:
+			default:
+				return nil // the pool is full
 			}
+			g.Go(im.inPlace(q.ready[0]))
 			q.ready[0] = nil
 			q.ready = q.ready[1:]
 		}
@@ -223,7 +226,7 @@ func (q *rowQueue) startSome(ctx context.Context, g *errgroup.Group, w Worker, i
 		if _, err := w.MarkInFlightCommitted(context.WithoutCancel(ctx), marks); err != nil {
 			return err
 		}
-		inFlight.Add(int64(len(rows)))
+		im.counts.inFlight.Add(int64(len(rows)))
 		for _, r := range rows {
 			q.ready = append(q.ready, r.send)
 		}
@@ -241,7 +244,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 	var lookAt time.Time // when to look for an expired chunk next
 	for ctx.Err() == nil {
 		if q.waiting() {
-			if err := q.startSome(ctx, g, w, &im.counts.inFlight); err != nil {
+			if err := im.startSome(ctx, g, w, q); err != nil {
 				return err
 			}
 		}
@@ -365,6 +368,14 @@ func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Wo
 		}
 	}
 	return rows
+}
+
+// inPlace returns job, which gives its place in the pool back as it ends.
+func (im *Importer) inPlace(job func() error) func() error {
+	return func() error {
+		defer im.leavePlace()
+		return job()
+	}
 }
 
 // leasePacer checks, before a request leaves and again after its wait,

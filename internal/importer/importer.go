@@ -202,6 +202,8 @@ type Importer struct {
 	ownIDs atomic.Bool
 	// elsewhere: the rows another fleet import had queued (elsewhere.go).
 	elsewhere elsewhereKeys
+	// places: the pool's places, one a row sending (see takePlace).
+	places chan struct{}
 }
 
 // New returns an importer of rows into target (the store's name for the
@@ -209,8 +211,20 @@ type Importer struct {
 // run, and store may be nil there: it then plans against nothing.
 func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Importer {
 	cfg = cfg.withDefaults()
-	return &Importer{cfg: cfg, sender: sender, pacer: pacer, store: store, target: target, stop: newStopRules(cfg.Stop)}
+	return &Importer{cfg: cfg, sender: sender, pacer: pacer, store: store, target: target, stop: newStopRules(cfg.Stop),
+		places: make(chan struct{}, cfg.Concurrency)}
 }
+
+// takePlace blocks until the pool has a place for a row, which it holds
+// while it waits for the pacer and its request is out: Config.Concurrency
+// rows at most. A row waiting out a 429's Retry-After gives its place up
+// meanwhile, so that the 429s a dropping limit brings at once do not stop
+// every other row for the whole wait. Every row started ends, even when
+// the run stops, so a place always comes.
+func (im *Importer) takePlace() { im.places <- struct{}{} }
+
+// leavePlace gives a place taken with takePlace back.
+func (im *Importer) leavePlace() { <-im.places }
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
@@ -291,8 +305,7 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 
 	stopCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	g, gctx := errgroup.WithContext(stopCtx)
-	g.SetLimit(im.cfg.Concurrency)
+	g, gctx := errgroup.WithContext(stopCtx) // the pool's size is its places
 	readAll, feedErr := im.feed(gctx, g, rr, store)
 	runErr := g.Wait()
 	if runErr == nil {

@@ -243,7 +243,9 @@ func (im *Importer) start(ctx context.Context, g *errgroup.Group, marked <-chan 
 			continue
 		}
 		for _, p := range chunk.rows {
+			im.takePlace()
 			g.Go(func() error {
+				defer im.leavePlace()
 				defer im.counts.inFlight.Add(-1)
 				return im.send(ctx, p.row, p.prior)
 			})

@@ -64,3 +64,51 @@ func TestImport_ARowWaitsTheRetryAfterOfItsOwn429(t *testing.T) {
 		}
 	})
 }
+
+// throttleFirst answers its first n creates 429 with a Retry-After and
+// creates every later one, noting when.
+type throttleFirst struct {
+	n          int
+	retryAfter time.Duration
+	mu         sync.Mutex
+	calls      int
+	created    []time.Time
+}
+
+func (s *throttleFirst) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls++; s.calls <= s.n {
+		return ripio.Customer{}, &ripio.APIError{Status: http.StatusTooManyRequests, RetryAfter: s.retryAfter}
+	}
+	s.created = append(s.created, time.Now())
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
+}
+
+// TestImport_RowsWaitingARetryAfterLeaveThePoolSending: a row refused with
+// a Retry-After waits it out of the pool's count of requests: as many 429s
+// as the pool has places, which a limit that drops brings at once, do not
+// stop every other row for the whole wait.
+func TestImport_RowsWaitingARetryAfterLeaveThePoolSending(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const concurrency = 4
+		sender := &throttleFirst{n: concurrency, retryAfter: 10 * time.Second}
+		data, emails := genCSV(40, "pool")
+		start := time.Now()
+		im := importer.New(importer.Config{SourceFile: "pool.csv", Concurrency: concurrency}, sender, freePacer{}, memoryStore{memstore.New()}, "t")
+		sum, err := im.Import(t.Context(), strings.NewReader(data))
+		if err != nil || sum.Created != int64(len(emails)) {
+			t.Fatalf("Import = created %d, %v; want %d, nil", sum.Created, err, len(emails))
+		}
+		early := 0
+		for _, at := range sender.created {
+			if at.Sub(start) < sender.retryAfter {
+				early++
+			}
+		}
+		if want := len(emails) - concurrency; early != want {
+			t.Errorf("%d rows created while %d refused rows waited their Retry-After, want the %d others", early, concurrency, want)
+		}
+	})
+}

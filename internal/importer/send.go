@@ -87,7 +87,9 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			// refused waits the Retry-After it was given (the stop rules
 			// bound it) before it goes again.
 			im.counts.waiting.Add(1)
+			im.leavePlace()
 			err := sleep(ctx, v.RetryAfter)
+			im.takePlace()
 			im.counts.waiting.Add(-1)
 			if err != nil {
 				return im.releaseOrDoubt(ctx, s)

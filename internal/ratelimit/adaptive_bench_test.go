@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkAdaptive drives the real client and limiter against the fake
-// server, shaped as each case of issue 18 says, with a 16-worker pool
+// server, shaped as each case of issue 18 says, with a pool of 16 places
 // doing what the importer's send does, and reports the share of the
 // server's limit achieved and the share of requests throttled. Run it
 // once per measurement:
@@ -82,7 +82,8 @@ func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (sha
 	var failed atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range 16 {
+	places := make(chan struct{}, 16)
+	for range 256 {
 		wg.Go(func() {
 			for i := range jobs {
 				req := ripio.CreateCustomerRequest{
@@ -90,7 +91,7 @@ func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (sha
 					Email:      fmt.Sprintf("c%d-%s@example.com", i, run),
 					Type:       ripio.Individual,
 				}
-				if !send(ctx, lim, client, req) {
+				if !send(ctx, lim, client, req, places) {
 					failed.Add(1)
 				}
 			}
@@ -105,10 +106,13 @@ func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (sha
 	return float64(st.Created) / allowed(opts, ceiling, elapsed), float64(st.Throttled) / float64(st.Requests)
 }
 
-// send is the importer's send, without the ledger: Wait, create, classify,
-// tell the limiter, and sleep a 429's Retry-After. It gives up on a row after 100 throttles or 5 other
-// failures.
-func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req ripio.CreateCustomerRequest) bool {
+// send is the importer's send, without the ledger: take a place in the
+// pool, Wait, create, classify, tell the limiter, and sleep a 429's
+// Retry-After out of the pool's places. It gives up on a row after 100
+// throttles or 5 other failures.
+func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req ripio.CreateCustomerRequest, places chan struct{}) bool {
+	places <- struct{}{}
+	defer func() { <-places }()
 	for throttles, fails := 0, 0; throttles < 100 && fails < 5; {
 		if err := lim.Wait(ctx); err != nil {
 			return false
@@ -123,8 +127,11 @@ func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req
 			lim.Throttled(v.RetryAfter)
 			throttles++
 			// As the importer does: the refused row waits its
-			// Retry-After; the pool keeps the limiter's pace.
+			// Retry-After out of the pool; the pool keeps the
+			// limiter's pace.
+			<-places
 			time.Sleep(v.RetryAfter)
+			places <- struct{}{}
 		case ripio.TokenThrottled:
 			lim.Pause(v.RetryAfter)
 			throttles++
