@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
@@ -200,6 +201,45 @@ func TestCLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
 	if neverSent > 2*rps {
 		t.Errorf("%d rows left in doubt (held: the target assigns its ids) that never reached the server, after a worker was killed at %d/s; want about a second's (%d)",
 			neverSent, rps, rps)
+	}
+}
+
+// TestCLI_AClaimHoldsTheLeaseLessThePoll: --lease is the longest a dead
+// worker's rows wait, so a claim holds a chunk for the lease less the poll
+// in which another process finds a lease that ran out (lease/20, 50ms at
+// least): a worker killed just after a claim or a heartbeat has its rows
+// taken within --lease, not a poll after it.
+func TestCLI_AClaimHoldsTheLeaseLessThePoll(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	for i := range 40 {
+		fmt.Fprintf(&csv, "l%03d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "5", "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	const lease = 2 * time.Second
+	startProc(t, dir, env, "worker", "--lease", lease.String())
+	conn, schema := ledgerConn(t, ledgerURL)
+	held := time.Duration(math.MaxInt64) // the shortest hold of a chunk seen
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var secs *float64
+		if err := conn.QueryRow(t.Context(), `SELECT EXTRACT(EPOCH FROM min(lease_until - claimed_at))::float8 FROM `+schema+`.chunks
+			WHERE lease_until IS NOT NULL`).Scan(&secs); err != nil {
+			t.Fatal(err)
+		}
+		if secs != nil {
+			held = min(held, time.Duration(*secs*float64(time.Second)))
+		}
+	}
+	if want := lease - 100*time.Millisecond; held > want {
+		t.Errorf("a claim held its chunk %v at the shortest; want %v (--lease %v less the poll)", held, want, lease)
 	}
 }
 

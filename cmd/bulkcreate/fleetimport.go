@@ -87,7 +87,7 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 	im := importer.New(wcfg, j.client, pacer, pg, name)
 	j.mx.watch(im, -1) // --metrics-addr: this process's own sending
 	fp.own.Store(im)
-	w, err := pg.StartWorker(ctx, name, postgres.WorkerOptions{Lease: j.f.lease, Stats: workerStats(im)})
+	w, err := pg.StartWorker(ctx, name, leaseOptions(j.f.lease, workerStats(im)))
 	if err != nil {
 		return importer.Summary{}, err
 	}
@@ -109,6 +109,15 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 // enough that a dead worker's chunk is taken soon after its lease ends.
 func pollEvery(lease time.Duration) time.Duration {
 	return min(time.Second, max(50*time.Millisecond, lease/20))
+}
+
+// leaseOptions are the worker options of a process whose --lease is lease:
+// the longest a dead process's rows wait before another process takes
+// them. Each claim and heartbeat holds a chunk for lease less the other
+// processes' poll, so that one of them, looking for a chunk whose lease ran
+// out at least each poll, takes it within lease of the holder's death.
+func leaseOptions(lease time.Duration, stats func() (int64, float64)) postgres.WorkerOptions {
+	return postgres.WorkerOptions{Lease: lease - pollEvery(lease), Stats: stats}
 }
 
 // workerStats reports, for the workers table, the requests im has sent and

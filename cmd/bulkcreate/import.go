@@ -96,7 +96,7 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.progressEvery, "progress-every", 5*time.Second, "when stderr is not a terminal, log progress this often (at least 100ms)")
 	fs.StringVar(&f.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`, replaced whole, also when the run fails early (see the README)")
 	fs.BoolVar(&f.detach, "detach", false, "PostgreSQL ledger: return once the rows are queued, leaving them to workers (bulkcreate worker)")
-	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "PostgreSQL ledger: how long a claim of a chunk of rows holds without a heartbeat; a dead process's rows are sent again after it")
+	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "PostgreSQL ledger: the longest a dead process's rows wait before another process takes them (a claim of a chunk holds that long, less the claimers' poll, without a heartbeat)")
 	f.target.register(fs)
 	f.metrics.register(fs)
 }

@@ -62,7 +62,7 @@ type workerFlags struct {
 func (f *workerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ledger, "ledger", "", "the PostgreSQL ledger: a postgres:// URL (default $"+ledgerEnv+")")
 	fs.BoolVar(&f.exitIdle, "exit-when-idle", false, "exit once no import of the target has rows left to send; exit 3 at once when the ledger holds no import of the target at all (a mistyped RIPIO_BASE_URL, RIPIO_CLIENT_ID or --ledger, or a worker started before its import: a Job retries it)")
-	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "how long a claim of a chunk holds without a heartbeat (the heartbeat renews it every third of it)")
+	fs.DurationVar(&f.lease, "lease", postgres.DefaultLease, "the longest a dead worker's rows wait before another process takes them: a claim of a chunk holds that long, less the claimers' poll (lease/20, 1s at most), without a heartbeat (which renews it every third of it)")
 	fs.Float64Var(&f.rps, "rps", 0, "most create requests per second of this worker (0: no limit of its own)")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach the target's budget, or --rps if lower, at 100ms a call)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row for errors that may pass (429s not counted)")
@@ -161,7 +161,7 @@ func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt t
 	}
 	im := importer.New(cfg, client, pacer, postgresStore{l}, tgt.Name())
 	mx.watch(im, -1)
-	w, err := l.StartWorker(ctx, tgt.Name(), postgres.WorkerOptions{Lease: f.lease, Stats: workerStats(im)})
+	w, err := l.StartWorker(ctx, tgt.Name(), leaseOptions(f.lease, workerStats(im)))
 	if err != nil {
 		return withCode(exitAborted, err)
 	}
