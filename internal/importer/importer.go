@@ -204,6 +204,9 @@ type Importer struct {
 	elsewhere elsewhereKeys
 	// places: the pool's places, one a row sending (see takePlace).
 	places chan struct{}
+	// fleet applies the error limits of the runs Work sends rows of, when
+	// its store can (fleetlimit.go); nil otherwise.
+	fleet *fleetLimits
 }
 
 // New returns an importer of rows into target (the store's name for the
