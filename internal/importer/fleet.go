@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,18 +72,50 @@ type WorkConfig struct {
 	Poll time.Duration
 }
 
+// stopReader is a Queuer that can tell whether the fleet stopped its run
+// for its error limit (RunStopper.StopRun) while it loads.
+type stopReader interface {
+	// StopReason is why the run was stopped; "" while it was not.
+	StopReason(ctx context.Context) (string, error)
+}
+
 // queue queues marks as one chunk (Config.Queue). A blind load queues
-// ahead of the commit: its next batch is planned without lookups.
+// ahead of the commit: its next batch is planned without lookups. Once
+// the fleet has stopped the run for its error limit, it returns
+// ErrTooManyErrors: the load stops, its rows not queued left as they were.
 func (p *planner) queue(ctx context.Context, marks []ledger.Send) error {
 	q, ok := p.im.run.(Queuer)
 	if !ok {
 		return errors.New("importer: this store cannot queue rows for workers")
+	}
+	if err := p.stopped(ctx); err != nil {
+		return err
 	}
 	if aq, ok := q.(aheadQueuer); ok && p.blind {
 		p.unsynced = true
 		return aq.QueueAhead(context.WithoutCancel(ctx), marks)
 	}
 	return q.Queue(context.WithoutCancel(ctx), marks)
+}
+
+// stopped returns ErrTooManyErrors, wrapped with the reason, once the
+// fleet has stopped the run being loaded for its error limit: workers may
+// send its first chunks while it loads the rest. It asks the store only
+// for a run with a limit, and at most every stopReadEvery.
+func (p *planner) stopped(ctx context.Context) error {
+	sr, ok := p.im.run.(stopReader)
+	if !ok || (p.im.cfg.MaxErrors <= 0 && p.im.cfg.MaxErrorRate <= 0) {
+		return nil
+	}
+	if now := time.Now(); now.Sub(p.stopReadAt) >= stopReadEvery {
+		p.stopReadAt = now
+		why, err := sr.StopReason(ctx)
+		if err != nil || why == "" {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrTooManyErrors, why)
+	}
+	return nil
 }
 
 // startBlind decides whether a load can plan without lookups: its target

@@ -2,6 +2,7 @@ package importer_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -136,5 +137,49 @@ func TestWork_AFleetImportsMaxErrorsStopsThatImportOnlyAndPutsItsRowsBack(t *tes
 	}
 	if finished := w.ended[3]; !finished {
 		t.Errorf("chunk 3 of the other import: not ended done")
+	}
+}
+
+// stoppedQueueStore is a queueStore whose run the fleet has stopped for
+// its error limit, and which keeps how the load ended.
+type stoppedQueueStore struct {
+	*queueStore
+	loaded []ledger.RunEnd
+}
+
+func (s *stoppedQueueStore) StartRun(context.Context, ledger.RunInfo) (importer.Run, error) {
+	return s, nil
+}
+
+func (s *stoppedQueueStore) StopReason(context.Context) (string, error) {
+	return "5 rows rejected, failed or in doubt (--max-errors 5)", nil
+}
+
+func (s *stoppedQueueStore) Loaded(ctx context.Context, end ledger.RunEnd) error {
+	s.loaded = append(s.loaded, end)
+	return s.queueStore.Loaded(ctx, end)
+}
+
+// TestImport_ALoadWhoseImportTheFleetStoppedStopsLoading: an import with
+// --max-errors that loads its rows for workers (Config.Queue) stops
+// loading once the fleet has stopped its run for the limit (workers send
+// its first chunks while it loads the rest): it queues nothing more,
+// returns ErrTooManyErrors with the reason, and ends its load as loaded,
+// aborted, so that the ledger ends the run once its chunks are given back.
+// Before, it loaded the whole file whatever its workers found.
+func TestImport_ALoadWhoseImportTheFleetStoppedStopsLoading(t *testing.T) {
+	t.Parallel()
+	data, _ := genCSV(600, "stop")
+	s := &stoppedQueueStore{queueStore: &queueStore{rows: map[string]ledger.Send{}}}
+	im := importer.New(importer.Config{SourceFile: "q.csv", Queue: true, MarkAhead: 100, MaxErrors: 5}, nil, nil, s, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(data))
+	if !errors.Is(err, importer.ErrTooManyErrors) || !strings.Contains(err.Error(), "--max-errors 5") {
+		t.Errorf("Import() = %v, want ErrTooManyErrors naming --max-errors 5", err)
+	}
+	if len(s.rows) != 0 {
+		t.Errorf("%d rows queued after the run was stopped, want 0", len(s.rows))
+	}
+	if len(s.loaded) != 1 || s.loaded[0].Outcome != "aborted" || sum.Outcome != "aborted" {
+		t.Errorf("load ended %+v, summary outcome %q; want one Loaded, aborted", s.loaded, sum.Outcome)
 	}
 }

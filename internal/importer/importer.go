@@ -329,7 +329,9 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
 	}
 	var ferr error
-	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && runErr == nil {
+	// A load the fleet stopped for its error limit is loaded all the same:
+	// its run ends aborted once none of its chunks is held.
+	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && (runErr == nil || errors.Is(runErr, ErrTooManyErrors)) {
 		if outcome == "completed" {
 			sum.Outcome = "loaded"
 		}

@@ -101,6 +101,13 @@ func (r *Run) Loaded(ctx context.Context, end ledger.RunEnd) error {
 	return nil
 }
 
+// StopReason is why the fleet stopped the run for its error limit
+// (StopRun); "" while it did not.
+func (r *Run) StopReason(ctx context.Context) (string, error) {
+	lim, err := r.l.RunLimit(ctx, r.ID)
+	return lim.Stopped, err
+}
+
 // queueSQL inserts a chunk and its rows in one statement. On a row the
 // ledger knows, it takes the send's fields, as markSQL does.
 const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, $2) RETURNING id)
