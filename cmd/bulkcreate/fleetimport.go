@@ -51,6 +51,9 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	if err == nil {
 		err = werr
 	}
+	if err == nil && !j.f.detach {
+		err = runStopped(ctx, pg.Ledger, ls.started())
+	}
 	if r := ls.started(); r != nil && !j.f.detach {
 		sum = fleetSummary(ctx, pg.Ledger, r.ID, lsum, wsum, err)
 		countElsewhere(ctx, pg.Ledger, name, loader.QueuedElsewhere(), &sum)
@@ -103,6 +106,23 @@ func (j *importJob) workOwn(ctx context.Context, pg postgresStore, ls *loadingSt
 		return w.Idle(ctx, 0)
 	}
 	return im.Work(ctx, postgresWorker{w}, importer.WorkConfig{Done: done, Poll: pollEvery(j.f.lease)})
+}
+
+// runStopped returns importer.ErrTooManyErrors, wrapped with the reason
+// the ledger holds, when the fleet stopped run r for its --max-errors;
+// nil when it did not, or r is nil (nothing was loaded).
+func runStopped(ctx context.Context, l *postgres.Ledger, r *postgres.Run) error {
+	if r == nil {
+		return nil
+	}
+	lim, err := l.RunLimit(context.WithoutCancel(ctx), r.ID)
+	if err != nil {
+		return err
+	}
+	if lim.Stopped == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", importer.ErrTooManyErrors, lim.Stopped)
 }
 
 // pollEvery is how often a process with nothing to claim asks again: often

@@ -80,7 +80,7 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.concurrency, "concurrency", 0, "most requests out at once (default: enough to reach --rps at 100ms a call)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "requests per row per run for errors that may pass (429s not counted)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one request")
-	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected, failed or in doubt")
+	fs.StringVar(&f.maxErrors, "max-errors", "", "abort when this many rows (N) or this share of rows sent (N%) end rejected, failed or in doubt (on a PostgreSQL ledger: the import's rows, whichever process sent them)")
 	fs.DurationVar(&f.unreachableAfter, "unreachable-after", 30*time.Second, "abort when no request has reached the API this long after the first left (0: never)")
 	fs.DurationVar(&f.maxRetryAfter, "max-retry-after", 10*time.Minute, "abort when the server asks to wait longer than this, or throttles every request for this long (0: never)")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")

@@ -120,6 +120,11 @@ func printReportTable(w io.Writer, rep ledger.Report, ledgerName string) {
 				c.Created, c.Exists, c.Skipped, c.NotDone()+c.NotStarted(), r.SourceFile)
 		}
 		tw.Flush()
+		for _, r := range rep.Runs {
+			if r.StoppedBy != "" {
+				fmt.Fprintf(w, "run %d stopped by: %s\n", r.ID, r.StoppedBy)
+			}
+		}
 	}
 }
 
@@ -153,7 +158,7 @@ func reportToJSON(rep ledger.Report, path string, others []ledgerTarget) reportJ
 	for _, r := range rep.Runs {
 		out.Runs = append(out.Runs, runJSON{
 			RunID: r.ID, Target: rep.Target, File: r.SourceFile, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
-			Outcome: r.Outcome, Counts: r.Counts, Options: r.Options,
+			Outcome: r.Outcome, Counts: r.Counts, Options: r.Options, StoppedBy: r.StoppedBy,
 		})
 	}
 	return out

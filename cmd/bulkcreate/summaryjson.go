@@ -25,6 +25,7 @@ type runJSON struct {
 	Outcome   string          `json:"outcome"` // completed, interrupted, aborted; in report also running, crashed
 	Counts    map[string]int  `json:"counts"`
 	Options   json.RawMessage `json:"options,omitempty"`
+	StoppedBy string          `json:"stoppedBy,omitempty"` // report: why the fleet stopped the import (--max-errors)
 }
 
 // summaryJSON is --summary-json: what a scheduler needs to know of a run,

@@ -39,6 +39,9 @@ stops every row (credentials, a lost lease, the ledger) or, with
 --exit-when-idle, when the ledger holds no import of its target at all,
 130 on a signal. A worker whose target has no import says so on stderr,
 naming the targets that have; without --exit-when-idle it waits for one.
+An import's --max-errors, once its rows reach it, stops that import: the
+worker puts that import's rows it has not sent back, and goes on with
+others.
 
 Flags:
 `

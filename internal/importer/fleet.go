@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,18 +72,50 @@ type WorkConfig struct {
 	Poll time.Duration
 }
 
+// stopReader is a Queuer that can tell whether the fleet stopped its run
+// for its error limit (RunStopper.StopRun) while it loads.
+type stopReader interface {
+	// StopReason is why the run was stopped; "" while it was not.
+	StopReason(ctx context.Context) (string, error)
+}
+
 // queue queues marks as one chunk (Config.Queue). A blind load queues
-// ahead of the commit: its next batch is planned without lookups.
+// ahead of the commit: its next batch is planned without lookups. Once
+// the fleet has stopped the run for its error limit, it returns
+// ErrTooManyErrors: the load stops, its rows not queued left as they were.
 func (p *planner) queue(ctx context.Context, marks []ledger.Send) error {
 	q, ok := p.im.run.(Queuer)
 	if !ok {
 		return errors.New("importer: this store cannot queue rows for workers")
+	}
+	if err := p.stopped(ctx); err != nil {
+		return err
 	}
 	if aq, ok := q.(aheadQueuer); ok && p.blind {
 		p.unsynced = true
 		return aq.QueueAhead(context.WithoutCancel(ctx), marks)
 	}
 	return q.Queue(context.WithoutCancel(ctx), marks)
+}
+
+// stopped returns ErrTooManyErrors, wrapped with the reason, once the
+// fleet has stopped the run being loaded for its error limit: workers may
+// send its first chunks while it loads the rest. It asks the store only
+// for a run with a limit, and at most every stopReadEvery.
+func (p *planner) stopped(ctx context.Context) error {
+	sr, ok := p.im.run.(stopReader)
+	if !ok || (p.im.cfg.MaxErrors <= 0 && p.im.cfg.MaxErrorRate <= 0) {
+		return nil
+	}
+	if now := time.Now(); now.Sub(p.stopReadAt) >= stopReadEvery {
+		p.stopReadAt = now
+		why, err := sr.StopReason(ctx)
+		if err != nil || why == "" {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrTooManyErrors, why)
+	}
+	return nil
 }
 
 // startBlind decides whether a load can plan without lookups: its target
@@ -131,7 +164,10 @@ func (p *planner) sync(ctx context.Context) error {
 // Work claims chunks from w and sends their rows until wc.Done says so,
 // ctx is done, or a reason to stop everything comes (then its error: the
 // store's, ErrUnauthorized, ErrTooManyErrors, or the worker's lost lease).
-// A worker that may have lost its lease sends nothing more. The summary
+// A worker that may have lost its lease sends nothing more. When w is a
+// RunStopper, each run's error limit applies to that run, across the
+// fleet, and reaching it stops that run, not Work; otherwise
+// Config.MaxErrors counts this process's rows and stops Work. The summary
 // counts the rows this process took: Read is the rows claimed.
 func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary, error) {
 	start := time.Now()
@@ -139,6 +175,9 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 		wc.Poll = 500 * time.Millisecond
 	}
 	im.run = w
+	if rs, ok := w.(RunStopper); ok {
+		im.fleet = newFleetLimits(rs)
+	}
 	stopCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	im.pacer = leasePacer{Pacer: im.pacer, holds: w.Holds, stop: stop}
@@ -193,6 +232,7 @@ type rowQueue struct {
 // marked, and its end unsent when the run stops before it is marked.
 type claimedRow struct {
 	mark ledger.Send
+	run  int64 // the import that queued it
 	send func() error
 	drop func()
 }
@@ -215,6 +255,7 @@ func (im *Importer) startSome(ctx context.Context, g *errgroup.Group, w Worker, 
 			q.ready[0] = nil
 			q.ready = q.ready[1:]
 		}
+		q.unmarked = im.dropStopped(q.unmarked)
 		if len(q.unmarked) == 0 {
 			return nil
 		}
@@ -232,6 +273,24 @@ func (im *Importer) startSome(ctx context.Context, g *errgroup.Group, w Worker, 
 		}
 		q.unmarked = q.unmarked[len(rows):]
 	}
+}
+
+// dropStopped ends unsent, without marking them, the rows of runs this
+// process knows were stopped for their error limit, and returns the others.
+func (im *Importer) dropStopped(rows []claimedRow) []claimedRow {
+	if im.fleet == nil {
+		return rows
+	}
+	kept := rows[:0]
+	for _, r := range rows {
+		if im.fleet.stopped(r.run) {
+			r.drop()
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(rows[len(kept):])
+	return kept
 }
 
 // claimLoop claims a chunk whenever no row waits for the pool, and starts
@@ -313,12 +372,14 @@ func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Work
 
 // startChunk returns the chunk's rows to mark and send on the pool. Once
 // every row has ended, the chunk is done; if the run stopped meanwhile (a
-// row may then have been put back, or never marked) it is given back.
+// row may then have been put back, or never marked), or the chunk's import
+// was stopped for its error limit, it is given back.
 func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) []claimedRow {
 	// Another process may have found that the target assigns its ids.
 	if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
 		im.assignsIDs.Store(true)
 	}
+	run := chunk.RunID
 	im.counts.read.Add(int64(len(chunk.Rows)))
 	var left atomic.Int64
 	left.Store(int64(len(chunk.Rows)))
@@ -326,9 +387,12 @@ func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Wo
 	chunks.Add(1)
 	end := func() {
 		defer chunks.Done()
-		finished := !stopped.Load() && ctx.Err() == nil
+		finished := !stopped.Load() && ctx.Err() == nil && !im.fleet.stopped(run)
 		if err := w.ChunkEnd(context.WithoutCancel(ctx), chunk.ID, finished); err != nil {
 			im.cfg.Logger.Warn("chunk not ended", "chunk", chunk.ID, "error", err)
+		}
+		if err := im.fleet.chunkEnded(context.WithoutCancel(ctx), run); err != nil {
+			im.cfg.Logger.Warn("error limit not checked", "import", run, "error", err)
 		}
 	}
 	if len(chunk.Rows) == 0 {
@@ -342,10 +406,12 @@ func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Wo
 	}
 	rows := make([]claimedRow, len(chunk.Rows))
 	for i, q := range chunk.Rows {
-		r := Row{Line: q.SourceLine, Email: q.Email, Type: ripio.CustomerType(q.Type), CustomerID: q.CustomerIDSent, Key: q.Key, file: q.SourceFile}
+		r := Row{Line: q.SourceLine, Email: q.Email, Type: ripio.CustomerType(q.Type), CustomerID: q.CustomerIDSent, Key: q.Key,
+			file: q.SourceFile, run: run}
 		prior := &chunk.Rows[i].Prior
 		rows[i] = claimedRow{
 			mark: im.markOf(r),
+			run:  run,
 			send: func() error {
 				defer func() {
 					select {

@@ -204,6 +204,9 @@ type Importer struct {
 	elsewhere elsewhereKeys
 	// places: the pool's places, one a row sending (see takePlace).
 	places chan struct{}
+	// fleet applies the error limits of the runs Work sends rows of, when
+	// its store can (fleetlimit.go); nil otherwise.
+	fleet *fleetLimits
 }
 
 // New returns an importer of rows into target (the store's name for the
@@ -326,7 +329,9 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
 	}
 	var ferr error
-	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && runErr == nil {
+	// A load the fleet stopped for its error limit is loaded all the same:
+	// its run ends aborted once none of its chunks is held.
+	if q, ok := im.run.(Queuer); ok && im.cfg.Queue && (runErr == nil || errors.Is(runErr, ErrTooManyErrors)) {
 		if outcome == "completed" {
 			sum.Outcome = "loaded"
 		}

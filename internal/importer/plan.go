@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -19,6 +20,8 @@ type planner struct {
 	// blind: a load into an empty target, planned without lookups
 	// (startBlind); unsynced: rows were queued ahead since the last sync.
 	blind, unsynced bool
+	// stopReadAt: when a load last asked whether the fleet stopped its run.
+	stopReadAt time.Time
 }
 
 // planned is a row to send and what the store knew of it.

@@ -126,6 +126,10 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		}
 		return true, im.releaseOrDoubt(ctx, s)
 	}
+	if stopped, err := im.fleet.stoppedNow(ctx, s.row.run); err != nil || stopped {
+		// The row's fleet import reached its error limit: it goes back.
+		return true, im.abort(ctx, s, err)
+	}
 	if s.maybeSent && im.holdsInDoubtNow(ctx) {
 		// The target was found to assign its own ids while this row, in
 		// doubt, waited: a second send may be a second customer.
@@ -204,10 +208,14 @@ func (im *Importer) releaseOrDoubt(ctx context.Context, s *sending) error {
 }
 
 // recordError records a row rejected, failed or in doubt, and stops the
-// run when the error limit is reached.
+// run when the error limit is reached: in Work, the limit of the fleet
+// import the row is of, which stops that run only (fleetlimit.go).
 func (im *Importer) recordError(ctx context.Context, s *sending, st row.Status) error {
 	if err := im.record(ctx, s, st, ""); err != nil {
 		return err
+	}
+	if im.fleet != nil {
+		return im.fleet.noteError(ctx, s.row.run)
 	}
 	return im.checkErrorLimit()
 }
@@ -229,19 +237,32 @@ func (im *Importer) record(ctx context.Context, s *sending, st row.Status, custo
 	})
 }
 
+// checkErrorLimit returns ErrTooManyErrors, wrapped with why, once the
+// run's rows reach Config.MaxErrors or MaxErrorRate.
 func (im *Importer) checkErrorLimit() error {
 	errs := im.counts.rejected.Load() + im.counts.failed.Load() + im.counts.inDoubt.Load()
-	if im.cfg.MaxErrors > 0 && errs >= int64(im.cfg.MaxErrors) {
-		return fmt.Errorf("%w: %d rows rejected, failed or in doubt (--max-errors %d)", ErrTooManyErrors, errs, im.cfg.MaxErrors)
-	}
-	if im.cfg.MaxErrorRate > 0 {
-		finished := errs + im.counts.created.Load() + im.counts.exists.Load()
-		if finished >= 20 && float64(errs)/float64(finished) >= im.cfg.MaxErrorRate {
-			return fmt.Errorf("%w: %d of %d rows sent were rejected, failed or in doubt (--max-errors %g%%)",
-				ErrTooManyErrors, errs, finished, im.cfg.MaxErrorRate*100)
-		}
+	finished := errs + im.counts.created.Load() + im.counts.exists.Load()
+	if why := errorLimitReached(im.cfg.MaxErrors, im.cfg.MaxErrorRate, errs, finished); why != "" {
+		return fmt.Errorf("%w: %s", ErrTooManyErrors, why)
 	}
 	return nil
+}
+
+// minRateRows is the fewest rows finished before a share of them can
+// reach MaxErrorRate.
+const minRateRows = 20
+
+// errorLimitReached says why errs rows rejected, failed or in doubt, of
+// finished rows sent, reach the limit of maxErrors rows (0: none) or of
+// the share maxRate of them (0: none); "" when they do not.
+func errorLimitReached(maxErrors int, maxRate float64, errs, finished int64) string {
+	if maxErrors > 0 && errs >= int64(maxErrors) {
+		return fmt.Sprintf("%d rows rejected, failed or in doubt (--max-errors %d)", errs, maxErrors)
+	}
+	if maxRate > 0 && finished >= minRateRows && float64(errs)/float64(finished) >= maxRate {
+		return fmt.Sprintf("%d of %d rows sent were rejected, failed or in doubt (--max-errors %g%%)", errs, finished, maxRate*100)
+	}
+	return ""
 }
 
 // backoff sleeps before attempt n+1: full jitter over an exponential cap,

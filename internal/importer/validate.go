@@ -39,6 +39,9 @@ type Row struct {
 	// file is the source file of a row a worker claimed (fleet.go); ""
 	// for a row of the run's own file (Config.SourceFile).
 	file string
+	// run is the fleet import that queued a row a worker claimed; 0 for a
+	// row of the run's own file.
+	run int64
 }
 
 // customerNamespace roots the UUIDv5 customerIds derived from emails: the

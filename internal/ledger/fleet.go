@@ -10,6 +10,20 @@ type Queued struct {
 
 // Chunk is a claimed chunk of queued rows: the rows of it still owed work.
 type Chunk struct {
-	ID   int64
-	Rows []Queued
+	ID    int64
+	RunID int64 // the import that queued it
+	Rows  []Queued
 }
+
+// RunLimit is a fleet import's error limit (its --max-errors, as recorded
+// in its options) and whether the run was stopped for reaching it.
+type RunLimit struct {
+	// MaxErrors and MaxErrorRate are importer.Config's: 0 is no limit.
+	MaxErrors    int
+	MaxErrorRate float64
+	// Stopped is why the run was stopped (StopRun); "" while it was not.
+	Stopped string
+}
+
+// None reports whether the run has no error limit.
+func (l RunLimit) None() bool { return l.MaxErrors <= 0 && l.MaxErrorRate <= 0 }

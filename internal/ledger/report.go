@@ -29,6 +29,9 @@ type RunRecord struct {
 	Outcome    string          `json:"outcome"`
 	Counts     map[string]int  `json:"counts"`
 	Options    json.RawMessage `json:"options"`
+	// StoppedBy is why a fleet import was stopped before its rows were all
+	// sent (its --max-errors limit reached); "" otherwise.
+	StoppedBy string `json:"stoppedBy,omitempty"`
 }
 
 // Report counts the target's rows per status (rows in flight count as

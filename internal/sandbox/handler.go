@@ -154,8 +154,22 @@ func (s *Server) readCustomer(w *recorder, r *http.Request) (Customer, bool) {
 		s.stats.rejected.Add(1)
 		writeFieldErrors(w, fieldErrs)
 		return c, false
+	case s.rejects(c.Email):
+		s.stats.rejected.Add(1)
+		validationError(w, "email", "Enter a valid email address.")
+		return c, false
 	}
 	return c, true
+}
+
+// rejects reports whether Options.RejectEmails holds email, ignoring case.
+func (s *Server) rejects(email string) bool {
+	for _, e := range s.opts.RejectEmails {
+		if strings.EqualFold(e, email) {
+			return true
+		}
+	}
+	return false
 }
 
 // commit stores c, unless a fault before the commit is drawn, and refuses

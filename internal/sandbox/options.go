@@ -52,6 +52,10 @@ type Options struct {
 	// UniqueEmail also refuses a customer whose email, ignoring case, an
 	// existing customer has: 400 "email already exists".
 	UniqueEmail bool
+	// RejectEmails refuses every create whose email, ignoring case, is one
+	// of these: 400 ValidationError on the email, nothing stored, as the
+	// API refuses an address it finds invalid.
+	RejectEmails []string
 
 	// DBPath, when set, keeps customers in this SQLite file, created with
 	// mode 0600 if missing, so that a later server can reopen them.

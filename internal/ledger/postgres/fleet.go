@@ -101,6 +101,13 @@ func (r *Run) Loaded(ctx context.Context, end ledger.RunEnd) error {
 	return nil
 }
 
+// StopReason is why the fleet stopped the run for its error limit
+// (StopRun); "" while it did not.
+func (r *Run) StopReason(ctx context.Context) (string, error) {
+	lim, err := r.l.RunLimit(ctx, r.ID)
+	return lim.Stopped, err
+}
+
 // queueSQL inserts a chunk and its rows in one statement. On a row the
 // ledger knows, it takes the send's fields, as markSQL does.
 const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, $2) RETURNING id)
@@ -131,9 +138,11 @@ func queueArgs(op *writeOp) []any {
 }
 
 // completeRunSQL ends run $1 once it is loaded and none of its chunks is
-// open, as its loading ended (completed, or interrupted): its counts are
-// the loader's, with the rows it queued counted by the status they ended in.
-const completeRunSQL = `UPDATE runs SET outcome = COALESCE(runs.load_outcome, 'completed'), ended_at = now(), counts = COALESCE((
+// open, as its loading ended (completed, or interrupted), or aborted when
+// it was stopped for its error limit: its counts are the loader's, with
+// the rows it queued counted by the status they ended in.
+const completeRunSQL = `UPDATE runs SET outcome = CASE WHEN runs.stop_reason IS NOT NULL THEN 'aborted'
+		ELSE COALESCE(runs.load_outcome, 'completed') END, ended_at = now(), counts = COALESCE((
 		SELECT jsonb_object_agg(k, v) FROM (
 			SELECT k, SUM(v) AS v FROM (
 				SELECT key AS k, value::bigint AS v FROM jsonb_each_text(runs.counts)
@@ -157,20 +166,114 @@ func queueFleet(b *pgx.Batch, op *writeOp) {
 		}
 		b.Queue(`UPDATE runs SET loaded_at = now(), load_outcome = $3, counts = $1 WHERE id = $2`,
 			string(op.endCounts), op.runID, op.end.Outcome)
+		b.Queue(closeStoppedSQL, op.runID, leaseRanOut)
 		b.Queue(completeRunSQL, op.runID)
 	case opChunkEnd:
 		if !op.finished {
 			b.Queue(`UPDATE chunks SET lease_until = NULL WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
-			return
+		} else {
+			// A row still queued or in flight (put back, or never reached) is
+			// owed work: its chunk is given back instead.
+			b.Queue(`UPDATE chunks SET lease_until = NULL, done = NOT EXISTS (
+					SELECT 1 FROM rows WHERE chunk_id = $1 AND status IN ('queued', 'in_flight'))
+				WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
 		}
-		// A row still queued or in flight (put back, or never reached) is
-		// owed work: its chunk is given back instead.
-		b.Queue(`UPDATE chunks SET lease_until = NULL, done = NOT EXISTS (
-				SELECT 1 FROM rows WHERE chunk_id = $1 AND status IN ('queued', 'in_flight'))
-			WHERE id = $1 AND fence = $2`, op.chunk, op.fence)
-		b.Queue(completeRunSQL, op.runID)
-		b.Queue(crashedLoadSQL, op.runID)
+		queueEndRun(b, op.runID)
 	}
+}
+
+// queueEndRun queues the statements that end run $1 if it is over: its
+// last chunk done, or, stopped, none of its chunks held.
+func queueEndRun(b *pgx.Batch, runID int64) {
+	b.Queue(closeStoppedSQL, runID, leaseRanOut)
+	b.Queue(completeRunSQL, runID)
+	b.Queue(crashedLoadSQL, runID)
+}
+
+// leaseRanOut is the message of a row left in flight by a worker whose
+// lease ran out.
+const leaseRanOut = "the lease of the worker sending it ran out before an answer came"
+
+// closeStoppedSQL closes the open chunks of run $1, stopped for its error
+// limit, once no live lease holds one of them: they are done, their rows
+// not sent left queued (lookups read those as not sent, so that a later
+// import of the file queues them again), and a row a dead holder left in
+// flight becomes in_doubt, with message $2. completeRunSQL then ends the
+// run aborted. A chunk claimed meanwhile is left to its holder, whose
+// ChunkEnd closes it.
+const closeStoppedSQL = `WITH s AS (
+		SELECT id FROM runs WHERE id = $1 AND outcome = 'running' AND stop_reason IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM chunks WHERE run_id = $1 AND NOT done AND lease_until >= now())),
+	c AS (UPDATE chunks SET done = true, lease_until = NULL
+		WHERE run_id IN (SELECT id FROM s) AND NOT done AND (lease_until IS NULL OR lease_until < now()) RETURNING id)
+	UPDATE rows SET status = 'in_doubt', error_message = $2, updated_at = now()
+	WHERE chunk_id IN (SELECT id FROM c) AND status = 'in_flight'`
+
+// endStoppedRuns ends the target's runs stopped for their error limit that
+// no live lease holds a chunk of: the last holder died after the stop, and
+// no ChunkEnd will come.
+func (l *Ledger) endStoppedRuns(ctx context.Context, targetID int64) error {
+	rows, err := l.pool.Query(ctx, `SELECT id FROM runs WHERE target_id = $1 AND outcome = 'running' AND stop_reason IS NOT NULL`, targetID)
+	if err != nil {
+		return fmt.Errorf("ledger: stopped runs: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("ledger: stopped runs: %w", err)
+	}
+	for _, id := range ids {
+		var b pgx.Batch
+		b.Queue(`SELECT id FROM runs WHERE id = $1 FOR UPDATE`, id) // as the writer's chunk ends do
+		queueEndRun(&b, id)
+		if err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, &b).Close() }); err != nil {
+			return fmt.Errorf("ledger: end stopped run %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// RunLimit reads run's error limit from its options, and whether it was
+// stopped for it: one row by its key, cheap enough to read before a
+// request.
+func (l *Ledger) RunLimit(ctx context.Context, runID int64) (ledger.RunLimit, error) {
+	var lim ledger.RunLimit
+	err := l.pool.QueryRow(ctx, `SELECT COALESCE((options->>'maxErrors')::bigint, 0), COALESCE((options->>'maxErrorRate')::float8, 0),
+		COALESCE(stop_reason, '') FROM runs WHERE id = $1`, runID).Scan(&lim.MaxErrors, &lim.MaxErrorRate, &lim.Stopped)
+	if err != nil {
+		return lim, fmt.Errorf("ledger: run %d limit: %w", runID, err)
+	}
+	return lim, nil
+}
+
+// RunErrors counts the rows the run queued that ended rejected, failed or
+// in doubt (errs), and those and the ones created or existing (finished),
+// whichever process sent them: the counts of an import's --max-errors. A
+// row queued in doubt counts only once a claim of its chunk has taken it
+// to in_doubt again (or the chunk is done), not while it waits to be sent.
+// It reads every row of the run: call it sparingly.
+func (l *Ledger) RunErrors(ctx context.Context, runID int64) (errs, finished int64, err error) {
+	err = l.pool.QueryRow(ctx, `WITH e AS (
+			SELECT r.status, r.status IN ('rejected', 'failed')
+				OR (r.status = 'in_doubt' AND (c.done OR r.updated_at > c.claimed_at)) AS err
+			FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = $1)
+		SELECT COUNT(*) FILTER (WHERE err), COUNT(*) FILTER (WHERE err OR status IN ('created', 'exists')) FROM e`,
+		runID).Scan(&errs, &finished)
+	if err != nil {
+		return 0, 0, fmt.Errorf("ledger: run %d errors: %w", runID, err)
+	}
+	return errs, finished, nil
+}
+
+// StopRun records that run reached its error limit, for reason: no process
+// claims its chunks any more, and the run ends aborted once none is held.
+// A run already stopped keeps its first reason; one that ended is left as
+// it ended.
+func (l *Ledger) StopRun(ctx context.Context, runID int64, reason string) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE runs SET stop_reason = $2 WHERE id = $1 AND outcome = 'running' AND stop_reason IS NULL`,
+		runID, reason); err != nil {
+		return fmt.Errorf("ledger: stop run %d: %w", runID, err)
+	}
+	return nil
 }
 
 // loadingRun is true for run r while its loader lives: r is running, not
@@ -192,9 +295,10 @@ const crashedLoadSQL = `UPDATE runs SET outcome = 'crashed', counts = ` + deadRu
 
 // FleetCounts counts the rows the run queued that have ended, by their
 // status, and how many are still owed work (queued, in flight, or in doubt
-// in a chunk not done). A row queued again by a later import counts there.
+// in a chunk not done) or were never sent (queued by a run stopped for its
+// error limit). A row queued again by a later import counts there.
 func (l *Ledger) FleetCounts(ctx context.Context, runID int64) (ended map[row.Status]int, left int, err error) {
-	rows, err := l.pool.Query(ctx, `SELECT r.status, NOT c.done AND r.status IN ('queued', 'in_flight', 'in_doubt'), COUNT(*)
+	rows, err := l.pool.Query(ctx, `SELECT r.status, (NOT c.done AND r.status IN ('queued', 'in_flight', 'in_doubt')) OR r.status = 'queued', COUNT(*)
 		FROM rows r JOIN chunks c ON c.id = r.chunk_id WHERE c.run_id = $1 GROUP BY 1, 2`, runID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger: fleet counts: %w", err)

@@ -34,7 +34,9 @@
 // by the chunk's fencing token, which grows on every claim; a claim of a
 // chunk whose lease ran out first makes its rows in flight in_doubt. Rows
 // move queued -> in_flight -> an outcome, as marks and records of a run do;
-// a row in doubt when queued stays in_doubt until a worker sends it.
+// a row in doubt when queued stays in_doubt until a worker sends it. An
+// import stopped for its error limit (StopRun) has its chunks claimed no
+// more, and ends aborted once none is held, its unsent rows left queued.
 //
 // Text columns cannot hold NUL bytes or invalid UTF-8. The fields of an
 // invalid line are kept as bytes; a source file whose name is not UTF-8 is

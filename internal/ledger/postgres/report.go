@@ -47,7 +47,8 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 	if err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
 	}
-	rows, err = l.pool.Query(ctx, `SELECT id, source_file, started_at, ended_at, outcome, counts::text, options::text
+	rows, err = l.pool.Query(ctx, `SELECT id, source_file, started_at, ended_at, outcome, counts::text, options::text,
+			COALESCE(stop_reason, '')
 		FROM runs WHERE target_id = $1 ORDER BY id DESC LIMIT $2`, tid, maxRuns)
 	if err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
@@ -56,7 +57,7 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 	var started time.Time
 	var ended *time.Time
 	var counts, opts string
-	_, err = pgx.ForEachRow(rows, []any{&rr.ID, &rr.SourceFile, &started, &ended, &rr.Outcome, &counts, &opts}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&rr.ID, &rr.SourceFile, &started, &ended, &rr.Outcome, &counts, &opts, &rr.StoppedBy}, func() error {
 		r := rr
 		r.StartedAt = stamp(started)
 		if ended != nil {

@@ -69,8 +69,7 @@ func (l *Ledger) StartRun(ctx context.Context, info ledger.RunInfo) (*Run, error
 	// Holding the lock, this run is the target's only one: whatever is in
 	// flight there was left by a run that died.
 	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, recoverSQL, tid, "the run sending it ended before an answer came",
-			"the lease of the worker sending it ran out before an answer came")
+		tag, err := tx.Exec(ctx, recoverSQL, tid, "the run sending it ended before an answer came", leaseRanOut)
 		if err != nil {
 			return err
 		}

@@ -84,13 +84,15 @@ func (l *Ledger) StartWorker(ctx context.Context, target string, opts WorkerOpti
 
 // claimSQL takes the first open chunk of the target whose lease is free or
 // ran out, and returns its previous owner (0: none); claimExpiredSQL only
-// one whose lease ran out.
+// one whose lease ran out. Neither takes a chunk of a run stopped for its
+// error limit (StopRun).
 var claimSQL, claimExpiredSQL = claimQuery(`lease_until IS NULL OR lease_until < now()`), claimQuery(`lease_until < now()`)
 
 func claimQuery(free string) string {
 	return `WITH c AS (
 		SELECT id, owner AS prev, lease_until IS NOT NULL AS expired FROM chunks
 		WHERE target_id = $1 AND NOT done AND (` + free + `)
+			AND NOT EXISTS (SELECT 1 FROM runs s WHERE s.id = chunks.run_id AND s.stop_reason IS NOT NULL)
 		ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
 	UPDATE chunks SET owner = $2, fence = chunks.fence + 1, claimed_at = now(), lease_until = now() + make_interval(secs => $3)
 	FROM c WHERE chunks.id = c.id
@@ -100,9 +102,13 @@ func claimQuery(free string) string {
 // Claim takes the next chunk free to work: one nobody holds, or whose
 // holder's lease ran out, whose rows in flight then become in_doubt. It
 // returns the chunk's rows still owed work, and ok false when no chunk is
-// free now.
+// free now. Then it also ends the target's stopped runs whose chunks no
+// live lease holds any more (a holder that died after the stop).
 func (w *Worker) Claim(ctx context.Context) (chunk ledger.Chunk, ok bool, err error) {
-	return w.claim(ctx, claimSQL)
+	if chunk, ok, err = w.claim(ctx, claimSQL); err != nil || ok {
+		return chunk, ok, err
+	}
+	return chunk, false, w.l.endStoppedRuns(ctx, w.targetID)
 }
 
 // ClaimExpired claims, as Claim does, a chunk whose holder's lease ran
@@ -169,7 +175,7 @@ func (w *Worker) claim(ctx context.Context, query string) (chunk ledger.Chunk, o
 		return ledger.Chunk{}, false, nil
 	}
 	c.deadline = start.Add(w.opts.Lease)
-	chunk.ID = c.chunk
+	chunk.ID, chunk.RunID = c.chunk, c.run
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.held[c.chunk] = &c

@@ -183,3 +183,24 @@ func (w *Worker) Finish(ctx context.Context, _ ledger.RunEnd) error {
 	}
 	return first
 }
+
+// RunLimit reads the error limit of run, an import whose chunks the worker
+// works, and whether it was stopped for it (Ledger.RunLimit).
+func (w *Worker) RunLimit(ctx context.Context, run int64) (ledger.RunLimit, error) {
+	return w.l.RunLimit(ctx, run)
+}
+
+// RunErrors counts the errors of run's rows, by every process
+// (Ledger.RunErrors), once the outcomes this process recorded so far are
+// committed, so that the count holds them.
+func (w *Worker) RunErrors(ctx context.Context, run int64) (errs, finished int64, err error) {
+	if err := w.l.w.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	return w.l.RunErrors(ctx, run)
+}
+
+// StopRun stops run for its error limit (Ledger.StopRun).
+func (w *Worker) StopRun(ctx context.Context, run int64, reason string) error {
+	return w.l.StopRun(ctx, run, reason)
+}

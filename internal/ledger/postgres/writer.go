@@ -347,11 +347,12 @@ func runsOf(batch []writeOp) []int64 {
 	return runs
 }
 
-// endingRuns lists the runs of the chunks batch ends done, each once.
+// endingRuns lists the runs of the chunks batch ends, done or given back
+// (a stopped run ends once none of its chunks is held), each once.
 func endingRuns(batch []writeOp) []int64 {
 	var runs []int64
 	for _, op := range batch {
-		if op.kind == opChunkEnd && op.finished && !slices.Contains(runs, op.runID) {
+		if op.kind == opChunkEnd && !slices.Contains(runs, op.runID) {
 			runs = append(runs, op.runID)
 		}
 	}
