@@ -183,7 +183,7 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	im.pacer = leasePacer{Pacer: im.pacer, holds: w.Holds, stop: stop}
 	g, gctx := errgroup.WithContext(stopCtx) // the pool's size is its places
 	var chunks sync.WaitGroup
-	q := &rowQueue{freed: make(chan struct{}, 1), batch: im.cfg.Concurrency}
+	q := &rowQueue{batch: im.cfg.Concurrency}
 	claimErr := im.claimLoop(gctx, g, &chunks, w, wc, q)
 	if claimErr != nil {
 		stop(claimErr)
@@ -246,7 +246,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 				}
 				continue
 			}
-			q.unmarked = im.startChunk(ctx, chunks, w, chunk, q.freed)
+			q.unmarked = im.startChunk(ctx, chunks, w, chunk)
 			continue
 		}
 		if now := time.Now(); !now.Before(lookAt) {
@@ -255,7 +255,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 				return err
 			}
 			if ok {
-				q.unmarked = append(im.takeOver(ctx, chunks, w, chunk, q.freed), q.unmarked...)
+				q.unmarked = append(im.takeOver(ctx, chunks, w, chunk), q.unmarked...)
 				continue
 			}
 			lookAt = now.Add(wc.Poll)
@@ -265,7 +265,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 		}
 		t := time.NewTimer(time.Until(lookAt))
 		select {
-		case <-q.freed:
+		case <-im.freed:
 		case <-t.C:
 		case <-ctx.Done():
 		}
@@ -276,7 +276,7 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 
 // takeOver claims every other chunk whose lease ran out, and returns the
 // rows of chunk and of those, in that order, to mark and send.
-func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) []claimedRow {
+func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk) []claimedRow {
 	claimed := []ledger.Chunk{chunk}
 	for {
 		c, ok, _, err := w.ClaimExpired(ctx)
@@ -287,7 +287,7 @@ func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Work
 	}
 	var rows []claimedRow
 	for _, c := range claimed {
-		rows = append(rows, im.startChunk(ctx, chunks, w, c, freed)...)
+		rows = append(rows, im.startChunk(ctx, chunks, w, c)...)
 	}
 	return rows
 }
@@ -296,7 +296,7 @@ func (im *Importer) takeOver(ctx context.Context, chunks *sync.WaitGroup, w Work
 // every row has ended, the chunk is done; if the run stopped meanwhile (a
 // row may then have been put back, or never marked), or the chunk's import
 // was stopped for its error limit, it is given back.
-func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk, freed chan<- struct{}) []claimedRow {
+func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Worker, chunk ledger.Chunk) []claimedRow {
 	// Another process may have found that the target assigns its ids.
 	if assigns, err := im.store.AssignsIDs(ctx, im.target); err == nil && assigns {
 		im.assignsIDs.Store(true)
@@ -335,12 +335,6 @@ func (im *Importer) startChunk(ctx context.Context, chunks *sync.WaitGroup, w Wo
 			mark: im.markOf(r),
 			run:  run,
 			send: func() error {
-				defer func() {
-					select {
-					case freed <- struct{}{}:
-					default:
-					}
-				}()
 				defer im.counts.inFlight.Add(-1)
 				err := im.send(ctx, r, prior)
 				if err != nil || ctx.Err() != nil {

@@ -13,12 +13,11 @@ import (
 // order they are marked. Rows are marked a batch at a time as the pool
 // takes them, not at their chunk's claim, so a worker that dies leaves at
 // most its pool and a batch in flight (in doubt, though most never left),
-// not whole chunks. freed is signalled as a row ends.
+// not whole chunks.
 type rowQueue struct {
 	ready    []func() error
 	unmarked []claimedRow
 	batch    int // rows marked in one write
-	freed    chan struct{}
 }
 
 // claimedRow is a row of a claimed chunk: its mark, its sending once

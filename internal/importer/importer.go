@@ -202,8 +202,10 @@ type Importer struct {
 	ownIDs atomic.Bool
 	// elsewhere: the rows another fleet import had queued (elsewhere.go).
 	elsewhere elsewhereKeys
-	// places: the pool's places, one a row sending (see takePlace).
-	places chan struct{}
+	// places: the pool's places, one a row sending (see takePlace);
+	// waiters: the rows waiting out a 429's Retry-After out of the pool
+	// (waitOut); freed is signalled as a place is given back.
+	places, waiters, freed chan struct{}
 	// fleet applies the error limits of the runs Work sends rows of, when
 	// its store can (fleetlimit.go); nil otherwise.
 	fleet *fleetLimits
@@ -215,19 +217,42 @@ type Importer struct {
 func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Importer {
 	cfg = cfg.withDefaults()
 	return &Importer{cfg: cfg, sender: sender, pacer: pacer, store: store, target: target, stop: newStopRules(cfg.Stop),
-		places: make(chan struct{}, cfg.Concurrency)}
+		places: make(chan struct{}, cfg.Concurrency), waiters: make(chan struct{}, cfg.Concurrency), freed: make(chan struct{}, 1)}
 }
 
 // takePlace blocks until the pool has a place for a row, which it holds
 // while it waits for the pacer and its request is out: Config.Concurrency
 // rows at most. A row waiting out a 429's Retry-After gives its place up
-// meanwhile, so that the 429s a dropping limit brings at once do not stop
-// every other row for the whole wait. Every row started ends, even when
-// the run stops, so a place always comes.
+// meanwhile (waitOut). Every row started ends, even when the run stops, so
+// a place always comes.
 func (im *Importer) takePlace() { im.places <- struct{}{} }
 
-// leavePlace gives a place taken with takePlace back.
-func (im *Importer) leavePlace() { <-im.places }
+// leavePlace gives a place taken with takePlace back, and signals freed.
+func (im *Importer) leavePlace() {
+	<-im.places
+	select {
+	case im.freed <- struct{}{}:
+	default:
+	}
+}
+
+// waitOut sleeps a throttled row's Retry-After. Up to Config.Concurrency
+// rows wait out of the pool, their places given to other rows, so that the
+// 429s a dropping limit brings at once do not stop every other row for the
+// whole wait; a row beyond those waits in its place, so that the rows
+// marked in flight (in doubt if the process dies) stay at most twice the
+// pool and a batch.
+func (im *Importer) waitOut(ctx context.Context, d time.Duration) error {
+	select {
+	case im.waiters <- struct{}{}:
+	default:
+		return sleep(ctx, d)
+	}
+	defer func() { <-im.waiters }()
+	im.leavePlace()
+	defer im.takePlace()
+	return sleep(ctx, d)
+}
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64

@@ -112,3 +112,43 @@ func TestImport_RowsWaitingARetryAfterLeaveThePoolSending(t *testing.T) {
 		}
 	})
 }
+
+// pendingSender is throttleFirst noting, at each request, the most rows
+// its importer held marked in flight and not ended.
+type pendingSender struct {
+	throttleFirst
+	im   *importer.Importer
+	most int64
+}
+
+func (s *pendingSender) CreateCustomer(ctx context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	p := s.im.Progress().Pending
+	s.mu.Lock()
+	s.most = max(s.most, p)
+	s.mu.Unlock()
+	return s.throttleFirst.CreateCustomer(ctx, req)
+}
+
+// TestImport_AsManyRowsWaitOutOfThePoolAsItHasPlaces: rows waiting out a
+// Retry-After out of the pool stay marked in flight, in doubt if the
+// process dies: at most as many of them as the pool has places, so that a
+// storm of 429s leaves at most twice the pool and the marks ahead in
+// flight.
+func TestImport_AsManyRowsWaitOutOfThePoolAsItHasPlaces(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const concurrency, markAhead = 2, 2
+		sender := &pendingSender{throttleFirst: throttleFirst{n: 12, retryAfter: 10 * time.Second}}
+		data, emails := genCSV(40, "storm")
+		im := importer.New(importer.Config{SourceFile: "storm.csv", Concurrency: concurrency, MarkAhead: markAhead},
+			sender, freePacer{}, memoryStore{memstore.New()}, "t")
+		sender.im = im
+		sum, err := im.Import(t.Context(), strings.NewReader(data))
+		if err != nil || sum.Created != int64(len(emails)) {
+			t.Fatalf("Import = created %d, %v; want %d, nil", sum.Created, err, len(emails))
+		}
+		if want := int64(2*concurrency + 2*markAhead); sender.most > want {
+			t.Errorf("at a request, %d rows were in flight; want at most %d (twice the pool, two batches of marks)", sender.most, want)
+		}
+	})
+}

@@ -87,9 +87,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			// refused waits the Retry-After it was given (the stop rules
 			// bound it) before it goes again.
 			im.counts.waiting.Add(1)
-			im.leavePlace()
-			err := sleep(ctx, v.RetryAfter)
-			im.takePlace()
+			err := im.waitOut(ctx, v.RetryAfter)
 			im.counts.waiting.Add(-1)
 			if err != nil {
 				return im.releaseOrDoubt(ctx, s)
@@ -126,9 +124,12 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		}
 		return true, im.releaseOrDoubt(ctx, s)
 	}
-	if stopped, err := im.fleet.stoppedNow(ctx, s.row.run); err != nil || stopped {
+	if stopped, err := im.fleet.stoppedNow(ctx, s.row.run); err != nil {
+		// Not known: the row goes as if not, and the next row asks again.
+		im.cfg.Logger.Warn("error limit not checked", "import", s.row.run, "error", err)
+	} else if stopped {
 		// The row's fleet import reached its error limit: it goes back.
-		return true, im.abort(ctx, s, err)
+		return true, im.abort(ctx, s, nil)
 	}
 	if s.maybeSent && im.holdsInDoubtNow(ctx) {
 		// The target was found to assign its own ids while this row, in

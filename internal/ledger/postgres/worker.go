@@ -147,12 +147,17 @@ func (w *Worker) claim(ctx context.Context, query string) (chunk ledger.Chunk, o
 		if err != nil {
 			return err
 		}
-		if expired {
-			if _, err := tx.Exec(ctx, `UPDATE rows SET status = 'in_doubt', error_message = $2, updated_at = now()
-				WHERE chunk_id = $1 AND status = 'in_flight'`, c.chunk,
-				fmt.Sprintf("the lease of worker %d on its chunk ran out before an answer came", prev)); err != nil {
-				return err
-			}
+		// A row in flight in the chunk claimed had a request out, or about
+		// to leave, when its holder lost the chunk: its lease ran out, or
+		// it gave the chunk back without recording the row (a write its
+		// lost lease refused). It may have been sent.
+		why := fmt.Sprintf("the lease of worker %d on its chunk ran out before an answer came", prev)
+		if !expired {
+			why = fmt.Sprintf("worker %d gave its chunk back before it recorded the answer", prev)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE rows SET status = 'in_doubt', error_message = $2, updated_at = now()
+			WHERE chunk_id = $1 AND status = 'in_flight'`, c.chunk, why); err != nil {
+			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT row_key, `+priorColumns+` FROM rows
 			WHERE chunk_id = $1 AND status IN ('queued', 'in_doubt') ORDER BY id`, c.chunk)
