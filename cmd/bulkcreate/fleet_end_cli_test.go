@@ -25,15 +25,7 @@ func TestCLI_FleetImportOfAFileAlreadyQueuedCountsWhatItsPoolEnded(t *testing.T)
 	dir := t.TempDir()
 	_, env := newServer(t, sandbox.Options{})
 	env[ledgerEnv] = ledgerURL
-	var csv strings.Builder
-	csv.WriteString("email,type\n")
-	for i := range 20 {
-		fmt.Fprintf(&csv, "q%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", csv.String())
-	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "0", "in.csv"); r.code != 0 {
-		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	queueFile(t, dir, env, 20, "q", "0")
 	r := runBin(t, dir, env, "", "import", "--rps", "0", "in.csv")
 	rows := ledgerRows(t, ledgerURL)
 	created := 0
@@ -165,16 +157,8 @@ func TestCLI_AKilledWorkerLeavesAboutASecondOfRowsInDoubt(t *testing.T) {
 	dir := t.TempDir()
 	srv, env := newServer(t, sandbox.Options{AssignIDs: true})
 	env[ledgerEnv] = ledgerURL
-	var csv strings.Builder
-	csv.WriteString("email,type\n")
 	const n, rps = 80, 5
-	for i := range n {
-		fmt.Fprintf(&csv, "k%03d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", csv.String())
-	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", strconv.Itoa(rps), "in.csv"); r.code != 0 {
-		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	queueFile(t, dir, env, n, "k", strconv.Itoa(rps))
 	killed := startProc(t, dir, env, "worker", "--lease", "2s")
 	time.Sleep(3 * time.Second)
 	killed.cmd.Process.Signal(syscall.SIGKILL)
@@ -215,15 +199,7 @@ func TestCLI_AClaimHoldsTheLeaseLessThePoll(t *testing.T) {
 	dir := t.TempDir()
 	_, env := newServer(t, sandbox.Options{})
 	env[ledgerEnv] = ledgerURL
-	var csv strings.Builder
-	csv.WriteString("email,type\n")
-	for i := range 40 {
-		fmt.Fprintf(&csv, "l%03d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", csv.String())
-	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", "5", "in.csv"); r.code != 0 {
-		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	queueFile(t, dir, env, 40, "l", "5")
 	const lease = 2 * time.Second
 	startProc(t, dir, env, "worker", "--lease", lease.String())
 	conn, schema := ledgerConn(t, ledgerURL)
@@ -281,5 +257,20 @@ func TestCLI_ResendInDoubtOfAFleetImportReachesItsWorkers(t *testing.T) {
 	if n := len(srv.Customers()); n != 3 {
 		t.Errorf("server has %d customers after import --resend-in-doubt and a worker (exit %d); want 3: the import asked to send them again\n%s%s",
 			n, code, w.stdout.String(), w.errb.String())
+	}
+}
+
+// queueFile writes in.csv in dir, n rows of emails prefix000@example.com
+// on, and queues it with import --detach --rps rps.
+func queueFile(t *testing.T, dir string, env map[string]string, n int, prefix, rps string) {
+	t.Helper()
+	var csv strings.Builder
+	csv.WriteString("email,type\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "%s%03d@example.com,INDIVIDUAL\n", prefix, i)
+	}
+	writeFile(t, dir, "in.csv", csv.String())
+	if r := runBin(t, dir, env, "", "import", "--detach", "--rps", rps, "in.csv"); r.code != 0 {
+		t.Fatalf("import --detach: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
