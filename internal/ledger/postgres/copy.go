@@ -30,8 +30,7 @@ func allCopied(batch []writeOp) bool {
 // commitCopy commits a batch of allCopied writes in one transaction: the
 // run's fence, a chunk for each write, then every row by COPY. Like any
 // load it waits for no disk flush (see commit).
-func (w *writer) commitCopy(batch []writeOp) error {
-	ctx := context.Background()
+func (w *writer) commitCopy(ctx context.Context, batch []writeOp) error {
 	tx, err := w.conn.Begin(ctx)
 	if err != nil {
 		return commitError(err)

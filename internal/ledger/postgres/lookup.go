@@ -80,6 +80,8 @@ func (l *Ledger) lookup(ctx context.Context, target string, keys []string, query
 	if len(keys) == 0 {
 		return out, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
 	tid, ok, err := l.targetID(ctx, target, false)
 	if err != nil || !ok {
 		return out, err

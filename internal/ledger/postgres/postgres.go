@@ -82,6 +82,12 @@ type Options struct {
 	// MaxConns caps the pool for lookups, reports and the writer; each
 	// started run holds one more connection for its lock. Default 4.
 	MaxConns int32
+	// Timeout is the longest a commit or a lookup may take. A commit
+	// that takes longer (the database hung, or the way to it) fails, and
+	// every write after it: the run stops with the ledger's error instead
+	// of waiting for ever. Its writes may have been committed: a row
+	// marked in flight by it is in doubt at the next run. Default 1m.
+	Timeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -90,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 4
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Minute
 	}
 	return o
 }
@@ -100,6 +109,7 @@ type Ledger struct {
 	schema    string
 	schemaOID uint32 // the first key of the run locks: unique in the database
 	w         *writer
+	timeout   time.Duration // Options.Timeout
 	// lockCheckEvery is how often a run checks its lock's connection; tests
 	// shorten it.
 	lockCheckEvery time.Duration
@@ -174,12 +184,12 @@ func Open(ctx context.Context, url string, opts Options) (*Ledger, error) {
 		pool.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", where, err)
 	}
-	w, err := newWriter(ctx, pool, opts.MaxBatch)
+	w, err := newWriter(ctx, pool, opts.MaxBatch, opts.Timeout)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", where, err)
 	}
-	l.w = w
+	l.w, l.timeout = w, opts.Timeout
 	return l, nil
 }
 

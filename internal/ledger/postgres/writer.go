@@ -32,6 +32,7 @@ type writer struct {
 	conn     *pgxpool.Conn
 	ops      chan writeOp
 	maxBatch int
+	timeout  time.Duration // the longest a commit may take (Options.Timeout)
 	done     chan struct{} // closed when the loop has ended
 
 	mu       sync.Mutex
@@ -86,12 +87,12 @@ type writeOp struct {
 	done chan error
 }
 
-func newWriter(ctx context.Context, pool *pgxpool.Pool, maxBatch int) (*writer, error) {
+func newWriter(ctx context.Context, pool *pgxpool.Pool, maxBatch int, timeout time.Duration) (*writer, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{conn: conn, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, done: make(chan struct{})}
+	w := &writer{conn: conn, ops: make(chan writeOp, maxBatch), maxBatch: maxBatch, timeout: timeout, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		w.loop()
@@ -275,10 +276,12 @@ func (w *writer) leaseLost() error {
 // first error (no BEGIN and COMMIT, each a round trip of its own).
 func (w *writer) commit(batch []writeOp) error {
 	// The batch is committed even when the caller that queued it gave up:
-	// those writes describe requests that may already be out.
-	ctx := context.Background()
+	// those writes describe requests that may already be out. A commit
+	// that takes longer than the timeout fails.
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
 	if allCopied(batch) {
-		return w.commitCopy(batch)
+		return w.commitCopy(ctx, batch)
 	}
 	var b pgx.Batch
 	if runs := runsOf(batch); len(runs) > 0 {
@@ -307,7 +310,11 @@ func (w *writer) commit(batch []writeOp) error {
 	if b.Len() == fences {
 		return nil // nothing to write (a flush)
 	}
-	return commitError(w.conn.SendBatch(ctx, &b).Close())
+	err := w.conn.SendBatch(ctx, &b).Close()
+	if ctx.Err() != nil {
+		return fmt.Errorf("ledger: write: no commit within %v (the database or the way to it hung): %w", w.timeout, err)
+	}
+	return commitError(err)
 }
 
 // commitError is the error of a commit that failed with err, or nil.
