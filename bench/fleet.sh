@@ -6,7 +6,8 @@
 #       (default 1,000,000). Target <= 30 s.
 #   12. throughput: SEND rows (default 30,000) sent by 4 workers, rows/s,
 #       divided by the rows/s of the single-process SQLite import of as many
-#       rows, in the same run. Target >= 1.0.
+#       rows, in the same run. Target >= 1.0. Also the machine's CPU time
+#       (/proc/stat) each used.
 #   13. recovery: seconds from `kill -9` of one of two workers to the last
 #       chunk it held being claimed by the other, divided by the lease
 #       (LEASE, default 3s). Target <= 1. Also how long after the dead
@@ -38,6 +39,8 @@ SCHEMAS=()
 ledger() { SCHEMAS+=("$1"); echo "$PG&search_path=$1"; }
 sql() { psql -qAtX "$PG" -c "$1"; }
 now() { date +%s.%N; }
+# busy: the machine's CPU seconds used so far (user, nice, system, irq, softirq), every process
+busy() { awk '/^cpu /{printf "%.2f", ($2+$3+$4+$7+$8)/100}' /proc/stat; }
 
 "$BIN" sandbox --addr 127.0.0.1:0 >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
 SANDBOX_PID=$!
@@ -71,21 +74,26 @@ out "11. load: $ROWS rows queued in $(echo "$t1 - $t0" | bc -l | xargs printf '%
 "$BIN" sample --rows "$SEND" --prefix single -o "$WORK/single.csv"
 "$BIN" sample --rows "$SEND" --prefix fleet -o "$WORK/fleet.csv"
 t0=$(now)
+c0=$(busy)
 "$BIN" import --rps 0 --quiet --ledger "$WORK/single.db" "$WORK/single.csv" >/dev/null
 t1=$(now)
+single_cpu=$(echo "$(busy) - $c0" | bc -l)
 single=$(echo "$SEND / ($t1 - $t0)" | bc -l)
 FLEET=$(ledger ${tag}_fleet)
 "$BIN" import --detach --rps 0 --quiet --ledger "$FLEET" "$WORK/fleet.csv" >/dev/null
 t0=$(now)
+c0=$(busy)
 for i in 1 2 3 4; do
 	"$BIN" worker --exit-when-idle --rps 0 --quiet --ledger "$FLEET" >"$WORK/worker$i.out" 2>&1 &
 	PIDS+=($!)
 done
 wait "${PIDS[@]}"
 t1=$(now)
+fleet_cpu=$(echo "$(busy) - $c0" | bc -l)
 PIDS=()
 fleet=$(echo "$SEND / ($t1 - $t0)" | bc -l)
 out "12. throughput: 4 workers $(printf '%.0f' "$fleet") rows/s, one SQLite import $(printf '%.0f' "$single") rows/s: ratio $(echo "$fleet / $single" | bc -l | xargs printf '%.2f') (target >= 1.0)"
+out "    machine CPU (every process: workers, sandbox, PostgreSQL, anything else): fleet $(printf '%.1f' "$fleet_cpu") s of $(printf '%.1f' "$(echo "$SEND / $fleet * $(nproc)" | bc -l)") s ($(nproc) cores x wall), SQLite import $(printf '%.1f' "$single_cpu") s of $(printf '%.1f' "$(echo "$SEND / $single * $(nproc)" | bc -l)") s: fleet/SQLite CPU a row $(echo "$fleet_cpu / $single_cpu" | bc -l | xargs printf '%.2f')"
 
 # 13: kill -9 to the dead worker's chunk claimed again, three times, the
 # kill at a random point of the heartbeat's period
