@@ -2,6 +2,7 @@ package importer_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bulkcreate/bulkcreate/internal/importer"
 	"github.com/bulkcreate/bulkcreate/internal/ledger/memstore"
+	"github.com/bulkcreate/bulkcreate/internal/ratelimit"
 	"github.com/bulkcreate/bulkcreate/internal/ripio"
 )
 
@@ -149,6 +151,36 @@ func TestImport_AsManyRowsWaitOutOfThePoolAsItHasPlaces(t *testing.T) {
 		}
 		if want := int64(2*concurrency + 2*markAhead); sender.most > want {
 			t.Errorf("at a request, %d rows were in flight; want at most %d (twice the pool, two batches of marks)", sender.most, want)
+		}
+	})
+}
+
+// alwaysThrottled answers every create 429 without a Retry-After.
+type alwaysThrottled struct{}
+
+func (alwaysThrottled) CreateCustomer(context.Context, ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	return ripio.Customer{}, &ripio.APIError{Status: http.StatusTooManyRequests}
+}
+
+// TestImport_ThrottledForeverEndsAtMaxRetryAfter: a server that answers
+// every create 429, without a Retry-After, ends the run once it has done
+// so for --max-retry-after, not at the first 429 after the limiter's
+// doubling pause has passed it.
+func TestImport_ThrottledForeverEndsAtMaxRetryAfter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const maxWait = 20 * time.Second
+		data, _ := genCSV(20, "forever")
+		lim := ratelimit.New(ratelimit.Config{Rate: 100})
+		im := importer.New(importer.Config{SourceFile: "forever.csv", Concurrency: 4, Stop: importer.StopConfig{MaxRetryAfter: maxWait}},
+			alwaysThrottled{}, lim, memoryStore{memstore.New()}, "t")
+		start := time.Now()
+		_, err := im.Import(t.Context(), strings.NewReader(data))
+		if !errors.Is(err, importer.ErrThrottledTooLong) {
+			t.Fatalf("Import against a server throttling every create = %v, want ErrThrottledTooLong", err)
+		}
+		if took := time.Since(start); took > maxWait+time.Second {
+			t.Errorf("the run ended %v after its first 429, want about --max-retry-after (%v)", took, maxWait)
 		}
 	})
 }

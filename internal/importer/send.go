@@ -116,7 +116,10 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 // ended here instead, with err the run's: the run stops, or the row, in
 // doubt, is held because the target assigns its own ids.
 func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err error) {
-	if err := im.pacer.Wait(ctx); err != nil || ctx.Err() != nil {
+	if err := im.waitPacer(ctx); err != nil || ctx.Err() != nil {
+		if errors.Is(err, ErrThrottledTooLong) {
+			return true, im.abort(ctx, s, err)
+		}
 		if ctx.Err() == nil {
 			// The pacer failed (a fleet budget out of reach): the row
 			// goes back, and the run stops with the reason.
@@ -140,6 +143,28 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		return true, im.record(ctx, s, row.InDoubt, "")
 	}
 	return false, nil
+}
+
+// waitPacer waits for the pacer's slot. While every answer is a 429, the
+// wait ends when they have lasted --max-retry-after (the pacer's own pause
+// may run past it): then with ErrThrottledTooLong.
+func (im *Importer) waitPacer(ctx context.Context) error {
+	for {
+		until, ok := im.stop.throttledUntil()
+		if !ok {
+			return im.pacer.Wait(ctx)
+		}
+		wctx, cancel := context.WithDeadline(ctx, until)
+		err := im.pacer.Wait(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || wctx.Err() == nil {
+			return err
+		}
+		if err := im.stop.throttledTooLong(); err != nil {
+			return err
+		}
+		// An answer other than a 429 came meanwhile: wait again.
+	}
 }
 
 // abort ends row s as a stopping run leaves it, and returns err, the

@@ -135,11 +135,7 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 		if s.throttleSince.IsZero() {
 			s.throttleSince = now
 		}
-		if s.cfg.MaxRetryAfter > 0 && now.Sub(s.throttleSince) >= s.cfg.MaxRetryAfter {
-			return fmt.Errorf("%w: every answer for %s was 429 Too Many Requests (--max-retry-after %s)",
-				ErrThrottledTooLong, now.Sub(s.throttleSince).Round(time.Second), s.cfg.MaxRetryAfter)
-		}
-		return nil
+		return s.tooLong(now)
 	}
 	s.throttleSince = time.Time{}
 	if !serverFailure(v) {
@@ -171,6 +167,35 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 			ErrServerFailing, s.failCount, stretch.Round(time.Second), s.dominant())
 	}
 	return nil
+}
+
+// tooLong returns ErrThrottledTooLong, wrapped, once every answer since
+// throttleSince was a 429 for MaxRetryAfter. s.mu is held.
+func (s *stopRules) tooLong(now time.Time) error {
+	if s.cfg.MaxRetryAfter > 0 && !s.throttleSince.IsZero() && now.Sub(s.throttleSince) >= s.cfg.MaxRetryAfter {
+		return fmt.Errorf("%w: every answer for %s was 429 Too Many Requests (--max-retry-after %s)",
+			ErrThrottledTooLong, now.Sub(s.throttleSince).Round(time.Second), s.cfg.MaxRetryAfter)
+	}
+	return nil
+}
+
+// throttledUntil returns when the answers, all 429s since the last other
+// one, will have lasted MaxRetryAfter; ok is false while the last answer
+// was not a 429, or with no such limit.
+func (s *stopRules) throttledUntil() (until time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxRetryAfter <= 0 || s.throttleSince.IsZero() {
+		return time.Time{}, false
+	}
+	return s.throttleSince.Add(s.cfg.MaxRetryAfter), true
+}
+
+// throttledTooLong is tooLong now.
+func (s *stopRules) throttledTooLong() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tooLong(s.cfg.Now())
 }
 
 // waitForAnswer reports whether a row that could not be sent should wait
