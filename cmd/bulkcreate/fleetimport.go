@@ -63,6 +63,9 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	if j.input != nil {
 		rec.inputChanged = j.input.Changed()
 	}
+	if r := ls.started(); r != nil {
+		rec.run = fleetRun(ctx, pg.Ledger, r.ID)
+	}
 	if j.f.detach && err == nil && ctx.Err() == nil && ls.started() != nil {
 		printDetached(e.stdout, sum, ls.started().ID, name, ledgerHint(j.f.ledger, j.f.ledgerFromEnv))
 		printInputChanged(e.stdout, rec.inputChanged)
@@ -71,6 +74,7 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	if !noSummary(err) {
 		printSummary(e.stdout, sum, j.f.rps, j.tgt, ledgerHint(j.f.ledger, j.f.ledgerFromEnv), err)
 		printInputChanged(e.stdout, rec.inputChanged)
+		printReasons(e.stdout, rec.run.Reasons)
 	}
 	return importExit(ctx, sum, err)
 }

@@ -205,3 +205,40 @@ func TestCLI_PostgresImportSetsTheBudget(t *testing.T) {
 		t.Errorf("server customers = %d, want 3", n)
 	}
 }
+
+// TestCLI_PostgresImportSaysWhyRowsWereNotDone: an import on a PostgreSQL
+// ledger ends, as one on SQLite does, with why rows were not done, and its
+// --summary-json names its run and those reasons, whichever process sent
+// the rows.
+func TestCLI_PostgresImportSaysWhyRowsWereNotDone(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{RejectEmails: []string{"r1@example.com", "r2@example.com"}})
+	env[ledgerEnv] = ledgerURL
+	writeFile(t, dir, "in.csv", "email,type\nok1@example.com,INDIVIDUAL\nr1@example.com,INDIVIDUAL\nr2@example.com,INDIVIDUAL\nok2@example.com,INDIVIDUAL\n")
+	r := runBin(t, dir, env, "", "import", "--rps", "0", "--summary-json", "s.json", "in.csv")
+	if r.code != 1 {
+		t.Fatalf("import: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "why rows were not done:") || !strings.Contains(r.stdout, "2 rejected:") {
+		t.Errorf("summary: want why 2 rows were rejected:\n%s", r.stdout)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "s.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		RunID   int64 `json:"runId"`
+		Reasons []struct {
+			Status string `json:"status"`
+			Count  int64  `json:"count"`
+		} `json:"reasons"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.RunID == 0 || len(s.Reasons) != 1 || s.Reasons[0].Status != "rejected" || s.Reasons[0].Count != 2 {
+		t.Errorf("--summary-json: runId %d, reasons %+v; want the run's id and 2 rejected\n%s", s.RunID, s.Reasons, data)
+	}
+}

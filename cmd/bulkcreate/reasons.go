@@ -14,6 +14,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the driver the ledger registers; named here for the read-only queries below
 
 	"github.com/bulkcreate/bulkcreate/internal/ledger"
+	"github.com/bulkcreate/bulkcreate/internal/ledger/postgres"
 	"github.com/bulkcreate/bulkcreate/internal/row"
 )
 
@@ -124,6 +125,24 @@ func lastRun(ctx context.Context, l *ledger.Ledger, target, sourceFile string, s
 		return finishedRun{} // another's run: this one never started
 	}
 	run.Reasons, _ = runReasons(ctx, db, run.ID)
+	return run
+}
+
+// fleetRun is what a PostgreSQL ledger recorded of run runID, which a
+// fleet import just ended or queued: its id, and the reasons of its rows
+// not done whichever process sent them. Errors are left out, as lastRun's.
+func fleetRun(ctx context.Context, l *postgres.Ledger, runID int64) finishedRun {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	run := finishedRun{ID: runID}
+	rs, err := l.RunReasons(ctx, runID)
+	if err != nil {
+		return run
+	}
+	for _, r := range rs {
+		run.Reasons = append(run.Reasons, reason{Status: r.Status, Reason: r.Reason, Count: r.Count})
+	}
+	run.Reasons = groupReasons(run.Reasons)
 	return run
 }
 

@@ -20,6 +20,14 @@ func addMisbehaviourFlags(fs *flag.FlagSet, opts *sandbox.Options) {
 	fs.IntVar(&opts.TokenEchoStatus, "token-echo-status", 401, "HTTP `status` of --token-echo's answers")
 	fs.BoolVar(&opts.TokenNotFound, "token-404", false, "answer the token endpoint 404 with an HTML page, as at a wrong base URL")
 	fs.DurationVar(&opts.ThrottleAll, "throttle-all", 0, "answer every create 429 with this Retry-After (e.g. 8760h)")
+	fs.Func("reject-emails", "refuse the creates of these `emails` (comma-separated, any case) with a 400 on the email", func(s string) error {
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				opts.RejectEmails = append(opts.RejectEmails, e)
+			}
+		}
+		return nil
+	})
 }
 
 // checkLoopback refuses a listen address off this machine: the sandbox

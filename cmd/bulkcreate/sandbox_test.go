@@ -51,6 +51,7 @@ func TestRun_SandboxMisbehaviourFlags(t *testing.T) {
 		{"--token-404"},
 		{"--throttle-all", "8760h"},
 		{"--fail-before", "1"},
+		{"--reject-emails", "ana@example.com, Beto@Example.com"},
 	} {
 		out, err := runSandboxCmd(t, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
 		if err != nil || !strings.Contains(out, "export RIPIO_BASE_URL=") {

@@ -96,3 +96,39 @@ func (l *Ledger) ImportTargets(ctx context.Context) ([]string, error) {
 	}
 	return names, nil
 }
+
+// RunReason is a cause of rows a run left not done, and how many rows it
+// holds.
+type RunReason struct {
+	Status, Reason string
+	Count          int64
+}
+
+// RunReasons returns the messages of the rows runID left not done
+// (rejected, failed, in doubt; a row still in flight counts in doubt),
+// whichever process recorded them, and the reasons of its line issues
+// with their file and line taken off, counted by status and message.
+func (l *Ledger) RunReasons(ctx context.Context, runID int64) ([]RunReason, error) {
+	rows, err := l.pool.Query(ctx, `
+		SELECT CASE WHEN status = 'in_flight' THEN 'in_doubt' ELSE status END, COALESCE(error_message, ''), COUNT(*) FROM rows
+			WHERE target_id = (SELECT target_id FROM runs WHERE id = $1)
+				AND status IN ('rejected', 'failed', 'in_doubt', 'in_flight') AND last_run = $1
+			GROUP BY 1, 2
+		UNION ALL
+		SELECT status, CASE WHEN left(reason, length(source_file) + length(source_line::text) + 3) = source_file || ':' || source_line || ': '
+				THEN substr(reason, length(source_file) + length(source_line::text) + 4) ELSE reason END, COUNT(*)
+			FROM line_issues WHERE target_id = (SELECT target_id FROM runs WHERE id = $1) AND run_id = $1
+			GROUP BY 1, 2`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: run reasons: %w", err)
+	}
+	var out []RunReason
+	var r RunReason
+	if _, err := pgx.ForEachRow(rows, []any{&r.Status, &r.Reason, &r.Count}, func() error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("ledger: run reasons: %w", err)
+	}
+	return out, nil
+}
