@@ -257,7 +257,7 @@ func TestCLI_SummaryJSONAndExitCodes(t *testing.T) {
 	}
 	// The summary on stdout names the cause itself: the error line goes to
 	// stderr, which a log may interleave anywhere.
-	if !strings.Contains(r.stdout, "stopped by: import aborted: the server refused the credentials") || strings.Contains(r.stdout, "error above") {
+	if !strings.Contains(r.stdout, "stopped by: the server refused the credentials") || strings.Contains(r.stdout, "error above") {
 		t.Errorf("summary of an aborted run does not name its cause:\n%s", r.stdout)
 	}
 }

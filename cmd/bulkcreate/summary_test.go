@@ -25,7 +25,7 @@ func TestPrintSummary_NextSteps(t *testing.T) {
 		{"stopped before a row", importer.Summary{Outcome: "interrupted"}, nil,
 			"next: the rest of the file not read: run the same import again"},
 		{"aborted", importer.Summary{Counts: importer.Counts{Read: 10, Created: 4}, Outcome: "aborted"}, importer.ErrTooManyErrors,
-			"stopped by: import aborted: error limit reached\n"},
+			"stopped by: error limit reached\n"},
 		{"aborted, next", importer.Summary{Counts: importer.Counts{Read: 10, Created: 4}, Outcome: "aborted"}, importer.ErrTooManyErrors,
 			"next: 6 rows unfinished and the rest of the file not read: fix what stopped the run (above), then run the same import again"},
 	}

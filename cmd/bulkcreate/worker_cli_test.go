@@ -80,3 +80,24 @@ func TestCLI_AWorkerWhoseTargetHasNoImportSaysSo(t *testing.T) {
 		t.Errorf("worker of the import's target: exit %d, %d customers; want 0 and 2\n%s%s", r.code, len(srv.Customers()), r.stdout, r.stderr)
 	}
 }
+
+// TestCLI_AWorkerRefusedItsCredentialsSaysSoNotThatTheImportAborted: a
+// worker whose secret the server refuses stops (exit 3) and names the
+// cause; the import it worked for goes on for other workers, so the
+// worker's summary does not say it aborted.
+func TestCLI_AWorkerRefusedItsCredentialsSaysSoNotThatTheImportAborted(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	queueFile(t, dir, env, 5, "cred", "0")
+	env["RIPIO_CLIENT_SECRET"] = "wrong-s3cr3t"
+	r := runBin(t, dir, env, "", "worker", "--exit-when-idle")
+	if r.code != 3 {
+		t.Fatalf("worker with a wrong secret: exit %d, want 3\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "stopped by: the server refused the credentials") || strings.Contains(r.stdout+r.stderr, "import aborted") {
+		t.Errorf("worker summary: want the cause, not that the import aborted:\n%s%s", r.stdout, r.stderr)
+	}
+}

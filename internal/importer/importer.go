@@ -137,13 +137,13 @@ func (c Config) withDefaults() Config {
 // Errors that abort a run.
 var (
 	// ErrUnauthorized: the server refused the credentials, even freshly fetched.
-	ErrUnauthorized = errors.New("import aborted: the server refused the credentials")
+	ErrUnauthorized = errors.New("the server refused the credentials")
 	// ErrWrongBaseURL: the token endpoint is not where the base URL says:
 	// it answered 404, 405, a web page or something that is not a token.
 	// The error wraps the client's, which says what to set instead.
-	ErrWrongBaseURL = errors.New("import aborted: the token endpoint is not at RIPIO_BASE_URL")
+	ErrWrongBaseURL = errors.New("the token endpoint is not at RIPIO_BASE_URL")
 	// ErrTooManyErrors: the --max-errors limit was reached.
-	ErrTooManyErrors = errors.New("import aborted: error limit reached")
+	ErrTooManyErrors = errors.New("error limit reached")
 )
 
 // Counts are the rows of one run by what happened to them.

@@ -18,13 +18,13 @@ import (
 var (
 	// ErrUnreachable: nothing answered for UnreachableAfter and no request
 	// of the run had succeeded yet.
-	ErrUnreachable = errors.New("import aborted: the server cannot be reached")
+	ErrUnreachable = errors.New("the server cannot be reached")
 	// ErrServerFailing: every request failed with a 5xx or a transport
 	// error for a sustained stretch (the circuit breaker opened).
-	ErrServerFailing = errors.New("import aborted: every request failed")
+	ErrServerFailing = errors.New("every request failed")
 	// ErrThrottledTooLong: the server asked to wait longer than
 	// MaxRetryAfter, or answered nothing but 429 for that long.
-	ErrThrottledTooLong = errors.New("import aborted: the server keeps throttling")
+	ErrThrottledTooLong = errors.New("the server keeps throttling")
 )
 
 // StopConfig holds the rules that end a run the server cannot serve. Zero
