@@ -88,6 +88,7 @@ type stopRules struct {
 	causes    map[string]int // its failures by cause, for the message
 
 	throttleSince time.Time // first of the current run of 429s
+	throttles     int       // 429s in the current run of them
 }
 
 func newStopRules(cfg StopConfig) *stopRules {
@@ -135,9 +136,10 @@ func (s *stopRules) observe(v ripio.Verdict) error {
 		if s.throttleSince.IsZero() {
 			s.throttleSince = now
 		}
+		s.throttles++
 		return s.tooLong(now)
 	}
-	s.throttleSince = time.Time{}
+	s.throttleSince, s.throttles = time.Time{}, 0
 	if !serverFailure(v) {
 		s.answered = true
 		s.failSince, s.failCount = time.Time{}, 0
@@ -181,11 +183,13 @@ func (s *stopRules) tooLong(now time.Time) error {
 
 // throttledUntil returns when the answers, all 429s since the last other
 // one, will have lasted MaxRetryAfter; ok is false while the last answer
-// was not a 429, or with no such limit.
+// was not a 429, or with no such limit. One 429 is no stretch: the row it
+// refused waits its Retry-After (MaxRetryAfter at most) and goes again,
+// and that answer decides.
 func (s *stopRules) throttledUntil() (until time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cfg.MaxRetryAfter <= 0 || s.throttleSince.IsZero() {
+	if s.cfg.MaxRetryAfter <= 0 || s.throttles < 2 {
 		return time.Time{}, false
 	}
 	return s.throttleSince.Add(s.cfg.MaxRetryAfter), true

@@ -121,6 +121,7 @@ const queueSQL = `WITH c AS (INSERT INTO chunks (target_id, run_id) VALUES ($1, 
 		folded_email = excluded.folded_email,
 		status = CASE WHEN r.status = 'in_flight' OR (r.status = 'in_doubt' AND NOT COALESCE(
 				(SELECT (options->>'resendInDoubt')::boolean FROM runs WHERE id = $2), false)) THEN 'in_doubt' ELSE 'queued' END,
+		queued_in_doubt = r.status IN ('in_doubt', 'in_flight'),
 		source_file = excluded.source_file, source_line = excluded.source_line,
 		fingerprint = excluded.fingerprint, last_run = excluded.last_run, updated_at = excluded.updated_at,
 		chunk_id = excluded.chunk_id`

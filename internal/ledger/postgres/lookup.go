@@ -55,13 +55,13 @@ const lookupByEmailSQL = `SELECT u.e, r.* FROM unnest($2::text[]) AS u (e)
 // queues or sends it a second time. A row still queued in a chunk that is
 // done was not sent by its import (stopped for its error limit): it reads
 // failed, as a row that nothing was sent for, so that a later import of
-// its file sends it; unless an import with resendInDoubt queued it after
-// an earlier send (Queue writes a row in doubt queued for such an import):
-// its customer may exist, and it reads in_doubt, as it was.
+// its file sends it; unless it was in doubt when an import with
+// resendInDoubt queued it (Queue writes it queued for such an import, and
+// queued_in_doubt): its customer may exist, and it reads in_doubt, as it
+// was.
 const lookupColumns = `CASE WHEN chunk_id IS NULL OR status NOT IN ('queued', 'in_flight', 'in_doubt') THEN status
 		WHEN EXISTS (SELECT 1 FROM chunks c WHERE c.id = rows.chunk_id AND NOT c.done) THEN 'queued'
-		WHEN status = 'queued' AND attempts > 0 AND COALESCE(
-			(SELECT (options->>'resendInDoubt')::boolean FROM runs WHERE id = rows.last_run), false) THEN 'in_doubt'
+		WHEN status = 'queued' AND queued_in_doubt THEN 'in_doubt'
 		WHEN status = 'queued' THEN 'failed' ELSE status END,
 	email, type, customer_id_sent, customer_id, fingerprint, source_file, source_line, attempts, folded_email, last_run, error_message`
 

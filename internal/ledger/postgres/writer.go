@@ -311,7 +311,7 @@ func (w *writer) commit(batch []writeOp) error {
 		return nil // nothing to write (a flush)
 	}
 	err := w.conn.SendBatch(ctx, &b).Close()
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("ledger: write: no commit within %v (the database or the way to it hung): %w", w.timeout, err)
 	}
 	return commitError(err)
