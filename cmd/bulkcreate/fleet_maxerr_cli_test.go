@@ -43,8 +43,7 @@ func statusCounts(t *testing.T, ledgerURL string) map[string]int {
 // than 100 rows are sent, the rest stay queued, report shows the import
 // aborted and why, and the workers end as workers do (0, or 1 for the
 // rejected rows they took), not with the limit as their own failure. A
-// later import of the file sends the rows left. Before, nothing applied
-// the limit in fleet mode: the workers sent all 100 rows.
+// later import of the file sends the rows left.
 func TestCLI_MaxErrorsStopsADetachedImportAcrossItsWorkers(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)
@@ -83,9 +82,7 @@ func TestCLI_MaxErrorsStopsADetachedImportAcrossItsWorkers(t *testing.T) {
 // on a PostgreSQL ledger, without --detach, whose pool sends its rows. It
 // exits 3 with a "stopped by:" line naming --max-errors, as a SQLite
 // import does, and the ledger ends the import aborted with its unsent rows
-// queued, so that no worker sends them later. Before, the pool stopped on
-// its own count but the import stayed running in the ledger, its chunks
-// open for any worker to send.
+// queued, so that no worker sends them later.
 func TestCLI_MaxErrorsStopsAFleetImportWithoutDetach(t *testing.T) {
 	t.Parallel()
 	ledgerURL, _ := postgresLedgerURL(t)

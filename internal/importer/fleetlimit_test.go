@@ -166,7 +166,6 @@ func (s *stoppedQueueStore) Loaded(ctx context.Context, end ledger.RunEnd) error
 // its first chunks while it loads the rest): it queues nothing more,
 // returns ErrTooManyErrors with the reason, and ends its load as loaded,
 // aborted, so that the ledger ends the run once its chunks are given back.
-// Before, it loaded the whole file whatever its workers found.
 func TestImport_ALoadWhoseImportTheFleetStoppedStopsLoading(t *testing.T) {
 	t.Parallel()
 	data, _ := genCSV(600, "stop")

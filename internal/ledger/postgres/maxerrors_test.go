@@ -49,7 +49,7 @@ func (s *rejectingSender) count(prefix string) int64 {
 // queued (a lookup reads them as not sent, so a later import of the file
 // sends them), the import ends aborted with the reason recorded, and the
 // workers go on to send every row of the other import and end without an
-// error. Before, nothing applied the limit: every row of it was sent.
+// error.
 func TestWork_AFleetImportStopsAtItsMaxErrorsWhicheverWorkersSendIt(t *testing.T) {
 	t.Parallel()
 	l := newLedger(t)
