@@ -155,11 +155,11 @@ func (f *workerFlags) work(ctx context.Context, e env, l *postgres.Ledger, tgt t
 	if err != nil {
 		return withCode(exitAborted, err)
 	}
-	cfg := importer.Config{Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, ResendInDoubt: f.resend, Logger: logger,
+	// Sized for the budget as the worker starts: the pool and a batch of
+	// marks are the most rows a killed worker leaves in doubt.
+	cfg := importer.Config{Concurrency: f.concurrency, MarkAhead: markAhead(rps), MaxAttempts: f.maxAttempts, ResendInDoubt: f.resend, Logger: logger,
 		Observe: mx.observer()}
 	if cfg.Concurrency == 0 {
-		// Sized for the budget as the worker starts: the pool is the most
-		// rows a killed worker leaves in doubt, with a batch of marks.
 		cfg.Concurrency = defaultConcurrency(rps)
 	}
 	im := importer.New(cfg, client, pacer, postgresStore{l}, tgt.Name())

@@ -79,8 +79,10 @@ const (
 	// slots at the rate in force (Config.MaxBatch at most, one at least).
 	batchSpan = 20 * time.Millisecond
 	// unlimitedBatch is how many slots a reservation takes when there is
-	// no rate: they only count this process's share.
-	unlimitedBatch = 64
+	// no rate: they only count this process's share, and each reservation
+	// is a commit that every process of the target waits its turn for, so
+	// few of them (a law that finds a limit drops the slots left).
+	unlimitedBatch = 512
 	// minLate is how late a slot may still be taken, when more than its
 	// interval: a reservation's first slot may be the database's now,
 	// which is half a round trip in the past when the answer arrives.

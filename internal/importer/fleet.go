@@ -183,7 +183,7 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	im.pacer = leasePacer{Pacer: im.pacer, holds: w.Holds, stop: stop}
 	g, gctx := errgroup.WithContext(stopCtx) // the pool's size is its places
 	var chunks sync.WaitGroup
-	q := &rowQueue{batch: im.cfg.Concurrency}
+	q := &rowQueue{batch: im.cfg.MarkAhead}
 	claimErr := im.claimLoop(gctx, g, &chunks, w, wc, q)
 	if claimErr != nil {
 		stop(claimErr)
@@ -215,22 +215,25 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 	return sum, runErr
 }
 
-// claimLoop claims a chunk whenever no row waits for the pool, and starts
+// claimLoop claims a chunk whenever fewer rows than the pool holds wait
+// for it (the next chunk's claim and mark are then made while the pool
+// sends the last rows of this one), and starts
 // the rows of the chunks it holds as the pool has room. While rows wait,
 // it looks for a chunk whose holder's lease ran out, as soon as the first
 // lease another worker holds runs out (or each wc.Poll), and claims it:
 // its rows go ahead of those waiting. A dead worker's chunk is thus taken
 // moments after its lease ends, however long this worker's own rows take.
 func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sync.WaitGroup, w Worker, wc WorkConfig, q *rowQueue) error {
-	var lookAt time.Time // when to look for an expired chunk next
+	var lookAt time.Time  // when to look for an expired chunk next
+	var claimAt time.Time // when to claim again, while rows wait, after none was free
 	for ctx.Err() == nil {
 		if q.waiting() {
 			if err := im.startSome(ctx, g, w, q); err != nil {
 				return err
 			}
 		}
-		if !q.waiting() {
-			if wc.Done != nil {
+		if !q.waiting() || (q.left() < im.cfg.Concurrency && !time.Now().Before(claimAt)) {
+			if wc.Done != nil && !q.waiting() {
 				done, err := wc.Done(ctx)
 				if err != nil || done {
 					return err
@@ -240,14 +243,17 @@ func (im *Importer) claimLoop(ctx context.Context, g *errgroup.Group, chunks *sy
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if ok {
+				q.unmarked = append(q.unmarked, im.startChunk(ctx, chunks, w, chunk)...)
+				continue
+			}
+			if !q.waiting() {
 				if sleep(ctx, wc.Poll) != nil {
 					return nil
 				}
 				continue
 			}
-			q.unmarked = im.startChunk(ctx, chunks, w, chunk)
-			continue
+			claimAt = time.Now().Add(wc.Poll)
 		}
 		if now := time.Now(); !now.Before(lookAt) {
 			chunk, ok, wait, err := w.ClaimExpired(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,15 +201,15 @@ func (s *inFlightSender) CreateCustomer(ctx context.Context, req ripio.CreateCus
 }
 
 // TestWork_MarksRowsInFlightAsThePoolTakesThem: a worker marks a chunk's
-// rows in flight a batch at a time as its pool takes them, so that killed
-// it leaves its pool and a batch in doubt, not whole chunks of rows that
-// never left.
+// rows in flight Config.MarkAhead at a time as its pool takes them, so that
+// killed it leaves its pool and a batch in doubt, not whole chunks of rows
+// that never left.
 func TestWork_MarksRowsInFlightAsThePoolTakesThem(t *testing.T) {
 	t.Parallel()
-	const concurrency = 3
+	const concurrency, markAhead = 3, 3
 	w := newFakeWorker(2, 100)
 	srv := &inFlightSender{countingSender: countingSender{w: w}}
-	im := importer.New(importer.Config{Concurrency: concurrency}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	im := importer.New(importer.Config{Concurrency: concurrency, MarkAhead: markAhead}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
 	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
 	sum, err := im.Work(t.Context(), w, importer.WorkConfig{Done: idle})
 	if err != nil {
@@ -217,8 +218,8 @@ func TestWork_MarksRowsInFlightAsThePoolTakesThem(t *testing.T) {
 	if sum.Created != 200 {
 		t.Errorf("Work: %d created, want 200", sum.Created)
 	}
-	if srv.most > 2*concurrency {
-		t.Errorf("at a request, %d rows were marked in flight; want the pool and a batch at most (%d)", srv.most, 2*concurrency)
+	if srv.most > concurrency+markAhead {
+		t.Errorf("at a request, %d rows were marked in flight; want the pool and a batch at most (%d)", srv.most, concurrency+markAhead)
 	}
 }
 
@@ -230,7 +231,7 @@ func TestWork_RowsNotYetMarkedEndUnsentWhenTheLeaseIsLost(t *testing.T) {
 	t.Parallel()
 	w := newFakeWorker(1, 50)
 	srv := &countingSender{w: w, lose: 5}
-	im := importer.New(importer.Config{Concurrency: 2}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	im := importer.New(importer.Config{Concurrency: 2, MarkAhead: 2}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
 	_, err := im.Work(t.Context(), w, importer.WorkConfig{})
 	if !errors.Is(err, errLost) {
 		t.Fatalf("Work() = %v, want the lost lease", err)
@@ -245,5 +246,55 @@ func TestWork_RowsNotYetMarkedEndUnsentWhenTheLeaseIsLost(t *testing.T) {
 	}
 	if finished, ok := w.ended[1]; !ok || finished {
 		t.Errorf("chunk 1: ended %v, finished %v; want given back", ok, finished)
+	}
+}
+
+// claimWaitSender holds each request for a row of the first chunk until
+// the second chunk is claimed, or until a while has passed (then it counts
+// the request as late).
+type claimWaitSender struct {
+	countingSender
+	late int
+}
+
+func (s *claimWaitSender) CreateCustomer(ctx context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for strings.HasPrefix(req.Email, "c0") {
+		s.w.mu.Lock()
+		claimed := len(s.w.chunks) == 0
+		s.w.mu.Unlock()
+		if claimed {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.mu.Lock()
+			s.late++
+			s.mu.Unlock()
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return s.countingSender.CreateCustomer(ctx, req)
+}
+
+// TestWork_ClaimsTheNextChunkWhileThePoolSendsTheLast: once fewer rows of
+// its chunks wait than its pool holds, a worker claims the next chunk
+// while the pool is still busy with the last rows, so that the claim's
+// round trips and the next mark do not leave the pool empty.
+func TestWork_ClaimsTheNextChunkWhileThePoolSendsTheLast(t *testing.T) {
+	t.Parallel()
+	w := newFakeWorker(2, 4) // a pool of 3 takes 3 rows of the first chunk: 1 waits
+	srv := &claimWaitSender{countingSender: countingSender{w: w}}
+	im := importer.New(importer.Config{Concurrency: 3, MarkAhead: 3}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
+	idle := func(context.Context) (bool, error) { w.mu.Lock(); defer w.mu.Unlock(); return len(w.chunks) == 0, nil }
+	sum, err := im.Work(t.Context(), w, importer.WorkConfig{Done: idle})
+	if err != nil {
+		t.Fatalf("Work() = %v", err)
+	}
+	if sum.Created != 8 {
+		t.Errorf("Work: %d created, want 8", sum.Created)
+	}
+	if srv.late > 0 {
+		t.Errorf("%d requests of the first chunk waited 3 s for the second chunk's claim; want it claimed while they were out", srv.late)
 	}
 }

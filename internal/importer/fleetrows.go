@@ -10,8 +10,8 @@ import (
 
 // rowQueue holds the rows of the chunks claimed that wait for the pool:
 // ready, marked in flight, in the order they start, then unmarked, in the
-// order they are marked. Rows are marked a batch at a time as the pool
-// takes them, not at their chunk's claim, so a worker that dies leaves at
+// order they are marked. Rows are marked a batch (Config.MarkAhead) at a
+// time as the pool takes them, not at their chunk's claim, so a worker that dies leaves at
 // most its pool and a batch in flight (in doubt, though most never left),
 // not whole chunks.
 type rowQueue struct {
@@ -30,7 +30,10 @@ type claimedRow struct {
 }
 
 // waiting reports whether rows wait for the pool.
-func (q *rowQueue) waiting() bool { return len(q.ready)+len(q.unmarked) > 0 }
+func (q *rowQueue) waiting() bool { return q.left() > 0 }
+
+// left is how many rows wait for the pool.
+func (q *rowQueue) left() int { return len(q.ready) + len(q.unmarked) }
 
 // startSome starts rows while the pool has room, and marks the next batch
 // in flight, in one write, when no marked row waits. A row is started

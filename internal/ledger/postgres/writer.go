@@ -156,8 +156,10 @@ func (w *writer) fail(err error) {
 
 // linger is how long the writer waits for more writes when none of those
 // it holds is waited for: outcomes arrive one by one as answers come in,
-// and a commit of dozens costs little more than a commit of one.
-const linger = time.Millisecond
+// and a commit of dozens costs little more than a commit of one. A crash
+// loses at most this long's outcomes, whose rows stay in flight: in doubt
+// for the next claim, not lost.
+const linger = 10 * time.Millisecond
 
 func (w *writer) loop() {
 	batch := make([]writeOp, 0, w.maxBatch)
