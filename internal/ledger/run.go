@@ -129,7 +129,11 @@ func (r *Run) unlock() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lock != nil {
-		r.lock.Close() // closing the descriptor releases the flock
+		// Unlocked before it is closed: a process forked meanwhile (by a
+		// test, say) holds a copy of the descriptor until it execs, and
+		// the lock with it, where an explicit unlock releases it at once.
+		_ = syscall.Flock(int(r.lock.Fd()), syscall.LOCK_UN)
+		r.lock.Close()
 		r.lock = nil
 	}
 	r.l.removeRun(r)
