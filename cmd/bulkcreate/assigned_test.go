@@ -120,3 +120,50 @@ func assertOnePerEmail(t *testing.T, srv *sandbox.Server, n int) {
 		t.Errorf("server holds %d people, want %d", len(seen), n)
 	}
 }
+
+// TestCLI_RowsInDoubtWaitUntilAnAnswerShowsTheTarget: an import whose every
+// answer was lost, at a server that assigns its own ids, is run again with
+// the file grown by new rows: the new rows go first, their answers show
+// the server's ids, and the rows in doubt are held, so nobody is created
+// twice; the summary says why they were not sent.
+func TestCLI_RowsInDoubtWaitUntilAnAnswerShowsTheTarget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := sandbox.Options{AssignIDs: true, DropAfterCommit: 1, Seed: 7, DBPath: filepath.Join(dir, "server.db")}
+	srv, env := newServer(t, opts)
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	for i := range 10 {
+		fmt.Fprintf(&b, "lost%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", b.String())
+	args := []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv"}
+	r := runBin(t, dir, env, "", args...)
+	if n := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'in_doubt'"); n != 10 {
+		t.Fatalf("first import (every answer lost): %d rows in doubt, want 10\n%s%s", n, r.stdout, r.stderr)
+	}
+
+	u, _ := url.Parse(srv.URL())
+	srv.Close()
+	opts.Addr, opts.DropAfterCommit = u.Host, 0
+	srv, err := sandbox.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for i := range 10 {
+		fmt.Fprintf(&b, "new%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", b.String())
+	r = runBin(t, dir, env, "", args...)
+	if r.code != 1 {
+		t.Fatalf("second import: exit %d, want 1 (rows in doubt held)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	assertOnePerEmail(t, srv, 20)
+	if created := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'created'"); created != 10 {
+		t.Errorf("second import: %d rows created, want the 10 new ones", created)
+	}
+	if !strings.Contains(r.stdout, "not sent again (10 in this run)") {
+		t.Errorf("second import's summary does not count the 10 rows held:\n%s", r.stdout)
+	}
+}

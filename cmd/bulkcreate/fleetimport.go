@@ -167,6 +167,8 @@ func fleetSummary(ctx context.Context, l *postgres.Ledger, runID int64, lsum, ws
 	sum.Requests, sum.Throttled = wsum.Requests, wsum.Throttled
 	sum.AssignsIDs = sum.AssignsIDs || wsum.AssignsIDs
 	sum.Held += wsum.Held
+	sum.HeldUntilKnown += wsum.HeldUntilKnown
+	sum.KeepsIDs = sum.KeepsIDs || wsum.KeepsIDs
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	ended, left, cerr := l.FleetCounts(cctx, runID)

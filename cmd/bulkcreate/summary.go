@@ -58,6 +58,14 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 			"so rows in doubt are not sent again (%d in this run); check them in Ripio (bulkcreate failures%s), "+
 			"then re-run with --resend-in-doubt to send them\n", s.Held, ledgerFlag)
 	}
+	if s.HeldUntilKnown > 0 && !s.AssignsIDs {
+		next := "no answer showed it: check them in Ripio (bulkcreate failures" + ledgerFlag + "), then re-run with --resend-in-doubt to send them"
+		if s.KeepsIDs {
+			next = "an answer since has shown it keeps them: run the same import again to send them"
+		}
+		fmt.Fprintf(w, "note: %s in doubt not sent again: until an answer shows that this target keeps the customerIds sent, "+
+			"a second send may create a second customer; %s\n", plural(s.HeldUntilKnown, "row"), next)
+	}
 	var left []string
 	if n := s.Failed + s.InDoubt - s.Held + s.Pending + s.NotStarted(); n > 0 {
 		left = append(left, plural(n, "row")+" unfinished")

@@ -37,9 +37,11 @@ type summaryJSON struct {
 	Ledger            string   `json:"ledger"`
 	DryRun            bool     `json:"dryRun,omitempty"`
 	ToSend            int64    `json:"toSend,omitempty"`
-	Issues            []string `json:"issues,omitempty"`      // a dry run's first rows it would not send
-	AssignsIDs        bool     `json:"assignsIds,omitempty"`  // the target assigns its own customer ids
-	HeldInDoubt       int64    `json:"heldInDoubt,omitempty"` // of in_doubt, rows not sent again for it
+	Issues            []string `json:"issues,omitempty"`            // a dry run's first rows it would not send
+	AssignsIDs        bool     `json:"assignsIds,omitempty"`        // the target assigns its own customer ids
+	HeldInDoubt       int64    `json:"heldInDoubt,omitempty"`       // of in_doubt, rows not sent again for it
+	KeepsIDs          bool     `json:"keepsIds,omitempty"`          // an answer showed the target keeps the customer ids sent
+	HeldUntilIDsKnown int64    `json:"heldUntilIdsKnown,omitempty"` // of in_doubt, rows not sent again until that is known
 	Requests          int64    `json:"requests"`
 	Throttled         int64    `json:"throttled"`
 	ElapsedSeconds    float64  `json:"elapsedSeconds"`
@@ -186,6 +188,7 @@ func (r *summaryRecorder) write(runErr error) error {
 		}
 		out.Requests, out.Throttled = s.Requests, s.Throttled
 		out.AssignsIDs, out.HeldInDoubt = s.AssignsIDs, s.Held
+		out.KeepsIDs, out.HeldUntilIDsKnown = s.KeepsIDs, s.HeldUntilKnown
 		out.ElapsedSeconds, out.RequestsPerSecond = s.Elapsed.Seconds(), achievedRate(*s)
 	}
 	if out.Reasons == nil {

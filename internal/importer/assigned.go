@@ -34,14 +34,36 @@ func (im *Importer) noteAssignedID(ctx context.Context, cust ripio.Customer) err
 }
 
 // noteOwnID notes that the target keeps the customerIds sent (a create
-// answered with ours, or "already exists"): from then on a row whose answer
-// was lost may be sent again in the same run, since the server would
-// answer "already exists" rather than create the person twice. Until then
-// it ends in doubt, for the next run, which knows the target better.
-func (im *Importer) noteOwnID(v ripio.Verdict, cust ripio.Customer) {
-	if v.Outcome == ripio.Exists || cust.IDKept {
+// answered with ours, or "already exists"), and records it for later runs
+// the first time: from then on a row whose answer was lost may be sent
+// again, since the server would answer "already exists" rather than create
+// the person twice. Until an answer shows it, in this run or an earlier
+// one, a row in doubt is not sent again (keepsIDsNow): at a target that
+// assigns its own ids a second send may be a second customer, and the
+// first answer that would show it is lost like the others.
+func (im *Importer) noteOwnID(ctx context.Context, v ripio.Verdict, cust ripio.Customer) error {
+	if v.Outcome != ripio.Exists && !cust.IDKept || !im.ownIDs.CompareAndSwap(false, true) {
+		return nil
+	}
+	return im.run.RecordKeepsIDs(context.WithoutCancel(ctx))
+}
+
+// keepsIDsNow reports whether the target was seen to keep the customerIds
+// sent, by this run or an earlier one. A Work process asks the store too:
+// another process of the fleet may have recorded it since its start. A
+// store that cannot say leaves it unknown.
+func (im *Importer) keepsIDsNow(ctx context.Context) bool {
+	if im.ownIDs.Load() {
+		return true
+	}
+	if _, working := im.run.(Worker); !working {
+		return false
+	}
+	keeps, err := im.store.KeepsIDs(ctx, im.target)
+	if err == nil && keeps {
 		im.ownIDs.Store(true)
 	}
+	return keeps
 }
 
 // holdsInDoubt reports whether rows in doubt are kept from being sent again.
@@ -76,4 +98,13 @@ func heldMessage(msg, email string) string {
 	msg, _, _ = strings.Cut(msg, heldMark)
 	return msg + heldMark + "not sent again: the target assigns its own customer ids, so a second send may create a second customer; " +
 		"check " + email + " in Ripio, then re-run with --resend-in-doubt to send it"
+}
+
+// heldUntilKnownMessage is the message of a row in doubt not sent again
+// because no answer has yet shown that the target keeps the ids sent.
+func heldUntilKnownMessage(msg, email string) string {
+	msg, _, _ = strings.Cut(msg, heldMark)
+	return msg + heldMark + "not sent again yet: no answer from this target has shown that it keeps the customerIds sent " +
+		"(then a second send is answered \"already exists\"), and at one that assigns its own ids a second send may create a second customer; " +
+		"a run that gets such an answer sends it, or check " + email + " in Ripio, then re-run with --resend-in-doubt"
 }

@@ -24,6 +24,9 @@ type Store interface {
 	// AssignsIDs reports whether a run on target recorded that it assigns
 	// its own customer ids (Run.RecordAssignsIDs).
 	AssignsIDs(ctx context.Context, target string) (bool, error)
+	// KeepsIDs reports whether a run on target recorded that it keeps the
+	// customer ids it is sent (Run.RecordKeepsIDs).
+	KeepsIDs(ctx context.Context, target string) (bool, error)
 	// StartRun starts recording a run; ledger.ErrBusy when another holds
 	// the target.
 	StartRun(ctx context.Context, info ledger.RunInfo) (Run, error)
@@ -53,6 +56,9 @@ type Run interface {
 	// RecordAssignsIDs records that the run's target assigns its own
 	// customer ids, for this run's lookups and every later run's.
 	RecordAssignsIDs(ctx context.Context) error
+	// RecordKeepsIDs records that the run's target keeps the customer ids
+	// it is sent, for every later run.
+	RecordKeepsIDs(ctx context.Context) error
 	// Finish records how the run ended and releases the target.
 	Finish(ctx context.Context, end ledger.RunEnd) error
 }

@@ -76,6 +76,14 @@ func (m *memoryStore) AssignsIDs(ctx context.Context, target string) (bool, erro
 	return m.base.AssignsIDs(ctx, target)
 }
 
+// KeepsIDs is what base says.
+func (m *memoryStore) KeepsIDs(ctx context.Context, target string) (bool, error) {
+	if m.base == nil {
+		return false, nil
+	}
+	return m.base.KeepsIDs(ctx, target)
+}
+
 // StartRun starts a run that takes no lock: it writes nothing.
 func (m *memoryStore) StartRun(context.Context, ledger.RunInfo) (Run, error) {
 	return memoryRun{m}, nil
@@ -103,6 +111,7 @@ func (memoryRun) ClearLineIssue(context.Context, string, int, string) error     
 func (memoryRun) SetMessage(context.Context, string, string) error                     { return nil }
 func (memoryRun) ReplaceWithLineIssue(context.Context, string, ledger.LineIssue) error { return nil }
 func (memoryRun) RecordAssignsIDs(context.Context) error                               { return nil }
+func (memoryRun) RecordKeepsIDs(context.Context) error                                 { return nil }
 func (memoryRun) Finish(context.Context, ledger.RunEnd) error                          { return nil }
 
 // durable is a write with nothing to wait for.

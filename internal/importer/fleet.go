@@ -175,6 +175,9 @@ func (im *Importer) Work(ctx context.Context, w Worker, wc WorkConfig) (Summary,
 		wc.Poll = 500 * time.Millisecond
 	}
 	im.run = w
+	if keeps, err := im.store.KeepsIDs(ctx, im.target); err == nil && keeps {
+		im.ownIDs.Store(true) // else each row in doubt asks again (keepsIDsNow)
+	}
 	if rs, ok := w.(RunStopper); ok {
 		im.fleet = newFleetLimits(rs)
 	}

@@ -100,6 +100,7 @@ func (w *fakeWorker) Release(_ context.Context, key string, p *ledger.Prior) err
 	return w.set(key, p.Status)
 }
 func (w *fakeWorker) RecordAssignsIDs(context.Context) error      { return nil }
+func (w *fakeWorker) RecordKeepsIDs(context.Context) error        { return nil }
 func (w *fakeWorker) Finish(context.Context, ledger.RunEnd) error { return nil }
 func (w *fakeWorker) ChunkEnd(_ context.Context, chunk int64, finished bool) error {
 	w.mu.Lock()

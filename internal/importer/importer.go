@@ -168,6 +168,12 @@ type Summary struct {
 	// so, of InDoubt.
 	AssignsIDs bool  `json:"assignsIds,omitempty"`
 	Held       int64 `json:"heldInDoubt,omitempty"`
+	// HeldUntilKnown counts the rows of this run, of InDoubt, in doubt
+	// since an earlier run, that were not sent again because no answer
+	// had yet shown that the target keeps the customer ids it is sent
+	// (KeepsIDs says whether one had by the run's end).
+	HeldUntilKnown int64 `json:"heldUntilIdsKnown,omitempty"`
+	KeepsIDs       bool  `json:"keepsIds,omitempty"`
 	// Input is how the file was read: encoding and delimiter.
 	Input Format `json:"input"`
 	// Consumed is how many bytes of the input the rows read so far took
@@ -200,6 +206,9 @@ type Importer struct {
 	assignsIDs atomic.Bool
 	// ownIDs: the target was seen to keep the customerIds sent (assigned.go).
 	ownIDs atomic.Bool
+	// probe: one row in doubt may go to find out whether the target keeps
+	// the ids sent (planner.sendDeferred).
+	probe atomic.Bool
 	// elsewhere: the rows another fleet import had queued (elsewhere.go).
 	elsewhere elsewhereKeys
 	// places: the pool's places, one a row sending (see takePlace);
@@ -255,10 +264,10 @@ func (im *Importer) waitOut(ctx context.Context, d time.Duration) error {
 }
 
 type counters struct {
-	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held atomic.Int64
-	queuedElsewhere                                                                                       atomic.Int64 // rows another fleet import queued and the fleet still owes
-	consumed                                                                                              atomic.Int64 // bytes of the file parsed
-	waiting                                                                                               atomic.Int64 // rows sleeping out a 429's Retry-After
+	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held, heldUnknown atomic.Int64
+	queuedElsewhere                                                                                                    atomic.Int64 // rows another fleet import queued and the fleet still owes
+	consumed                                                                                                           atomic.Int64 // bytes of the file parsed
+	waiting                                                                                                            atomic.Int64 // rows sleeping out a 429's Retry-After
 }
 
 // Progress is a live snapshot, safe to call from another goroutine.
@@ -270,14 +279,16 @@ func (im *Importer) Progress() Summary {
 			Invalid: c.invalid.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(),
 			Failed: c.failed.Load(), InDoubt: c.inDoubt.Load(), Pending: c.inFlight.Load() + c.queuedElsewhere.Load(),
 		},
-		Requests:   im.requests.Load(),
-		Throttled:  im.throttled.Load(),
-		DryRun:     im.cfg.DryRun,
-		ToSend:     c.toSend.Load(),
-		Consumed:   c.consumed.Load(),
-		Waiting:    c.waiting.Load(),
-		AssignsIDs: im.assignsIDs.Load(),
-		Held:       c.held.Load(),
+		Requests:       im.requests.Load(),
+		Throttled:      im.throttled.Load(),
+		DryRun:         im.cfg.DryRun,
+		ToSend:         c.toSend.Load(),
+		Consumed:       c.consumed.Load(),
+		Waiting:        c.waiting.Load(),
+		AssignsIDs:     im.assignsIDs.Load(),
+		Held:           c.held.Load(),
+		HeldUntilKnown: c.heldUnknown.Load(),
+		KeepsIDs:       im.ownIDs.Load(),
 	}
 }
 
@@ -326,6 +337,11 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 		return im.summary(start, "aborted"), err
 	}
 	im.assignsIDs.Store(assigns)
+	keeps, err := store.KeepsIDs(ctx, im.target)
+	if err != nil {
+		return im.summary(start, "aborted"), err
+	}
+	im.ownIDs.Store(keeps)
 	im.run, err = store.StartRun(ctx, ledger.RunInfo{Target: im.target, SourceFile: im.cfg.SourceFile, Options: im.runOptions()})
 	if err != nil {
 		return im.summary(start, "aborted"), err

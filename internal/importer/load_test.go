@@ -44,6 +44,7 @@ func (s *queueStore) LookupByEmail(context.Context, string, []string) (map[strin
 	return map[string]ledger.Prior{}, nil
 }
 func (s *queueStore) AssignsIDs(context.Context, string) (bool, error) { return false, nil }
+func (s *queueStore) KeepsIDs(context.Context, string) (bool, error)   { return false, nil }
 func (s *queueStore) StartRun(context.Context, ledger.RunInfo) (importer.Run, error) {
 	return s, nil
 }

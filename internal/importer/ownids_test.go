@@ -120,3 +120,119 @@ func TestImport_AnswersWithoutAnIDDoNotShowTheTargetKeepsOurs(t *testing.T) {
 		t.Errorf("the row whose answer was lost was sent %d times, want 1", n)
 	}
 }
+
+// idKeeper keeps the customerIds sent and answers with them; the answers
+// for which lost says so are lost (n counts its calls from 1).
+type idKeeper struct {
+	lost  func(n int) bool
+	mu    sync.Mutex
+	n     int
+	calls map[string]int
+}
+
+func (s *idKeeper) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.calls[req.Email]++
+	if s.lost != nil && s.lost(s.n) {
+		return ripio.Customer{}, &ripio.TransportError{Op: "create customer", Sent: true, Err: fmt.Errorf("connection reset")}
+	}
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
+}
+
+// TestImport_RowsInDoubtWaitForTheAnswersOfRowsSentFirst: rows in doubt
+// from a run whose answers were all lost, first in the file, are sent
+// after the rows never sent, whose answers show what the target does with
+// ids: at one that assigns its own they are held, and nobody is made
+// twice.
+func TestImport_RowsInDoubtWaitForTheAnswersOfRowsSentFirst(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 5, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	lost, lostEmails := genCSV(5, "lost")
+	fresh, _ := genCSV(20, "fresh")
+	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
+		t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
+	}
+	both := lost + fresh[strings.Index(fresh, "\n")+1:] // the rows in doubt first, then 20 never sent
+	im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(both))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range lostEmails {
+		if srv.made[e] > 1 {
+			t.Errorf("%s, in doubt: %d customers made, want 1", e, srv.made[e])
+		}
+	}
+	if sum.Created != 20 || sum.InDoubt != 5 || sum.Held != 5 {
+		t.Errorf("import 2: created %d, in doubt %d, held %d; want 20, 5, 5", sum.Created, sum.InDoubt, sum.Held)
+	}
+}
+
+// TestImport_RowsInDoubtAreSentOnceAnAnswerShowsTheTargetKeepsOurIDs: at a
+// target that keeps the ids sent, rows in doubt from a run whose answers
+// were all lost are sent again once the answers to rows never sent show
+// it, or, when the file holds no such row, once the answer to one of them
+// alone does: the run ends with every row done.
+func TestImport_RowsInDoubtAreSentOnceAnAnswerShowsTheTargetKeepsOurIDs(t *testing.T) {
+	t.Parallel()
+	for _, withFresh := range []bool{true, false} {
+		t.Run(fmt.Sprintf("withRowsNeverSent=%v", withFresh), func(t *testing.T) {
+			t.Parallel()
+			srv := &idKeeper{lost: func(n int) bool { return n <= 5 }, calls: map[string]int{}}
+			store := memoryStore{memstore.New()}
+			lost, lostEmails := genCSV(5, "lost")
+			im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, srv, freePacer{}, store, "t")
+			if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
+				t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
+			}
+			file, want := lost, int64(5)
+			if withFresh {
+				fresh, _ := genCSV(20, "fresh")
+				file, want = lost+fresh[strings.Index(fresh, "\n")+1:], 25
+			}
+			im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, srv, freePacer{}, store, "t")
+			sum, err := im.Import(t.Context(), strings.NewReader(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Created+sum.Exists != want || sum.InDoubt != 0 || !sum.KeepsIDs {
+				t.Errorf("import 2: %+v, keeps ids %v; want %d done, none in doubt, keeps ids", sum.Counts, sum.KeepsIDs, want)
+			}
+			for _, e := range lostEmails {
+				if srv.calls[e] != 2 {
+					t.Errorf("%s, in doubt: sent %d times in all, want 2", e, srv.calls[e])
+				}
+			}
+		})
+	}
+}
+
+// TestImport_ATargetSeenToKeepOurIDsIsRememberedAcrossRuns: once an answer
+// has shown that the target keeps the ids sent, a later run sends its rows
+// in doubt again at once, and sends again one whose answer is lost, as the
+// run that learned it would have: every row ends done.
+func TestImport_ATargetSeenToKeepOurIDsIsRememberedAcrossRuns(t *testing.T) {
+	t.Parallel()
+	store := memoryStore{memstore.New()}
+	data, _ := genCSV(10, "kept")
+	// Run 1: the first 5 answers come, the last 5 are lost, one attempt a row.
+	srv := &idKeeper{lost: func(n int) bool { return n > 5 }, calls: map[string]int{}}
+	im := importer.New(importer.Config{SourceFile: "k.csv", Concurrency: 1, MaxAttempts: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.Created != 5 || sum.InDoubt != 5 {
+		t.Fatalf("import 1: %+v, %v; want 5 created, 5 in doubt", sum.Counts, err)
+	}
+	// Run 2: the first answer is lost; the row goes again.
+	srv = &idKeeper{lost: func(n int) bool { return n == 1 }, calls: map[string]int{}}
+	im = importer.New(importer.Config{SourceFile: "k.csv", Concurrency: 1, MaxAttempts: 2, Backoff: 1}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created+sum.Exists != 5 || sum.InDoubt != 0 {
+		t.Errorf("import 2: %+v; want the 5 rows in doubt done", sum.Counts)
+	}
+}

@@ -57,6 +57,9 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader, 
 			stopReading() // and drain, so the reader can end
 		}
 	}
+	if err == nil && ctx.Err() == nil {
+		err = p.sendDeferred(ctx)
+	}
 	if marked != nil {
 		close(marked)
 	}

@@ -22,6 +22,8 @@ type planner struct {
 	blind, unsynced bool
 	// stopReadAt: when a load last asked whether the fleet stopped its run.
 	stopReadAt time.Time
+	// deferred: rows in doubt kept back until the target is known (defers).
+	deferred []planned
 }
 
 // planned is a row to send and what the store knew of it.
@@ -67,6 +69,10 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 			if first == nil {
 				batch[foldedEmail(r)] = plannedRow{email: r.Email, customerID: r.CustomerID, line: r.Line}
 			}
+			if p.defers(k.own) {
+				p.deferred = append(p.deferred, planned{row: r, prior: k.own})
+				continue
+			}
 			sends = append(sends, planned{row: r, prior: k.own})
 		case actSkip:
 			im.counts.skipped.Add(1)
@@ -84,7 +90,72 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 			}
 		}
 	}
+	if len(p.deferred) > 0 && im.ownIDs.Load() {
+		sends = append(sends, p.deferred...)
+		p.deferred = nil
+	}
 	return p.mark(ctx, sends)
+}
+
+// maxDeferred is the most rows in doubt a run keeps back (defers).
+const maxDeferred = 10000
+
+// defers reports whether a row to send, which the store holds as prior,
+// is kept back until the target is known: a row in doubt since an earlier
+// run, at a target no answer has yet shown to keep the customerIds sent,
+// waits for the answers to rows sent for the first time, which tell; it
+// goes with the next batch once one has, or at the end of the file
+// (sendDeferred). Past maxDeferred such rows, they go in file order, and
+// those that still find the target unknown are held (send.go's ready).
+func (p *planner) defers(prior *ledger.Prior) bool {
+	return p.marked != nil && prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight) &&
+		!p.im.cfg.ResendInDoubt && !p.im.ownIDs.Load() && len(p.deferred) < maxDeferred
+}
+
+// sendDeferred marks and sends the rows kept back, once the answers to the
+// rows already sent are in (or one has shown the target). When none has,
+// and no request is out, the first is sent alone to find out: at a target
+// that keeps the ids sent its answer shows it, and the rest follow; at one
+// that assigns its own, that one person may now have two customers, and
+// the rest are held. Each row is then sent, or held if the target is still
+// not known to keep the ids sent, or found to assign its own (ready).
+func (p *planner) sendDeferred(ctx context.Context) error {
+	im := p.im
+	if len(p.deferred) == 0 || p.waitForAnswers(ctx) != nil {
+		return nil // not marked: the next run finds them as they were
+	}
+	rows := p.deferred
+	p.deferred = nil
+	if !im.ownIDs.Load() && !im.assignsIDs.Load() {
+		im.cfg.Logger.Warn("no answer has shown whether the target keeps the customerIds sent: sending one row in doubt to find out "+
+			"(at a target that assigns its own ids, that person may get a second customer: check it in Ripio)",
+			"file", im.cfg.SourceFile, "line", rows[0].row.Line)
+		im.probe.Store(true)
+		if err := p.mark(ctx, rows[:1]); err != nil {
+			return err
+		}
+		rows = rows[1:]
+		if p.waitForAnswers(ctx) != nil {
+			return nil
+		}
+	}
+	return p.mark(ctx, rows)
+}
+
+// waitForAnswers waits until the target is known (it keeps the ids sent,
+// or assigns its own) or no row of the run is out; ctx's error if it ends
+// first.
+func (p *planner) waitForAnswers(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !p.im.ownIDs.Load() && !p.im.assignsIDs.Load() && p.im.counts.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // lookup reads what the store holds of rows' keys: byKey by row key (and,

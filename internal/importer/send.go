@@ -27,7 +27,10 @@ type sending struct {
 	// reached: one of this run's requests may have reached the server;
 	// until then, a run that stops puts the row back as it was.
 	reached bool
-	last    ripio.Verdict
+	// untilKnown: the row, in doubt, is held until an answer shows that
+	// the target keeps the ids sent.
+	untilKnown bool
+	last       ripio.Verdict
 }
 
 // send takes one row, marked in flight by mark, through its attempts and
@@ -65,7 +68,9 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
 			im.pacer.Accepted()
-			im.noteOwnID(v, cust)
+			if err := im.noteOwnID(ctx, v, cust); err != nil {
+				return err
+			}
 			if err := im.noteAssignedID(ctx, cust); err != nil {
 				return err
 			}
@@ -140,6 +145,16 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		if s.last.Reason == "" && s.prior != nil {
 			s.last.Reason = s.prior.Message
 		}
+		return true, im.record(ctx, s, row.InDoubt, "")
+	}
+	if s.maybeSent && !im.cfg.ResendInDoubt && !im.keepsIDsNow(ctx) && !im.probe.CompareAndSwap(true, false) {
+		// In doubt since an earlier run, at a target no answer has yet
+		// shown to keep the ids sent: a second send may be a second
+		// customer. Rows sent for the first time will tell.
+		if s.last.Reason == "" && s.prior != nil {
+			s.last.Reason = s.prior.Message
+		}
+		s.untilKnown = true
 		return true, im.record(ctx, s, row.InDoubt, "")
 	}
 	return false, nil
@@ -255,6 +270,9 @@ func (im *Importer) record(ctx context.Context, s *sending, st row.Status, custo
 	} else if st == row.InDoubt && im.holdsInDoubt() {
 		im.counts.held.Add(1)
 		msg = heldMessage(msg, s.row.Email)
+	} else if st == row.InDoubt && s.untilKnown {
+		im.counts.heldUnknown.Add(1)
+		msg = heldUntilKnownMessage(msg, s.row.Email)
 	}
 	im.cfg.Logger.Debug("row", "line", s.row.Line, "email", s.row.Email, "status", st, "http", s.last.HTTPStatus, "reason", msg)
 	return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{

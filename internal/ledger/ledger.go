@@ -9,7 +9,8 @@
 // key. Rows that never get a key of their own (invalid, duplicate) are kept
 // apart by source file and line and replaced when that file is read again.
 // A target also records whether it assigns its own customer ids
-// (Run.RecordAssignsIDs, AssignsIDs); what to do about it is the importer's.
+// (Run.RecordAssignsIDs, AssignsIDs) or keeps those it is sent
+// (Run.RecordKeepsIDs, KeepsIDs); what to do about it is the importer's.
 //
 // A keyed row moves through these states:
 //

@@ -34,6 +34,8 @@ type target struct {
 	locked bool
 	// assignsIDs: a run recorded that the target assigns its own ids.
 	assignsIDs bool
+	// keepsIDs: a run recorded that the target keeps the ids it is sent.
+	keepsIDs bool
 }
 
 type keyed struct {
@@ -113,6 +115,14 @@ func (s *Store) AssignsIDs(_ context.Context, target string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.target(target).assignsIDs, nil
+}
+
+// KeepsIDs reports whether a run on target recorded that it keeps the
+// customer ids it is sent.
+func (s *Store) KeepsIDs(_ context.Context, target string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.target(target).keepsIDs, nil
 }
 
 func existence(s row.Status) int {

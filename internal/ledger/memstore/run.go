@@ -157,3 +157,12 @@ func (r *Run) RecordAssignsIDs(context.Context) error {
 	r.t.assignsIDs = true
 	return nil
 }
+
+// RecordKeepsIDs records that the run's target keeps the customer ids it
+// is sent.
+func (r *Run) RecordKeepsIDs(context.Context) error {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	r.t.keepsIDs = true
+	return nil
+}

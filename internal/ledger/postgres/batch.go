@@ -212,6 +212,8 @@ func queueSingle(b *pgx.Batch, op *writeOp) {
 		queueFleet(b, op)
 	case opAssignsIDs:
 		b.Queue(`UPDATE targets SET assigns_ids_since = now() WHERE id = $1 AND assigns_ids_since IS NULL`, op.targetID)
+	case opKeepsIDs:
+		b.Queue(`UPDATE targets SET keeps_ids_since = now() WHERE id = $1 AND keeps_ids_since IS NULL`, op.targetID)
 	default:
 		panic(fmt.Sprintf("postgres: write of unknown kind %d", op.kind))
 	}

@@ -96,6 +96,11 @@ func (w *Worker) RecordAssignsIDs(ctx context.Context) error {
 	return w.l.w.submit(ctx, writeOp{kind: opAssignsIDs, targetID: w.targetID}, false)
 }
 
+// RecordKeepsIDs records that the target keeps the customer ids it is sent.
+func (w *Worker) RecordKeepsIDs(ctx context.Context) error {
+	return w.l.w.submit(ctx, writeOp{kind: opKeepsIDs, targetID: w.targetID}, false)
+}
+
 // RecordLineIssue, ClearLineIssue, SetMessage and ReplaceWithLineIssue are
 // an import's: a worker reads no file.
 func (w *Worker) RecordLineIssue(context.Context, ledger.LineIssue) error { return errNotLoading }

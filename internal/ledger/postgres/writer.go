@@ -56,6 +56,7 @@ const (
 	opReplace
 	opFinish
 	opAssignsIDs
+	opKeepsIDs
 	opQueue    // fleet.go: sends queued in a new chunk of the run
 	opLoaded   // fleet.go: the run's rows are all queued
 	opChunkEnd // fleet.go: a worker is done with a chunk, or gives it back

@@ -19,6 +19,7 @@ type Store[R Run] interface {
 	Lookup(ctx context.Context, target string, keys []string) (map[string]ledger.Prior, error)
 	LookupByEmail(ctx context.Context, target string, emails []string) (map[string]ledger.Prior, error)
 	AssignsIDs(ctx context.Context, target string) (bool, error)
+	KeepsIDs(ctx context.Context, target string) (bool, error)
 	StartRun(ctx context.Context, info ledger.RunInfo) (R, error)
 	Report(ctx context.Context, target string, maxRuns int) (ledger.Report, error)
 	Failures(ctx context.Context, target string, statuses []row.Status, fn func(ledger.Failure) error) error
@@ -35,6 +36,7 @@ type Run interface {
 	SetMessage(ctx context.Context, key, message string) error
 	ReplaceWithLineIssue(ctx context.Context, key string, li ledger.LineIssue) error
 	RecordAssignsIDs(ctx context.Context) error
+	RecordKeepsIDs(ctx context.Context) error
 	Flush(ctx context.Context) error
 	Finish(ctx context.Context, end ledger.RunEnd) error
 }
@@ -77,6 +79,7 @@ func Test[R Run, S Store[R]](t *testing.T, h Harness[R, S]) {
 		"FailuresInFileOrder":                     testFailures[R, S],
 		"ReopenedStoreHoldsEverything":            testDurable[R, S],
 		"ATargetThatAssignsIDsIsRemembered":       testAssignsIDs[R, S],
+		"ATargetThatKeepsIDsIsRemembered":         testKeepsIDs[R, S],
 	}
 	for name, f := range tests {
 		t.Run(name, func(t *testing.T) {
