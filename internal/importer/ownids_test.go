@@ -2,7 +2,9 @@ package importer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -234,5 +236,71 @@ func TestImport_ATargetSeenToKeepOurIDsIsRememberedAcrossRuns(t *testing.T) {
 	}
 	if sum.Created+sum.Exists != 5 || sum.InDoubt != 0 {
 		t.Errorf("import 2: %+v; want the 5 rows in doubt done", sum.Counts)
+	}
+}
+
+// TestImport_ARunWhoseFileFailsMidwaySendsNoProbe: rows in doubt kept back
+// for the answers of rows never sent that follow them in the file are not
+// sent, nor one alone to find out, when the file cannot be read to its
+// end: the run aborts with the read error, and the re-run of the mended
+// file learns the target from its new rows.
+func TestImport_ARunWhoseFileFailsMidwaySendsNoProbe(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 300, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	lost, lostEmails := genCSV(300, "lost") // more than a batch: a batch cut by a read error is not planned
+	cfg := importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1, Stop: importer.StopConfig{BreakerRequests: -1, BreakerWindow: -1}}
+	im := importer.New(cfg, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 300 {
+		t.Fatalf("import 1: %+v, %v; want 300 in doubt (every answer lost)", sum.Counts, err)
+	}
+	fresh, _ := genCSV(20, "fresh")
+	broken := io.MultiReader(strings.NewReader(lost), errReader{errors.New("read f.csv: input/output error")},
+		strings.NewReader(fresh[strings.Index(fresh, "\n")+1:]))
+	im = importer.New(cfg, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), broken)
+	if err == nil {
+		t.Fatalf("import 2: no error; want the read error")
+	}
+	for _, e := range lostEmails {
+		if srv.made[e] > 1 {
+			t.Errorf("%s, in doubt: %d customers made by a run that could not read its file, want 1", e, srv.made[e])
+		}
+	}
+	if sum.Requests != 0 {
+		t.Errorf("import 2 (aborted, file not read to its end): %d requests, want 0", sum.Requests)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestImport_NoProbeWhenTheFileHadRowsNeverSent: a row in doubt is sent
+// alone to find out only when the run sent no other row; here the run's 5
+// new rows lose their answers too, nothing is known, and the rows in
+// doubt are held, not probed.
+func TestImport_NoProbeWhenTheFileHadRowsNeverSent(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 10, made: map[string]int{}} // run 1's 5 answers, then run 2's 5 new rows'
+	store := memoryStore{memstore.New()}
+	lost, lostEmails := genCSV(5, "lost")
+	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
+		t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
+	}
+	fresh, _ := genCSV(5, "fresh")
+	im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(lost+fresh[strings.Index(fresh, "\n")+1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range lostEmails {
+		if srv.made[e] > 1 {
+			t.Errorf("%s, in doubt: %d customers made, want 1 (the run sent new rows: no probe)", e, srv.made[e])
+		}
+	}
+	if sum.HeldUntilKnown != 5 {
+		t.Errorf("import 2: %d rows held until the target is known, want 5", sum.HeldUntilKnown)
 	}
 }

@@ -57,7 +57,9 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader, 
 			stopReading() // and drain, so the reader can end
 		}
 	}
-	if err == nil && ctx.Err() == nil {
+	if err == nil && readErr == nil && ctx.Err() == nil {
+		// The file was read to its end (the reader set readErr before it
+		// closed batches): the rows kept back go now.
 		err = p.sendDeferred(ctx)
 	}
 	if marked != nil {

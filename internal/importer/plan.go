@@ -22,8 +22,10 @@ type planner struct {
 	blind, unsynced bool
 	// stopReadAt: when a load last asked whether the fleet stopped its run.
 	stopReadAt time.Time
-	// deferred: rows in doubt kept back until the target is known (defers).
-	deferred []planned
+	// deferred: rows in doubt kept back until the target is known (defers);
+	// sentOthers: rows were sent that were not kept back.
+	deferred   []planned
+	sentOthers bool
 }
 
 // planned is a row to send and what the store knew of it.
@@ -90,6 +92,9 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 			}
 		}
 	}
+	if len(sends) > 0 {
+		p.sentOthers = true
+	}
 	if len(p.deferred) > 0 && im.ownIDs.Load() {
 		sends = append(sends, p.deferred...)
 		p.deferred = nil
@@ -112,13 +117,16 @@ func (p *planner) defers(prior *ledger.Prior) bool {
 		!p.im.cfg.ResendInDoubt && !p.im.ownIDs.Load() && len(p.deferred) < maxDeferred
 }
 
-// sendDeferred marks and sends the rows kept back, once the answers to the
-// rows already sent are in (or one has shown the target). When none has,
-// and no request is out, the first is sent alone to find out: at a target
-// that keeps the ids sent its answer shows it, and the rest follow; at one
-// that assigns its own, that one person may now have two customers, and
-// the rest are held. Each row is then sent, or held if the target is still
-// not known to keep the ids sent, or found to assign its own (ready).
+// sendDeferred marks and sends the rows kept back, once the file was read
+// to its end and the answers to the rows already sent are in (or one has
+// shown the target). When the run sent no other row (a file of rows in
+// doubt only), the first is sent alone to find out: at a target that
+// keeps the ids sent its answer shows it, and the rest follow; at one that
+// assigns its own, that one person may now have two customers, and the
+// rest are held. When it sent others and none of their answers told (all
+// lost too), none is sent alone. Each row is then sent, or held if the
+// target is still not known to keep the ids sent, or found to assign its
+// own (ready).
 func (p *planner) sendDeferred(ctx context.Context) error {
 	im := p.im
 	if len(p.deferred) == 0 || p.waitForAnswers(ctx) != nil {
@@ -126,7 +134,7 @@ func (p *planner) sendDeferred(ctx context.Context) error {
 	}
 	rows := p.deferred
 	p.deferred = nil
-	if !im.ownIDs.Load() && !im.assignsIDs.Load() {
+	if !im.ownIDs.Load() && !im.assignsIDs.Load() && !p.sentOthers {
 		im.cfg.Logger.Warn("no answer has shown whether the target keeps the customerIds sent: sending one row in doubt to find out "+
 			"(at a target that assigns its own ids, that person may get a second customer: check it in Ripio)",
 			"file", im.cfg.SourceFile, "line", rows[0].row.Line)
