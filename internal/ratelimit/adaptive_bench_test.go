@@ -194,3 +194,63 @@ func TestSpin(t *testing.T) {
 		_ = n * n
 	}
 }
+
+// BenchmarkStrictBucketCollisions paces the pool at fixed rates, the law
+// held (a limit known and the ceiling at the rate: lateness is lost, as
+// after a 429), against a 100/s bucket of burst 1, and reports the share
+// of requests it refused: the client's jitter, which the law meets as
+// 429s at rates under the limit. Refused requests are not sent again.
+//
+//	go test -run '^$' -bench BenchmarkStrictBucketCollisions -benchtime 1x ./internal/ratelimit/
+func BenchmarkStrictBucketCollisions(b *testing.B) {
+	for _, rate := range []float64{90, 93, 95, 97, 98, 99} {
+		b.Run(fmt.Sprint("Rate", rate), func(b *testing.B) {
+			var refused float64
+			for b.Loop() {
+				refused = runFixed(b, rate, 15*time.Second)
+			}
+			b.ReportMetric(100*refused, "throttled_%")
+		})
+	}
+}
+
+// runFixed sends d's worth of requests at rate through a pool of 16
+// places and returns the share the server throttled.
+func runFixed(b *testing.B, rate float64, d time.Duration) float64 {
+	b.Helper()
+	srv, err := sandbox.NewServer(sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := ripio.New(ripio.Config{BaseURL: srv.URL(), ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := ratelimit.New(ratelimit.Config{Rate: rate})
+	lim.Adopt(ratelimit.State{Rate: rate, Limit: rate, Margin: 1, Since: time.Now()})
+	n := int(rate * d.Seconds())
+	jobs := make(chan int, n)
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	run := fmt.Sprint(time.Now().UnixNano())
+	places := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for i := range jobs {
+				places <- struct{}{}
+				if lim.Wait(context.Background()) == nil {
+					_, _ = client.CreateCustomer(context.Background(), ripio.CreateCustomerRequest{
+						CustomerID: fmt.Sprintf("%s-%d", run, i), Email: fmt.Sprintf("f%d-%s@example.com", i, run), Type: ripio.Individual})
+				}
+				<-places
+			}
+		})
+	}
+	wg.Wait()
+	st := srv.Stats()
+	return float64(st.Throttled) / float64(st.Requests)
+}
