@@ -50,9 +50,13 @@ func printFleet(w io.Writer, f liveFleet) {
 	if len(f.Workers) > 0 {
 		fmt.Fprintln(w, "\nworkers:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "worker\thost\tpid\tstarted\tlast seen\trequests\trate/s")
+		fmt.Fprintln(tw, "worker\thost\tpid\tstarted\tlast seen\trequests\trate/s\tstate")
 		for _, lw := range f.Workers {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%.1f\n", lw.ID, lw.Host, lw.PID, shortTime(lw.StartedAt), shortTime(lw.LastSeen), lw.Requests, lw.Rate)
+			state := "working"
+			if lw.Silent {
+				state = "silent: no heartbeat for a lease (died, or cut off from the ledger)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%.1f\t%s\n", lw.ID, lw.Host, lw.PID, shortTime(lw.StartedAt), shortTime(lw.LastSeen), lw.Requests, lw.Rate, state)
 		}
 		tw.Flush()
 	}

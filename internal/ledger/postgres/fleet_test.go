@@ -268,3 +268,67 @@ func TestFleet_ImportTargetsNamesTargetsWithAnImportAndCreatesNone(t *testing.T)
 		t.Errorf("%d targets after ImportTargets, want 3", n)
 	}
 }
+
+// TestLive_AWorkerWithoutAHeartbeatForALeaseIsSilent: report lists a
+// worker whose heartbeat stopped for a whole lease (killed, or cut off)
+// as silent, sending nothing, not at the rate of its last heartbeat; one
+// that finished is no longer listed, and keeps its final count of
+// requests.
+func TestLive_AWorkerWithoutAHeartbeatForALeaseIsSilent(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	startRun(t, l, targetA, "f.csv") // the target exists
+	stats := func() (int64, float64) { return 40, 95.5 }
+	alive, err := l.StartWorker(t.Context(), targetA, WorkerOptions{Lease: 3 * time.Second, Stats: stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pause(alive) })
+	dead, err := l.StartWorker(t.Context(), targetA, WorkerOptions{Lease: 3 * time.Second, Stats: stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause(dead)
+	for _, w := range []*Worker{alive, dead} {
+		if err := w.beat(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The dead one's last heartbeat came 4 s ago, more than its lease.
+	if _, err := l.pool.Exec(t.Context(), `UPDATE workers SET last_seen = now() - interval '4 seconds' WHERE id = $1`, dead.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, workers, err := l.Live(t.Context(), targetA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]LiveWorker{}
+	for _, lw := range workers {
+		got[lw.ID] = lw
+	}
+	if lw := got[alive.ID]; lw.Silent || lw.Rate != 95.5 {
+		t.Errorf("Live(): working worker %+v; want not silent, rate 95.5", lw)
+	}
+	if lw := got[dead.ID]; !lw.Silent || lw.Rate != 0 || lw.Requests != 40 {
+		t.Errorf("Live(): worker without a heartbeat for a lease %+v; want silent, rate 0, its 40 requests", lw)
+	}
+
+	final := func() (int64, float64) { return 57, 90 }
+	done, err := l.StartWorker(t.Context(), targetA, WorkerOptions{Lease: 3 * time.Second, Stats: final})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done.Finish(t.Context(), RunEnd{}); err != nil {
+		t.Fatal(err)
+	}
+	var requests int64
+	if err := l.pool.QueryRow(t.Context(), `SELECT requests FROM workers WHERE id = $1`, done.ID).Scan(&requests); err != nil {
+		t.Fatal(err)
+	}
+	if requests != 57 {
+		t.Errorf("a finished worker's requests = %d, want its final 57", requests)
+	}
+	if _, workers, _ = l.Live(t.Context(), targetA); len(workers) != 2 {
+		t.Errorf("Live() lists %d workers, want 2 (not the finished one)", len(workers))
+	}
+}

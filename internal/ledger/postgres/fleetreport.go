@@ -19,7 +19,9 @@ type LiveImport struct {
 }
 
 // LiveWorker is a process that claims chunks of a target and has not said
-// it stopped. One not seen for a while (LastSeen) has died.
+// it stopped. Silent: no heartbeat came for a whole lease, so it died or
+// was cut off from the database, and its chunks are free for others; its
+// Rate is then 0 and Requests its count at its last heartbeat.
 type LiveWorker struct {
 	ID        int64   `json:"id"`
 	Host      string  `json:"host"`
@@ -28,10 +30,12 @@ type LiveWorker struct {
 	LastSeen  string  `json:"lastSeen"`
 	Requests  int64   `json:"requests"`
 	Rate      float64 `json:"rate"` // create requests a second, over its last heartbeat
+	Silent    bool    `json:"silent,omitempty"`
 }
 
 // workerForgotten is how long report lists a worker after its last
-// heartbeat: long enough to show that it died.
+// heartbeat, as silent once a lease has passed: long enough to show that
+// it died.
 const workerForgotten = 10 * time.Minute
 
 // Live lists the target's imports not ended that are loaded, loading or
@@ -61,7 +65,8 @@ func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveW
 	}); err != nil {
 		return nil, nil, fmt.Errorf("ledger: live imports: %w", err)
 	}
-	rows, err = l.pool.Query(ctx, `SELECT id, host, pid, started_at, last_seen, requests, rate FROM workers
+	rows, err = l.pool.Query(ctx, `SELECT id, host, pid, started_at, last_seen, requests, rate,
+			last_seen < now() - make_interval(secs => lease_seconds) FROM workers
 		WHERE target_id = $1 AND stopped_at IS NULL AND last_seen > now() - make_interval(secs => $2) ORDER BY id`,
 		tid, workerForgotten.Seconds())
 	if err != nil {
@@ -70,8 +75,11 @@ func (l *Ledger) Live(ctx context.Context, target string) ([]LiveImport, []LiveW
 	var workers []LiveWorker
 	var lw LiveWorker
 	var seen time.Time
-	if _, err := pgx.ForEachRow(rows, []any{&lw.ID, &lw.Host, &lw.PID, &started, &seen, &lw.Requests, &lw.Rate}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&lw.ID, &lw.Host, &lw.PID, &started, &seen, &lw.Requests, &lw.Rate, &lw.Silent}, func() error {
 		lw.StartedAt, lw.LastSeen = stamp(started), stamp(seen)
+		if lw.Silent {
+			lw.Rate = 0
+		}
 		workers = append(workers, lw)
 		return nil
 	}); err != nil {

@@ -74,8 +74,8 @@ func (l *Ledger) StartWorker(ctx context.Context, target string, opts WorkerOpti
 	w := &Worker{l: l, targetID: tid, opts: opts, held: map[int64]*claim{}, keys: map[string]*claim{},
 		stop: make(chan struct{}), beatDone: make(chan struct{})}
 	host, _ := os.Hostname()
-	if err := l.pool.QueryRow(ctx, `INSERT INTO workers (target_id, host, pid) VALUES ($1, $2, $3) RETURNING id`,
-		tid, host, os.Getpid()).Scan(&w.ID); err != nil {
+	if err := l.pool.QueryRow(ctx, `INSERT INTO workers (target_id, host, pid, lease_seconds) VALUES ($1, $2, $3, $4) RETURNING id`,
+		tid, host, os.Getpid(), opts.Lease.Seconds()).Scan(&w.ID); err != nil {
 		return nil, fmt.Errorf("ledger: start worker: %w", err)
 	}
 	go w.heartbeat()

@@ -156,7 +156,8 @@ func (w *Worker) Idle(ctx context.Context, run int64) (bool, error) {
 }
 
 // Finish stops the heartbeat, gives back the chunks still held, commits
-// what is pending and records that the worker stopped. end is unused: a
+// what is pending and records that the worker stopped, with its final
+// count of requests. end is unused: a
 // worker's counts are of the imports it worked for. A commit refused for
 // a lost lease is its error (writes for that chunk were dropped).
 func (w *Worker) Finish(ctx context.Context, _ ledger.RunEnd) error {
@@ -183,7 +184,12 @@ func (w *Worker) Finish(ctx context.Context, _ ledger.RunEnd) error {
 	if err := w.l.w.leaseLost(); err != nil && first == nil {
 		first = err
 	}
-	if _, err := w.l.pool.Exec(ctx, `UPDATE workers SET stopped_at = now(), last_seen = now() WHERE id = $1`, w.ID); err != nil && first == nil {
+	var requests int64
+	if w.opts.Stats != nil {
+		requests, _ = w.opts.Stats()
+	}
+	if _, err := w.l.pool.Exec(ctx, `UPDATE workers SET stopped_at = now(), last_seen = now(), requests = $2, rate = 0 WHERE id = $1`,
+		w.ID, requests); err != nil && first == nil {
 		first = fmt.Errorf("ledger: worker: %w", err)
 	}
 	return first
