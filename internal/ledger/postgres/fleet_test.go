@@ -332,3 +332,31 @@ func TestLive_AWorkerWithoutAHeartbeatForALeaseIsSilent(t *testing.T) {
 		t.Errorf("Live() lists %d workers, want 2 (not the finished one)", len(workers))
 	}
 }
+
+// TestReport_ARunningFleetImportCountsItsRowsAsTheyStand: report's runs
+// give an import that workers are still sending its rows as they stand,
+// whichever process took them to an outcome, not the zeros of its record,
+// which its end writes.
+func TestReport_ARunningFleetImportCountsItsRowsAsTheyStand(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t)
+	load(t, l, targetA, "a.csv", 4, chunkOf("a.csv", 2, 2), chunkOf("a.csv", 4, 2))
+	w := startWorker(t, l, targetA, time.Minute)
+	c, _ := claimChunk(t, w)
+	for i, q := range c.Rows {
+		if err := w.MarkInFlight(t.Context(), sendFor(q.Key, "a.csv", q.SourceLine)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(t.Context(), Outcome{Key: q.Key, Status: []Status{Created, Rejected}[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.ChunkEnd(t.Context(), c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	r := report(t, l, targetA).Runs[0]
+	got := r.Counts
+	if r.Outcome != "running" || got["read"] != 4 || got["created"] != 1 || got["rejected"] != 1 || got["pending"] != 2 || got["not_started"] != 0 {
+		t.Errorf("running run: %s, counts %v; want running, 4 read, 1 created, 1 rejected, 2 pending, 0 not started", r.Outcome, got)
+	}
+}

@@ -71,7 +71,33 @@ func (l *Ledger) Report(ctx context.Context, target string, maxRuns int) (ledger
 	if err != nil {
 		return rep, fmt.Errorf("ledger: report: %w", err)
 	}
+	for i := range rep.Runs {
+		if rep.Runs[i].Outcome == "running" {
+			if err := l.liveCounts(ctx, &rep.Runs[i]); err != nil {
+				return rep, err
+			}
+		}
+	}
 	return rep, nil
+}
+
+// liveCounts sets the counts of a fleet import that has not ended from its
+// queued rows as they stand, whichever process took them to an outcome:
+// its record holds only what its loader counted (rows read, refused,
+// skipped) until it ends. A run that queued nothing keeps its record.
+func (l *Ledger) liveCounts(ctx context.Context, r *ledger.RunRecord) error {
+	ended, left, err := l.FleetCounts(ctx, r.ID)
+	if err != nil || len(ended) == 0 && left == 0 {
+		return err
+	}
+	c := row.CountsOf(r.Counts)
+	c.Created, c.Exists = int64(ended[row.Created]), int64(ended[row.Exists])
+	c.Rejected, c.Failed = int64(ended[row.Rejected]), int64(ended[row.Failed])
+	c.InDoubt = int64(ended[row.InDoubt] + ended[row.InFlight])
+	c.Pending = int64(left)
+	c.Read = max(c.Read, c.Done()+c.NotDone()) // a load under way has read at least these
+	r.Counts = c.Record()
+	return nil
 }
 
 // stamp writes t as the SQLite ledger writes its times.
