@@ -53,18 +53,26 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 	if n := s.Invalid + s.Duplicate + s.Rejected; n > 0 {
 		fmt.Fprintf(w, "next: %s to fix: bulkcreate failures%s > fix.csv, correct them, then bulkcreate import%s fix.csv\n", plural(n, "row"), ledgerFlag, ledgerFlag)
 	}
-	if s.AssignsIDs {
+	if s.AssignsIDs && s.Held > 0 {
 		fmt.Fprintf(w, "warning: this target assigns its own customer ids: a row in doubt sent again may create a second customer, "+
 			"so rows in doubt are not sent again (%d in this run); check them in Ripio (bulkcreate failures%s), "+
 			"then re-run with --resend-in-doubt to send them\n", s.Held, ledgerFlag)
+	} else if s.AssignsIDs {
+		fmt.Fprintln(w, "note: this target assigns its own customer ids: rows in doubt are not sent again without --resend-in-doubt")
+	}
+	if s.ProbeTwice {
+		fmt.Fprintf(w, "warning: the row on line %d, in doubt, was sent again alone to find out whether this target keeps the customerIds sent; "+
+			"it does not, so the person on that line may now have two customers: check them in Ripio\n", s.ProbeLine)
 	}
 	if s.HeldUntilKnown > 0 && !s.AssignsIDs {
-		next := "no answer showed it: check them in Ripio (bulkcreate failures" + ledgerFlag + "), then re-run with --resend-in-doubt to send them"
+		next := "run the same import again: with no new row to tell, it sends one of them alone to find out " +
+			"(at a target that assigns its own ids, that person may get a second customer); or check them in Ripio (bulkcreate failures" +
+			ledgerFlag + ") and re-run with --resend-in-doubt"
 		if s.KeepsIDs {
 			next = "an answer since has shown it keeps them: run the same import again to send them"
 		}
-		fmt.Fprintf(w, "note: %s in doubt not sent again: until an answer shows that this target keeps the customerIds sent, "+
-			"a second send may create a second customer; %s\n", plural(s.HeldUntilKnown, "row"), next)
+		fmt.Fprintf(w, "note: %s in doubt not sent again: no answer had shown that this target keeps the customerIds sent, "+
+			"and where it does not a second send may create a second customer; %s\n", plural(s.HeldUntilKnown, "row"), next)
 	}
 	var left []string
 	if n := s.Failed + s.InDoubt - s.Held + s.Pending + s.NotStarted(); n > 0 {

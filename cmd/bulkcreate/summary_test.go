@@ -55,3 +55,40 @@ func TestPrintSummary_DryRunListsWhyRowsWouldNotBeSent(t *testing.T) {
 		t.Errorf("dry-run summary lacks the reasons:\n%s", got)
 	}
 }
+
+// TestPrintSummary_RowsInDoubtHeldSayWhatToDo: the summary's advice on
+// rows in doubt not sent again follows what the run learned: no warning
+// to check rows when none was held, the way to find out when no answer
+// told, and the row sent alone to find out when its answer showed that
+// the target assigns its own ids.
+func TestPrintSummary_RowsInDoubtHeldSayWhatToDo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		sum       importer.Summary
+		want, not string
+	}{
+		{"assigns, none held", importer.Summary{Counts: importer.Counts{Read: 2, Created: 2}, Outcome: "completed", ReadAll: true, AssignsIDs: true},
+			"note: this target assigns its own customer ids", "(0 in this run)"},
+		{"unknown, nothing told", importer.Summary{Counts: importer.Counts{Read: 5, InDoubt: 5}, Outcome: "completed", ReadAll: true, HeldUntilKnown: 5},
+			"run the same import again: with no new row to tell, it sends one of them alone to find out", "an answer since has shown"},
+		{"unknown, since known", importer.Summary{Counts: importer.Counts{Read: 5, Created: 2, InDoubt: 3}, Outcome: "completed", ReadAll: true, HeldUntilKnown: 3, KeepsIDs: true},
+			"an answer since has shown it keeps them: run the same import again to send them", "sends one of them alone"},
+		{"probe found two", importer.Summary{Counts: importer.Counts{Read: 5, Created: 1, InDoubt: 4}, Outcome: "completed", ReadAll: true, AssignsIDs: true, Held: 4, ProbeLine: 2, ProbeTwice: true},
+			"the row on line 2, in doubt, was sent again alone", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			printSummary(&b, tt.sum, 0, target{BaseURL: "http://127.0.0.1:1", ClientID: "c"}, "bulkcreate.db", nil)
+			got := b.String()
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("summary lacks %q:\n%s", tt.want, got)
+			}
+			if tt.not != "" && strings.Contains(got, tt.not) {
+				t.Errorf("summary has %q:\n%s", tt.not, got)
+			}
+		})
+	}
+}

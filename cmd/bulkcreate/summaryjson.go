@@ -42,6 +42,8 @@ type summaryJSON struct {
 	HeldInDoubt       int64    `json:"heldInDoubt,omitempty"`       // of in_doubt, rows not sent again for it
 	KeepsIDs          bool     `json:"keepsIds,omitempty"`          // an answer showed the target keeps the customer ids sent
 	HeldUntilIDsKnown int64    `json:"heldUntilIdsKnown,omitempty"` // of in_doubt, rows not sent again until that is known
+	ProbeLine         int64    `json:"probeLine,omitempty"`         // the row in doubt sent alone to find out
+	ProbeMayBeTwice   bool     `json:"probeMayBeTwice,omitempty"`   // its answer showed the target assigns its own ids
 	Requests          int64    `json:"requests"`
 	Throttled         int64    `json:"throttled"`
 	ElapsedSeconds    float64  `json:"elapsedSeconds"`
@@ -189,6 +191,7 @@ func (r *summaryRecorder) write(runErr error) error {
 		out.Requests, out.Throttled = s.Requests, s.Throttled
 		out.AssignsIDs, out.HeldInDoubt = s.AssignsIDs, s.Held
 		out.KeepsIDs, out.HeldUntilIDsKnown = s.KeepsIDs, s.HeldUntilKnown
+		out.ProbeLine, out.ProbeMayBeTwice = s.ProbeLine, s.ProbeTwice
 		out.ElapsedSeconds, out.RequestsPerSecond = s.Elapsed.Seconds(), achievedRate(*s)
 	}
 	if out.Reasons == nil {

@@ -108,3 +108,10 @@ func heldUntilKnownMessage(msg, email string) string {
 		"(then a second send is answered \"already exists\"), and at one that assigns its own ids a second send may create a second customer; " +
 		"a run that gets such an answer sends it, or check " + email + " in Ripio, then re-run with --resend-in-doubt"
 }
+
+// twiceMessage is the message of a row created by the send that found the
+// target assigns its own ids, whose earlier send was in doubt.
+func twiceMessage(email, id string) string {
+	return "created as " + id + " when sent alone to find out whether the target keeps the customerIds sent; it does not, " +
+		"and the earlier send of this row, in doubt, may have created another customer: check " + email + " in Ripio"
+}

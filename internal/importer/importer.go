@@ -174,6 +174,11 @@ type Summary struct {
 	// (KeepsIDs says whether one had by the run's end).
 	HeldUntilKnown int64 `json:"heldUntilIdsKnown,omitempty"`
 	KeepsIDs       bool  `json:"keepsIds,omitempty"`
+	// ProbeLine is the line of the row in doubt sent alone to find out
+	// (0: none); ProbeTwice, that its answer showed the target assigns its
+	// own ids, so that person may have two customers.
+	ProbeLine  int64 `json:"probeLine,omitempty"`
+	ProbeTwice bool  `json:"probeMayBeTwice,omitempty"`
 	// Input is how the file was read: encoding and delimiter.
 	Input Format `json:"input"`
 	// Consumed is how many bytes of the input the rows read so far took
@@ -209,6 +214,10 @@ type Importer struct {
 	// probe: one row in doubt may go to find out whether the target keeps
 	// the ids sent (planner.sendDeferred).
 	probe atomic.Bool
+	// probeLine is the line of the row sent so; probeTwice: its answer
+	// showed the target assigns its own ids.
+	probeLine  atomic.Int64
+	probeTwice atomic.Bool
 	// elsewhere: the rows another fleet import had queued (elsewhere.go).
 	elsewhere elsewhereKeys
 	// places: the pool's places, one a row sending (see takePlace);
@@ -289,6 +298,8 @@ func (im *Importer) Progress() Summary {
 		Held:           c.held.Load(),
 		HeldUntilKnown: c.heldUnknown.Load(),
 		KeepsIDs:       im.ownIDs.Load(),
+		ProbeLine:      im.probeLine.Load(),
+		ProbeTwice:     im.probeTwice.Load(),
 	}
 }
 
@@ -367,7 +378,10 @@ func (im *Importer) Import(ctx context.Context, in io.Reader) (Summary, error) {
 	defer cancel()
 	end := ledger.RunEnd{
 		Outcome: outcome, Counts: sum.Counts,
-		ReadWholeFile: readAll && runErr == nil, SourceFile: im.cfg.SourceFile,
+		// Read to its end, every line's issue recorded: only then do the
+		// line issues of earlier runs of the file go. Not after a stop,
+		// which leaves rows not planned.
+		ReadWholeFile: readAll && runErr == nil && ctx.Err() == nil, SourceFile: im.cfg.SourceFile,
 	}
 	var ferr error
 	// A load the fleet stopped for its error limit is loaded all the same:

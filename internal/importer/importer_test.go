@@ -732,3 +732,26 @@ func TestImport_DryRunSaysWhyRowsWouldNotBeSent(t *testing.T) {
 		t.Errorf("dry run issues = %q; want line 2's invalid email, then line 4 repeating line 3", sum.Issues)
 	}
 }
+
+// TestImport_AStoppedRunThatReadItsWholeFileSaysSo: a run stopped after it
+// had read its whole file says so (ReadAll), so that its summary does not
+// tell the operator that the rest of the file was not read.
+func TestImport_AStoppedRunThatReadItsWholeFileSaysSo(t *testing.T) {
+	t.Parallel()
+	data, _ := genCSV(40, "readall")
+	fx := newFixture(t, sandbox.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for fx.srv.Stats().Requests < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	sum, err := fx.importCSV(t, data, runOpts{rps: 2, ctx: ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Outcome != "interrupted" || sum.Read != 40 || !sum.ReadAll {
+		t.Errorf("stopped run: %s, %d read, read all %v; want interrupted, 40 read, read all", sum.Outcome, sum.Read, sum.ReadAll)
+	}
+}

@@ -304,3 +304,34 @@ func TestImport_NoProbeWhenTheFileHadRowsNeverSent(t *testing.T) {
 		t.Errorf("import 2: %d rows held until the target is known, want 5", sum.HeldUntilKnown)
 	}
 }
+
+// TestImport_ARowSentAloneToAnIDAssigningTargetIsFlagged: the row in
+// doubt sent alone to find out, whose answer shows that the target assigns
+// its own ids, is created with a message telling to check that person,
+// and the summary names its line.
+func TestImport_ARowSentAloneToAnIDAssigningTargetIsFlagged(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 4, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	data, emails := genCSV(4, "alone")
+	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.InDoubt != 4 {
+		t.Fatalf("import 1: %+v, %v; want 4 in doubt (every answer lost)", sum.Counts, err)
+	}
+	im = importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 1 || sum.Held != 3 || !sum.ProbeTwice || sum.ProbeLine != 2 {
+		t.Errorf("import 2: created %d, held %d, probe twice %v on line %d; want 1, 3, true, line 2", sum.Created, sum.Held, sum.ProbeTwice, sum.ProbeLine)
+	}
+	key := "email:" + emails[0]
+	got, err := store.Lookup(t.Context(), "t", []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got[key]; p.Status != "created" || !strings.Contains(p.Message, "check "+emails[0]+" in Ripio") {
+		t.Errorf("the row sent alone: %s, %q; want created, telling to check the person in Ripio", p.Status, p.Message)
+	}
+}

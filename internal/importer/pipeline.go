@@ -72,8 +72,9 @@ func (im *Importer) feed(ctx context.Context, g *errgroup.Group, rr *rowReader, 
 	}
 	if ctx.Err() != nil {
 		// A stop, not a failure: what failed was a lookup or a write the
-		// stop interrupted; rows not planned stay as they were.
-		return false, nil
+		// stop interrupted; rows not planned stay as they were. The file
+		// may have been read to its end all the same.
+		return readAll && readErr == nil, nil
 	}
 	return readAll && err == nil && ctx.Err() == nil, err
 }

@@ -30,7 +30,11 @@ type sending struct {
 	// untilKnown: the row, in doubt, is held until an answer shows that
 	// the target keeps the ids sent.
 	untilKnown bool
-	last       ripio.Verdict
+	// probe: the row, in doubt, was sent alone to find out whether the
+	// target keeps the ids sent; twice: the answer showed it does not, so
+	// the person may have two customers.
+	probe, twice bool
+	last         ripio.Verdict
 }
 
 // send takes one row, marked in flight by mark, through its attempts and
@@ -73,6 +77,11 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 			}
 			if err := im.noteAssignedID(ctx, cust); err != nil {
 				return err
+			}
+			if s.probe && cust.AssignedID != "" {
+				// Its first send may have made a customer too.
+				im.probeTwice.Store(true)
+				s.twice = true
 			}
 			return im.record(ctx, s, statusOf(v.Outcome), cust.CustomerID)
 		case ripio.Rejected:
@@ -147,7 +156,12 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		}
 		return true, im.record(ctx, s, row.InDoubt, "")
 	}
-	if s.maybeSent && !im.cfg.ResendInDoubt && !im.keepsIDsNow(ctx) && !im.probe.CompareAndSwap(true, false) {
+	if s.maybeSent && !im.cfg.ResendInDoubt && !im.keepsIDsNow(ctx) && !s.probe {
+		if im.probe.CompareAndSwap(true, false) {
+			s.probe = true // sent alone to find out (planner.sendDeferred)
+			im.probeLine.Store(int64(s.row.Line))
+			return false, nil
+		}
 		// In doubt since an earlier run, at a target no answer has yet
 		// shown to keep the ids sent: a second send may be a second
 		// customer. Rows sent for the first time will tell.
@@ -267,6 +281,9 @@ func (im *Importer) record(ctx context.Context, s *sending, st row.Status, custo
 	msg := s.last.Reason
 	if st == row.Created || st == row.Exists {
 		msg = ""
+		if s.twice {
+			msg = twiceMessage(s.row.Email, customerID)
+		}
 	} else if st == row.InDoubt && im.holdsInDoubt() {
 		im.counts.held.Add(1)
 		msg = heldMessage(msg, s.row.Email)
