@@ -62,15 +62,7 @@ func BenchmarkAdaptive(b *testing.B) {
 // of create requests it throttled.
 func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (share, throttled float64) {
 	b.Helper()
-	srv, err := sandbox.NewServer(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	client, err := ripio.New(ripio.Config{BaseURL: srv.URL(), ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, client := serve(b, opts)
 	lim := ratelimit.New(ratelimit.Config{Rate: ceiling})
 	run := fmt.Sprint(time.Now().UnixNano())
 	jobs := make(chan int, rows)
@@ -104,6 +96,22 @@ func runPool(b *testing.B, opts sandbox.Options, ceiling float64, rows int) (sha
 	}
 	st := srv.Stats()
 	return float64(st.Created) / allowed(opts, ceiling, elapsed), float64(st.Throttled) / float64(st.Requests)
+}
+
+// serve starts a sandbox shaped by opts, closed when b ends, and a client
+// of it.
+func serve(b *testing.B, opts sandbox.Options) (*sandbox.Server, *ripio.Client) {
+	b.Helper()
+	srv, err := sandbox.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	client, err := ripio.New(ripio.Config{BaseURL: srv.URL(), ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, client
 }
 
 // send is the importer's send, without the ledger: take a place in the
@@ -218,15 +226,7 @@ func BenchmarkStrictBucketCollisions(b *testing.B) {
 // places and returns the share the server throttled.
 func runFixed(b *testing.B, rate float64, d time.Duration) float64 {
 	b.Helper()
-	srv, err := sandbox.NewServer(sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	client, err := ripio.New(ripio.Config{BaseURL: srv.URL(), ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, client := serve(b, sandbox.Options{RateLimit: 100, RateBurst: 1, RetryAfter: true})
 	lim := ratelimit.New(ratelimit.Config{Rate: rate})
 	lim.Adopt(ratelimit.State{Rate: rate, Limit: rate, Margin: 1, Since: time.Now()})
 	n := int(rate * d.Seconds())
