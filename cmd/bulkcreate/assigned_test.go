@@ -167,3 +167,40 @@ func TestCLI_RowsInDoubtWaitUntilAnAnswerShowsTheTarget(t *testing.T) {
 		t.Errorf("second import's summary does not count the 10 rows held:\n%s", r.stdout)
 	}
 }
+
+// TestCLI_MarkExistingClosesRowsInDoubtFromTheFailuresFile: at a target
+// that assigns its own ids, the operator finds the people whose rows are
+// in doubt in Ripio and imports the failures file with --mark-existing:
+// the rows end exists, nothing is sent, and the run exits 0.
+func TestCLI_MarkExistingClosesRowsInDoubtFromTheFailuresFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{AssignIDs: true, DropAfterCommit: 1, Seed: 3})
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	for i := range 5 {
+		fmt.Fprintf(&b, "found%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", b.String())
+	runBin(t, dir, env, "", "import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv")
+	db := filepath.Join(dir, "bulkcreate.db")
+	if n := ledgerCount(t, db, "status = 'in_doubt'"); n != 5 {
+		t.Fatalf("first import (every answer lost): %d rows in doubt, want 5", n)
+	}
+	f := runBin(t, dir, env, "", "failures")
+	if f.code != 0 {
+		t.Fatalf("failures: exit %d\n%s", f.code, f.stderr)
+	}
+	writeFile(t, dir, "found.csv", f.stdout)
+	before := srv.Stats().Requests
+	r := runBin(t, dir, env, "", "import", "--mark-existing", "found.csv")
+	if r.code != 0 || srv.Stats().Requests != before {
+		t.Fatalf("import --mark-existing: exit %d, %d requests; want 0 and none\n%s%s", r.code, srv.Stats().Requests-before, r.stdout, r.stderr)
+	}
+	if inDoubt, exists := ledgerCount(t, db, "status = 'in_doubt'"), ledgerCount(t, db, "status = 'exists'"); inDoubt != 0 || exists != 5 {
+		t.Errorf("ledger after --mark-existing: %d in doubt, %d exists; want 0 and 5", inDoubt, exists)
+	}
+	if u := runBin(t, dir, env, "", "import", "--mark-existing", "--dry-run", "found.csv"); u.code != 2 {
+		t.Errorf("import --mark-existing --dry-run: exit %d, want 2 (a usage error)", u.code)
+	}
+}

@@ -56,6 +56,7 @@ type importFlags struct {
 	unreachableAfter, maxRetryAfter time.Duration
 	retryRejected                   bool
 	resendInDoubt                   bool
+	markExisting                    bool
 	delimiter                       string
 	columns                         map[string]string
 	maxLineBytes                    int
@@ -85,6 +86,7 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.maxRetryAfter, "max-retry-after", 10*time.Minute, "abort when the server asks to wait longer than this, or throttles every request for this long (0: never)")
 	fs.BoolVar(&f.retryRejected, "retry-rejected", false, "send again rows the server rejected even when unchanged")
 	fs.BoolVar(&f.resendInDoubt, "resend-in-doubt", false, "send again rows in doubt at a target that assigns its own customer ids (check them in Ripio first: a second send may create a second customer)")
+	fs.BoolVar(&f.markExisting, "mark-existing", false, "record the rows of FILE that are in doubt as existing, and send nothing: for rows you found in Ripio (bulkcreate failures lists them)")
 	fs.StringVar(&f.delimiter, "delimiter", "", "field separator: a character, or tab / semicolon / comma / pipe (default: the file's \"sep=\" line, else detected from the header)")
 	fs.Func("map", "take columns of other names as ours: `our=theirs,...`, e.g. email=\"E-mail Address\",type=Kind (ours: email, type, customerId)",
 		func(s string) error { return parseColumnMap(s, &f.columns) })
@@ -157,6 +159,7 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		MaxAttempts:   f.maxAttempts,
 		RetryRejected: f.retryRejected,
 		ResendInDoubt: f.resendInDoubt,
+		MarkExisting:  f.markExisting,
 		DryRun:        f.dryRun,
 	}
 	switch {
@@ -178,6 +181,8 @@ func (f *importFlags) importerConfig() (importer.Config, error) {
 		return cfg, fmt.Errorf("--max-line-bytes %d: want 64 or more", f.maxLineBytes)
 	case f.unreachableAfter < 0:
 		return cfg, fmt.Errorf("--unreachable-after %v: want 0 (never) or more", f.unreachableAfter)
+	case f.markExisting && (f.dryRun || f.resendInDoubt || f.detach):
+		return cfg, errors.New("--mark-existing sends nothing: it goes with none of --dry-run, --resend-in-doubt, --detach")
 	case f.detach && !isPostgres(f.ledger):
 		return cfg, errors.New("--detach: needs a PostgreSQL ledger (--ledger postgres://...), whose workers send the rows")
 	case f.lease < minLease:

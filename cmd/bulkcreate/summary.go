@@ -82,6 +82,11 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		left = append(left, "the rest of the file not read")
 	}
 	again := "run the same import again (safe: no customer is created twice)"
+	if s.InDoubt > 0 && !s.KeepsIDs && !s.AssignsIDs {
+		// No answer showed what the target does with ids: the next run
+		// may send one row in doubt alone to find out.
+		again = "run the same import again (rows in doubt go again only once an answer shows the target refuses a second customer)"
+	}
 	if cause != nil {
 		again = "fix what stopped the run (above), then " + again
 	}

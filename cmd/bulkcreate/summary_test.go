@@ -92,3 +92,25 @@ func TestPrintSummary_RowsInDoubtHeldSayWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintSummary_SafeToRunAgainOnlyWhenItIs: the hint to run again calls
+// it safe unless rows are in doubt at a target no answer has shown to keep
+// the ids sent, where the next run may send one alone to find out.
+func TestPrintSummary_SafeToRunAgainOnlyWhenItIs(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		sum  importer.Summary
+		safe bool
+	}{
+		{"failed only", importer.Summary{Counts: importer.Counts{Read: 2, Created: 1, Failed: 1}, Outcome: "completed", ReadAll: true}, true},
+		{"in doubt, keeps ids", importer.Summary{Counts: importer.Counts{Read: 2, Created: 1, InDoubt: 1}, Outcome: "completed", ReadAll: true, KeepsIDs: true}, true},
+		{"in doubt, unknown", importer.Summary{Counts: importer.Counts{Read: 2, InDoubt: 2}, Outcome: "completed", ReadAll: true}, false},
+	} {
+		var b strings.Builder
+		printSummary(&b, tt.sum, 0, target{BaseURL: "http://127.0.0.1:1", ClientID: "c"}, "bulkcreate.db", nil)
+		if got := strings.Contains(b.String(), "safe: no customer is created twice"); got != tt.safe {
+			t.Errorf("%s: summary calls running again safe: %v, want %v\n%s", tt.name, got, tt.safe, b.String())
+		}
+	}
+}

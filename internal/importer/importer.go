@@ -68,6 +68,12 @@ type Config struct {
 	// customer: for the operator who has checked those people in Ripio.
 	// Without it such rows stay in_doubt, not sent (Summary.AssignsIDs).
 	ResendInDoubt bool
+	// MarkExisting records the rows of the file that the ledger holds in
+	// doubt as exists, for the operator who found those people in Ripio,
+	// and sends nothing: the way to close rows in doubt at a target that
+	// assigns its own ids, which re-sending would duplicate. Other rows are
+	// left as they are.
+	MarkExisting bool
 	// Observe, when set, is told the verdict of every create request (not
 	// of a token fetch that kept it from leaving) and how long the call
 	// took: the metrics count what the importer decided, not a second
@@ -425,6 +431,7 @@ func (im *Importer) runOptions() map[string]any {
 	return map[string]any{
 		"concurrency": im.cfg.Concurrency, "maxAttempts": im.cfg.MaxAttempts,
 		"retryRejected": im.cfg.RetryRejected, "resendInDoubt": im.cfg.ResendInDoubt, "maxErrors": im.cfg.MaxErrors, "maxErrorRate": im.cfg.MaxErrorRate,
-		"delimiter": string(im.input.Delimiter),
+		"markExisting": im.cfg.MarkExisting,
+		"delimiter":    string(im.input.Delimiter),
 	}
 }

@@ -335,3 +335,53 @@ func TestImport_ARowSentAloneToAnIDAssigningTargetIsFlagged(t *testing.T) {
 		t.Errorf("the row sent alone: %s, %q; want created, telling to check the person in Ripio", p.Status, p.Message)
 	}
 }
+
+// TestImport_MarkExistingClosesRowsInDoubtAndSendsNothing: rows in doubt
+// that the operator found in Ripio are recorded exists by an import with
+// MarkExisting, which sends nothing and leaves the file's other rows as
+// they were: a later import skips them, and holds the rest as before.
+func TestImport_MarkExistingClosesRowsInDoubtAndSendsNothing(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 4, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	data, emails := genCSV(4, "found")
+	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.InDoubt != 4 {
+		t.Fatalf("import 1: %+v, %v; want 4 in doubt (every answer lost)", sum.Counts, err)
+	}
+	lines := strings.SplitAfter(data, "\n")
+	found := lines[0] + lines[1] + lines[2] // the header and the first two rows
+	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader(found))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Exists != 2 || sum.Requests != 0 || srv.n != 4 {
+		t.Errorf("import --mark-existing: exists %d, %d requests (server saw %d in all); want 2 exists, none sent (4 in all)", sum.Exists, sum.Requests, srv.n)
+	}
+	got, err := store.Lookup(t.Context(), "t", []string{"email:" + emails[0], "email:" + emails[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got["email:"+emails[0]]; p.Status != "exists" || !strings.Contains(p.Message, "--mark-existing") {
+		t.Errorf("a row marked existing: %s, %q; want exists, saying how", p.Status, p.Message)
+	}
+	if p := got["email:"+emails[2]]; p.Status != "in_doubt" {
+		t.Errorf("a row in doubt not in the file: %s; want in_doubt as it was", p.Status)
+	}
+	// The file grown by a row whose answer shows the server's ids: a later
+	// import skips the two marked and holds the other two.
+	more, _ := genCSV(1, "more")
+	im = importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err = im.Import(t.Context(), strings.NewReader(data+more[strings.Index(more, "\n")+1:])); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Skipped != 2 || sum.InDoubt != 2 || sum.Held != 2 || sum.Created != 1 {
+		t.Errorf("import after: skipped %d, in doubt %d (held %d), created %d; want 2, 2 (2), 1", sum.Skipped, sum.InDoubt, sum.Held, sum.Created)
+	}
+	for _, e := range emails {
+		if srv.made[e] > 1 {
+			t.Errorf("%s: %d customers made, want 1", e, srv.made[e])
+		}
+	}
+}

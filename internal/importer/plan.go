@@ -53,6 +53,12 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 	var sends []planned
 	for _, r := range rows {
 		k := knownOf(r, byKey, byEmail)
+		if im.cfg.MarkExisting {
+			if err := p.markExisting(ctx, r, k.own); err != nil {
+				return err
+			}
+			continue
+		}
 		if k.own != nil && k.own.Status == row.Queued {
 			// A fleet import queued it and the fleet has not yet taken it
 			// to an outcome: it is that import's to finish.
@@ -100,6 +106,24 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 		p.deferred = nil
 	}
 	return p.mark(ctx, sends)
+}
+
+// markedExisting is the message of a row in doubt that the operator said
+// exists (Config.MarkExisting).
+const markedExisting = "in doubt, then found in Ripio by the operator (import --mark-existing)"
+
+// markExisting records r, which the store holds as own, exists if it was
+// in doubt; a row done before counts skipped, any other is left as it is.
+func (p *planner) markExisting(ctx context.Context, r Row, own *ledger.Prior) error {
+	im := p.im
+	switch {
+	case own != nil && (own.Status == row.InDoubt || own.Status == row.InFlight):
+		im.counts.exists.Add(1)
+		return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{Key: r.Key, Status: row.Exists, Message: markedExisting})
+	case own != nil && own.Status.Done():
+		im.counts.skipped.Add(1)
+	}
+	return nil
 }
 
 // maxDeferred is the most rows in doubt a run keeps back (defers).
