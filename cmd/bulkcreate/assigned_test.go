@@ -204,3 +204,22 @@ func TestCLI_MarkExistingClosesRowsInDoubtFromTheFailuresFile(t *testing.T) {
 		t.Errorf("import --mark-existing --dry-run: exit %d, want 2 (a usage error)", u.code)
 	}
 }
+
+// TestCLI_MarkExistingOnPostgresSendsNothing: on a PostgreSQL ledger an
+// import works the target's queued chunks with its own pool; one with
+// --mark-existing has none, and leaves rows other imports queued to their
+// workers.
+func TestCLI_MarkExistingOnPostgresSendsNothing(t *testing.T) {
+	t.Parallel()
+	ledgerURL, _ := postgresLedgerURL(t)
+	dir := t.TempDir()
+	srv, env := newServer(t, sandbox.Options{})
+	env[ledgerEnv] = ledgerURL
+	queueFile(t, dir, env, 5, "q", "0") // 5 rows queued, none sent
+	writeFile(t, dir, "found.csv", "email,type\nfound@example.com,INDIVIDUAL\n")
+	before := srv.Stats().Requests
+	r := runBin(t, dir, env, "", "import", "--mark-existing", "found.csv")
+	if sent := srv.Stats().Requests - before; sent != 0 || r.code != 0 {
+		t.Errorf("import --mark-existing: %d requests sent, exit %d; want none, 0\n%s%s", sent, r.code, r.stdout, r.stderr)
+	}
+}

@@ -36,8 +36,8 @@ func (j *importJob) runFleet(ctx context.Context, e env, rec *summaryRecorder, p
 	}()
 	var wsum importer.Summary
 	var werr error
-	if j.f.detach {
-		<-loadEnd
+	if j.f.detach || j.cfg.MarkExisting {
+		<-loadEnd // --mark-existing sends nothing: no pool of its own
 	} else {
 		fp := &fleetProgress{ctx: ctx, l: pg.Ledger, ls: ls, loader: loader}
 		prog := j.startProgress(e, fp)

@@ -32,7 +32,7 @@ func printSummary(w io.Writer, s importer.Summary, rps float64, tgt target, ledg
 		name string
 		n    int64
 	}{
-		{"created", s.Created}, {"exists", s.Exists}, {"skipped (done before)", s.Skipped},
+		{"created", s.Created}, {"exists", s.Exists}, {skippedLabel(s), s.Skipped},
 		{"invalid", s.Invalid}, {"duplicate", s.Duplicate}, {"rejected", s.Rejected},
 		{"failed", s.Failed}, {"in doubt", s.InDoubt}, {"not reached", s.Pending},
 		{"not started", s.NotStarted()},
@@ -149,4 +149,13 @@ func plural(n int64, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// skippedLabel names the rows a run skipped: done before, or, for a run
+// that marked rows in doubt existing, any it left as they were.
+func skippedLabel(s importer.Summary) string {
+	if s.MarkExisting {
+		return "left as they were (not in doubt, or another person)"
+	}
+	return "skipped (done before)"
 }

@@ -185,6 +185,9 @@ type Summary struct {
 	// own ids, so that person may have two customers.
 	ProbeLine  int64 `json:"probeLine,omitempty"`
 	ProbeTwice bool  `json:"probeMayBeTwice,omitempty"`
+	// MarkExisting: the run recorded rows in doubt exists and sent nothing
+	// (Config.MarkExisting); Skipped counts the rows it left as they were.
+	MarkExisting bool `json:"markExisting,omitempty"`
 	// Input is how the file was read: encoding and delimiter.
 	Input Format `json:"input"`
 	// Consumed is how many bytes of the input the rows read so far took
@@ -305,6 +308,7 @@ func (im *Importer) Progress() Summary {
 		HeldUntilKnown: c.heldUnknown.Load(),
 		KeepsIDs:       im.ownIDs.Load(),
 		ProbeLine:      im.probeLine.Load(),
+		MarkExisting:   im.cfg.MarkExisting,
 		ProbeTwice:     im.probeTwice.Load(),
 	}
 }

@@ -385,3 +385,50 @@ func TestImport_MarkExistingClosesRowsInDoubtAndSendsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestImport_MarkExistingLeavesARowOfAnotherPerson: a key names one person:
+// a file row under the key of a row in doubt, but with another email or
+// type, is not the person the operator found, and leaves that row in doubt.
+func TestImport_MarkExistingLeavesARowOfAnotherPerson(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 1, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader("email,type,customerId\nold@example.com,INDIVIDUAL,C1\n")); err != nil || sum.InDoubt != 1 {
+		t.Fatalf("import 1: %+v, %v; want 1 in doubt", sum.Counts, err)
+	}
+	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader("email,type,customerId\nnew@example.com,BUSINESS,C1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Lookup(t.Context(), "t", []string{"id:C1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got["id:C1"]; p.Status != "in_doubt" || sum.Exists != 0 {
+		t.Errorf("row id:C1 (old@example.com, INDIVIDUAL) after --mark-existing of new@example.com BUSINESS: %s, exists %d; want in_doubt, 0", p.Status, sum.Exists)
+	}
+}
+
+// TestImport_MarkExistingCountsEveryRowRead: the rows a --mark-existing
+// run leaves as they were count skipped, so that its counts add up to the
+// rows read and it does not call them unfinished.
+func TestImport_MarkExistingCountsEveryRowRead(t *testing.T) {
+	t.Parallel()
+	srv := &idAssigner{lose: 1, made: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader("email,type\na@example.com,INDIVIDUAL\n")); err != nil || sum.InDoubt != 1 {
+		t.Fatalf("import 1: %+v, %v; want 1 in doubt", sum.Counts, err)
+	}
+	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	sum, err := im.Import(t.Context(), strings.NewReader("email,type\na@example.com,INDIVIDUAL\nnever@example.com,INDIVIDUAL\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Outcome != "completed" || sum.Read != 2 || sum.Exists != 1 || sum.Skipped != 1 || sum.NotStarted() != 0 {
+		t.Errorf("--mark-existing: %s, %+v, not started %d; want completed, 2 read, 1 exists, 1 skipped, 0 not started",
+			sum.Outcome, sum.Counts, sum.NotStarted())
+	}
+}

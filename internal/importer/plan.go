@@ -112,17 +112,18 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 // exists (Config.MarkExisting).
 const markedExisting = "in doubt, then found in Ripio by the operator (import --mark-existing)"
 
-// markExisting records r, which the store holds as own, exists if it was
-// in doubt; a row done before counts skipped, any other is left as it is.
+// markExisting records r exists if the store holds it (own) in doubt, as
+// the same person (a key names one person: another email or type under
+// r's key is not the one the operator found); any other row is left as it
+// is and counts skipped. A row in doubt under a key an older version gave
+// it (its email lower-cased, for a non-ASCII one) is left too.
 func (p *planner) markExisting(ctx context.Context, r Row, own *ledger.Prior) error {
 	im := p.im
-	switch {
-	case own != nil && (own.Status == row.InDoubt || own.Status == row.InFlight):
+	if own != nil && (own.Status == row.InDoubt || own.Status == row.InFlight) && samePerson(*own, r) {
 		im.counts.exists.Add(1)
 		return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{Key: r.Key, Status: row.Exists, Message: markedExisting})
-	case own != nil && own.Status.Done():
-		im.counts.skipped.Add(1)
 	}
+	im.counts.skipped.Add(1)
 	return nil
 }
 
