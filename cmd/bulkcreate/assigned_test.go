@@ -205,6 +205,32 @@ func TestCLI_MarkExistingClosesRowsInDoubtFromTheFailuresFile(t *testing.T) {
 	}
 }
 
+// TestCLI_ADryRunFailsOnlyForRowsTheFileMustFix: a dry run over rows that
+// earlier runs left in doubt, held at a target that assigns its own ids,
+// exits 0, as the README says: only invalid or duplicate rows make it 1.
+func TestCLI_ADryRunFailsOnlyForRowsTheFileMustFix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{AssignIDs: true, DropAfterCommit: 0.5, Seed: 7})
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	for i := range 10 {
+		fmt.Fprintf(&b, "dry%02d@example.com,INDIVIDUAL\n", i)
+	}
+	writeFile(t, dir, "in.csv", b.String())
+	runBin(t, dir, env, "", "import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv")
+	if n := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'in_doubt'"); n == 0 {
+		t.Fatalf("first import left no row in doubt; the test needs some")
+	}
+	if r := runBin(t, dir, env, "", "import", "--dry-run", "in.csv"); r.code != 0 {
+		t.Errorf("import --dry-run over rows held in doubt: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	writeFile(t, dir, "bad.csv", "email,type\nnot-an-email,INDIVIDUAL\n")
+	if r := runBin(t, dir, env, "", "import", "--dry-run", "bad.csv"); r.code != 1 {
+		t.Errorf("import --dry-run of an invalid row: exit %d, want 1", r.code)
+	}
+}
+
 // TestCLI_MarkExistingOnPostgresSendsNothing: on a PostgreSQL ledger an
 // import works the target's queued chunks with its own pool; one with
 // --mark-existing has none, and leaves rows other imports queued to their

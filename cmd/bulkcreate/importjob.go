@@ -237,6 +237,12 @@ func importExit(ctx context.Context, sum importer.Summary, err error) error {
 		return withCode(exitAborted, err)
 	case ctx.Err() != nil:
 		return withCode(exitInterrupted, errors.New("interrupted; run the same command again to finish"))
+	case sum.DryRun:
+		// A plan: only rows the file must fix make it fail, not rows
+		// earlier runs left rejected or in doubt.
+		if sum.Invalid+sum.Duplicate > 0 {
+			return withCode(exitNotDone, errQuiet)
+		}
 	case sum.NotDone() > 0:
 		return withCode(exitNotDone, errQuiet)
 	}
