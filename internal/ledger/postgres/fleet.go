@@ -279,7 +279,7 @@ func (l *Ledger) StopRun(ctx context.Context, runID int64, reason string) error 
 
 // loadingRun is true for run r while its loader lives: r is running, not
 // loaded, and the target's lock (run.go's lockTarget) is held, by r's
-// session, as no later import has taken the target since.
+// connection, as no later import has taken the target since.
 const loadingRun = `(r.outcome = 'running' AND r.loaded_at IS NULL
 	AND NOT EXISTS (SELECT 1 FROM runs later WHERE later.target_id = r.target_id AND later.id > r.id)
 	AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2

@@ -162,7 +162,7 @@ func TestFleet_IdleIsFalseWhileAnImportIsLoading(t *testing.T) {
 
 // TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk: a fleet
 // import killed while loading never records Loaded; its lock goes with its
-// session. Workers send what it queued; the end of its last chunk ends
+// connection. Workers send what it queued; the end of its last chunk ends
 // its run crashed, and Live no longer lists it.
 func TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk(t *testing.T) {
 	t.Parallel()
@@ -171,7 +171,7 @@ func TestFleet_ALoadWhoseLoaderDiedEndsCrashedWithItsLastChunk(t *testing.T) {
 	if err := loader.Queue(t.Context(), chunkOf("a.csv", 2, 1)); err != nil {
 		t.Fatal(err)
 	}
-	loader.unlock() // kill -9: the session, and the lock, are gone
+	loader.unlock() // kill -9: the connection, and the lock, are gone
 	w := startWorker(t, l, targetA, time.Minute)
 	c, _ := claimChunk(t, w)
 	q := c.Rows[0]

@@ -254,7 +254,7 @@ func TestStartRun_RefusesSecondRunOnTarget(t *testing.T) {
 
 // TestStartRun_KilledProcessReleasesItsLock runs a child that starts a run
 // on targetA, marks rows in flight and records one, then is SIGKILLed: its
-// session ends with it, so the next StartRun is not refused, and it finds
+// connection ends with it, so the next StartRun is not refused, and it finds
 // the rows in flight in doubt and the child's run crashed.
 func TestStartRun_KilledProcessReleasesItsLock(t *testing.T) {
 	if schema := os.Getenv("LEDGER_PG_HOLD_CHILD"); schema != "" {
@@ -407,7 +407,7 @@ func TestRun_ConcurrentWritesAllCommitted(t *testing.T) {
 	}
 }
 
-// TestWriter_FailedCommitFailsLaterWrites: the writer's session is ended
+// TestWriter_FailedCommitFailsLaterWrites: the writer's connection is ended
 // under it; the commit that finds out fails, and so does every write
 // after it, so that an import stops rather than drop outcomes.
 func TestWriter_FailedCommitFailsLaterWrites(t *testing.T) {
@@ -425,9 +425,9 @@ func TestWriter_FailedCommitFailsLaterWrites(t *testing.T) {
 	}
 	record(t, r, Outcome{Key: "a", Status: Created})
 	if err := r.Flush(t.Context()); err == nil {
-		t.Fatalf("Flush() after the writer's session ended = nil, want an error")
+		t.Fatalf("Flush() after the writer's connection ended = nil, want an error")
 	}
-	wantFailedWrites(t, l, r, "a lost session")
+	wantFailedWrites(t, l, r, "a lost connection")
 }
 
 // TestBuildBatch_OneStatementPerRunOfAKind: consecutive writes of a kind
@@ -483,7 +483,7 @@ func TestWriter_CommitIsAllOrNothing(t *testing.T) {
 	}
 }
 
-// TestRun_LostLockStopsTheRun: the session holding a run's lock is ended
+// TestRun_LostLockStopsTheRun: the connection holding a run's lock is ended
 // (a database restart, a broken network); the run notices and every later
 // write fails with ErrLockLost, so the import stops.
 func TestRun_LostLockStopsTheRun(t *testing.T) {
@@ -507,9 +507,9 @@ func TestRun_LostLockStopsTheRun(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := l.w.failed(); !errors.Is(err, ErrLockLost) {
-		t.Fatalf("the ledger's error after the lock's session ended = %v, want ErrLockLost", err)
+		t.Fatalf("the ledger's error after the lock's connection ended = %v, want ErrLockLost", err)
 	}
-	wantFailedWrites(t, l, r, "the lock's session ended")
+	wantFailedWrites(t, l, r, "the lock's connection ended")
 }
 
 // TestOpen_SchemaFromTheURLsSearchPath: with no Options.Schema, the URL's
@@ -536,7 +536,7 @@ func TestOpen_SchemaFromTheURLsSearchPath(t *testing.T) {
 }
 
 // TestRun_WritesOfARunAnotherImportEndedAreRefused: once another import has
-// taken the target and marked this run crashed (its lock's session having
+// taken the target and marked this run crashed (its lock's connection having
 // ended unnoticed), this run's writes are refused whole, before the next
 // lock check: the rows it left in flight are in doubt, and stay so.
 func TestRun_WritesOfARunAnotherImportEndedAreRefused(t *testing.T) {

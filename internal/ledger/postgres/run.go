@@ -25,7 +25,7 @@ type Run struct {
 	Recovered int64
 
 	mu   sync.Mutex
-	lock *pgx.Conn // the session holding the target's lock; nil once released
+	lock *pgx.Conn // the connection holding the target's lock; nil once released
 
 	ahead []chan error // QueueAhead's writes not yet seen committed, oldest first
 
@@ -34,13 +34,13 @@ type Run struct {
 	watchDone chan struct{} // closed when watchLock has returned
 }
 
-// ErrLockLost is the error of every write after the session holding a
+// ErrLockLost is the error of every write after the connection holding a
 // run's lock ended before the run did (the database restarted, or the
 // network failed): another import may have taken the target since, so
 // this one must stop.
-var ErrLockLost = errors.New("ledger: the database session holding this import's lock ended; stopping, as another import may have taken the target")
+var ErrLockLost = errors.New("ledger: the database connection holding this import's lock ended; stopping, as another import may have taken the target")
 
-// lockCheckEvery is how often a run checks that its lock's session lives.
+// lockCheckEvery is how often a run checks that its lock's connection lives.
 const lockCheckEvery = 5 * time.Second
 
 // StartRun takes the lock for info.Target (ledger.ErrBusy when another
@@ -111,7 +111,7 @@ const recoverSQL = `UPDATE rows SET status = 'in_doubt', updated_at = now(),
 	WHERE target_id = $1 AND status = 'in_flight' AND (chunk_id IS NULL OR chunk_id IN (
 		SELECT id FROM chunks WHERE target_id = $1 AND (lease_until IS NULL OR lease_until < now())))`
 
-// watchLock pings the lock's session every interval until unlock stops
+// watchLock pings the lock's connection every interval until unlock stops
 // it. A ping that fails or gets no answer within the interval fails the
 // ledger with ErrLockLost: the import stops rather than go on without its
 // lock. (Until it is noticed, another import could take the target; the
@@ -141,10 +141,11 @@ func (r *Run) watchLock(interval time.Duration) {
 	}
 }
 
-// lockTarget takes the target's lock on a session of its own, taken out of
-// the pool: a session-level advisory lock, which PostgreSQL releases when
-// the session ends, however the process holding it ended. Its keys are the
-// schema's oid and the target's id, unique in the database.
+// lockTarget takes the target's lock on a connection of its own, taken
+// out of the pool: an advisory lock held by the connection (not by a
+// transaction), which PostgreSQL releases when the connection ends,
+// however the process holding it ended. Its keys are the schema's oid and
+// the target's id, unique in the database.
 func (l *Ledger) lockTarget(ctx context.Context, targetID int64) (*pgx.Conn, error) {
 	pc, err := l.pool.Acquire(ctx)
 	if err != nil {
@@ -163,10 +164,10 @@ func (l *Ledger) lockTarget(ctx context.Context, targetID int64) (*pgx.Conn, err
 	return conn, nil
 }
 
-// closeConn ends a session, and with it the locks it holds. It unlocks
-// first: the server ends a closed session's backend, and drops its locks,
+// closeConn ends a connection, and with it the locks it holds. It unlocks
+// first: the server ends a closed connection's backend, and drops its locks,
 // a moment after the socket closes, when a next StartRun may already ask.
-// If the server does not answer, closing the socket ends the session all
+// If the server does not answer, closing the socket ends the connection all
 // the same.
 func closeConn(c *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,6 +1,6 @@
 -- fence_runs refuses a commit that writes for a run no longer running: one
 -- that another import, having taken the target after this run's lock
--- session ended, marked crashed. Its rows in flight were made in doubt by
+-- connection ended, marked crashed. Its rows in flight were made in doubt by
 -- that import; writing over them again would record a lie.
 CREATE FUNCTION fence_runs(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
