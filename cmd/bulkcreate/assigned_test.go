@@ -28,13 +28,8 @@ func TestCLI_ServerAssignedIDsHoldRowsInDoubt(t *testing.T) {
 	opts := sandbox.Options{AssignIDs: true, DropAfterCommit: 0.3, Seed: 7, DBPath: db}
 	srv, env := newServer(t, opts)
 	const n = 30
-	var b strings.Builder
-	b.WriteString("email,type\n")
-	for i := range n {
-		fmt.Fprintf(&b, "user%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", b.String())
-	args := []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv"}
+	writeFile(t, dir, "in.csv", peopleCSV("user", n))
+	args := oneAtATime("in.csv")
 
 	r := runBin(t, dir, env, "", args...)
 	if r.code != 1 {
@@ -131,13 +126,8 @@ func TestCLI_RowsInDoubtWaitUntilAnAnswerShowsTheTarget(t *testing.T) {
 	dir := t.TempDir()
 	opts := sandbox.Options{AssignIDs: true, DropAfterCommit: 1, Seed: 7, DBPath: filepath.Join(dir, "server.db")}
 	srv, env := newServer(t, opts)
-	var b strings.Builder
-	b.WriteString("email,type\n")
-	for i := range 10 {
-		fmt.Fprintf(&b, "lost%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", b.String())
-	args := []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv"}
+	writeFile(t, dir, "in.csv", peopleCSV("lost", 10))
+	args := oneAtATime("in.csv")
 	r := runBin(t, dir, env, "", args...)
 	if n := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'in_doubt'"); n != 10 {
 		t.Fatalf("first import (every answer lost): %d rows in doubt, want 10\n%s%s", n, r.stdout, r.stderr)
@@ -151,10 +141,7 @@ func TestCLI_RowsInDoubtWaitUntilAnAnswerShowsTheTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	for i := range 10 {
-		fmt.Fprintf(&b, "new%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", b.String())
+	writeFile(t, dir, "in.csv", peopleCSV("lost", 10)+strings.TrimPrefix(peopleCSV("new", 10), "email,type\n"))
 	r = runBin(t, dir, env, "", args...)
 	if r.code != 1 {
 		t.Fatalf("second import: exit %d, want 1 (rows in doubt held)\n%s%s", r.code, r.stdout, r.stderr)
@@ -176,13 +163,8 @@ func TestCLI_MarkExistingClosesRowsInDoubtFromTheFailuresFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	srv, env := newServer(t, sandbox.Options{AssignIDs: true, DropAfterCommit: 1, Seed: 3})
-	var b strings.Builder
-	b.WriteString("email,type\n")
-	for i := range 5 {
-		fmt.Fprintf(&b, "found%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", b.String())
-	runBin(t, dir, env, "", "import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv")
+	writeFile(t, dir, "in.csv", peopleCSV("found", 5))
+	runBin(t, dir, env, "", oneAtATime("in.csv")...)
 	db := filepath.Join(dir, "bulkcreate.db")
 	if n := ledgerCount(t, db, "status = 'in_doubt'"); n != 5 {
 		t.Fatalf("first import (every answer lost): %d rows in doubt, want 5", n)
@@ -212,13 +194,8 @@ func TestCLI_ADryRunFailsOnlyForRowsTheFileMustFix(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	_, env := newServer(t, sandbox.Options{AssignIDs: true, DropAfterCommit: 0.5, Seed: 7})
-	var b strings.Builder
-	b.WriteString("email,type\n")
-	for i := range 10 {
-		fmt.Fprintf(&b, "dry%02d@example.com,INDIVIDUAL\n", i)
-	}
-	writeFile(t, dir, "in.csv", b.String())
-	runBin(t, dir, env, "", "import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", "in.csv")
+	writeFile(t, dir, "in.csv", peopleCSV("dry", 10))
+	runBin(t, dir, env, "", oneAtATime("in.csv")...)
 	if n := ledgerCount(t, filepath.Join(dir, "bulkcreate.db"), "status = 'in_doubt'"); n == 0 {
 		t.Fatalf("first import left no row in doubt; the test needs some")
 	}
@@ -248,4 +225,20 @@ func TestCLI_MarkExistingOnPostgresSendsNothing(t *testing.T) {
 	if sent := srv.Stats().Requests - before; sent != 0 || r.code != 0 {
 		t.Errorf("import --mark-existing: %d requests sent, exit %d; want none, 0\n%s%s", sent, r.code, r.stdout, r.stderr)
 	}
+}
+
+// peopleCSV is a file of n individuals, prefix00@example.com and on.
+func peopleCSV(prefix string, n int) string {
+	var b strings.Builder
+	b.WriteString("email,type\n")
+	for i := range n {
+		fmt.Fprintf(&b, "%s%02d@example.com,INDIVIDUAL\n", prefix, i)
+	}
+	return b.String()
+}
+
+// oneAtATime is an import of file that sends one request at a time, as
+// fast as the server answers, each given 2 s.
+func oneAtATime(file string) []string {
+	return []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", file}
 }

@@ -154,12 +154,9 @@ func TestImport_RowsInDoubtWaitForTheAnswersOfRowsSentFirst(t *testing.T) {
 	store := memoryStore{memstore.New()}
 	lost, lostEmails := genCSV(5, "lost")
 	fresh, _ := genCSV(20, "fresh")
-	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
-		t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
-	}
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, lost, 5)
 	both := lost + fresh[strings.Index(fresh, "\n")+1:] // the rows in doubt first, then 20 never sent
-	im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader(both))
 	if err != nil {
 		t.Fatal(err)
@@ -187,16 +184,13 @@ func TestImport_RowsInDoubtAreSentOnceAnAnswerShowsTheTargetKeepsOurIDs(t *testi
 			srv := &idKeeper{lost: func(n int) bool { return n <= 5 }, calls: map[string]int{}}
 			store := memoryStore{memstore.New()}
 			lost, lostEmails := genCSV(5, "lost")
-			im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, srv, freePacer{}, store, "t")
-			if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
-				t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
-			}
+			allInDoubt(t, srv, store, importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, lost, 5)
 			file, want := lost, int64(5)
 			if withFresh {
 				fresh, _ := genCSV(20, "fresh")
 				file, want = lost+fresh[strings.Index(fresh, "\n")+1:], 25
 			}
-			im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, srv, freePacer{}, store, "t")
+			im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 2, Backoff: 1}, srv, freePacer{}, store, "t")
 			sum, err := im.Import(t.Context(), strings.NewReader(file))
 			if err != nil {
 				t.Fatal(err)
@@ -250,14 +244,11 @@ func TestImport_ARunWhoseFileFailsMidwaySendsNoProbe(t *testing.T) {
 	store := memoryStore{memstore.New()}
 	lost, lostEmails := genCSV(300, "lost") // more than a batch: a batch cut by a read error is not planned
 	cfg := importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1, Stop: importer.StopConfig{BreakerRequests: -1, BreakerWindow: -1}}
-	im := importer.New(cfg, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 300 {
-		t.Fatalf("import 1: %+v, %v; want 300 in doubt (every answer lost)", sum.Counts, err)
-	}
+	allInDoubt(t, srv, store, cfg, lost, 300)
 	fresh, _ := genCSV(20, "fresh")
 	broken := io.MultiReader(strings.NewReader(lost), errReader{errors.New("read f.csv: input/output error")},
 		strings.NewReader(fresh[strings.Index(fresh, "\n")+1:]))
-	im = importer.New(cfg, srv, freePacer{}, store, "t")
+	im := importer.New(cfg, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), broken)
 	if err == nil {
 		t.Fatalf("import 2: no error; want the read error")
@@ -285,12 +276,9 @@ func TestImport_NoProbeWhenTheFileHadRowsNeverSent(t *testing.T) {
 	srv := &idAssigner{lose: 10, made: map[string]int{}} // run 1's 5 answers, then run 2's 5 new rows'
 	store := memoryStore{memstore.New()}
 	lost, lostEmails := genCSV(5, "lost")
-	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader(lost)); err != nil || sum.InDoubt != 5 {
-		t.Fatalf("import 1: %+v, %v; want 5 in doubt (every answer lost)", sum.Counts, err)
-	}
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, lost, 5)
 	fresh, _ := genCSV(5, "fresh")
-	im = importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
+	im := importer.New(importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader(lost+fresh[strings.Index(fresh, "\n")+1:]))
 	if err != nil {
 		t.Fatal(err)
@@ -314,11 +302,8 @@ func TestImport_ARowSentAloneToAnIDAssigningTargetIsFlagged(t *testing.T) {
 	srv := &idAssigner{lose: 4, made: map[string]int{}}
 	store := memoryStore{memstore.New()}
 	data, emails := genCSV(4, "alone")
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, data, 4)
 	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.InDoubt != 4 {
-		t.Fatalf("import 1: %+v, %v; want 4 in doubt (every answer lost)", sum.Counts, err)
-	}
-	im = importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -345,13 +330,10 @@ func TestImport_MarkExistingClosesRowsInDoubtAndSendsNothing(t *testing.T) {
 	srv := &idAssigner{lose: 4, made: map[string]int{}}
 	store := memoryStore{memstore.New()}
 	data, emails := genCSV(4, "found")
-	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.InDoubt != 4 {
-		t.Fatalf("import 1: %+v, %v; want 4 in doubt (every answer lost)", sum.Counts, err)
-	}
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, data, 4)
 	lines := strings.SplitAfter(data, "\n")
 	found := lines[0] + lines[1] + lines[2] // the header and the first two rows
-	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	im := importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader(found))
 	if err != nil {
 		t.Fatal(err)
@@ -393,11 +375,8 @@ func TestImport_MarkExistingLeavesARowOfAnotherPerson(t *testing.T) {
 	t.Parallel()
 	srv := &idAssigner{lose: 1, made: map[string]int{}}
 	store := memoryStore{memstore.New()}
-	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader("email,type,customerId\nold@example.com,INDIVIDUAL,C1\n")); err != nil || sum.InDoubt != 1 {
-		t.Fatalf("import 1: %+v, %v; want 1 in doubt", sum.Counts, err)
-	}
-	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, "email,type,customerId\nold@example.com,INDIVIDUAL,C1\n", 1)
+	im := importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader("email,type,customerId\nnew@example.com,BUSINESS,C1\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -418,11 +397,8 @@ func TestImport_MarkExistingCountsEveryRowRead(t *testing.T) {
 	t.Parallel()
 	srv := &idAssigner{lose: 1, made: map[string]int{}}
 	store := memoryStore{memstore.New()}
-	im := importer.New(importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, store, "t")
-	if sum, err := im.Import(t.Context(), strings.NewReader("email,type\na@example.com,INDIVIDUAL\n")); err != nil || sum.InDoubt != 1 {
-		t.Fatalf("import 1: %+v, %v; want 1 in doubt", sum.Counts, err)
-	}
-	im = importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "a.csv", Concurrency: 1, Backoff: 1}, "email,type\na@example.com,INDIVIDUAL\n", 1)
+	im := importer.New(importer.Config{SourceFile: "found.csv", MarkExisting: true}, srv, freePacer{}, store, "t")
 	sum, err := im.Import(t.Context(), strings.NewReader("email,type\na@example.com,INDIVIDUAL\nnever@example.com,INDIVIDUAL\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -430,5 +406,15 @@ func TestImport_MarkExistingCountsEveryRowRead(t *testing.T) {
 	if sum.Outcome != "completed" || sum.Read != 2 || sum.Exists != 1 || sum.Skipped != 1 || sum.NotStarted() != 0 {
 		t.Errorf("--mark-existing: %s, %+v, not started %d; want completed, 2 read, 1 exists, 1 skipped, 0 not started",
 			sum.Outcome, sum.Counts, sum.NotStarted())
+	}
+}
+
+// allInDoubt imports data with cfg through srv, whose answers are all
+// lost, into store, and fails t unless its n rows all end in doubt.
+func allInDoubt(t *testing.T, srv importer.Sender, store importer.Store, cfg importer.Config, data string, n int64) {
+	t.Helper()
+	im := importer.New(cfg, srv, freePacer{}, store, "t")
+	if sum, err := im.Import(t.Context(), strings.NewReader(data)); err != nil || sum.InDoubt != n {
+		t.Fatalf("import 1: %+v, %v; want %d in doubt (every answer lost)", sum.Counts, err, n)
 	}
 }

@@ -119,7 +119,7 @@ const markedExisting = "in doubt, then found in Ripio by the operator (import --
 // it (its email lower-cased, for a non-ASCII one) is left too.
 func (p *planner) markExisting(ctx context.Context, r Row, own *ledger.Prior) error {
 	im := p.im
-	if own != nil && (own.Status == row.InDoubt || own.Status == row.InFlight) && samePerson(*own, r) {
+	if own != nil && own.Status.Doubtful() && samePerson(*own, r) {
 		im.counts.exists.Add(1)
 		return im.run.Record(context.WithoutCancel(ctx), ledger.Outcome{Key: r.Key, Status: row.Exists, Message: markedExisting})
 	}
@@ -138,7 +138,7 @@ const maxDeferred = 10000
 // (sendDeferred). Past maxDeferred such rows, they go in file order, and
 // those that still find the target unknown are held (send.go's ready).
 func (p *planner) defers(prior *ledger.Prior) bool {
-	return p.marked != nil && prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight) &&
+	return p.marked != nil && prior != nil && prior.Status.Doubtful() &&
 		!p.im.cfg.ResendInDoubt && !p.im.ownIDs.Load() && len(p.deferred) < maxDeferred
 }
 

@@ -42,7 +42,7 @@ type sending struct {
 // What a call's result means is ripio.Classify's alone.
 func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error {
 	s := &sending{row: r, prior: prior,
-		maybeSent: prior != nil && (prior.Status == row.InDoubt || prior.Status == row.InFlight)}
+		maybeSent: prior != nil && prior.Status.Doubtful()}
 	// tries counts every request but 429s, for the backoff; attempt only
 	// those that spend one of the row's attempts.
 	for attempt, tries, throttles := 0, 0, 0; ; {
@@ -151,10 +151,7 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 	if s.maybeSent && im.holdsInDoubtNow(ctx) {
 		// The target was found to assign its own ids while this row, in
 		// doubt, waited: a second send may be a second customer.
-		if s.last.Reason == "" && s.prior != nil {
-			s.last.Reason = s.prior.Message
-		}
-		return true, im.record(ctx, s, row.InDoubt, "")
+		return true, im.hold(ctx, s)
 	}
 	if s.maybeSent && !im.cfg.ResendInDoubt && !im.keepsIDsNow(ctx) && !s.probe {
 		if im.probe.CompareAndSwap(true, false) {
@@ -165,13 +162,19 @@ func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err erro
 		// In doubt since an earlier run, at a target no answer has yet
 		// shown to keep the ids sent: a second send may be a second
 		// customer. Rows sent for the first time will tell.
-		if s.last.Reason == "" && s.prior != nil {
-			s.last.Reason = s.prior.Message
-		}
 		s.untilKnown = true
-		return true, im.record(ctx, s, row.InDoubt, "")
+		return true, im.hold(ctx, s)
 	}
 	return false, nil
+}
+
+// hold ends row s in doubt, not sent again, under the reason it had unless
+// this run gave it one (record adds why it is held).
+func (im *Importer) hold(ctx context.Context, s *sending) error {
+	if s.last.Reason == "" && s.prior != nil {
+		s.last.Reason = s.prior.Message
+	}
+	return im.record(ctx, s, row.InDoubt, "")
 }
 
 // waitPacer waits for the pacer's slot. While every answer is a 429, the

@@ -32,7 +32,12 @@ func (s Status) Done() bool { return s == Created || s == Exists }
 
 // MayExist reports whether a row in this state created its customer or may
 // have: done, sent without an answer, or queued to be sent.
-func (s Status) MayExist() bool { return s.Done() || s == InDoubt || s == InFlight || s == Queued }
+func (s Status) MayExist() bool { return s.Done() || s.Doubtful() || s == Queued }
+
+// Doubtful reports whether a request for the row may have reached the
+// server with no answer known: in doubt, or in flight (in doubt once its
+// run has ended).
+func (s Status) Doubtful() bool { return s == InDoubt || s == InFlight }
 
 // Counts are the rows of one run by what happened to them.
 type Counts struct {
