@@ -140,6 +140,11 @@ func (p *Pacer) Throttled(retryAfter time.Duration) { p.law.Throttled(retryAfter
 // 0), from this process's next reservation on, and this one at once.
 func (p *Pacer) Pause(d time.Duration) { p.law.Pause(d) }
 
+// Reserve is Wait, for the importer: the request leaves at once.
+func (p *Pacer) Reserve(ctx context.Context) (leave func(context.Context) error, err error) {
+	return nil, p.Wait(ctx)
+}
+
 // Wait blocks until a request may leave, or ctx is done: at the next slot
 // this process reserved, reserving a few more when none is left.
 func (p *Pacer) Wait(ctx context.Context) error {

@@ -77,9 +77,11 @@ type Sender interface {
 
 // Pacer paces the requests of the whole pool; *ratelimit.Limiter is one.
 type Pacer interface {
-	// Wait blocks until a request may leave, or ctx is done. An error
-	// with ctx alive (a shared budget out of reach) stops the run.
-	Wait(ctx context.Context) error
+	// Reserve blocks until a request may leave, or shortly before, or
+	// until ctx is done, and returns what the request calls just before
+	// it goes (nil: nothing; see ripio.CreateCustomerRequest.Leave). An
+	// error with ctx alive (a shared budget out of reach) stops the run.
+	Reserve(ctx context.Context) (leave func(context.Context) error, err error)
 	// Accepted tells the pacer the server took a request.
 	Accepted()
 	// Throttled tells it the server answered 429, asking to wait retryAfter.

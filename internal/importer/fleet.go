@@ -378,14 +378,15 @@ type leasePacer struct {
 	stop  context.CancelCauseFunc
 }
 
-func (p leasePacer) Wait(ctx context.Context) error {
+func (p leasePacer) Reserve(ctx context.Context) (func(context.Context) error, error) {
 	if err := p.check(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := p.Pacer.Wait(ctx); err != nil {
-		return err
+	leave, err := p.Pacer.Reserve(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return p.check()
+	return leave, p.check()
 }
 
 func (p leasePacer) check() error {

@@ -17,7 +17,9 @@ import (
 // at once for ErrNoBudget.
 type failingPacer struct{ freePacer }
 
-func (failingPacer) Wait(context.Context) error { return errors.New("fleetrate: budget unreachable") }
+func (failingPacer) Reserve(context.Context) (func(context.Context) error, error) {
+	return nil, errors.New("fleetrate: budget unreachable")
+}
 
 // TestWork_AChunkWithRowsPutBackIsGivenBackNotDone: when the pacer fails
 // (a fleet budget the worker cannot reach), send puts each row back as the
@@ -71,9 +73,9 @@ type discoveringPacer struct {
 	assigns *atomic.Bool
 }
 
-func (p discoveringPacer) Wait(ctx context.Context) error {
+func (p discoveringPacer) Reserve(ctx context.Context) (func(context.Context) error, error) {
 	p.assigns.Store(true)
-	return ctx.Err()
+	return nil, ctx.Err()
 }
 
 // TestWork_HoldsAnInDoubtRowOnceTheFleetRecordedTheTargetAssignsIDs: a

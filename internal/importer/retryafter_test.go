@@ -37,10 +37,12 @@ func (s *throttleOnce) CreateCustomer(_ context.Context, req ripio.CreateCustome
 // freePacer lets every request go at once.
 type freePacer struct{}
 
-func (freePacer) Wait(ctx context.Context) error { return ctx.Err() }
-func (freePacer) Accepted()                      {}
-func (freePacer) Throttled(time.Duration)        {}
-func (freePacer) Pause(time.Duration)            {}
+func (freePacer) Reserve(ctx context.Context) (func(context.Context) error, error) {
+	return nil, ctx.Err()
+}
+func (freePacer) Accepted()               {}
+func (freePacer) Throttled(time.Duration) {}
+func (freePacer) Pause(time.Duration)     {}
 
 // TestImport_ARowWaitsTheRetryAfterOfItsOwn429: the pacer decides how fast
 // the pool goes, but the request the server refused with a Retry-After is
@@ -181,6 +183,64 @@ func TestImport_ThrottledForeverEndsAtMaxRetryAfter(t *testing.T) {
 		}
 		if took := time.Since(start); took > maxWait+time.Second {
 			t.Errorf("the run ended %v after its first 429, want about --max-retry-after (%v)", took, maxWait)
+		}
+	})
+}
+
+// lastWaitPacer lets every request go, each through a last wait of 20ms
+// that it counts and notes the end of, as a pacer that leaves the end of
+// its wait to the moment the request goes.
+type lastWaitPacer struct {
+	freePacer
+	mu   sync.Mutex
+	left []time.Time
+}
+
+func (p *lastWaitPacer) Reserve(ctx context.Context) (func(context.Context) error, error) {
+	return func(context.Context) error {
+		time.Sleep(20 * time.Millisecond)
+		p.mu.Lock()
+		p.left = append(p.left, time.Now())
+		p.mu.Unlock()
+		return nil
+	}, ctx.Err()
+}
+
+// stampSender creates every customer and notes when each request went:
+// after its Leave, as the ripio client sends it.
+type stampSender struct {
+	mu   sync.Mutex
+	went []time.Time
+}
+
+func (s *stampSender) CreateCustomer(ctx context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
+	if req.Leave == nil {
+		return ripio.Customer{}, errors.New("a request without the pacer's last wait")
+	}
+	if err := req.Leave(ctx); err != nil {
+		return ripio.Customer{}, err
+	}
+	s.mu.Lock()
+	s.went = append(s.went, time.Now())
+	s.mu.Unlock()
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
+}
+
+// TestImport_EachRequestGoesThroughThePacersLastWait: the pacer's slot is
+// reserved before a row's checks and the request is built, and the last of
+// its wait is left to the moment the request goes, once a request.
+func TestImport_EachRequestGoesThroughThePacersLastWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		pacer, sender := &lastWaitPacer{}, &stampSender{}
+		data, emails := genCSV(10, "lw")
+		im := importer.New(importer.Config{SourceFile: "lw.csv"}, sender, pacer, memoryStore{memstore.New()}, "t")
+		sum, err := im.Import(t.Context(), strings.NewReader(data))
+		if err != nil || sum.Created != int64(len(emails)) {
+			t.Fatalf("Import = created %d, %v; want %d, nil", sum.Created, err, len(emails))
+		}
+		if len(pacer.left) != len(emails) || len(sender.went) != len(emails) {
+			t.Errorf("%d last waits, %d requests for %d rows; want one of each a row", len(pacer.left), len(sender.went), len(emails))
 		}
 	})
 }

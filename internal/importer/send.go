@@ -35,6 +35,8 @@ type sending struct {
 	// the person may have two customers.
 	probe, twice bool
 	last         ripio.Verdict
+	// leave is the pacer's last wait before the next request goes.
+	leave func(context.Context) error
 }
 
 // send takes one row, marked in flight by mark, through its attempts and
@@ -55,7 +57,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 				return err
 			}
 		}
-		cust, v := im.call(ctx, r)
+		cust, v := im.call(ctx, r, s.leave)
 		s.last = v
 		if v.Outcome == ripio.InDoubt {
 			s.maybeSent, s.reached = true, true
@@ -130,7 +132,7 @@ func (im *Importer) send(ctx context.Context, r Row, prior *ledger.Prior) error 
 // ended here instead, with err the run's: the run stops, or the row, in
 // doubt, is held because the target assigns its own ids.
 func (im *Importer) ready(ctx context.Context, s *sending) (ended bool, err error) {
-	if err := im.waitPacer(ctx); err != nil || ctx.Err() != nil {
+	if s.leave, err = im.waitPacer(ctx); err != nil || ctx.Err() != nil {
 		if errors.Is(err, ErrThrottledTooLong) {
 			return true, im.abort(ctx, s, err)
 		}
@@ -177,23 +179,24 @@ func (im *Importer) hold(ctx context.Context, s *sending) error {
 	return im.record(ctx, s, row.InDoubt, "")
 }
 
-// waitPacer waits for the pacer's slot. While every answer is a 429, the
-// wait ends when they have lasted --max-retry-after (the pacer's own pause
-// may run past it): then with ErrThrottledTooLong.
-func (im *Importer) waitPacer(ctx context.Context) error {
+// waitPacer waits for the pacer's slot and returns the pacer's last wait
+// (see Pacer.Reserve). While every answer is a 429, the wait ends when they have lasted
+// --max-retry-after (the pacer's own pause may run past it): then with
+// ErrThrottledTooLong.
+func (im *Importer) waitPacer(ctx context.Context) (func(context.Context) error, error) {
 	for {
 		until, ok := im.stop.throttledUntil()
 		if !ok {
-			return im.pacer.Wait(ctx)
+			return im.pacer.Reserve(ctx)
 		}
 		wctx, cancel := context.WithDeadline(ctx, until)
-		err := im.pacer.Wait(wctx)
+		leave, err := im.pacer.Reserve(wctx)
 		cancel()
 		if err == nil || ctx.Err() != nil || wctx.Err() == nil {
-			return err
+			return leave, err
 		}
 		if err := im.stop.throttledTooLong(); err != nil {
-			return err
+			return nil, err
 		}
 		// An answer other than a 429 came meanwhile: wait again.
 	}
@@ -208,10 +211,11 @@ func (im *Importer) abort(ctx context.Context, s *sending, err error) error {
 	return err
 }
 
-// call sends one create. A request that is out is never cancelled by a
-// soft stop; the sender's timeout bounds it.
-func (im *Importer) call(ctx context.Context, r Row) (ripio.Customer, ripio.Verdict) {
-	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type}
+// call sends one create, which leaves when leave (the pacer's last wait;
+// nil: none) returns. A request that is out is never cancelled by a soft
+// stop; the sender's timeout bounds it.
+func (im *Importer) call(ctx context.Context, r Row, leave func(context.Context) error) (ripio.Customer, ripio.Verdict) {
+	req := ripio.CreateCustomerRequest{CustomerID: r.CustomerID, Email: r.Email, Type: r.Type, Leave: leave}
 	im.stop.sending()
 	start := time.Now()
 	cust, err := im.sender.CreateCustomer(context.WithoutCancel(ctx), req)

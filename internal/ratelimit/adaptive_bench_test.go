@@ -115,17 +115,19 @@ func serve(b *testing.B, opts sandbox.Options) (*sandbox.Server, *ripio.Client) 
 }
 
 // send is the importer's send, without the ledger: take a place in the
-// pool, Wait, create, classify, tell the limiter, and sleep a 429's
+// pool, Reserve, create not before the slot, classify, tell the limiter, and sleep a 429's
 // Retry-After out of the pool's places. It gives up on a row after 100
 // throttles or 5 other failures.
 func send(ctx context.Context, lim *ratelimit.Limiter, client *ripio.Client, req ripio.CreateCustomerRequest, places chan struct{}) bool {
 	places <- struct{}{}
 	defer func() { <-places }()
 	for throttles, fails := 0, 0; throttles < 100 && fails < 5; {
-		if err := lim.Wait(ctx); err != nil {
+		leave, err := lim.Reserve(ctx)
+		if err != nil {
 			return false
 		}
-		_, err := client.CreateCustomer(ctx, req)
+		req.Leave = leave
+		_, err = client.CreateCustomer(ctx, req)
 		v := ripio.Classify(err)
 		switch v.Outcome {
 		case ripio.Created, ripio.Exists:
@@ -242,9 +244,10 @@ func runFixed(b *testing.B, rate float64, d time.Duration) float64 {
 		wg.Go(func() {
 			for i := range jobs {
 				places <- struct{}{}
-				if lim.Wait(context.Background()) == nil {
+				if leave, err := lim.Reserve(context.Background()); err == nil {
 					_, _ = client.CreateCustomer(context.Background(), ripio.CreateCustomerRequest{
-						CustomerID: fmt.Sprintf("%s-%d", run, i), Email: fmt.Sprintf("f%d-%s@example.com", i, run), Type: ripio.Individual})
+						CustomerID: fmt.Sprintf("%s-%d", run, i), Email: fmt.Sprintf("f%d-%s@example.com", i, run), Type: ripio.Individual,
+						Leave: leave})
 				}
 				<-places
 			}

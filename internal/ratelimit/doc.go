@@ -12,12 +12,20 @@
 // lost, never made up: at a token bucket of burst 1 the server takes a
 // request only if it comes a whole interval after the one before, and a
 // departure that left early to catch up would follow a late one closer
-// than that. The last 1.5ms of each wait is slept with the OS's nanosleep
-// where there is one (Linux): the runtime's timers wake up to a
-// millisecond late, nanosleep about a tenth of that, and how evenly
-// requests leave decides how close to a strict bucket's limit the pool can
-// hold. Only a slot due with nobody
-// waiting is idle time, which saves up Burst-1 slots.
+// than that. How evenly requests reach the server decides how close to a
+// strict bucket's limit the pool can hold, so the end of each wait is
+// left to the moment the request goes: [Limiter.Reserve] returns up to
+// 1.5ms before the slot, with the rest of the wait, which the caller's
+// request runs once it is built (ripio.CreateCustomerRequest.Leave), and
+// which marks when it really left. Building a request, the importer's
+// checks and a busy machine's scheduling thus fall before the slot, not
+// between the slot and the wire: at a 100/s bucket of burst 1 a pool
+// paced at 99/s was refused 6-7% of its requests when they left from
+// Wait and 0.5-2% with Reserve (BENCHMARKS.md, command G2). That rest is
+// slept with the OS's nanosleep where there is one (Linux): the runtime's
+// timers wake up to a millisecond late, nanosleep about a tenth of that.
+// Only a slot due with nobody waiting is idle time, which saves up
+// Burst-1 slots.
 //
 // # The law
 //
@@ -94,6 +102,6 @@
 // Waiting here never counts as a row's attempt. A Limiter is safe for
 // concurrent use. It reads the clock through Config.Now and sleeps on the
 // time package's timers, so tests run it under testing/synctest (a clock
-// that does not move during a nanosleep is taken for a test's, and
-// nanosleep is not used again).
+// that does not move during a first, one-microsecond nanosleep is taken
+// for a test's: no wait is then left to nanosleep).
 package ratelimit

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -172,7 +171,7 @@ type Limiter struct {
 	throttles     int64
 	paused        time.Duration
 
-	fine atomic.Bool // sleepFine works with this clock
+	sleeper sleeper // the last of each wait
 
 	// late, when set, is how long after its timer a waiter wakes: a test
 	// hook that plays a busy machine's scheduler.
@@ -192,7 +191,7 @@ func New(cfg Config) *Limiter {
 		gate:    make(chan struct{}, 1),
 		st:      State{Rate: ceiling, Margin: startMargin},
 	}
-	l.fine.Store(true)
+	l.sleeper.now = cfg.Now
 	return l
 }
 
@@ -209,7 +208,23 @@ const (
 	idleAfter = 50 * time.Millisecond
 )
 
-// Wait blocks until a request may leave, or ctx is done.
+// Wait blocks until a request may leave, or ctx is done: Reserve, and
+// the departure at once.
+func (l *Limiter) Wait(ctx context.Context) error {
+	leave, err := l.Reserve(ctx)
+	if err != nil {
+		return err
+	}
+	return leave(ctx)
+}
+
+// Reserve blocks until shortly before a request may leave (fineWait at
+// most), or until ctx is done, and returns leave, which sleeps the rest of
+// the wait finely and marks the departure: the caller builds its request
+// meanwhile and calls leave once, just before it hands the request to the
+// transport, so that requests leave as evenly as they are paced whatever
+// the work between the slot and the wire. A reservation never left spends
+// its slot.
 //
 // One waiter at a time holds the gate and sleeps until the next departure
 // slot, spaced at the rate in force when it leaves: a decrease takes effect
@@ -218,13 +233,13 @@ const (
 // schedule from the slot that was due, not from the moment a waiter woke,
 // so timer and scheduling lateness on a busy machine (up to catchUp) does
 // not add up into a lower rate; once it has, each slot follows from the
-// departure before it (see the package doc). A slot nobody waited for is
-// idle time, which saves up Burst-1 slots, no more.
-func (l *Limiter) Wait(ctx context.Context) error {
+// departure before it (see the package doc), as leave marks it. A slot
+// nobody waited for is idle time, which saves up Burst-1 slots, no more.
+func (l *Limiter) Reserve(ctx context.Context) (leave func(context.Context) error, err error) {
 	// A stopped run sends nothing more, even where a slot is free: select
 	// picks at random among ready cases.
 	if ctx.Err() != nil {
-		return context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 	// A waiter that finds nobody else waiting comes after idle time: the
 	// slot was due with nobody there to take it.
@@ -243,58 +258,48 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	select {
 	case l.gate <- struct{}{}:
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 	defer func() { <-l.gate }()
+	lead := l.sleeper.lead()
 	for {
 		l.mu.Lock()
 		now := l.cfg.Now()
 		at := maxTime(l.next, l.st.PausedUntil)
-		if !now.Before(at) {
-			l.depart(now, at, idleUntil)
+		if !now.Before(at.Add(-lead)) {
+			left := maxTime(now, at)
+			lost := l.depart(left, at, idleUntil)
 			l.mu.Unlock()
-			return nil
+			return func(ctx context.Context) error { return l.leave(ctx, left, lost) }, nil
 		}
 		l.mu.Unlock()
-		if err := l.sleep(ctx, now, at.Sub(now)); err != nil {
-			return err
+		if err := sleepTimer(ctx, at.Add(-lead).Sub(now), l.late); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// sleep sleeps for d from now, or until ctx is done. The last fineWait of
-// it is slept with sleepFine where the OS has it, which wakes within
-// about 0.1ms where the runtime's timers wake up to a millisecond late: at
-// a strict bucket, how evenly requests leave decides how close to its
-// limit the pool can hold. A clock that did not move in sleepFine is a
-// test's, and sleepFine is not used again.
-func (l *Limiter) sleep(ctx context.Context, now time.Time, d time.Duration) error {
-	if l.fine.Load() && d <= fineWait {
-		if sleepFine(d) && l.cfg.Now().After(now) {
-			return nil
-		}
-		l.fine.Store(false)
+// leave sleeps until the departure at, and moves the next slot to lost
+// after the moment the request really left, when depart said lateness is
+// lost.
+func (l *Limiter) leave(ctx context.Context, at time.Time, lost time.Duration) error {
+	if err := l.sleeper.until(ctx, at); err != nil {
+		return err
 	}
-	if l.fine.Load() {
-		d -= fineWait
+	if lost > 0 {
+		l.mu.Lock()
+		l.next = maxTime(l.next, l.cfg.Now().Add(lost))
+		l.mu.Unlock()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		if l.late != nil {
-			time.Sleep(l.late())
-		}
-		return nil
-	}
+	return nil
 }
 
 // depart records a departure at now, due at at, and sets the next slot.
 // idleUntil is when the departing waiter came if nobody was waiting
-// before it, else zero. l.mu is held.
-func (l *Limiter) depart(now, at, idleUntil time.Time) {
+// before it, else zero. It returns the interval the next slot must keep
+// after the request really leaves (see leave), 0 when the schedule holds.
+// l.mu is held.
+func (l *Limiter) depart(now, at, idleUntil time.Time) (lost time.Duration) {
 	l.settle(now)
 	l.sent++
 	if l.lastAccepted.IsZero() {
@@ -308,7 +313,7 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) {
 	r := l.st.RateAt(now, l.ceiling)
 	if math.IsInf(r, 1) {
 		l.next = now
-		return
+		return 0
 	}
 	iv := time.Duration(float64(time.Second) / r)
 	switch {
@@ -317,11 +322,13 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) {
 		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
 	case l.throttles > 0 || l.st.Limit > 0:
 		l.next = now.Add(iv) // lateness is lost
+		return iv
 	case now.Sub(at) < max(iv, catchUp):
 		l.next = at.Add(iv) // on time, or late: keep the schedule
 	default:
 		l.next = now.Add(iv)
 	}
+	return 0
 }
 
 // State returns the control law's state.

@@ -310,3 +310,60 @@ func TestLimiter_WaitRefusesADoneContext(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiter_ReserveLeavesAtTheSlot: Reserve comes back no later than the
+// slot and the departure it returns leaves at the slot, never before, so
+// that the work between them (building the request) does not push the
+// request past its slot.
+func TestLimiter_ReserveLeavesAtTheSlot(t *testing.T) {
+	t.Parallel()
+	l := ratelimit.New(ratelimit.Config{Rate: 100})
+	start := time.Now() // the first slot is now or later
+	var left []time.Time
+	for range 5 {
+		leave, err := l.Reserve(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := leave(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, time.Now())
+	}
+	for i, at := range left {
+		if gap, slot := at.Sub(start), time.Duration(i)*10*time.Millisecond; gap < slot {
+			t.Errorf("departure %d left %v after the start, want at least %v at 100/s", i, gap, slot)
+		}
+	}
+}
+
+// TestLimiter_ALateDepartureIsNotMadeUpOnceThrottled: once the server has
+// throttled, the next slot is an interval after the moment the request
+// really left, however late after its slot that was: a departure that
+// left early to catch up would follow the late one closer than the
+// interval, which a bucket of burst 1 refuses.
+func TestLimiter_ALateDepartureIsNotMadeUpOnceThrottled(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 100})
+		l.Adopt(ratelimit.State{Rate: 100, Limit: 100, Margin: 1, Since: time.Now()})
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		leave, err := l.Reserve(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Millisecond) // the request is built slowly
+		if err := leave(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		late := time.Now()
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if gap := time.Since(late); gap < 10*time.Millisecond {
+			t.Errorf("the departure after a late one left %v after it, want the whole interval, 10ms", gap)
+		}
+	})
+}

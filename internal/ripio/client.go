@@ -196,6 +196,12 @@ type CreateCustomerRequest struct {
 	CustomerID string       `json:"customerId"`
 	Email      string       `json:"email"`
 	Type       CustomerType `json:"type"`
+
+	// Leave, when set, is called once the request is built, just before
+	// it goes to the transport, and the request leaves when it returns:
+	// a pacer's last wait, so that paced requests reach the server as
+	// evenly as they were paced. An error sends nothing.
+	Leave func(context.Context) error `json:"-"`
 }
 
 // Customer is the server's answer to a create.
@@ -240,6 +246,7 @@ func (c *Client) CreateCustomer(ctx context.Context, req CreateCustomerRequest) 
 	}
 	for attempt := 0; ; attempt++ {
 		cust, err := c.createOnce(ctx, req, body)
+		req.Leave = nil // a retry with a fresh token goes at once
 		var apiErr *APIError
 		if attempt == 0 && errors.As(err, &apiErr) && apiErr.authFailure() {
 			c.tokens.invalidate(apiErr.tok)
@@ -272,6 +279,11 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 	tok.SetAuthHeader(hreq)
 
 	hide := append(c.hide[:len(c.hide):len(c.hide)], tok.AccessToken)
+	if req.Leave != nil {
+		if err := req.Leave(caller); err != nil {
+			return Customer{}, &TransportError{Op: "create customer", Err: err, byCaller: caller.Err() != nil}
+		}
+	}
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide), byCaller: caller.Err() != nil}

@@ -577,3 +577,55 @@ func TestCreateCustomer_AnswerWithTheEmailSpelledAsTheServerKeepsIt(t *testing.T
 		t.Errorf("CreateCustomer of bo@münchen.de answered for another domain: %v, want in doubt", err)
 	}
 }
+
+// TestCreateCustomer_LeavesWhenLeaveReturns: the request reaches the server
+// only once its Leave (a pacer's last wait) has returned, Leave is called
+// once a request even when a fresh token sends it again, and a Leave that
+// fails sends nothing.
+func TestCreateCustomer_LeavesWhenLeaveReturns(t *testing.T) {
+	t.Parallel()
+	var (
+		mu      sync.Mutex
+		arrived []time.Time
+		refused atomic.Bool
+	)
+	api := newFakeAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		if refused.CompareAndSwap(false, true) {
+			answer(401, jsonHeader, `{"code": 40001, "type": "NotAuthenticated", "detail": {"message": "token expired"}, "status": 401}`)(w, r)
+			return
+		}
+		echoCreated(w, r)
+	})
+	c := newClient(t, api.URL)
+	var leaves atomic.Int64
+	var left time.Time
+	req := ana
+	req.Leave = func(context.Context) error {
+		leaves.Add(1)
+		time.Sleep(30 * time.Millisecond)
+		left = time.Now()
+		return nil
+	}
+	if _, err := c.CreateCustomer(t.Context(), req); err != nil {
+		t.Fatalf("CreateCustomer = %v", err)
+	}
+	if n := leaves.Load(); n != 1 {
+		t.Errorf("Leave called %d times for one create sent twice (401, fresh token), want 1", n)
+	}
+	if len(arrived) != 2 || arrived[0].Before(left) {
+		t.Errorf("requests arrived at %v, Leave returned at %v: want two, the first after Leave", arrived, left)
+	}
+
+	stop := errors.New("budget out of reach")
+	req.Leave = func(context.Context) error { return stop }
+	_, err := c.CreateCustomer(t.Context(), req)
+	if v := ripio.Classify(err); !errors.Is(err, stop) || v.Outcome != ripio.NotSent {
+		t.Errorf("CreateCustomer with a failing Leave = %v (%v), want the Leave's error, not sent", err, v.Outcome)
+	}
+	if n := api.writes.Load(); n != 2 {
+		t.Errorf("server saw %d creates, want 2 (none for the failed Leave)", n)
+	}
+}

@@ -113,10 +113,10 @@ func (s slowSender) CreateCustomer(_ context.Context, req ripio.CreateCustomerRe
 // freePacer lets every request leave at once.
 type freePacer struct{}
 
-func (freePacer) Wait(context.Context) error { return nil }
-func (freePacer) Accepted()                  {}
-func (freePacer) Throttled(time.Duration)    {}
-func (freePacer) Pause(time.Duration)        {}
+func (freePacer) Reserve(context.Context) (func(context.Context) error, error) { return nil, nil }
+func (freePacer) Accepted()                                                    {}
+func (freePacer) Throttled(time.Duration)                                      {}
+func (freePacer) Pause(time.Duration)                                          {}
 
 // storeOf and workerOf are the ledger and its worker as the importer's.
 type storeOf struct{ *Ledger }
