@@ -187,29 +187,42 @@ func TestImport_ThrottledForeverEndsAtMaxRetryAfter(t *testing.T) {
 	})
 }
 
-// lastWaitPacer lets every request go, each through a last wait of 20ms
-// that it counts and notes the end of, as a pacer that leaves the end of
-// its wait to the moment the request goes.
+// lastWaitPacer lets every request go, each through a last wait of its
+// own, 20ms, that it counts (and any second call of) and notes the end of,
+// as a pacer that leaves the end of its wait to the moment the request
+// goes.
 type lastWaitPacer struct {
 	freePacer
-	mu   sync.Mutex
-	left []time.Time
+	mu      sync.Mutex
+	left    []time.Time
+	reused  int
+	reserve int
 }
 
 func (p *lastWaitPacer) Reserve(ctx context.Context) (func(context.Context) error, error) {
+	p.mu.Lock()
+	p.reserve++
+	p.mu.Unlock()
+	var used bool
 	return func(context.Context) error {
 		time.Sleep(20 * time.Millisecond)
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if used {
+			p.reused++
+		}
+		used = true
 		p.left = append(p.left, time.Now())
-		p.mu.Unlock()
 		return nil
 	}, ctx.Err()
 }
 
-// stampSender creates every customer and notes when each request went:
-// after its Leave, as the ripio client sends it.
+// stampSender answers each email's first create 429 and creates it the
+// second time, and notes when each request went: after its Leave, as the
+// ripio client sends it.
 type stampSender struct {
 	mu   sync.Mutex
+	seen map[string]bool
 	went []time.Time
 }
 
@@ -221,26 +234,32 @@ func (s *stampSender) CreateCustomer(ctx context.Context, req ripio.CreateCustom
 		return ripio.Customer{}, err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.went = append(s.went, time.Now())
-	s.mu.Unlock()
+	if !s.seen[req.Email] {
+		s.seen[req.Email] = true
+		return ripio.Customer{}, &ripio.APIError{Status: http.StatusTooManyRequests, RetryAfter: time.Second}
+	}
 	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
 }
 
-// TestImport_EachRequestGoesThroughThePacersLastWait: the pacer's slot is
-// reserved before a row's checks and the request is built, and the last of
-// its wait is left to the moment the request goes, once a request.
-func TestImport_EachRequestGoesThroughThePacersLastWait(t *testing.T) {
+// TestImport_EachRequestGoesThroughAPacersLastWaitOfItsOwn: every request,
+// a throttled row's second one too, goes through the last wait of a slot
+// reserved for it, once.
+func TestImport_EachRequestGoesThroughAPacersLastWaitOfItsOwn(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		pacer, sender := &lastWaitPacer{}, &stampSender{}
+		pacer, sender := &lastWaitPacer{}, &stampSender{seen: map[string]bool{}}
 		data, emails := genCSV(10, "lw")
 		im := importer.New(importer.Config{SourceFile: "lw.csv"}, sender, pacer, memoryStore{memstore.New()}, "t")
 		sum, err := im.Import(t.Context(), strings.NewReader(data))
 		if err != nil || sum.Created != int64(len(emails)) {
 			t.Fatalf("Import = created %d, %v; want %d, nil", sum.Created, err, len(emails))
 		}
-		if len(pacer.left) != len(emails) || len(sender.went) != len(emails) {
-			t.Errorf("%d last waits, %d requests for %d rows; want one of each a row", len(pacer.left), len(sender.went), len(emails))
+		want := 2 * len(emails) // a 429, then created
+		if pacer.reserve != want || len(pacer.left) != want || len(sender.went) != want || pacer.reused != 0 {
+			t.Errorf("%d slots reserved, %d last waits (%d a second time), %d requests; want %d, %d, 0, %d",
+				pacer.reserve, len(pacer.left), pacer.reused, len(sender.went), want, want, want)
 		}
 	})
 }

@@ -276,3 +276,26 @@ func TestLimiter_BunchedArrivalsAreNotTheLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiter_AFixedWindowFoundAcrossTwoOfItsSecondsIsMeasuredAgain: a
+// run that starts 0.1s before a fixed window's second ends meets the end
+// of one window and the whole next before the server closes, 140 requests
+// in its first second. The next time the server closes, what it took since
+// it opened again is its limit.
+func TestLimiter_AFixedWindowFoundAcrossTwoOfItsSecondsIsMeasuredAgain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		srv := &fixedWindow{perWindow: 100, start: start.Add(-900 * time.Millisecond)}
+		r := drive(t, l, srv, 16, 30*time.Millisecond, 30*time.Second)
+		acc, thr := r.between(start, 5*time.Second, 30*time.Second)
+		t.Logf("5-30s: accepted %d, throttled %d; state %+v", acc, thr, l.State())
+		if lim := l.State().Limit; lim > 105 {
+			t.Errorf("State().Limit = %v at a window of 100 a second, want about 100", lim)
+		}
+		if share := float64(thr) / float64(acc+thr); share > 0.03 {
+			t.Errorf("throttled %.1f%% of requests 5-30s, want <= 3%%", 100*share)
+		}
+	})
+}

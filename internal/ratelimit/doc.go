@@ -17,11 +17,13 @@
 // left to the moment the request goes: [Limiter.Reserve] returns up to
 // 1.5ms before the slot, with the rest of the wait, which the caller's
 // request runs once it is built (ripio.CreateCustomerRequest.Leave), and
-// which marks when it really left. Building a request, the importer's
-// checks and a busy machine's scheduling thus fall before the slot, not
-// between the slot and the wire: at a 100/s bucket of burst 1 a pool
-// paced at 99/s was refused 6-7% of its requests when they left from
-// Wait and 0.5-2% with Reserve (BENCHMARKS.md, command G2). That rest is
+// which marks when it really left, for the slots reserved after it.
+// Building a request, the importer's checks and a busy machine's
+// scheduling thus fall before the slot (when they take less than the
+// lead), not between the slot and the wire: at a 100/s bucket of burst 1
+// a pool paced at 99/s was refused 6-7% of its requests when they left
+// from Wait and 0.5-2% with Reserve (BENCHMARKS.md, command G2). A pause
+// that begins meanwhile holds the request still. That rest is
 // slept with the OS's nanosleep where there is one (Linux): the runtime's
 // timers wake up to a millisecond late, nanosleep about a tenth of that.
 // Only a slot due with nobody waiting is idle time, which saves up
@@ -75,7 +77,11 @@
 // every second (TCP's slow start) until a 429 meets it, and the rate that
 // met it is the limit. A server that refuses everything before any limit
 // is known (a fixed window, closed) gives it at once: what it accepted
-// since the start, per second over a second at least.
+// since the start, per second over a second at least. That first count may
+// hold the end of one window and the whole next, so a server that closes
+// again within 2.5s, having opened between, opens and closes on a clock,
+// and what it accepted in the last second is its window: the limit drops
+// to it. A server that closed once (a hiccup) keeps the limit.
 //
 // A 429 answered in one clump with an accepted request (answers each
 // within a quarter of the interval of the one before, in either order) is

@@ -20,6 +20,7 @@ func (l *Limiter) Accepted() {
 	l.backoffs = 0
 	l.refusedInARow = 0
 	l.lastAccepted = now
+	l.reopened = true
 	l.win.add(now, 1, 0, 0)
 }
 
@@ -48,14 +49,35 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		// closes (a fixed window, which took all it will in its first
 		// second before it closed). Its 429s count among the second's
 		// answers all the same.
+		//
+		// When it closes again within reclosed of the last time, having
+		// opened between, it opens and closes on a clock: what it
+		// accepted in the last second is its window (the first count,
+		// from the start, may hold the end of one window and the whole
+		// next). A server that closed once (a hiccup) says nothing of
+		// the sort.
 		l.win.add(now, 0, l.pendingN+1, 0)
 		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
-		if s := &l.st; s.Limit == 0 && l.accepted > 0 {
-			s.Limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
+		s := &l.st
+		limit := 0.0
+		switch {
+		case s.Limit == 0 && l.accepted > 0:
+			limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
+		case l.reopened && !l.closedAt.IsZero() && now.Sub(l.closedAt) <= reclosed:
+			if acc, _, _, _, ok := l.win.lastSecond(now, l.evidence); ok && acc > 0 {
+				limit = acc
+			}
+		}
+		if limit > 0 && (s.Limit == 0 || limit < s.Limit) {
+			s.Limit = limit
 			s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), s.RateAt(now, l.ceiling))
 			s.Since = now
 		}
+		if l.reopened || l.closedAt.IsZero() {
+			l.closedAt = now
+		}
+		l.reopened = false
 		return
 	}
 	if l.clumpAccepted {

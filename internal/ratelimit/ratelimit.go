@@ -95,6 +95,10 @@ const (
 	closedAfter = 8
 	closedFor   = 100 * time.Millisecond
 
+	// reclosed is how soon a server that closed, opened and closed again
+	// shows that it opens and closes on a clock (a fixed window).
+	reclosed = 2500 * time.Millisecond
+
 	// maxEpisode bounds an episode when answers are lost (timeouts, dropped
 	// connections) and the count of requests in flight runs high.
 	maxEpisode = time.Second
@@ -163,6 +167,8 @@ type Limiter struct {
 	accepted      int64     // Accepted calls
 	lastAccepted  time.Time // or the first departure, before any
 	refusedInARow int
+	closedAt      time.Time // the server last began to refuse everything
+	reopened      bool      // it accepted a request since
 	lastAnswer    time.Time // the last Accepted or Throttled
 	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
 	pendingN      int       // 429s of the clump
@@ -268,7 +274,7 @@ func (l *Limiter) Reserve(ctx context.Context) (leave func(context.Context) erro
 		at := maxTime(l.next, l.st.PausedUntil)
 		if !now.Before(at.Add(-lead)) {
 			left := maxTime(now, at)
-			lost := l.depart(left, at, idleUntil)
+			lost := l.depart(now, left, at, idleUntil)
 			l.mu.Unlock()
 			return func(ctx context.Context) error { return l.leave(ctx, left, lost) }, nil
 		}
@@ -279,40 +285,50 @@ func (l *Limiter) Reserve(ctx context.Context) (leave func(context.Context) erro
 	}
 }
 
-// leave sleeps until the departure at, and moves the next slot to lost
-// after the moment the request really left, when depart said lateness is
-// lost.
+// leave sleeps until the departure at, or the end of a pause that began
+// meanwhile, and moves the next slot to lost after the moment the request
+// really left, when depart said lateness is lost. A slot reserved before
+// (the work between Reserve and leave took longer than the interval)
+// stays where it was.
 func (l *Limiter) leave(ctx context.Context, at time.Time, lost time.Duration) error {
-	if err := l.sleeper.until(ctx, at); err != nil {
-		return err
-	}
-	if lost > 0 {
+	for {
+		if err := l.sleeper.until(ctx, at); err != nil {
+			return err
+		}
 		l.mu.Lock()
-		l.next = maxTime(l.next, l.cfg.Now().Add(lost))
+		now := l.cfg.Now()
+		if p := l.st.PausedUntil; now.Before(p) {
+			l.mu.Unlock()
+			at = p
+			continue
+		}
+		if lost > 0 {
+			l.next = maxTime(l.next, now.Add(lost))
+		}
 		l.mu.Unlock()
+		return nil
 	}
-	return nil
 }
 
-// depart records a departure at now, due at at, and sets the next slot.
-// idleUntil is when the departing waiter came if nobody was waiting
-// before it, else zero. It returns the interval the next slot must keep
-// after the request really leaves (see leave), 0 when the schedule holds.
-// l.mu is held.
-func (l *Limiter) depart(now, at, idleUntil time.Time) (lost time.Duration) {
+// depart records a departure reserved at now to leave at left, due at
+// at, and sets the next slot. idleUntil is when the departing waiter came
+// if nobody was waiting before it, else zero. It returns the interval the
+// next slot must keep after the request really leaves (see leave), 0 when
+// the schedule holds. l.mu is held.
+func (l *Limiter) depart(now, left, at, idleUntil time.Time) (lost time.Duration) {
 	l.settle(now)
 	l.sent++
 	if l.lastAccepted.IsZero() {
-		l.lastAccepted = now
+		l.lastAccepted = left
 	}
 	if l.evidence.IsZero() {
-		l.evidence = now
-		l.start = now
+		l.evidence = left
+		l.start = left
 	}
 	l.win.add(now, 0, 0, 1)
-	r := l.st.RateAt(now, l.ceiling)
+	r := l.st.RateAt(left, l.ceiling)
 	if math.IsInf(r, 1) {
-		l.next = now
+		l.next = left
 		return 0
 	}
 	iv := time.Duration(float64(time.Second) / r)
@@ -321,12 +337,12 @@ func (l *Limiter) depart(now, at, idleUntil time.Time) (lost time.Duration) {
 		// Nobody waited for the slot: idle time.
 		l.next = idleUntil.Add(iv - time.Duration(l.cfg.Burst-1)*iv)
 	case l.throttles > 0 || l.st.Limit > 0:
-		l.next = now.Add(iv) // lateness is lost
+		l.next = left.Add(iv) // lateness is lost
 		return iv
-	case now.Sub(at) < max(iv, catchUp):
+	case left.Sub(at) < max(iv, catchUp):
 		l.next = at.Add(iv) // on time, or late: keep the schedule
 	default:
-		l.next = now.Add(iv)
+		l.next = left.Add(iv)
 	}
 	return 0
 }

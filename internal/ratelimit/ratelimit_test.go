@@ -311,11 +311,10 @@ func TestLimiter_WaitRefusesADoneContext(t *testing.T) {
 	}
 }
 
-// TestLimiter_ReserveLeavesAtTheSlot: Reserve comes back no later than the
-// slot and the departure it returns leaves at the slot, never before, so
-// that the work between them (building the request) does not push the
-// request past its slot.
-func TestLimiter_ReserveLeavesAtTheSlot(t *testing.T) {
+// TestLimiter_ARequestLeavesNotBeforeItsSlot: Reserve may come back
+// before the slot, for the request to be built meanwhile, but its leave
+// returns at the slot, never before.
+func TestLimiter_ARequestLeavesNotBeforeItsSlot(t *testing.T) {
 	t.Parallel()
 	l := ratelimit.New(ratelimit.Config{Rate: 100})
 	start := time.Now() // the first slot is now or later
@@ -364,6 +363,36 @@ func TestLimiter_ALateDepartureIsNotMadeUpOnceThrottled(t *testing.T) {
 		}
 		if gap := time.Since(late); gap < 10*time.Millisecond {
 			t.Errorf("the departure after a late one left %v after it, want the whole interval, 10ms", gap)
+		}
+	})
+}
+
+// TestLimiter_AnAnswerIsJudgedWhenItCameNotWhenItsSlotIs: a departure
+// reserved before its slot counts as evidence when it was reserved, not
+// at the slot: a 429 and an accepted answer that come together (a
+// collision, no evidence) stay one clump although the slot reserved
+// between them lies past the clump.
+func TestLimiter_AnAnswerIsJudgedWhenItCameNotWhenItsSlotIs(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		l.Adopt(ratelimit.State{Rate: 100, Limit: 100, Margin: 1, Since: time.Now()})
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ratelimit.LeadUnderSynctest(l)
+		before := l.State()
+		time.Sleep(7 * time.Millisecond)
+		l.Throttled(0)
+		if _, err := l.Reserve(t.Context()); err != nil { // 8.5ms: the slot at 10ms, 1.5ms ahead
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+		l.Accepted() // 1.6ms after the 429: one clump
+		time.Sleep(50 * time.Millisecond)
+		l.Stats() // the clump is over and judged
+		if after := l.State(); after.Rate != before.Rate {
+			t.Errorf("State().Rate after a 429 clumped with an accepted answer = %v, want %v (a collision)", after.Rate, before.Rate)
 		}
 	})
 }

@@ -21,5 +21,5 @@ func (l *Limiter) Departed() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
-	l.depart(now, now, time.Time{})
+	l.depart(now, now, now, time.Time{})
 }
