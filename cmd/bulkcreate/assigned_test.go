@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -241,4 +242,19 @@ func peopleCSV(prefix string, n int) string {
 // fast as the server answers, each given 2 s.
 func oneAtATime(file string) []string {
 	return []string{"import", "--rps", "0", "--concurrency", "1", "--timeout", "2s", file}
+}
+
+// TestCLI_ADryRunSaysWhichRowsToSendWaitOnTheTarget: rows in doubt at a
+// target no answer has shown to keep the ids sent are counted to send,
+// and the dry run says how many of them wait on that.
+func TestCLI_ADryRunSaysWhichRowsToSendWaitOnTheTarget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, env := newServer(t, sandbox.Options{DropAfterCommit: 1, Seed: 5})
+	writeFile(t, dir, "in.csv", peopleCSV("wait", 4))
+	runBin(t, dir, env, "", oneAtATime("in.csv")...)
+	r := runBin(t, dir, env, "", "import", "--dry-run", "in.csv")
+	if !regexp.MustCompile(`of them in doubt, sent only once an answer shows the target keeps the ids sent +4`).MatchString(r.stdout) {
+		t.Errorf("import --dry-run over 4 rows in doubt at a target of unknown ids: want them counted as waiting on it\n%s%s", r.stdout, r.stderr)
+	}
 }

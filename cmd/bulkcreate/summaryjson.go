@@ -37,6 +37,7 @@ type summaryJSON struct {
 	Ledger            string   `json:"ledger"`
 	DryRun            bool     `json:"dryRun,omitempty"`
 	ToSend            int64    `json:"toSend,omitempty"`
+	ToSendInDoubt     int64    `json:"toSendInDoubt,omitempty"`     // of toSend, rows in doubt sent only once the target is seen to keep ids
 	Issues            []string `json:"issues,omitempty"`            // a dry run's first rows it would not send
 	AssignsIDs        bool     `json:"assignsIds,omitempty"`        // the target assigns its own customer ids
 	HeldInDoubt       int64    `json:"heldInDoubt,omitempty"`       // of in_doubt, rows not sent again for it
@@ -186,7 +187,7 @@ func (r *summaryRecorder) write(runErr error) error {
 		out.Outcome = s.Outcome
 		out.Counts = countsJSON(s.Counts)
 		if s.DryRun {
-			out.DryRun, out.ToSend, out.Issues = true, s.ToSend, s.Issues
+			out.DryRun, out.ToSend, out.ToSendInDoubt, out.Issues = true, s.ToSend, s.ToSendInDoubt, s.Issues
 		}
 		out.Requests, out.Throttled = s.Requests, s.Throttled
 		out.AssignsIDs, out.HeldInDoubt = s.AssignsIDs, s.Held

@@ -165,6 +165,11 @@ type Summary struct {
 	ReadAll   bool          `json:"readAll"` // the run read its file to the end
 	DryRun    bool          `json:"dryRun"`
 	ToSend    int64         `json:"toSend,omitempty"` // dry run: rows that would be sent
+	// ToSendInDoubt is, in a dry run, how many of ToSend are rows in
+	// doubt at a target no answer has yet shown to keep the ids sent: the
+	// import sends them only once one does (one alone when it sends no
+	// other row), and holds them otherwise.
+	ToSendInDoubt int64 `json:"toSendInDoubt,omitempty"`
 	// Issues are, in a dry run, the reasons of the first rows it would not
 	// send (invalid or duplicate), at most 20, in the order found.
 	Issues []string `json:"issues,omitempty"`
@@ -283,6 +288,7 @@ func (im *Importer) waitOut(ctx context.Context, d time.Duration) error {
 
 type counters struct {
 	read, created, exists, skipped, invalid, duplicate, rejected, failed, inDoubt, toSend, inFlight, held, heldUnknown atomic.Int64
+	toSendInDoubt                                                                                                      atomic.Int64
 	queuedElsewhere                                                                                                    atomic.Int64 // rows another fleet import queued and the fleet still owes
 	consumed                                                                                                           atomic.Int64 // bytes of the file parsed
 	waiting                                                                                                            atomic.Int64 // rows sleeping out a 429's Retry-After
@@ -301,6 +307,7 @@ func (im *Importer) Progress() Summary {
 		Throttled:      im.throttled.Load(),
 		DryRun:         im.cfg.DryRun,
 		ToSend:         c.toSend.Load(),
+		ToSendInDoubt:  c.toSendInDoubt.Load(),
 		Consumed:       c.consumed.Load(),
 		Waiting:        c.waiting.Load(),
 		AssignsIDs:     im.assignsIDs.Load(),

@@ -418,3 +418,34 @@ func allInDoubt(t *testing.T, srv importer.Sender, store importer.Store, cfg imp
 		t.Fatalf("import 1: %+v, %v; want %d in doubt (every answer lost)", sum.Counts, err, n)
 	}
 }
+
+// TestImport_ADryRunSaysWhichRowsToSendWaitOnTheTarget: a dry run counts
+// rows in doubt among those to send, and says how many of them the import
+// sends only once an answer shows the target keeps the ids sent; once the
+// ledger knows it does, none wait.
+func TestImport_ADryRunSaysWhichRowsToSendWaitOnTheTarget(t *testing.T) {
+	t.Parallel()
+	srv := &idKeeper{lost: func(n int) bool { return n <= 5 }, calls: map[string]int{}}
+	store := memoryStore{memstore.New()}
+	lost, _ := genCSV(5, "lost")
+	fresh, _ := genCSV(3, "fresh")
+	file := lost + fresh[strings.Index(fresh, "\n")+1:]
+	allInDoubt(t, srv, store, importer.Config{SourceFile: "f.csv", Concurrency: 1, Backoff: 1}, lost, 5)
+	dry := func() importer.Summary {
+		t.Helper()
+		sum, err := importer.New(importer.Config{SourceFile: "f.csv", DryRun: true}, srv, freePacer{}, store, "t").Import(t.Context(), strings.NewReader(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	if sum := dry(); sum.ToSend != 8 || sum.ToSendInDoubt != 5 {
+		t.Errorf("dry run at a target of unknown ids: to send %d, of them in doubt %d; want 8, 5", sum.ToSend, sum.ToSendInDoubt)
+	}
+	if _, err := importer.New(importer.Config{SourceFile: "f.csv", Backoff: 1}, srv, freePacer{}, store, "t").Import(t.Context(), strings.NewReader(fresh)); err != nil {
+		t.Fatal(err) // its answers show the target keeps the ids sent
+	}
+	if sum := dry(); sum.ToSend != 5 || sum.ToSendInDoubt != 0 {
+		t.Errorf("dry run once the target kept an id: to send %d, of them in doubt %d; want 5, 0", sum.ToSend, sum.ToSendInDoubt)
+	}
+}

@@ -73,6 +73,9 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 		switch d.action {
 		case actSend:
 			im.counts.toSend.Add(1)
+			if im.cfg.DryRun && k.own != nil && k.own.Status.Doubtful() && !im.cfg.ResendInDoubt && !im.ownIDs.Load() {
+				im.counts.toSendInDoubt.Add(1) // the import may hold it (sendDeferred)
+			}
 			r.CustomerID = d.customerID
 			if first == nil {
 				batch[foldedEmail(r)] = plannedRow{email: r.Email, customerID: r.CustomerID, line: r.Line}
