@@ -200,7 +200,8 @@ type CreateCustomerRequest struct {
 	// Leave, when set, is called once the request is built, just before
 	// it goes to the transport, and the request leaves when it returns:
 	// a pacer's last wait, so that paced requests reach the server as
-	// evenly as they were paced. An error sends nothing.
+	// evenly as they were paced. Its wait does not count against
+	// Config.Timeout. An error sends nothing.
 	Leave func(context.Context) error `json:"-"`
 }
 
@@ -262,14 +263,7 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 		return Customer{}, err
 	}
 	caller := ctx
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-
-	// WroteHeaders runs on the transport's goroutine, which may outlive Do
-	// when the context ends, hence the atomic.
-	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}
-	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, c.base+"/api/v1/customers/", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(caller, http.MethodPost, c.base+"/api/v1/customers/", bytes.NewReader(body))
 	if err != nil {
 		return Customer{}, fmt.Errorf("ripio: create customer: %w", err)
 	}
@@ -284,6 +278,14 @@ func (c *Client) createOnce(ctx context.Context, req CreateCustomerRequest, body
 			return Customer{}, &TransportError{Op: "create customer", Err: err, byCaller: caller.Err() != nil}
 		}
 	}
+	// The timeout starts as the request leaves, after Leave's wait.
+	// WroteHeaders runs on the transport's goroutine, which may outlive Do
+	// when the context ends, hence the atomic.
+	ctx, cancel := context.WithTimeout(caller, c.timeout)
+	defer cancel()
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}
+	hreq = hreq.WithContext(httptrace.WithClientTrace(ctx, trace))
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return Customer{}, &TransportError{Op: "create customer", Sent: wrote.Load(), Err: scrubError(err, hide), byCaller: caller.Err() != nil}

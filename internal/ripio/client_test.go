@@ -629,3 +629,20 @@ func TestCreateCustomer_LeavesWhenLeaveReturns(t *testing.T) {
 		t.Errorf("server saw %d creates, want 2 (none for the failed Leave)", n)
 	}
 }
+
+// TestCreateCustomer_TheTimeoutStartsAfterLeave: a Leave that waits longer
+// than the request's timeout (a pacer's wait) does not spend it: the
+// request then has its whole timeout.
+func TestCreateCustomer_TheTimeoutStartsAfterLeave(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, nil, echoCreated)
+	c := newClient(t, api.URL, withTimeout(100*time.Millisecond))
+	req := ana
+	req.Leave = func(context.Context) error {
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	}
+	if _, err := c.CreateCustomer(t.Context(), req); err != nil {
+		t.Errorf("CreateCustomer after a Leave of 300ms with a timeout of 100ms = %v, want created", err)
+	}
+}
