@@ -209,8 +209,11 @@ type Importer struct {
 	cfg    Config
 	sender Sender
 	pacer  Pacer
-	store  Store
-	target string
+	// limiter is Limiter's answer, fixed by New: Work wraps pacer in a
+	// lease's check while a progress display may read it.
+	limiter *ratelimit.Limiter
+	store   Store
+	target  string
 
 	run    Run
 	issues issueLog
@@ -248,7 +251,7 @@ type Importer struct {
 // run, and store may be nil there: it then plans against nothing.
 func New(cfg Config, sender Sender, pacer Pacer, store Store, target string) *Importer {
 	cfg = cfg.withDefaults()
-	return &Importer{cfg: cfg, sender: sender, pacer: pacer, store: store, target: target, stop: newStopRules(cfg.Stop),
+	return &Importer{cfg: cfg, sender: sender, pacer: pacer, limiter: limiterOf(pacer), store: store, target: target, stop: newStopRules(cfg.Stop),
 		places: make(chan struct{}, cfg.Concurrency), waiters: make(chan struct{}, cfg.Concurrency), freed: make(chan struct{}, 1)}
 }
 
@@ -320,15 +323,14 @@ func (im *Importer) Progress() Summary {
 	}
 }
 
-// Limiter is the pacer in use when it is a *ratelimit.Limiter, or the
-// limiter whose law a pacer runs (a fleet's: its Limiter method), for
-// progress displays; nil otherwise. A lease's check around the pacer is
-// looked through.
-func (im *Importer) Limiter() *ratelimit.Limiter {
-	p := im.pacer
-	if lp, ok := p.(leasePacer); ok {
-		p = lp.Pacer
-	}
+// Limiter is the pacer New was given when it is a *ratelimit.Limiter, or
+// the limiter whose law that pacer runs (a fleet's: its Limiter method),
+// for progress displays; nil otherwise. It is safe to call while the
+// importer runs.
+func (im *Importer) Limiter() *ratelimit.Limiter { return im.limiter }
+
+// limiterOf is Limiter's answer for pacer p.
+func limiterOf(p Pacer) *ratelimit.Limiter {
 	switch p := p.(type) {
 	case *ratelimit.Limiter:
 		return p
