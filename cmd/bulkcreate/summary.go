@@ -103,7 +103,7 @@ func printDryRunSummary(w io.Writer, s importer.Summary, rps float64) {
 	printInput(w, s.Input)
 	fmt.Fprintf(tw, "to send\t%d\t\n", s.ToSend)
 	if s.ToSendInDoubt > 0 {
-		fmt.Fprintf(tw, "of them in doubt, sent only once an answer shows the target keeps the ids sent\t%d\t\n", s.ToSendInDoubt)
+		fmt.Fprintf(tw, "of them in doubt, sent once an answer shows the target keeps the ids sent (or one alone, to find out)\t%d\t\n", s.ToSendInDoubt)
 	}
 	fmt.Fprintf(tw, "skip (done before)\t%d\t\n", s.Skipped)
 	fmt.Fprintf(tw, "skip (rejected before, unchanged)\t%d\t\n", s.Rejected)

@@ -299,3 +299,22 @@ func TestLimiter_AFixedWindowFoundAcrossTwoOfItsSecondsIsMeasuredAgain(t *testin
 		}
 	})
 }
+
+// TestLimiter_TwoOutagesCloseTogetherAreNotAWindow: a bucket that refuses
+// everything twice within 2.5s (200ms each, no Retry-After) closes and
+// opens again as a fixed window does, but the limit measured before was
+// not a window's: it stays, though the second before the second outage
+// held the first one and the client's pace under the limit.
+func TestLimiter_TwoOutagesCloseTogetherAreNotAWindow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l, srv, before := atTheLimit(t, 17, 10*time.Millisecond)
+		now := time.Now()
+		first := &hiccup{server: srv, start: now, from: 2 * time.Second, d: 200 * time.Millisecond, noRetryAfter: true}
+		second := &hiccup{server: first, start: now, from: 3500 * time.Millisecond, d: 200 * time.Millisecond, noRetryAfter: true}
+		drive(t, l, second, 16, 10*time.Millisecond, 6*time.Second)
+		if lim := l.State().Limit; lim < 0.95*before {
+			t.Errorf("State().Limit after two outages 1.5s apart = %v, want %v kept", lim, before)
+		}
+	})
+}

@@ -20,7 +20,9 @@ func (l *Limiter) Accepted() {
 	l.backoffs = 0
 	l.refusedInARow = 0
 	l.lastAccepted = now
-	l.reopened = true
+	if now.Sub(l.closedAt) >= closedFor {
+		l.reopened = true // not an answer the closure overtook
+	}
 	l.win.add(now, 1, 0, 0)
 }
 
@@ -50,12 +52,14 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		// second before it closed). Its 429s count among the second's
 		// answers all the same.
 		//
-		// When it closes again within reclosed of the last time, having
-		// opened between, it opens and closes on a clock: what it
-		// accepted in the last second is its window (the first count,
-		// from the start, may hold the end of one window and the whole
-		// next). A server that closed once (a hiccup) says nothing of
-		// the sort.
+		// When the limit was measured so and the server closes again
+		// within reclosed of the last time, having opened between, it
+		// opens and closes on a clock: what it accepted in the last
+		// second is its window (the first count, from the start, may
+		// hold the end of one window and the whole next), and the limit
+		// drops to it. A limit measured otherwise (a bucket that
+		// hiccups) is kept: that second held the refusals and what the
+		// client sent below the limit.
 		l.win.add(now, 0, l.pendingN+1, 0)
 		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
@@ -64,8 +68,8 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		switch {
 		case s.Limit == 0 && l.accepted > 0:
 			limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
-		case l.reopened && !l.closedAt.IsZero() && now.Sub(l.closedAt) <= reclosed:
-			if acc, _, _, _, ok := l.win.lastSecond(now, l.evidence); ok && acc > 0 {
+		case l.closedLimit && l.reopened && now.Sub(l.closedAt) <= reclosed:
+			if acc, _, _, _, ok := l.win.lastSecond(now, l.start); ok && acc > 0 {
 				limit = acc
 			}
 		}
@@ -73,6 +77,7 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 			s.Limit = limit
 			s.Rate = min(max(s.Margin*s.Limit, l.cfg.MinRate), s.RateAt(now, l.ceiling))
 			s.Since = now
+			l.closedLimit = true
 		}
 		if l.reopened || l.closedAt.IsZero() {
 			l.closedAt = now

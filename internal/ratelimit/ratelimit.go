@@ -169,6 +169,7 @@ type Limiter struct {
 	refusedInARow int
 	closedAt      time.Time // the server last began to refuse everything
 	reopened      bool      // it accepted a request since
+	closedLimit   bool      // the limit was measured when it did, and may be again
 	lastAnswer    time.Time // the last Accepted or Throttled
 	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
 	pendingN      int       // 429s of the clump
@@ -285,29 +286,22 @@ func (l *Limiter) Reserve(ctx context.Context) (leave func(context.Context) erro
 	}
 }
 
-// leave sleeps until the departure at, or the end of a pause that began
-// meanwhile, and moves the next slot to lost after the moment the request
-// really left, when depart said lateness is lost. A slot reserved before
-// (the work between Reserve and leave took longer than the interval)
-// stays where it was.
+// leave sleeps until the departure at, and moves the next slot to lost
+// after the moment the request really left, when depart said lateness is
+// lost. A slot reserved before (the work between Reserve and leave took
+// longer than the interval) stays where it was. A pause that began since
+// the reservation does not hold it: the caller's context may not end (a
+// request out is never cancelled), and the wait is at most the lead.
 func (l *Limiter) leave(ctx context.Context, at time.Time, lost time.Duration) error {
-	for {
-		if err := l.sleeper.until(ctx, at); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		now := l.cfg.Now()
-		if p := l.st.PausedUntil; now.Before(p) {
-			l.mu.Unlock()
-			at = p
-			continue
-		}
-		if lost > 0 {
-			l.next = maxTime(l.next, now.Add(lost))
-		}
-		l.mu.Unlock()
-		return nil
+	if err := l.sleeper.until(ctx, at); err != nil {
+		return err
 	}
+	if lost > 0 {
+		l.mu.Lock()
+		l.next = maxTime(l.next, l.cfg.Now().Add(lost))
+		l.mu.Unlock()
+	}
+	return nil
 }
 
 // depart records a departure reserved at now to leave at left, due at

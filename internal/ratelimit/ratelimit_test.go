@@ -396,3 +396,33 @@ func TestLimiter_AnAnswerIsJudgedWhenItCameNotWhenItsSlotIs(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiter_AReservedRequestIsNotHeldByALaterPause: the end of a
+// reserved wait is the request's own, run on a context that a stopping run
+// does not end (a request out is never cancelled): a pause that began
+// since the reservation does not hold it there, where nothing could stop
+// it; the pause holds the reservations after it.
+func TestLimiter_AReservedRequestIsNotHeldByALaterPause(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 100})
+		leave, err := l.Reserve(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Pause(30 * time.Second)
+		start := time.Now()
+		if err := leave(context.WithoutCancel(t.Context())); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("leave after a later Pause(30s) waited %v, want 0", waited)
+		}
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited < 30*time.Second {
+			t.Errorf("the next request left %v after the pause began, want 30s", waited)
+		}
+	})
+}

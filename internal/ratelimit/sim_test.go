@@ -249,12 +249,16 @@ func (s *strayOnce) allow(time.Time) (bool, time.Duration) {
 // start: a server (or the way to it) that stalled for d.
 type hiccup struct {
 	server
-	start   time.Time
-	from, d time.Duration
+	start        time.Time
+	from, d      time.Duration
+	noRetryAfter bool // its 429s give none
 }
 
 func (h *hiccup) allow(now time.Time) (bool, time.Duration) {
 	if in := now.Sub(h.start); in >= h.from && in < h.from+h.d {
+		if h.noRetryAfter {
+			return false, 0
+		}
 		return false, time.Second
 	}
 	return h.server.allow(now)
