@@ -23,7 +23,8 @@
 // lead), not between the slot and the wire: at a 100/s bucket of burst 1
 // a pool paced at 99/s was refused 6-7% of its requests when they left
 // from Wait and 0.5-2% with Reserve (BENCHMARKS.md, command G2). A pause
-// that begins meanwhile holds the request still. That rest is
+// that begins meanwhile holds the reservations after it, not that one: its
+// rest is at most the lead, on the request's own context. That rest is
 // slept with the OS's nanosleep where there is one (Linux): the runtime's
 // timers wake up to a millisecond late, nanosleep about a tenth of that.
 // Only a slot due with nobody waiting is idle time, which saves up
@@ -78,10 +79,12 @@
 // met it is the limit. A server that refuses everything before any limit
 // is known (a fixed window, closed) gives it at once: what it accepted
 // since the start, per second over a second at least. That first count may
-// hold the end of one window and the whole next, so a server that closes
-// again within 2.5s, having opened between, opens and closes on a clock,
-// and what it accepted in the last second is its window: the limit drops
-// to it. A server that closed once (a hiccup) keeps the limit.
+// hold the end of one window and the whole next, so when such a server
+// closes again within 2.5s, having opened between, it opens and closes on
+// a clock, and what it accepted in the last second is its window: the
+// limit drops to it. A limit measured otherwise is kept (a bucket that
+// refused everything twice was not a window: that second held the outage
+// and the client's pace under the limit).
 //
 // A 429 answered in one clump with an accepted request (answers each
 // within a quarter of the interval of the one before, in either order) is
