@@ -88,31 +88,12 @@ func TestImport_RowsInDoubtQueuedBeforeTheFirstAnswerAreHeld(t *testing.T) {
 	}
 }
 
-// idSilent keeps the ids sent, as far as anyone can tell, but never names
-// one in its answers; its third answer is lost.
-type idSilent struct {
-	mu    sync.Mutex
-	n     int
-	calls map[string]int
-}
-
-func (s *idSilent) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.n++
-	s.calls[req.Email]++
-	if s.n == 3 {
-		return ripio.Customer{}, &ripio.TransportError{Op: "create customer", Sent: true, Err: fmt.Errorf("connection reset")}
-	}
-	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type}, nil // IDKept unset: no id in the answer
-}
-
 // TestImport_AnswersWithoutAnIDDoNotShowTheTargetKeepsOurs: answers that
 // name no customerId say nothing of how the target treats ids, so a lost
 // answer is still not sent again in the run.
 func TestImport_AnswersWithoutAnIDDoNotShowTheTargetKeepsOurs(t *testing.T) {
 	t.Parallel()
-	srv := &idSilent{calls: map[string]int{}}
+	srv := &idKeeper{lost: func(n int) bool { return n == 3 }, silent: true, calls: map[string]int{}}
 	data, emails := genCSV(5, "silent")
 	im := importer.New(importer.Config{SourceFile: "s.csv", Concurrency: 1, Backoff: 1}, srv, freePacer{}, memoryStore{memstore.New()}, "t")
 	if _, err := im.Import(t.Context(), strings.NewReader(data)); err != nil {
@@ -123,13 +104,15 @@ func TestImport_AnswersWithoutAnIDDoNotShowTheTargetKeepsOurs(t *testing.T) {
 	}
 }
 
-// idKeeper keeps the customerIds sent and answers with them; the answers
-// for which lost says so are lost (n counts its calls from 1).
+// idKeeper keeps the customerIds sent and answers with them, or, silent,
+// names no id in its answers (as far as anyone can tell it keeps them);
+// the answers for which lost says so are lost (n counts its calls from 1).
 type idKeeper struct {
-	lost  func(n int) bool
-	mu    sync.Mutex
-	n     int
-	calls map[string]int
+	lost   func(n int) bool
+	silent bool
+	mu     sync.Mutex
+	n      int
+	calls  map[string]int
 }
 
 func (s *idKeeper) CreateCustomer(_ context.Context, req ripio.CreateCustomerRequest) (ripio.Customer, error) {
@@ -140,7 +123,7 @@ func (s *idKeeper) CreateCustomer(_ context.Context, req ripio.CreateCustomerReq
 	if s.lost != nil && s.lost(s.n) {
 		return ripio.Customer{}, &ripio.TransportError{Op: "create customer", Sent: true, Err: fmt.Errorf("connection reset")}
 	}
-	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: true}, nil
+	return ripio.Customer{CustomerID: req.CustomerID, Email: req.Email, Type: req.Type, IDKept: !s.silent}, nil
 }
 
 // TestImport_RowsInDoubtWaitForTheAnswersOfRowsSentFirst: rows in doubt

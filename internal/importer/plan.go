@@ -73,7 +73,7 @@ func (p *planner) plan(ctx context.Context, rows []Row) error {
 		switch d.action {
 		case actSend:
 			im.counts.toSend.Add(1)
-			if im.cfg.DryRun && k.own != nil && k.own.Status.Doubtful() && !im.cfg.ResendInDoubt && !im.ownIDs.Load() {
+			if im.cfg.DryRun && p.waitsOnTarget(k.own) {
 				im.counts.toSendInDoubt.Add(1) // the import may hold it (sendDeferred)
 			}
 			r.CustomerID = d.customerID
@@ -141,8 +141,15 @@ const maxDeferred = 10000
 // (sendDeferred). Past maxDeferred such rows, they go in file order, and
 // those that still find the target unknown are held (send.go's ready).
 func (p *planner) defers(prior *ledger.Prior) bool {
-	return p.marked != nil && prior != nil && prior.Status.Doubtful() &&
-		!p.im.cfg.ResendInDoubt && !p.im.ownIDs.Load() && len(p.deferred) < maxDeferred
+	return p.marked != nil && p.waitsOnTarget(prior) && len(p.deferred) < maxDeferred
+}
+
+// waitsOnTarget reports whether a row to send, which the store holds as
+// prior, is sent only once an answer shows the target keeps the
+// customerIds sent: it is in doubt since an earlier run, and no answer has
+// yet shown it (see defers).
+func (p *planner) waitsOnTarget(prior *ledger.Prior) bool {
+	return prior != nil && prior.Status.Doubtful() && !p.im.cfg.ResendInDoubt && !p.im.ownIDs.Load()
 }
 
 // sendDeferred marks and sends the rows kept back, once the file was read

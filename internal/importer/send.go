@@ -180,9 +180,9 @@ func (im *Importer) hold(ctx context.Context, s *sending) error {
 }
 
 // waitPacer waits for the pacer's slot and returns the pacer's last wait
-// (see Pacer.Reserve). While every answer is a 429, the wait ends when they have lasted
-// --max-retry-after (the pacer's own pause may run past it): then with
-// ErrThrottledTooLong.
+// (see Pacer.Reserve). While every answer is a 429, the wait ends when
+// they have lasted --max-retry-after (the pacer's own pause may run past
+// it): then with ErrThrottledTooLong.
 func (im *Importer) waitPacer(ctx context.Context) (func(context.Context) error, error) {
 	for {
 		until, ok := im.stop.throttledUntil()
