@@ -88,6 +88,12 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	if l.clumpAccepted {
 		return // a collision
 	}
+	if l.cameEarly(now) {
+		// Not the rate's doing: it counts among the second's answers,
+		// which tell whether the server is saturated, and cuts nothing.
+		l.win.add(now, 0, 1, 0)
+		return
+	}
 	if l.pendingAt.IsZero() {
 		l.pendingAt = now
 	}
@@ -136,6 +142,19 @@ func (l *Limiter) judge() {
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
 	return ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread
+}
+
+// cameEarly reports whether a 429 at now answers a request that reached
+// the server less than early of the interval after the last accepted one:
+// the server refused a request that came sooner than the pool sends them,
+// which says its interval is longer than that gap, not that it is longer
+// than the pool's. Jitter brought the two together. l.mu is held.
+func (l *Limiter) cameEarly(now time.Time) bool {
+	r := l.st.RateAt(now, l.ceiling)
+	if l.accepted == 0 || math.IsInf(r, 1) {
+		return false
+	}
+	return now.Sub(l.lastAccepted) < time.Duration(early*float64(time.Second)/r)
 }
 
 // clumped reports whether an answer at now comes within a fraction of the

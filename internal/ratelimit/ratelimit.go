@@ -78,6 +78,11 @@ const (
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
+	// early is the share of the interval under which a 429 that answers
+	// a request sooner after the last accepted one is no evidence of the
+	// rate (see Limiter.cameEarly).
+	early = 0.95
+
 	// probeHold is how long the rate only creeps after a decrease before
 	// it probes above itself on a cubic; probeScale sets the cubic's pace:
 	// the probe adds the whole limit probeHold+probeScale after the

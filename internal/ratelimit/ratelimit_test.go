@@ -218,7 +218,9 @@ func TestLimiter_ManyThrottlesOfOneEpisodeDecreaseOnce(t *testing.T) {
 
 // TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision: a 429 that
 // comes in one clump with an accepted answer, before or after it, leaves
-// the rate alone; one that comes alone cuts it.
+// the rate alone, and so does one that comes sooner after an accepted
+// answer than the interval; one that comes alone an interval after the
+// last accepted answer cuts it.
 func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -228,6 +230,13 @@ func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
 	}{
 		{"AcceptedFirst", func(l *ratelimit.Limiter) { l.Accepted(); l.Throttled(time.Second) }, false},
 		{"ThrottledFirst", func(l *ratelimit.Limiter) { l.Throttled(time.Second); l.Accepted() }, false},
+		{"SoonerThanTheInterval", func(l *ratelimit.Limiter) {
+			l.Accepted()
+			time.Sleep(5 * time.Millisecond)
+			l.Throttled(time.Second)
+			time.Sleep(5 * time.Millisecond)
+			l.Accepted()
+		}, false},
 		{"Alone", func(l *ratelimit.Limiter) {
 			l.Throttled(time.Second)
 			time.Sleep(5 * time.Millisecond)
@@ -240,7 +249,7 @@ func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				l := ratelimit.New(ratelimit.Config{Rate: 100})
 				waitN(t, l, 50, 4)
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // an interval after the last accepted answer
 				tt.answers(l)
 				time.Sleep(5 * time.Millisecond)
 				if got := l.Stats().Rate; (got < 100) != tt.cut {
