@@ -140,6 +140,62 @@ func drive(t *testing.T, l *ratelimit.Limiter, srv server, workers int, latency,
 	return &r
 }
 
+// way is a request's round trip where a 429 may come back sooner than a
+// create (a server that checks its limit before its handler runs) and
+// answers may come back after a varying time.
+type way struct {
+	toServer         time.Duration
+	back429, back200 time.Duration
+	backJitter       *jitter // more on every answer's way back; nil: none
+}
+
+// driveWay is drive on w.
+func driveWay(t *testing.T, l *ratelimit.Limiter, srv server, workers int, w way, d time.Duration) *run {
+	t.Helper()
+	var (
+		mu sync.Mutex
+		r  run
+		wg sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	r.start = time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				if err := l.Wait(ctx); err != nil {
+					return
+				}
+				time.Sleep(w.toServer)
+				now := time.Now()
+				ok, retryAfter := srv.allow(now)
+				mu.Lock()
+				if ok {
+					r.accepted = append(r.accepted, now)
+				} else {
+					r.throttled = append(r.throttled, now)
+				}
+				mu.Unlock()
+				back := w.back429
+				if ok {
+					back = w.back200
+				}
+				if w.backJitter != nil {
+					back += w.backJitter.draw()
+				}
+				time.Sleep(back)
+				if ok {
+					l.Accepted()
+				} else {
+					l.Throttled(retryAfter)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return &r
+}
+
 // strayRefusal refuses one request in every, as a strict bucket refuses a
 // request that jitter brought early.
 type strayRefusal struct {
