@@ -117,9 +117,7 @@ func New(cfg Config, b postgres.Budget, sent, received time.Time) (*Pacer, error
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	law := cfg.Law
-	law.Shared = true
-	p := &Pacer{cfg: cfg, law: ratelimit.New(law), gate: make(chan struct{}, 1), share: newShare()}
+	p := &Pacer{cfg: cfg, law: ratelimit.New(cfg.Law), gate: make(chan struct{}, 1), share: newShare()}
 	p.mu.Lock()
 	p.adopted = p.law.State()
 	p.adopt(b, sent, received)

@@ -319,41 +319,15 @@ func TestLimiter_TwoOutagesCloseTogetherAreNotAWindow(t *testing.T) {
 	})
 }
 
-// TestLimiter_CollisionsUnderTheLimitAreNotItsRate: on a way to the server
-// that holds one request in 150 up to 4ms, the request after a held one
-// reaches a strict bucket sooner than an interval after it and is refused
-// at any rate under the limit. Those 429s come sooner after the last
-// accepted answer than the pool's interval, and answers keep the pacing:
-// they do not step the rate down to its floor (0.89-0.93 of the limit
-// when they did), and the pool holds 0.94 of the limit at least.
-func TestLimiter_CollisionsUnderTheLimitAreNotItsRate(t *testing.T) {
-	t.Parallel()
-	for _, seed := range []uint64{21, 22, 23} {
-		t.Run(fmt.Sprint("Seed", seed), func(t *testing.T) {
-			t.Parallel()
-			synctest.Test(t, func(t *testing.T) {
-				const d = 30 * time.Second
-				l, srv := noisy(seed, 400, newBucket(100, 1, true))
-				srv = &delayed{server: srv, j: newJitter(seed+200, time.Microsecond, 4*time.Millisecond, 150)}
-				r := drive(t, l, srv, 16, 10*time.Millisecond, d)
-				share, refused := shares(r, 100, d)
-				t.Logf("accepted %.3f of the limit, refused %.2f%%, state %+v", share, 100*refused, l.State())
-				if share < 0.94 {
-					t.Errorf("accepted %.3f of the limit through collisions, want >= 0.94", share)
-				}
-			})
-		})
-	}
-}
-
-// TestLimiter_A429QuickerThanACreateCostsNoMoreThanJittersShare: a server
-// that answers a 429 2ms sooner than a create (its limit checked before
-// its handler) makes every 429 over its limit come less than an interval
-// after the accepted answer before it, as jitter's do. The law lets such
-// 429s pass only up to 0.7% of requests: at most that many more are
-// refused than when both answers take as long (0.4%), where passing them
-// all left the pool over the limit, half its requests refused.
-func TestLimiter_A429QuickerThanACreateCostsNoMoreThanJittersShare(t *testing.T) {
+// TestLimiter_HoldsABucketThatAnswers429sSoonerThanCreates: a server that
+// checks its limit before its handler answers a 429 sooner than a create
+// (the sandbox's Latency delays only requests it takes), here by 2ms, so
+// each 429 over its limit comes back less than an interval after the
+// accepted answer before it, as one that jitter brought early would. The
+// law holds it as a server that answers both alike (0.4% refused): a rule
+// that let such 429s pass as jitter's kept the pool over the limit with
+// half its requests refused.
+func TestLimiter_HoldsABucketThatAnswers429sSoonerThanCreates(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const d = 30 * time.Second
@@ -361,32 +335,10 @@ func TestLimiter_A429QuickerThanACreateCostsNoMoreThanJittersShare(t *testing.T)
 		w := way{toServer: 5 * time.Millisecond, back429: 5 * time.Millisecond, back200: 7 * time.Millisecond}
 		r := driveWay(t, l, newBucket(100, 1, true), 32, w, d)
 		acc, thr := r.between(r.start, 10*time.Second, d)
-		refused := float64(thr) / float64(acc+thr)
-		t.Logf("10-30s: accepted %d, refused %.2f%%, state %+v", acc, 100*refused, l.State())
-		if refused > 0.015 {
-			t.Errorf("refused %.2f%% 10-30s, want <= 1.5%% (0.4%% when both answers take as long)", 100*refused)
-		}
-	})
-}
-
-// TestLimiter_AnswersThatDoNotKeepThePacingTellNothingOfJitter: answers
-// that come back after 0-20ms more each do not keep the pacing, so no 429
-// is taken for jitter's by how soon it came: once the limit has dropped
-// from 100/s to 50/s, the pool is refused as often as the law settles at
-// (0.7% over 25s; 1.2% when such 429s passed within the budget).
-func TestLimiter_AnswersThatDoNotKeepThePacingTellNothingOfJitter(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		const d = 40 * time.Second
-		l := ratelimit.New(ratelimit.Config{Rate: 400})
-		w := way{toServer: 5 * time.Millisecond, back429: 5 * time.Millisecond, back200: 5 * time.Millisecond,
-			backJitter: newJitter(32, 20*time.Millisecond, 20*time.Millisecond, 1)}
-		r := driveWay(t, l, newBucket(100, 1, true, step{10 * time.Second, 50}), 32, w, d)
-		acc, thr := r.between(r.start, 15*time.Second, d)
-		refused := float64(thr) / float64(acc+thr)
-		t.Logf("15-40s: accepted %d, refused %.2f%%, state %+v", acc, 100*refused, l.State())
-		if refused > 0.01 {
-			t.Errorf("refused %.2f%% 5-30s after the drop, want <= 1%%", 100*refused)
+		share, refused := float64(acc)/20/100, float64(thr)/float64(acc+thr)
+		t.Logf("10-30s: accepted %.3f of the limit, refused %.2f%%, state %+v", share, 100*refused, l.State())
+		if share < 0.95 || refused > 0.01 {
+			t.Errorf("10-30s: accepted %.3f of the limit, refused %.2f%%; want >= 0.95 and <= 1%%", share, 100*refused)
 		}
 	})
 }

@@ -42,9 +42,10 @@
 //     the rate: each 429 that opens an episode steps the rate down by 1%
 //     (plus a quarter of the share of 429s among the last second's
 //     answers), and between 429s the rate creeps up by 0.003% per request
-//     it sends. The rate settles where 429s that count (see below) are
-//     about 0.3% of requests, which at a strict bucket is just under its
-//     limit: the more jitter, the lower it settles. Gradient2's reading of latency does not apply: a rate limit
+//     it sends. The rate settles where 429s are about 0.3% of requests,
+//     which at a strict bucket is just under its limit, however much
+//     jitter the client's machine adds: the more jitter, the lower it
+//     settles. Gradient2's reading of latency does not apply: a rate limit
 //     refuses, it does not queue.
 //   - From the AWS SDKs' adaptive retry mode and TCP CUBIC: a rate that
 //     met no 429 for 3s probes above itself on a cubic (flat first, steep
@@ -90,32 +91,9 @@
 // a collision the client caused, and no evidence at all: a starved machine
 // delivers evenly paced requests bunched, and a strict bucket takes one of
 // each bunch whatever its limit. 429s are therefore judged when their
-// clump is over. Nor, within a budget, is a 429 that comes less than 0.95
-// of the pool's interval after the last accepted answer, where answers
-// keep the pacing (most accepted answers come an interval after the one
-// before, within a tenth of it). Answers then come back as their requests
-// reached the server, and the server refused a request that reached it
-// sooner after the one it took than the pool sends them: that says its
-// interval is longer than that gap, not than the pool's. A request held on
-// its way (a stall of either machine) brings the next one close behind
-// it, and a strict bucket refuses that one at any rate under its limit;
-// a 429 over the limit comes about an interval after the last accepted
-// one. Against a 100/s bucket of burst 1, on a 2-core machine running
-// other work, such 429s came up to one a second at 91-92/s, 0.7-0.95 of
-// the interval after the accepted answer, and held the rate on its floor
-// when they cut it (BENCHMARKS.md, figure 10). The limiter cannot tell
-// whether a 429 takes as long to come back as a create (a server that
-// checks its limit before its handler answers it sooner, and every 429
-// over its limit then looks early), so it lets such 429s pass up to 0.7%
-// of the requests (the 1% throttled issue 18 accepts, less the 0.3% the
-// law settles at): what the rule costs at most where it misjudges. They
-// count among the second's answers all the same, and none passes while
-// the server is saturated. A process of a fleet (Config.Shared) sends
-// among the others' requests and lets none pass.
-//
-// Several 429s answering requests that left before a cut make one episode
-// and cut once, unless they make the server saturated when the cut found
-// it was not.
+// clump is over. Several 429s answering requests that left before a cut
+// make one episode and cut once, unless they make the server saturated
+// when the cut found it was not.
 //
 // Retry-After is honoured for the whole pool, like the client-side
 // throttling of Google's SRE book, only when the server refuses

@@ -16,9 +16,6 @@ func (l *Limiter) Accepted() {
 	l.clumpAccepted = true
 	l.pendingAt, l.pendingN = time.Time{}, 0 // its 429s collided
 	l.answers++
-	if l.accepted > 0 && l.refusedInARow == 0 {
-		l.pace(now)
-	}
 	l.accepted++
 	l.backoffs = 0
 	l.refusedInARow = 0
@@ -91,13 +88,6 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 	if l.clumpAccepted {
 		return // a collision
 	}
-	if l.cameEarly(now) && l.jittered+1 <= earlyBudget && !l.saturated(now) {
-		// Jitter's, within what jitter may cost: it counts among the
-		// second's answers, and cuts nothing.
-		l.jittered++
-		l.win.add(now, 0, 1, 0)
-		return
-	}
 	if l.pendingAt.IsZero() {
 		l.pendingAt = now
 	}
@@ -108,7 +98,6 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 // before starts a new clump, and the 429s of the one before are judged.
 // l.mu is held.
 func (l *Limiter) answer(now time.Time) {
-	l.jittered *= 1 - 1.0/earlyAnswers
 	if !l.clumped(now) {
 		l.judge()
 		l.clumpAccepted = false
@@ -147,41 +136,6 @@ func (l *Limiter) judge() {
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
 	return ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread
-}
-
-// cameEarly reports whether a 429 at now came less than early of the
-// interval after the last accepted answer: when answers come back as
-// their requests reached the server, the server refused a request that
-// came sooner after the one it took than the pool sends them, which says
-// its interval is longer than that gap, not than the pool's. Jitter
-// brought the two together. Answers come back so only where they keep
-// the pacing: pacedShare of the accepted answers that follow an accepted
-// one come an interval after it, within paceTolerance (not when the way
-// back varies by more than that), and never to a process of a fleet
-// (Config.Shared), which sends among the others' requests. Whether a 429 takes as long as a create,
-// the limiter cannot tell, so the law lets such 429s pass only within
-// earlyBudget. l.mu is held.
-func (l *Limiter) cameEarly(now time.Time) bool {
-	r := l.st.RateAt(now, l.ceiling)
-	if l.cfg.Shared || l.accepted == 0 || math.IsInf(r, 1) || l.paced < pacedShare {
-		return false
-	}
-	return now.Sub(l.lastAccepted) < time.Duration(early*float64(time.Second)/r)
-}
-
-// pace notes how long after the accepted answer before it an accepted
-// answer at now came: within paceTolerance of the interval, the answers
-// kept the pacing. l.mu is held.
-func (l *Limiter) pace(now time.Time) {
-	r := l.st.RateAt(now, l.ceiling)
-	if math.IsInf(r, 1) {
-		return
-	}
-	kept := 0.0
-	if math.Abs(now.Sub(l.lastAccepted).Seconds()*r-1) <= paceTolerance {
-		kept = 1
-	}
-	l.paced += (kept - l.paced) / pacedAnswers
 }
 
 // clumped reports whether an answer at now comes within a fraction of the

@@ -26,12 +26,6 @@ type Config struct {
 	MaxPause time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Shared says the rate is this process's share of a fleet's, whose
-	// requests go out among the others': its answers say nothing of how
-	// its requests reached the server, and a 429 that comes soon after
-	// an accepted answer is never taken for jitter's (see
-	// Limiter.cameEarly).
-	Shared bool
 }
 
 func (c Config) withDefaults() Config {
@@ -83,26 +77,6 @@ const (
 	// clump is the share of the interval within which answers come
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
-
-	// early is the share of the interval under which a 429 that comes
-	// sooner after the last accepted answer may be jitter's (see
-	// Limiter.cameEarly); earlyBudget is how many such 429s the law lets
-	// pass over about the last earlyAnswers answers (their count decays
-	// by 1/earlyAnswers an answer): 0.7% of requests, the 1% throttled
-	// that issue 18 accepts less the 0.3% the law settles at, and what
-	// the test costs at most where it misjudges a server.
-	early        = 0.95
-	earlyBudget  = 7
-	earlyAnswers = 1000
-
-	// paceTolerance is the share of the interval within which an accepted
-	// answer that follows an accepted one keeps the pacing, and pacedShare
-	// the share of such answers (a moving average over about pacedAnswers)
-	// from which answers are taken to come back as requests reached the
-	// server.
-	paceTolerance = 0.1
-	pacedShare    = 0.8
-	pacedAnswers  = 100
 
 	// probeHold is how long the rate only creeps after a decrease before
 	// it probes above itself on a cubic; probeScale sets the cubic's pace:
@@ -200,8 +174,6 @@ type Limiter struct {
 	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
 	pendingN      int       // 429s of the clump
 	clumpAccepted bool      // the clump holds an accepted answer
-	jittered      float64   // 429s let pass as jitter's, decaying by 1/earlyAnswers an answer
-	paced         float64   // the share of accepted answers that kept the pacing (see pace)
 	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration

@@ -218,42 +218,29 @@ func TestLimiter_ManyThrottlesOfOneEpisodeDecreaseOnce(t *testing.T) {
 
 // TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision: a 429 that
 // comes in one clump with an accepted answer, before or after it, leaves
-// the rate alone, and so does one that comes sooner after an accepted
-// answer than the interval; one that comes alone an interval after the
-// last accepted answer cuts it.
+// the rate alone; one that comes alone cuts it.
 func TestLimiter_A429ClumpedWithAnAcceptedAnswerIsACollision(t *testing.T) {
 	t.Parallel()
-	sooner := func(l *ratelimit.Limiter) {
-		l.Accepted()
-		time.Sleep(5 * time.Millisecond)
-		l.Throttled(time.Second)
-		time.Sleep(5 * time.Millisecond)
-		l.Accepted()
-	}
 	tests := []struct {
 		name    string
 		answers func(l *ratelimit.Limiter)
 		cut     bool
-		shared  bool // the limiter's rate is a fleet's share
 	}{
-		{"AcceptedFirst", func(l *ratelimit.Limiter) { l.Accepted(); l.Throttled(time.Second) }, false, false},
-		{"ThrottledFirst", func(l *ratelimit.Limiter) { l.Throttled(time.Second); l.Accepted() }, false, false},
-		{"SoonerThanTheInterval", sooner, false, false},
-		// A process of a fleet sends among the others' requests.
-		{"SoonerThanTheIntervalInAFleet", sooner, true, true},
+		{"AcceptedFirst", func(l *ratelimit.Limiter) { l.Accepted(); l.Throttled(time.Second) }, false},
+		{"ThrottledFirst", func(l *ratelimit.Limiter) { l.Throttled(time.Second); l.Accepted() }, false},
 		{"Alone", func(l *ratelimit.Limiter) {
 			l.Throttled(time.Second)
 			time.Sleep(5 * time.Millisecond)
 			l.Accepted()
-		}, true, false},
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				l := ratelimit.New(ratelimit.Config{Rate: 100, Shared: tt.shared})
-				waitN(t, l, 200, 4)               // answers that keep the pacing
-				time.Sleep(10 * time.Millisecond) // an interval after the last accepted answer
+				l := ratelimit.New(ratelimit.Config{Rate: 100})
+				waitN(t, l, 50, 4)
+				time.Sleep(5 * time.Millisecond)
 				tt.answers(l)
 				time.Sleep(5 * time.Millisecond)
 				if got := l.Stats().Rate; (got < 100) != tt.cut {
