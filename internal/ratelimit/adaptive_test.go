@@ -342,3 +342,46 @@ func TestLimiter_HoldsABucketThatAnswers429sSoonerThanCreates(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiter_HoldsABucketWhose429sComeBackWithTheCreateBefore: a server
+// whose creates take about an interval longer than its 429s answers each
+// 429 over its limit together with the create sent before it, as a
+// starved machine's bunched answers come. Taken for collisions, those
+// 429s left the law blind: the pool sat over the limit with half its
+// requests refused, at 100/s (creates 5 or 8ms slower) as at 10/s
+// (100ms). Once a quarter of a second's answers are such 429s, they are
+// the limit's: 100/s is held with 0.5-6% refused, 10/s with 8-12%
+// (every approach to the limit refuses half the requests until then).
+func TestLimiter_HoldsABucketWhose429sComeBackWithTheCreateBefore(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name             string
+		limit            float64
+		back429, back200 time.Duration
+		jitter           time.Duration // more on every answer's way back
+		share, refused   float64       // at least, at most
+	}{
+		{"100PerSecondCreates5msSlower", 100, 5 * time.Millisecond, 10 * time.Millisecond, 0, 0.95, 0.02},
+		{"100PerSecondCreates8msSlower", 100, 5 * time.Millisecond, 13 * time.Millisecond, 0, 0.90, 0.08},
+		{"10PerSecondCreates100msSlower", 10, 20 * time.Millisecond, 120 * time.Millisecond, 10 * time.Millisecond, 0.80, 0.15},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const d = 60 * time.Second
+				l := ratelimit.New(ratelimit.Config{Rate: 4 * tc.limit})
+				w := way{toServer: 5 * time.Millisecond, back429: tc.back429, back200: tc.back200}
+				if tc.jitter > 0 {
+					w.backJitter = newJitter(5, tc.jitter, tc.jitter, 1)
+				}
+				r := driveWay(t, l, newBucket(tc.limit, 1, true), 32, w, d)
+				acc, thr := r.between(r.start, 20*time.Second, d)
+				share, refused := float64(acc)/40/tc.limit, float64(thr)/float64(acc+thr)
+				t.Logf("20-60s: accepted %.3f of the limit, refused %.1f%%, state %+v", share, 100*refused, l.State())
+				if share < tc.share || refused > tc.refused {
+					t.Errorf("20-60s: accepted %.3f of the limit, refused %.1f%%; want >= %v and <= %v%%", share, 100*refused, tc.share, 100*tc.refused)
+				}
+			})
+		})
+	}
+}

@@ -91,7 +91,13 @@
 // a collision the client caused, and no evidence at all: a starved machine
 // delivers evenly paced requests bunched, and a strict bucket takes one of
 // each bunch whatever its limit. 429s are therefore judged when their
-// clump is over. Several 429s answering requests that left before a cut
+// clump is over. But not once a quarter or more of a second's answers are
+// such 429s, in four of its slots at least: more than bunched arrivals
+// refuse, and what a server refuses over its limit when its creates take
+// about an interval longer than its 429s, which brings each 429 back with
+// the create sent before it (at 10/s, creates 100ms slower). Taken for
+// collisions, those 429s left the pool over the limit with half its
+// requests refused; they are now the limit's, and the server saturated. Several 429s answering requests that left before a cut
 // make one episode and cut once, unless they make the server saturated
 // when the cut found it was not.
 //

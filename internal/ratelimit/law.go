@@ -14,7 +14,10 @@ func (l *Limiter) Accepted() {
 	now := l.cfg.Now()
 	l.answer(now)
 	l.clumpAccepted = true
-	l.pendingAt, l.pendingN = time.Time{}, 0 // its 429s collided
+	if l.pendingN > 0 && !l.tooManyCollisions(now) {
+		l.win.collide(now, l.pendingN) // its 429s collided
+		l.pendingAt, l.pendingN = time.Time{}, 0
+	}
 	l.answers++
 	l.accepted++
 	l.backoffs = 0
@@ -85,8 +88,9 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		l.reopened = false
 		return
 	}
-	if l.clumpAccepted {
-		return // a collision
+	if l.clumpAccepted && !l.tooManyCollisions(now) {
+		l.win.collide(now, 1)
+		return
 	}
 	if l.pendingAt.IsZero() {
 		l.pendingAt = now
@@ -132,10 +136,21 @@ func (l *Limiter) judge() {
 // saturated reports whether the server refused saturated of the last
 // second's answers or more, in spread of its 100ms slots at least:
 // refusing what it cannot take, not requests that jitter brought early or
-// a stall of the client's machine bunched. l.mu is held.
+// a stall of the client's machine bunched; or whether too many 429s were
+// taken for collisions (see tooManyCollisions). l.mu is held.
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
-	return ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread
+	return ok && (thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread || l.tooManyCollisions(now))
+}
+
+// tooManyCollisions reports whether a quarter or more of the last second's
+// answers were 429s taken for collisions, in spread of its 100ms slots at
+// least: more than bunched arrivals refuse, but what a server refuses
+// over its limit when its 429s come back sooner than its creates, by
+// about an interval, each with the create sent before it. l.mu is held.
+func (l *Limiter) tooManyCollisions(now time.Time) bool {
+	share, in := l.win.colliding(now)
+	return share >= collisionShare && in >= spread
 }
 
 // clumped reports whether an answer at now comes within a fraction of the

@@ -78,6 +78,11 @@ const (
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
+	// collisionShare is the share of a second's answers from which 429s
+	// clumped with an accepted answer are no longer taken for collisions
+	// (see Limiter.tooManyCollisions).
+	collisionShare = 0.25
+
 	// probeHold is how long the rate only creeps after a decrease before
 	// it probes above itself on a cubic; probeScale sets the cubic's pace:
 	// the probe adds the whole limit probeHold+probeScale after the

@@ -7,6 +7,7 @@ import (
 // window counts answers in 100ms slots over the last second.
 type window struct {
 	acc, thr [slots]int
+	col      [slots]int   // 429s taken for collisions, not in thr
 	sent     [slots]int   // departures
 	tick     [slots]int64 // which 100ms tick each slot holds
 }
@@ -17,13 +18,23 @@ const (
 )
 
 func (w *window) add(now time.Time, acc, thr, sent int) {
+	w.count(now, acc, thr, 0, sent)
+}
+
+// collide counts n 429s taken for collisions at now.
+func (w *window) collide(now time.Time, n int) {
+	w.count(now, 0, 0, n, 0)
+}
+
+func (w *window) count(now time.Time, acc, thr, col, sent int) {
 	t := now.UnixNano() / int64(slot)
 	i := t % slots
 	if w.tick[i] != t {
-		w.tick[i], w.acc[i], w.thr[i], w.sent[i] = t, 0, 0, 0
+		w.tick[i], w.acc[i], w.thr[i], w.col[i], w.sent[i] = t, 0, 0, 0, 0
 	}
 	w.acc[i] += acc
 	w.thr[i] += thr
+	w.col[i] += col
 	w.sent[i] += sent
 }
 
@@ -58,4 +69,24 @@ func (w *window) refusing(now time.Time) int {
 		}
 	}
 	return n
+}
+
+// colliding returns the share of the last second's answers that were 429s
+// taken for collisions, and how many of its slots hold one.
+func (w *window) colliding(now time.Time) (share float64, in int) {
+	t := now.UnixNano() / int64(slot)
+	var col, all int
+	for i := range slots {
+		if w.tick[i] > t-slots && w.tick[i] <= t {
+			col += w.col[i]
+			all += w.acc[i] + w.thr[i] + w.col[i]
+			if w.col[i] > 0 {
+				in++
+			}
+		}
+	}
+	if all == 0 {
+		return 0, 0
+	}
+	return float64(col) / float64(all), in
 }
