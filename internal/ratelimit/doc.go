@@ -64,12 +64,15 @@
 //     bunched, is thus not read as the limit. The server is saturated
 //     when a tenth or more of the last second's answers are 429s, spread
 //     over four of its ten 100ms slots at least (a stall of the client's
-//     machine refuses a burst in one or two): it is refusing what it
-//     cannot take. The limit is then no more than what it accepted in that
-//     second (its capacity, whatever its shape: a token bucket of any
-//     burst, a fixed window; unless the client sent clearly less than its
-//     rate), and the rate steps down without the floor, so a drop of the
-//     limit is followed within a second or two.
+//     machine refuses a burst in one or two), or when 429s clumped with
+//     creates are too many (below): it is refusing what it cannot take.
+//     The limit is then no more than what it accepted in that second (its
+//     capacity, whatever its shape: a token bucket of any burst, a fixed
+//     window; unless the client sent clearly less than its rate), and the
+//     rate steps down without the floor, so a drop of the limit is
+//     followed within a second or two. (A burst-1 bucket just over its
+//     limit takes every other request, so the limit so read may be half
+//     the server's; the next cut of an unsaturated server raises it.)
 //
 // Until a limit is known the rate is the ceiling. The first 429 cuts it
 // to the ceiling times the share of the answers the server accepted, and
@@ -91,15 +94,19 @@
 // a collision the client caused, and no evidence at all: a starved machine
 // delivers evenly paced requests bunched, and a strict bucket takes one of
 // each bunch whatever its limit. 429s are therefore judged when their
-// clump is over. But not once a quarter or more of a second's answers are
-// such 429s, in four of its slots at least: more than bunched arrivals
-// refuse, and what a server refuses over its limit when its creates take
-// about an interval longer than its 429s, which brings each 429 back with
-// the create sent before it (at 10/s, creates 100ms slower). Taken for
-// collisions, those 429s left the pool over the limit with half its
-// requests refused; they are now the limit's, and the server saturated. Several 429s answering requests that left before a cut
-// make one episode and cut once, unless they make the server saturated
-// when the cut found it was not.
+// clump is over. But not once the clumps that held such 429s are a
+// quarter or more of a second's answers, in four of its slots at least:
+// a stall bunches many requests into one clump, however many of them the
+// server refuses, while a server over its limit whose creates take about
+// an interval longer than its 429s brings each 429 back with the create
+// sent before it, a clump for every other answer (at 10/s, creates 100ms
+// slower). Taken for collisions, those 429s left the pool over the limit
+// with half its requests refused; they are now the limit's, and the
+// server saturated.
+//
+// Several 429s answering requests that left before a cut make one episode
+// and cut once, unless they make the server saturated when the cut found
+// it was not.
 //
 // Retry-After is honoured for the whole pool, like the client-side
 // throttling of Google's SRE book, only when the server refuses

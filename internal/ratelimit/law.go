@@ -15,7 +15,7 @@ func (l *Limiter) Accepted() {
 	l.answer(now)
 	l.clumpAccepted = true
 	if l.pendingN > 0 && !l.tooManyCollisions(now) {
-		l.win.collide(now, l.pendingN) // its 429s collided
+		l.collide(now) // its 429s collided
 		l.pendingAt, l.pendingN = time.Time{}, 0
 	}
 	l.answers++
@@ -89,7 +89,7 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		return
 	}
 	if l.clumpAccepted && !l.tooManyCollisions(now) {
-		l.win.collide(now, 1)
+		l.collide(now)
 		return
 	}
 	if l.pendingAt.IsZero() {
@@ -105,6 +105,7 @@ func (l *Limiter) answer(now time.Time) {
 	if !l.clumped(now) {
 		l.judge()
 		l.clumpAccepted = false
+		l.clumpCollided = false
 	}
 	l.lastAnswer = now
 }
@@ -143,11 +144,22 @@ func (l *Limiter) saturated(now time.Time) bool {
 	return ok && (thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread || l.tooManyCollisions(now))
 }
 
-// tooManyCollisions reports whether a quarter or more of the last second's
-// answers were 429s taken for collisions, in spread of its 100ms slots at
-// least: more than bunched arrivals refuse, but what a server refuses
-// over its limit when its 429s come back sooner than its creates, by
-// about an interval, each with the create sent before it. l.mu is held.
+// collide counts a clump whose 429s were taken for collisions, once. l.mu
+// is held.
+func (l *Limiter) collide(now time.Time) {
+	if !l.clumpCollided {
+		l.clumpCollided = true
+		l.win.collide(now, 1)
+	}
+}
+
+// tooManyCollisions reports whether clumps whose 429s were taken for
+// collisions were a quarter or more of the last second's answers, in
+// spread of its 100ms slots at least. A stall of the client's machine
+// bunches many requests into one clump, whatever share of them the server
+// refuses; a server over its limit whose creates take about an interval
+// longer than its 429s answers each 429 with the create sent before it,
+// a clump of two for every other answer. l.mu is held.
 func (l *Limiter) tooManyCollisions(now time.Time) bool {
 	share, in := l.win.colliding(now)
 	return share >= collisionShare && in >= spread

@@ -78,9 +78,10 @@ const (
 	// together: paced requests answer about an interval apart.
 	clump = 0.25
 
-	// collisionShare is the share of a second's answers from which 429s
-	// clumped with an accepted answer are no longer taken for collisions
-	// (see Limiter.tooManyCollisions).
+	// collisionShare is the share of a second's answers, counted as
+	// clumps that held a collision, from which 429s clumped with an
+	// accepted answer are no longer taken for collisions (see
+	// Limiter.tooManyCollisions).
 	collisionShare = 0.25
 
 	// probeHold is how long the rate only creeps after a decrease before
@@ -179,6 +180,7 @@ type Limiter struct {
 	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
 	pendingN      int       // 429s of the clump
 	clumpAccepted bool      // the clump holds an accepted answer
+	clumpCollided bool      // its 429s were taken for collisions, and counted (see collide)
 	backoffs      int       // pauses without Retry-After since the last accepted request
 	throttles     int64
 	paused        time.Duration

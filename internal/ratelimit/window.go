@@ -7,7 +7,7 @@ import (
 // window counts answers in 100ms slots over the last second.
 type window struct {
 	acc, thr [slots]int
-	col      [slots]int   // 429s taken for collisions, not in thr
+	col      [slots]int   // clumps whose 429s were taken for collisions, not in thr
 	sent     [slots]int   // departures
 	tick     [slots]int64 // which 100ms tick each slot holds
 }
@@ -21,7 +21,7 @@ func (w *window) add(now time.Time, acc, thr, sent int) {
 	w.count(now, acc, thr, 0, sent)
 }
 
-// collide counts n 429s taken for collisions at now.
+// collide counts n clumps whose 429s were taken for collisions at now.
 func (w *window) collide(now time.Time, n int) {
 	w.count(now, 0, 0, n, 0)
 }
@@ -71,8 +71,8 @@ func (w *window) refusing(now time.Time) int {
 	return n
 }
 
-// colliding returns the share of the last second's answers that were 429s
-// taken for collisions, and how many of its slots hold one.
+// colliding returns the clumps whose 429s were taken for collisions as a
+// share of the last second's answers, and how many of its slots hold one.
 func (w *window) colliding(now time.Time) (share float64, in int) {
 	t := now.UnixNano() / int64(slot)
 	var col, all int
