@@ -149,7 +149,7 @@ func (l *Limiter) saturated(now time.Time) bool {
 func (l *Limiter) collide(now time.Time) {
 	if !l.clumpCollided {
 		l.clumpCollided = true
-		l.win.collide(now, 1)
+		l.win.collide(now)
 	}
 }
 

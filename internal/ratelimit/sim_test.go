@@ -103,41 +103,7 @@ func (r *run) between(start time.Time, from, to time.Duration) (acc, thr int) {
 // the other half, then Accepted or Throttled.
 func drive(t *testing.T, l *ratelimit.Limiter, srv server, workers int, latency, d time.Duration) *run {
 	t.Helper()
-	var (
-		mu sync.Mutex
-		r  run
-		wg sync.WaitGroup
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	r.start = time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				if err := l.Wait(ctx); err != nil {
-					return
-				}
-				time.Sleep(latency / 2)
-				now := time.Now()
-				ok, retryAfter := srv.allow(now)
-				mu.Lock()
-				if ok {
-					r.accepted = append(r.accepted, now)
-				} else {
-					r.throttled = append(r.throttled, now)
-				}
-				mu.Unlock()
-				time.Sleep(latency / 2)
-				if ok {
-					l.Accepted()
-				} else {
-					l.Throttled(retryAfter)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return &r
+	return driveWay(t, l, srv, workers, way{toServer: latency / 2, back429: latency / 2, back200: latency / 2}, d)
 }
 
 // way is a request's round trip where a 429 may come back sooner than a
@@ -149,7 +115,9 @@ type way struct {
 	backJitter       *jitter // more on every answer's way back; nil: none
 }
 
-// driveWay is drive on w.
+// driveWay is drive on w: Wait, a request that reaches the server after
+// w.toServer and answers after w.back429 or w.back200 (and w.backJitter),
+// then Accepted or Throttled.
 func driveWay(t *testing.T, l *ratelimit.Limiter, srv server, workers int, w way, d time.Duration) *run {
 	t.Helper()
 	var (

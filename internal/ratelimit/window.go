@@ -21,9 +21,9 @@ func (w *window) add(now time.Time, acc, thr, sent int) {
 	w.count(now, acc, thr, 0, sent)
 }
 
-// collide counts n clumps whose 429s were taken for collisions at now.
-func (w *window) collide(now time.Time, n int) {
-	w.count(now, 0, 0, n, 0)
+// collide counts a clump whose 429s were taken for collisions at now.
+func (w *window) collide(now time.Time) {
+	w.count(now, 0, 0, 1, 0)
 }
 
 func (w *window) count(now time.Time, acc, thr, col, sent int) {
