@@ -314,6 +314,35 @@ func TestLimiter_AFixedWindowFoundAcrossTwoOfItsSecondsIsMeasuredAgain(t *testin
 	})
 }
 
+// TestLimiter_HoldsAFixedWindowWhereverTheRunStartsInItsSecond: a run
+// that starts in the last half of a fixed window's second may read it as
+// up to twice its allowance, from a rate that grew past it or from what
+// it accepted since the start. Two ways it stayed over the window,
+// wherever else the server kept it: a rate far above it, paused each
+// second by a server that closes, where no second held enough 429s to
+// read as saturated (the pauses leave few to count) and unsaturated cuts
+// raised the limit again (4-16% of requests refused 5-30s); and a rate
+// just above it held by the floor of a limit over-measured, refusing the
+// last few of each window's requests (4-6%).
+func TestLimiter_HoldsAFixedWindowWhereverTheRunStartsInItsSecond(t *testing.T) {
+	t.Parallel()
+	for _, latency := range []time.Duration{time.Millisecond, 30 * time.Millisecond} {
+		for off := 500 * time.Millisecond; off < time.Second; off += 20 * time.Millisecond {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				l := ratelimit.New(ratelimit.Config{Rate: 400})
+				srv := &fixedWindow{perWindow: 100, start: start.Add(-off)}
+				r := drive(t, l, srv, 16, latency, 30*time.Second)
+				acc, thr := r.between(start, 5*time.Second, 30*time.Second)
+				if share := float64(thr) / float64(acc+thr); share > 0.03 || acc < 2375 {
+					t.Errorf("latency %v, the window's second %v in at the start: 5-30s accepted %d of 2500, throttled %.1f%%, want >= 2375 and <= 3%%; state %+v",
+						latency, off, acc, 100*share, l.State())
+				}
+			})
+		}
+	}
+}
+
 // TestLimiter_TwoOutagesCloseTogetherAreNotAWindow: a bucket that refuses
 // everything twice within 2.5s (200ms each, no Retry-After) closes and
 // opens again as a fixed window does, but the limit measured before was

@@ -60,9 +60,12 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		// opens and closes on a clock: what it accepted in the last
 		// second is its window (the first count, from the start, may
 		// hold the end of one window and the whole next), and the limit
-		// drops to it. A limit measured otherwise (a bucket that
-		// hiccups) is kept: that second held the refusals and what the
-		// client sent below the limit.
+		// drops to it. A limit measured otherwise is kept until a third
+		// closure in a row so: after one, the last second may hold a
+		// bucket's hiccup and what the client sent below its limit,
+		// while a rate that grew past a window in the run's first second
+		// may read it as up to twice its allowance, and meets it closed
+		// every second.
 		l.win.add(now, 0, l.pendingN+1, 0)
 		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
@@ -71,7 +74,7 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		switch {
 		case s.Limit == 0 && l.accepted > 0:
 			limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
-		case l.closedLimit && l.reopened && now.Sub(l.closedAt) <= reclosed:
+		case (l.closedLimit || l.reclosures >= 2) && l.reopened && now.Sub(l.closedAt) <= reclosed:
 			if acc, _, _, _, ok := l.win.lastSecond(now, l.start); ok && acc > 0 {
 				limit = acc
 			}
@@ -83,6 +86,11 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 			l.closedLimit = true
 		}
 		if l.reopened || l.closedAt.IsZero() {
+			if l.reopened && now.Sub(l.closedAt) <= reclosed {
+				l.reclosures++
+			} else {
+				l.reclosures = 0
+			}
 			l.closedAt = now
 		}
 		l.reopened = false
@@ -138,10 +146,19 @@ func (l *Limiter) judge() {
 // second's answers or more, in spread of its 100ms slots at least:
 // refusing what it cannot take, not requests that jitter brought early or
 // a stall of the client's machine bunched; or whether too many 429s were
-// taken for collisions (see tooManyCollisions). l.mu is held.
+// taken for collisions (see tooManyCollisions); or, for a server that has
+// closed, whether it refused refusedShare of the last three seconds'
+// answers, in each of them (see refusedShare). l.mu is held.
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
-	return ok && (thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread || l.tooManyCollisions(now))
+	if ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread || l.tooManyCollisions(now) {
+		return true
+	}
+	if l.closedAt.IsZero() {
+		return false
+	}
+	share, each, ok := l.win.refusedEach(now, l.evidence)
+	return ok && each && share >= refusedShare
 }
 
 // collide counts a clump whose 429s were taken for collisions, once. l.mu
