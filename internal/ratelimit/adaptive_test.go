@@ -343,6 +343,60 @@ func TestLimiter_HoldsAFixedWindowWhereverTheRunStartsInItsSecond(t *testing.T) 
 	}
 }
 
+// TestLimiter_ABucketsRepeatedOutagesAreNotAWindow: a bucket that refuses
+// everything for 400ms every second, four times, closes four times in a
+// row as a fixed window does; but its limit was not measured when it
+// closed, nor by a rate that grew past it just before: it is kept, and
+// the pool is back at the limit once the outages end (a law that took each
+// closure's second for a window's read the limit down to 7 and accepted
+// 0.49 of it over the next 24s).
+func TestLimiter_ABucketsRepeatedOutagesAreNotAWindow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		bucket := newBucket(100, 1, true)
+		drive(t, l, bucket, 16, 10*time.Millisecond, 10*time.Second)
+		before := l.State().Limit
+		start := time.Now()
+		srv := &hiccup{server: bucket, start: start, from: 2 * time.Second, d: 400 * time.Millisecond, every: time.Second, n: 4, noRetryAfter: true}
+		r := drive(t, l, srv, 16, 10*time.Millisecond, 30*time.Second)
+		acc, thr := r.between(start, 6*time.Second, 30*time.Second)
+		t.Logf("6-30s: accepted %d, throttled %d; limit %.1f before, state %+v", acc, thr, before, l.State())
+		if share := float64(acc) / 24 / 100; share < 0.9 {
+			t.Errorf("accepted %.3f of the limit in the 24s after four outages, want >= 0.9", share)
+		}
+		if lim := l.State().Limit; lim < 0.9*before {
+			t.Errorf("State().Limit after four outages = %v, want %v kept", lim, before)
+		}
+	})
+}
+
+// TestLimiter_StallsAfterAnOutageAreNotTheLimit: a bucket that refused
+// everything once, then a client machine that stalls 40ms of every 250ms:
+// the bucket refuses the stalls' bunches every second, which is no
+// evidence of its limit (a law that took a server that once closed for a
+// fixed window read the limit down to 69, 0.60 of it accepted).
+func TestLimiter_StallsAfterAnOutageAreNotTheLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := ratelimit.New(ratelimit.Config{Rate: 400})
+		bucket := newBucket(100, 1, true)
+		drive(t, l, bucket, 16, 30*time.Millisecond, 10*time.Second)
+		start := time.Now()
+		outage := &hiccup{server: bucket, start: start, from: time.Second, d: 200 * time.Millisecond}
+		srv := &stalls{server: outage, start: start.Add(3 * time.Second), period: 250 * time.Millisecond, stall: 40 * time.Millisecond}
+		r := drive(t, l, srv, 16, 30*time.Millisecond, 33*time.Second)
+		acc, thr := r.between(start, 3*time.Second, 33*time.Second)
+		t.Logf("3-33s: accepted %d, throttled %d; state %+v", acc, thr, l.State())
+		if share := float64(acc) / 30 / 100; share < 0.7 {
+			t.Errorf("accepted %.3f of the limit over 30s of stalls after an outage, want >= 0.7", share)
+		}
+		if lim := l.State().Limit; lim < 80 {
+			t.Errorf("State().Limit after stalls = %v, want >= 80", lim)
+		}
+	})
+}
+
 // TestLimiter_TwoOutagesCloseTogetherAreNotAWindow: a bucket that refuses
 // everything twice within 2.5s (200ms each, no Retry-After) closes and
 // opens again as a fixed window does, but the limit measured before was

@@ -65,12 +65,12 @@
 //     when a tenth or more of the last second's answers are 429s, spread
 //     over four of its ten 100ms slots at least (a stall of the client's
 //     machine refuses a burst in one or two), or when 429s clumped with
-//     creates are too many (below), or, once it has refused everything
-//     at some moment of the run, when a twentieth or more of the last
-//     three seconds' answers are 429s, found in each of the three (a
-//     fixed window refuses the last of each second's requests in one
-//     slot, and while it is closed the pool's pauses leave few 429s to
-//     count): it is refusing what it cannot take.
+//     creates are too many (below), or, where the limit was measured
+//     when it refused everything (below), when a twentieth or more of
+//     the last three seconds' answers are 429s, found in each of the
+//     three (a window measured over its allowance refuses the last few
+//     of each second's requests in one slot, and need not close again):
+//     it is refusing what it cannot take.
 //     The limit is then no more than what it accepted in that second (its
 //     capacity, whatever its shape: a token bucket of any burst, a fixed
 //     window; unless the client sent clearly less than its rate), and the
@@ -90,12 +90,13 @@
 // hold the end of one window and the whole next, so when such a server
 // closes again within 2.5s, having opened between, it opens and closes on
 // a clock, and what it accepted in the last second is its window: the
-// limit drops to it. A limit measured otherwise (a bucket that refused
-// everything twice was not a window: that second held the outage and the
-// client's pace under the limit) is kept until the server closes a third
-// time so, each closure within 2.5s of the one before: a rate that grew
-// past a window in the run's first second may read it as up to twice its
-// allowance, and then meets it closed every second.
+// limit drops to it. A limit measured otherwise is kept (a bucket that
+// refused everything twice, or four times, was not a window: that second
+// held the outage and the client's pace under the limit), but for the
+// rate that grew past the limit at the start, when the server closes
+// within 2.5s of that and twice more so: a rate that grows past a window
+// in the run's first second may read it as up to twice its allowance, and
+// then meets it closed every second.
 //
 // A 429 answered in one clump with an accepted request (answers each
 // within a quarter of the interval of the one before, in either order) is

@@ -60,21 +60,32 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		// opens and closes on a clock: what it accepted in the last
 		// second is its window (the first count, from the start, may
 		// hold the end of one window and the whole next), and the limit
-		// drops to it. A limit measured otherwise is kept until a third
-		// closure in a row so: after one, the last second may hold a
-		// bucket's hiccup and what the client sent below its limit,
-		// while a rate that grew past a window in the run's first second
-		// may read it as up to twice its allowance, and meets it closed
-		// every second.
+		// drops to it. A limit measured otherwise is kept (that second
+		// may hold a bucket's outage and what the client sent below its
+		// limit), but for one: the rate that grew past the limit at the
+		// start, when the server closes within reclosed of that and
+		// twice more so. A rate that grows past a window in the run's
+		// first second may read it as up to twice its allowance, and
+		// then meets it closed every second.
 		l.win.add(now, 0, l.pendingN+1, 0)
 		l.pendingAt, l.pendingN = time.Time{}, 0
 		l.pause(now, retryAfter)
+		again := l.reopened && !l.closedAt.IsZero() && now.Sub(l.closedAt) <= reclosed
+		if l.reopened || l.closedAt.IsZero() {
+			if again {
+				l.reclosures++
+			} else {
+				l.reclosures, l.closuresFrom = 0, now
+			}
+			l.closedAt = now
+		}
+		l.reopened = false
 		s := &l.st
 		limit := 0.0
 		switch {
 		case s.Limit == 0 && l.accepted > 0:
 			limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
-		case (l.closedLimit || l.reclosures >= 2) && l.reopened && now.Sub(l.closedAt) <= reclosed:
+		case again && (l.closedLimit || l.reclosures >= 2 && l.grewPastAWindow()):
 			if acc, _, _, _, ok := l.win.lastSecond(now, l.start); ok && acc > 0 {
 				limit = acc
 			}
@@ -85,15 +96,6 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 			s.Since = now
 			l.closedLimit = true
 		}
-		if l.reopened || l.closedAt.IsZero() {
-			if l.reopened && now.Sub(l.closedAt) <= reclosed {
-				l.reclosures++
-			} else {
-				l.reclosures = 0
-			}
-			l.closedAt = now
-		}
-		l.reopened = false
 		return
 	}
 	if l.clumpAccepted && !l.tooManyCollisions(now) {
@@ -116,6 +118,13 @@ func (l *Limiter) answer(now time.Time) {
 		l.clumpCollided = false
 	}
 	l.lastAnswer = now
+}
+
+// grewPastAWindow reports whether the limit is the rate that grew past the
+// server's at the start, and the closures in a row began within reclosed
+// of that. l.mu is held.
+func (l *Limiter) grewPastAWindow() bool {
+	return !l.grownAt.IsZero() && l.closuresFrom.Sub(l.grownAt) <= reclosed
 }
 
 // settle judges the 429s waiting for their clump to end, if it has by now.
@@ -146,15 +155,16 @@ func (l *Limiter) judge() {
 // second's answers or more, in spread of its 100ms slots at least:
 // refusing what it cannot take, not requests that jitter brought early or
 // a stall of the client's machine bunched; or whether too many 429s were
-// taken for collisions (see tooManyCollisions); or, for a server that has
-// closed, whether it refused refusedShare of the last three seconds'
-// answers, in each of them (see refusedShare). l.mu is held.
+// taken for collisions (see tooManyCollisions); or, where the limit was
+// measured when the server closed, whether it refused refusedShare of the
+// last three seconds' answers, in each of them (see refusedShare). l.mu
+// is held.
 func (l *Limiter) saturated(now time.Time) bool {
 	acc, thr, _, _, ok := l.win.lastSecond(now, l.evidence)
 	if ok && thr >= saturated*(acc+thr) && l.win.refusing(now) >= spread || l.tooManyCollisions(now) {
 		return true
 	}
-	if l.closedAt.IsZero() {
+	if !l.closedLimit {
 		return false
 	}
 	share, each, ok := l.win.refusedEach(now, l.evidence)
@@ -241,6 +251,7 @@ func (l *Limiter) decrease(now time.Time) {
 		// met it. The second of evidence starts at the limit.
 		s.Limit = (1 - backoff) * cur
 		s.Rate = s.Margin * cur
+		l.grownAt = now
 		l.evidence = now
 	default:
 		l.step(now, cur)

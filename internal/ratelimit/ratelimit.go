@@ -75,13 +75,14 @@ const (
 	spread    = 4
 
 	// refusedShare is the share of 429s among the last three seconds'
-	// answers, found in each of them, from which a server that has
-	// closed during the run is refusing what it cannot take, however its
-	// 429s fall in each second: a fixed window refuses the end of each,
-	// and the pool's pauses while it is closed leave few 429s to count.
-	// Not for a server that never closed: a machine that stalls bunches
-	// its requests into a strict bucket, which refuses a share of them
-	// every second whatever the rate.
+	// answers, found in each of them, from which a server whose limit
+	// was measured when it closed (a fixed window) is refusing what it
+	// cannot take: a window measured over its allowance refuses the last
+	// few of each second's requests, in one slot, and need not close
+	// again. Not for other limits: a machine that stalls bunches its
+	// requests into a strict bucket, which refuses a share of them every
+	// second whatever the rate, and a bucket's outages fill seconds with
+	// 429s.
 	refusedShare = 0.05
 
 	// clump is the share of the interval within which answers come
@@ -186,7 +187,9 @@ type Limiter struct {
 	closedAt      time.Time // the server last began to refuse everything
 	reopened      bool      // it accepted a request since
 	closedLimit   bool      // the limit was measured when it did, and may be again
-	reclosures    int       // closures in a row, each within reclosed of the one before
+	reclosures    int       // closures in a row since closuresFrom, each within reclosed of the one before
+	closuresFrom  time.Time // the first of them
+	grownAt       time.Time // the rate that grew past the limit at the start measured it
 	lastAnswer    time.Time // the last Accepted or Throttled
 	pendingAt     time.Time // the first 429 of the clump, not yet judged; zero: none
 	pendingN      int       // 429s of the clump

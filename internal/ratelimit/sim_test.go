@@ -186,7 +186,8 @@ func (unlimited) allow(time.Time) (bool, time.Duration) { return true, 0 }
 
 // stalls plays a client machine so busy that its process stops for stall
 // every period: requests that leave the pacer evenly in a stall reach the
-// server together at its end, where a strict bucket takes one of them.
+// server together at its end, where a strict bucket takes one of them;
+// from start (before it, none).
 type stalls struct {
 	server
 	start         time.Time
@@ -194,7 +195,7 @@ type stalls struct {
 }
 
 func (s *stalls) allow(now time.Time) (bool, time.Duration) {
-	if in := now.Sub(s.start) % s.period; in < s.stall {
+	if in := now.Sub(s.start) % s.period; now.After(s.start) && in < s.stall {
 		time.Sleep(s.stall - in)
 		now = time.Now()
 	}
@@ -270,16 +271,21 @@ func (s *strayOnce) allow(time.Time) (bool, time.Duration) {
 }
 
 // hiccup refuses every request that reaches srv in [from, from+d) after
-// start: a server (or the way to it) that stalled for d.
+// start (a server, or the way to it, that stalled for d), and n such
+// outages in all (one when n is 0), each every after the one before; its
+// 429s give a Retry-After of a second unless noRetryAfter.
 type hiccup struct {
 	server
 	start        time.Time
 	from, d      time.Duration
+	every        time.Duration
+	n            int
 	noRetryAfter bool // its 429s give none
 }
 
 func (h *hiccup) allow(now time.Time) (bool, time.Duration) {
-	if in := now.Sub(h.start); in >= h.from && in < h.from+h.d {
+	every := max(h.every, h.d)
+	if in := now.Sub(h.start) - h.from; in >= 0 && in/every < time.Duration(max(h.n, 1)) && in%every < h.d {
 		if h.noRetryAfter {
 			return false, 0
 		}
