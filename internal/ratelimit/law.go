@@ -85,7 +85,7 @@ func (l *Limiter) Throttled(retryAfter time.Duration) {
 		switch {
 		case s.Limit == 0 && l.accepted > 0:
 			limit = float64(l.accepted) / max(now.Sub(l.start).Seconds(), 1)
-		case again && (l.closedLimit || l.reclosures >= 2 && l.grewPastAWindow()):
+		case again && (l.closedLimit || l.grewPastAWindow()):
 			if acc, _, _, _, ok := l.win.lastSecond(now, l.start); ok && acc > 0 {
 				limit = acc
 			}
@@ -124,7 +124,11 @@ func (l *Limiter) answer(now time.Time) {
 // server's at the start, and the closures in a row began within reclosed
 // of that. l.mu is held.
 func (l *Limiter) grewPastAWindow() bool {
-	return !l.grownAt.IsZero() && l.closuresFrom.Sub(l.grownAt) <= reclosed
+	if l.grownAt.IsZero() {
+		return false
+	}
+	after := l.closuresFrom.Sub(l.grownAt)
+	return after <= sameEvent && l.reclosures >= 1 || after <= reclosed && l.reclosures >= 2
 }
 
 // settle judges the 429s waiting for their clump to end, if it has by now.

@@ -116,6 +116,11 @@ const (
 	// shows that it opens and closes on a clock (a fixed window).
 	reclosed = 2500 * time.Millisecond
 
+	// sameEvent is how soon after the 429s that measured the limit while
+	// the rate grew a closure belongs to them: the growth met a server
+	// that then refused everything, a fixed window's end.
+	sameEvent = 500 * time.Millisecond
+
 	// maxEpisode bounds an episode when answers are lost (timeouts, dropped
 	// connections) and the count of requests in flight runs high.
 	maxEpisode = time.Second
